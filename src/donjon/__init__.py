@@ -1,0 +1,3 @@
+"""Donjon: run WebAssembly workloads in attested Keeps with transparent TLS."""
+
+__version__ = "0.1.0"

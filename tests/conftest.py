@@ -1,0 +1,67 @@
+"""Fixtures shared by every test module.
+
+* ``vectors``: the real attestation evidence in ``../shared/vectors``, or a skip
+  that says why it is missing.
+* ``expected``: ``expected.json`` from that folder.
+* ``build_wasm``: builds a test program from source (C, C++, Zig, Rust, WAT),
+  skipping with the reason when its toolchain is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from donjon import toolchain
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def vectors_dir() -> Path | None:
+    """Where the shared vectors are: ``$DONJON_VECTORS`` or ``../shared/vectors``."""
+    env = os.environ.get("DONJON_VECTORS")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "vectors")
+    for path in candidates:
+        if (path / "expected.json").is_file():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def vectors() -> Path:
+    path = vectors_dir()
+    if path is None:
+        pytest.skip("attestation vectors not found: expected ../shared/vectors/expected.json "
+                    "(or set DONJON_VECTORS)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def expected(vectors: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((vectors / "expected.json").read_text())
+    return data
+
+
+@pytest.fixture(scope="session")
+def build_wasm() -> Callable[[Path], Path]:
+    def build(src: Path) -> Path:
+        try:
+            return toolchain.build(src)
+        except toolchain.ToolchainMissing as exc:
+            pytest.skip(str(exc))
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def wasmtime_cli() -> Path:
+    try:
+        return toolchain.wasmtime_cli()
+    except toolchain.ToolchainMissing as exc:
+        pytest.skip(str(exc))
