@@ -37,8 +37,10 @@ def vectors_dir() -> Path | None:
 def vectors() -> Path:
     path = vectors_dir()
     if path is None:
-        pytest.skip("attestation vectors not found: expected ../shared/vectors/expected.json "
-                    "(or set DONJON_VECTORS)")
+        pytest.skip(
+            "attestation vectors not found: expected ../shared/vectors/expected.json "
+            "(or set DONJON_VECTORS)"
+        )
     return path
 
 

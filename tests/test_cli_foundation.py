@@ -10,7 +10,10 @@ from donjon import __version__
 
 def run_donjon(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "donjon.cli.main", *args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "donjon.cli.main", *args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 

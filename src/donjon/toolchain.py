@@ -13,6 +13,7 @@ npm ``assemblyscript`` for AssemblyScript. A missing toolchain raises
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -43,17 +44,20 @@ def default_cache_dir() -> Path:
 
 
 def _zig_available() -> bool:
-    try:
-        import ziglang  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("ziglang") is not None
 
 
 def c_compiler(cplusplus: bool = False) -> list[str]:
     """The command prefix that compiles C (or C++) to wasm32-wasi."""
     if _zig_available():
-        return [sys.executable, "-m", "ziglang", "c++" if cplusplus else "cc", "-target", "wasm32-wasi"]
+        return [
+            sys.executable,
+            "-m",
+            "ziglang",
+            "c++" if cplusplus else "cc",
+            "-target",
+            "wasm32-wasi",
+        ]
     if DEBIAN_CLANG.exists() and WASI_SYSROOT.exists() and not cplusplus:
         return [str(DEBIAN_CLANG), "--target=wasm32-wasi", f"--sysroot={WASI_SYSROOT}"]
     raise ToolchainMissing(
@@ -89,7 +93,7 @@ def _publish(tmp: Path, out: Path) -> Path:
 
 def build_c(src: Path, *, flags: list[str] | None = None, cplusplus: bool = False) -> Path:
     """Compile one C or C++ file to a WASI command module."""
-    cmd = c_compiler(cplusplus=cplusplus) + ["-O2", *(flags or [])]
+    cmd = [*c_compiler(cplusplus=cplusplus), "-O2", *(flags or [])]
     out, hit = _cached([src], cmd)
     if hit:
         return out
@@ -101,7 +105,16 @@ def build_c(src: Path, *, flags: list[str] | None = None, cplusplus: bool = Fals
 def build_zig(src: Path) -> Path:
     if not _zig_available():
         raise ToolchainMissing("no Zig toolchain: pip install ziglang")
-    cmd = [sys.executable, "-m", "ziglang", "build-exe", "-target", "wasm32-wasi", "-O", "ReleaseSmall"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ziglang",
+        "build-exe",
+        "-target",
+        "wasm32-wasi",
+        "-O",
+        "ReleaseSmall",
+    ]
     out, hit = _cached([src], cmd)
     if hit:
         return out

@@ -1,0 +1,206 @@
+"""The DER formats of Donjon's two claims extensions (see ``docs/extensions.md``).
+
+``WorkloadClaims`` travels in the Keep's CSR and, copied by the Steward, in the
+issued certificate: it says *which workload* holds the key. With it present,
+the evidence binds ``report_data = SHA-512(SPKI DER || WorkloadClaims DER)``.
+
+``AttestationResult`` is written by the Steward into every certificate it
+issues, so that a relying party can read what was attested and how it was judged.
+
+ASN.1::
+
+    WorkloadClaims ::= SEQUENCE {
+        version       INTEGER (1),
+        wasmSha256    OCTET STRING (SIZE (32)),
+        configSha256  OCTET STRING (SIZE (0 | 32)),   -- empty: no config file
+        packageName   UTF8String }
+
+    AttestationResult ::= SEQUENCE {
+        version       INTEGER (1),
+        platform      UTF8String,        -- snp | sgx | tdx | cca | sim | kvm | nil
+        product       UTF8String,        -- e.g. Milan, or "" when not applicable
+        measurement   OCTET STRING,
+        tcb           UTF8String,        -- e.g. "bl=3 tee=0 snp=8 ucode=115"
+        tcbStatus     UTF8String,        -- UpToDate, OutOfDate, ...
+        advisories    SEQUENCE OF UTF8String,
+        debug         BOOLEAN,
+        development   BOOLEAN,           -- accepted only under an explicit dev allowance
+        policyId      UTF8String,        -- SHA-256 hex of the policy that judged it
+        evaluatedAt   GeneralizedTime,
+        workload      WorkloadClaims OPTIONAL }
+
+Decoding is strict: trailing bytes, an unknown version, or a wrong digest size
+are rejected with :class:`ClaimsError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pyasn1.codec.der import decoder, encoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import char, namedtype, univ, useful
+
+CLAIMS_VERSION = 1
+PLATFORMS = frozenset({"snp", "sgx", "tdx", "cca", "sim", "kvm", "nil"})
+
+
+class ClaimsError(ValueError):
+    """A claims extension that is malformed or of an unknown version."""
+
+
+class _WorkloadClaimsAsn1(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("version", univ.Integer()),
+        namedtype.NamedType("wasmSha256", univ.OctetString()),
+        namedtype.NamedType("configSha256", univ.OctetString()),
+        namedtype.NamedType("packageName", char.UTF8String()),
+    )
+
+
+class _AdvisoriesAsn1(univ.SequenceOf):
+    componentType = char.UTF8String()
+
+
+class _AttestationResultAsn1(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("version", univ.Integer()),
+        namedtype.NamedType("platform", char.UTF8String()),
+        namedtype.NamedType("product", char.UTF8String()),
+        namedtype.NamedType("measurement", univ.OctetString()),
+        namedtype.NamedType("tcb", char.UTF8String()),
+        namedtype.NamedType("tcbStatus", char.UTF8String()),
+        namedtype.NamedType("advisories", _AdvisoriesAsn1()),
+        namedtype.NamedType("debug", univ.Boolean()),
+        namedtype.NamedType("development", univ.Boolean()),
+        namedtype.NamedType("policyId", char.UTF8String()),
+        namedtype.NamedType("evaluatedAt", useful.GeneralizedTime()),
+        namedtype.OptionalNamedType("workload", _WorkloadClaimsAsn1()),
+    )
+
+
+@dataclass(frozen=True)
+class WorkloadClaims:
+    wasm_sha256: bytes
+    config_sha256: bytes  # b"" when the package has no config file
+    package_name: str
+
+    def __post_init__(self) -> None:
+        if len(self.wasm_sha256) != 32:
+            raise ClaimsError(f"wasm digest must be 32 bytes, got {len(self.wasm_sha256)}")
+        if len(self.config_sha256) not in (0, 32):
+            raise ClaimsError(f"config digest must be 0 or 32 bytes, got {len(self.config_sha256)}")
+
+    def _asn1(self) -> _WorkloadClaimsAsn1:
+        value = _WorkloadClaimsAsn1()
+        value["version"] = CLAIMS_VERSION
+        value["wasmSha256"] = self.wasm_sha256
+        value["configSha256"] = self.config_sha256
+        value["packageName"] = self.package_name
+        return value
+
+    def to_der(self) -> bytes:
+        return bytes(encoder.encode(self._asn1()))
+
+    @classmethod
+    def _from_asn1(cls, value: _WorkloadClaimsAsn1) -> WorkloadClaims:
+        _check_version(int(value["version"]), "workload claims")
+        return cls(
+            wasm_sha256=bytes(value["wasmSha256"]),
+            config_sha256=bytes(value["configSha256"]),
+            package_name=str(value["packageName"]),
+        )
+
+    @classmethod
+    def from_der(cls, der: bytes) -> WorkloadClaims:
+        return cls._from_asn1(_decode(der, _WorkloadClaimsAsn1(), "workload claims"))
+
+
+@dataclass(frozen=True)
+class AttestationResult:
+    platform: str
+    product: str
+    measurement: bytes
+    tcb: str
+    tcb_status: str
+    advisories: tuple[str, ...]
+    debug: bool
+    development: bool
+    policy_id: str
+    evaluated_at: datetime
+    workload: WorkloadClaims | None = None
+
+    def __post_init__(self) -> None:
+        if self.platform not in PLATFORMS:
+            raise ClaimsError(f"unknown platform {self.platform!r}")
+        if self.evaluated_at.tzinfo is None:
+            raise ClaimsError("evaluated_at must be timezone-aware")
+
+    def to_der(self) -> bytes:
+        value = _AttestationResultAsn1()
+        value["version"] = CLAIMS_VERSION
+        value["platform"] = self.platform
+        value["product"] = self.product
+        value["measurement"] = self.measurement
+        value["tcb"] = self.tcb
+        value["tcbStatus"] = self.tcb_status
+        advisories = _AdvisoriesAsn1()
+        for i, advisory in enumerate(self.advisories):
+            advisories[i] = advisory
+        value["advisories"] = advisories
+        value["debug"] = self.debug
+        value["development"] = self.development
+        value["policyId"] = self.policy_id
+        when = self.evaluated_at.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+        value["evaluatedAt"] = useful.GeneralizedTime(when)
+        if self.workload is not None:
+            value["workload"] = self.workload._asn1()
+        return bytes(encoder.encode(value))
+
+    @classmethod
+    def from_der(cls, der: bytes) -> AttestationResult:
+        value = _decode(der, _AttestationResultAsn1(), "attestation result")
+        _check_version(int(value["version"]), "attestation result")
+        workload = None
+        if value["workload"].isValue:
+            workload = WorkloadClaims._from_asn1(value["workload"])
+        try:
+            evaluated_at = value["evaluatedAt"].asDateTime
+        except (PyAsn1Error, ValueError) as exc:
+            raise ClaimsError(f"attestation result: bad evaluatedAt: {exc}") from exc
+        evaluated_at = (
+            evaluated_at.replace(tzinfo=UTC)
+            if evaluated_at.tzinfo is None
+            else evaluated_at.astimezone(UTC)
+        )
+        return cls(
+            platform=str(value["platform"]),
+            product=str(value["product"]),
+            measurement=bytes(value["measurement"]),
+            tcb=str(value["tcb"]),
+            tcb_status=str(value["tcbStatus"]),
+            advisories=tuple(str(a) for a in value["advisories"]),
+            debug=bool(value["debug"]),
+            development=bool(value["development"]),
+            policy_id=str(value["policyId"]),
+            evaluated_at=evaluated_at,
+            workload=workload,
+        )
+
+
+def _check_version(version: int, what: str) -> None:
+    if version != CLAIMS_VERSION:
+        raise ClaimsError(
+            f"{what}: unsupported version {version} (this Donjon reads {CLAIMS_VERSION})"
+        )
+
+
+def _decode(der: bytes, spec: univ.Sequence, what: str) -> univ.Sequence:
+    try:
+        value, rest = decoder.decode(der, asn1Spec=spec)
+    except PyAsn1Error as exc:
+        raise ClaimsError(f"{what}: not valid DER: {exc}") from exc
+    if rest:
+        raise ClaimsError(f"{what}: {len(rest)} trailing bytes after the DER value")
+    return value
