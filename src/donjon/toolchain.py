@@ -156,8 +156,82 @@ def build_wat(src: Path) -> Path:
     return _publish(tmp, out)
 
 
+#: npm packages that compile AssemblyScript to a WASI command; pinned so builds repeat.
+ASSEMBLYSCRIPT_PACKAGES = ("assemblyscript@0.28.20", "@assemblyscript/wasi-shim@0.1.0")
+
+
+def assemblyscript_prefix() -> Path:
+    """An npm prefix holding the pinned AssemblyScript compiler, installed on first use.
+
+    npm installs into a private directory that is then renamed into place, so
+    concurrent builds never see a half-installed compiler.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise ToolchainMissing("no AssemblyScript toolchain: install node and npm (Debian: npm)")
+    tag = hashlib.sha256("\0".join(ASSEMBLYSCRIPT_PACKAGES).encode()).hexdigest()[:12]
+    prefix = default_cache_dir() / f"assemblyscript-{tag}"
+    if (prefix / "node_modules" / "assemblyscript" / "bin" / "asc.js").is_file():
+        return prefix
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".npm-", dir=prefix.parent))
+    try:
+        proc = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(staging),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                *ASSEMBLYSCRIPT_PACKAGES,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ToolchainMissing(
+                "no AssemblyScript toolchain: npm install "
+                f"{' '.join(ASSEMBLYSCRIPT_PACKAGES)} failed: {lines[-1] if lines else 'no output'}"
+            )
+        try:
+            os.rename(staging, prefix)
+        except OSError:
+            if not prefix.exists():  # lost a race to a concurrent install: use theirs
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return prefix
+
+
+def build_assemblyscript(src: Path) -> Path:
+    """Compile one AssemblyScript file to a WASI command with ``@assemblyscript/wasi-shim``."""
+    prefix = assemblyscript_prefix()
+    modules = prefix / "node_modules"
+    cmd = [
+        shutil.which("node") or "node",
+        str(modules / "assemblyscript" / "bin" / "asc.js"),
+        # asc joins the shim's absolute lib path onto baseDir: only "/" keeps it absolute.
+        "--baseDir",
+        "/",
+        "--config",
+        str(modules / "@assemblyscript" / "wasi-shim" / "asconfig.json"),
+        "-O3",
+    ]
+    out, hit = _cached([src], [*cmd[2:], *ASSEMBLYSCRIPT_PACKAGES])
+    if hit:
+        return out
+    tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")
+    _run([*cmd, str(src.resolve()), "--outFile", str(tmp.resolve())], src)
+    return _publish(tmp, out)
+
+
 def build(src: Path) -> Path:
-    """Build by file extension: .c .cc/.cpp .zig .rs .wat."""
+    """Build by file extension: .c .cc/.cpp .zig .rs .wat .ts (AssemblyScript)."""
     suffix = src.suffix
     if suffix == ".c":
         return build_c(src)
@@ -169,6 +243,8 @@ def build(src: Path) -> Path:
         return build_rust(src)
     if suffix == ".wat":
         return build_wat(src)
+    if suffix == ".ts":
+        return build_assemblyscript(src)
     raise BuildFailed(f"{src}: do not know how to build a {suffix or 'suffix-less'} file")
 
 
