@@ -1,0 +1,155 @@
+"""Typed failures of evidence verification, each with a stable ``code``.
+
+A Steward logs and returns the code, tests assert on the type, and people read
+the one-line message. Every kind of failure that an operator must tell apart
+(a forged report, a revoked intermediate, a debug guest, an old TCB...) has
+its own class, so that no caller ever has to parse a message.
+"""
+
+from __future__ import annotations
+
+from donjon.errors import DonjonError
+
+
+class AttestationError(DonjonError):
+    """Evidence was refused. ``code`` is stable and machine-readable."""
+
+    code = "attestation.failed"
+
+
+class MalformedEvidenceError(AttestationError):
+    """Truncated, extended or garbage evidence, or a structure that breaks the spec."""
+
+    code = "evidence.malformed"
+
+
+class ReservedFieldError(MalformedEvidenceError):
+    """A must-be-zero (or must-be-one) field of the report has the wrong value."""
+
+    code = "evidence.reserved"
+
+
+class UnsupportedVersionError(MalformedEvidenceError):
+    code = "evidence.version"
+
+
+class SignatureError(AttestationError):
+    """The report's signature does not verify with the endorsement key."""
+
+    code = "snp.signature"
+
+
+class WrongEndorsementKeyError(AttestationError):
+    """The VCEK/VLEK belongs to another chip or another TCB than the report says."""
+
+    code = "snp.vcek_mismatch"
+
+
+class ProductMismatchError(AttestationError):
+    """The report, the certificates and the operator disagree on the product line."""
+
+    code = "snp.product"
+
+
+class ChainError(AttestationError):
+    """The endorsement key does not chain to a pinned vendor root."""
+
+    code = "chain.untrusted"
+
+
+class FingerprintMismatchError(ChainError):
+    """A root certificate's SHA-256 fingerprint is not the pinned one."""
+
+    code = "chain.fingerprint"
+
+
+class CertificateExpiredError(ChainError):
+    """A certificate of the chain is not valid at the evaluation time."""
+
+    code = "cert.expired"
+
+
+class CertificateRevokedError(ChainError):
+    """A certificate of the chain is listed in its issuer's CRL."""
+
+    code = "cert.revoked"
+
+
+class CrlSignatureError(ChainError):
+    """A CRL is not signed by the root it claims to come from."""
+
+    code = "crl.signature"
+
+
+class CrlExpiredError(ChainError):
+    """A CRL is outside its thisUpdate..nextUpdate window."""
+
+    code = "crl.expired"
+
+
+class CollateralMissingError(AttestationError):
+    """A certificate or CRL needed for verification is not available."""
+
+    code = "collateral.missing"
+
+
+class ReportDataMismatchError(AttestationError):
+    """``report_data`` does not bind the CSR's key (and workload claims)."""
+
+    code = "binding.report_data"
+
+
+class DebugNotAllowedError(AttestationError):
+    """The guest policy allows debugging, and the verification policy does not."""
+
+    code = "snp.debug"
+
+
+class TcbBelowMinimumError(AttestationError):
+    """A TCB component or firmware version is below the policy's minimum."""
+
+    code = "tcb.below_minimum"
+
+
+class TcbUnsupportedError(AttestationError):
+    """The TCB cannot be appraised (e.g. unknown product layout, inconsistent versions)."""
+
+    code = "tcb.unsupported"
+
+
+class PolicyViolationError(AttestationError):
+    """The evidence is genuine, but the policy does not accept what it shows."""
+
+    code = "policy.violation"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class PlatformNotAllowedError(AttestationError):
+    """Development evidence (nil, kvm, sim) without an explicit allowance in the policy."""
+
+    code = "platform.not_allowed"
+
+
+class UnsupportedPlatformError(AttestationError):
+    """Recognised evidence whose verification this version does not implement yet."""
+
+    code = "platform.unsupported"
+
+
+class CsrError(AttestationError):
+    """The CSR itself is malformed, badly signed, or carries the wrong extensions."""
+
+    code = "csr.malformed"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class PolicyError(DonjonError):
+    """A verification policy file that cannot be loaded; names the file and key."""
