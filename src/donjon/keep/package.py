@@ -1,0 +1,190 @@
+"""A workload package: ``main.wasm`` plus an optional ``Donjon.toml`` or ``Enarx.toml``.
+
+``donjon run PATH`` accepts a ``.wasm`` file or a directory. Loading reads the
+config bytes once: the same bytes are parsed and hashed into the workload
+claims, so the certificate names exactly the config that was run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from donjon.errors import UsageError
+from donjon.keep.config import (
+    Config,
+    ConnectFile,
+    DirFile,
+    ListenFile,
+    check_files,
+    file_label,
+)
+
+CONFIG_NAMES = ("Donjon.toml", "Enarx.toml")
+WASM_NAME = "main.wasm"
+_TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
+
+
+class ConfigError(UsageError):
+    """A config file that is not valid TOML or not a valid Donjon/Enarx config."""
+
+
+class PackageError(UsageError):
+    """A package path that does not hold a runnable workload."""
+
+
+@dataclass(frozen=True)
+class Package:
+    name: str
+    wasm: Path
+    config: Config
+    #: The config file, or ``None`` when the package has none (Enarx's defaults apply).
+    config_path: Path | None
+    config_bytes: bytes
+    #: Relative paths in the config are resolved against this directory.
+    base_dir: Path
+
+    def wasm_sha256(self) -> bytes:
+        return hashlib.sha256(self.wasm.read_bytes()).digest()
+
+    def config_sha256(self) -> bytes:
+        return hashlib.sha256(self.config_bytes).digest() if self.config_path else b""
+
+
+def find(path: Path, config_override: Path | None = None) -> tuple[Path, Path | None]:
+    """Locate ``(main.wasm, config or None)`` for a package path."""
+    if not path.exists():
+        raise PackageError(f"{path}: no such file or directory")
+    if path.is_dir():
+        wasm = path / WASM_NAME
+        if not wasm.is_file():
+            raise PackageError(f"{path}: no {WASM_NAME} in this directory")
+        found = [path / n for n in CONFIG_NAMES if (path / n).is_file()]
+        if len(found) > 1 and config_override is None:
+            raise PackageError(
+                f"{path}: has both Donjon.toml and Enarx.toml; remove one or pass --config"
+            )
+        config = config_override or (found[0] if found else None)
+    else:
+        if path.suffix != ".wasm":
+            raise PackageError(f"{path}: expected a .wasm file or a package directory")
+        wasm, config = path, config_override
+    if config is not None and not config.is_file():
+        raise PackageError(f"{config}: config file not found")
+    return wasm, config
+
+
+def load(path: Path, config_override: Path | None = None) -> Package:
+    """Load and validate a package; every problem is one :class:`ConfigError` line."""
+    wasm, config_path = find(path, config_override)
+    name = (path.name if path.is_dir() else path.stem) or "workload"
+    if config_path is None:
+        return Package(name, wasm, Config(), None, b"", wasm.parent)
+    data = config_path.read_bytes()
+    config = parse(data, config_path)
+    return Package(name, wasm, config, config_path, data, config_path.parent)
+
+
+def parse(data: bytes, where: Path) -> Config:
+    """Parse config bytes; ``where`` names the file in errors and anchors relative paths."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(_toml_error(where, str(exc))) from exc
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_validation_error(where, raw, exc)) from exc
+    problems = check_files(config) + _check_paths(config, where.parent)
+    if problems:
+        index, message = problems[0]
+        prefix = (
+            f"{where}: " if index < 0 else f"{where}: {file_label(index, config.files[index])}: "
+        )
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise ConfigError(prefix + message + more)
+    return config
+
+
+def resolve(base_dir: Path, path: Path) -> Path:
+    return path if path.is_absolute() else base_dir / path
+
+
+def _check_paths(config: Config, base_dir: Path) -> list[tuple[int, str]]:
+    problems: list[tuple[int, str]] = []
+    if config.steward_ca is not None and not resolve(base_dir, config.steward_ca).is_file():
+        problems.append((-1, f"steward_ca: {config.steward_ca}: file not found"))
+    for index, entry in enumerate(config.files):
+        if isinstance(entry, DirFile):
+            host = resolve(base_dir, entry.path)
+            if not host.is_dir():
+                what = "is not a directory" if host.exists() else "directory does not exist"
+                problems.append((index, f"path: {entry.path}: {what}"))
+        elif isinstance(entry, ConnectFile):
+            for field in ("ca_bundle", "pin"):
+                value = getattr(entry, field)
+                if value is not None and not resolve(base_dir, value).is_file():
+                    problems.append((index, f"{field}: {value}: file not found"))
+        elif (
+            isinstance(entry, ListenFile)
+            and entry.client_ca not in (None, "steward")
+            and not resolve(base_dir, Path(str(entry.client_ca))).is_file()
+        ):
+            problems.append(
+                (index, f'client_ca: {entry.client_ca}: file not found (or use "steward")')
+            )
+    return problems
+
+
+def _toml_error(where: Path, message: str) -> str:
+    match = _TOML_LINE.search(message)
+    if match is None:
+        return f"{where}: invalid TOML: {message}"
+    detail = message[: match.start()].strip()
+    return f"{where}:{match.group(1)}: invalid TOML: {detail} (column {match.group(2)})"
+
+
+def _validation_error(where: Path, raw: dict[str, Any], exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = list(first["loc"])
+    prefix = f"{where}: "
+    if len(loc) >= 2 and loc[0] == "files" and isinstance(loc[1], int):
+        index = loc[1]
+        entries = raw.get("files")
+        entry = entries[index] if isinstance(entries, list) and index < len(entries) else {}
+        prefix += file_label(index, entry if isinstance(entry, dict) else {}) + ": "
+        # Drop the discriminator step pydantic inserts ("listen", "connect", ...).
+        loc = (
+            loc[3:]
+            if len(loc) > 2 and isinstance(entry, dict) and loc[2] == entry.get("kind")
+            else loc[2:]
+        )
+    field = ".".join(str(part) for part in loc)
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        text = f"unknown field {field!r}"
+    elif kind == "missing":
+        text = f"missing required field {field!r}"
+    elif kind in ("union_tag_not_found",):
+        text = "missing field 'kind' (null, stdin, stdout, stderr, dir, listen or connect)"
+    elif kind == "union_tag_invalid":
+        text = (
+            f"unknown kind {first['input'].get('kind')!r} "
+            "(expected null, stdin, stdout, stderr, dir, listen or connect)"
+            if isinstance(first["input"], dict)
+            else "unknown kind"
+        )
+    else:
+        msg = first["msg"].removeprefix("Value error, ")
+        text = f"{field}: {msg}" if field else msg
+    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+    return prefix + text + more
