@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from donjon.keep.sim import state
-from donjon.keep.sim.products import Product, Tcb
+from donjon.keep.sim.products import Product, TcbVersion
 
 #: A fixed chip_id, so tests can assert on it without reading it back from the code.
 CHIP_ID = bytes(range(64))
@@ -24,7 +24,7 @@ def sim_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sim-template")
     directory = root / "sim"
     config = state.SimConfig(
-        Product.MILAN, Tcb(bl=3, tee=0, snp=20, ucode=209), CHIP_ID, report_version=3
+        Product.MILAN, TcbVersion(bl=3, tee=0, snp=20, ucode=209), CHIP_ID, report_version=3
     )
     state.init(directory, config)
     return directory

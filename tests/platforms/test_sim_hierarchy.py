@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from donjon.keep.sim import hierarchy
-from donjon.keep.sim.products import Product, Tcb
+from donjon.keep.sim.products import Product, TcbVersion
 
 # Real AMD VCEKs have serial number 0, which cryptography warns about.
 pytestmark = pytest.mark.filterwarnings("ignore:Parsed a serial number")
@@ -108,7 +108,7 @@ def test_turin_vcek_matches_real_turin(vectors: Path) -> None:
     )
     real_exts = ext_map(real)
     hwid = bytes.fromhex("1e550a8ee5cf9f4d")
-    exts = hierarchy.vcek_extensions(Product.TURIN, Tcb(0, 0, 0, 9, fmc=0), hwid)
+    exts = hierarchy.vcek_extensions(Product.TURIN, TcbVersion(0, 0, 0, 9, fmc=0), hwid)
     ours = {e.oid.dotted_string: e.value for e in exts}
     assert set(ours) == set(real_exts)
     # This exact TCB and hwID are those of the real Turin VCEK: every value must match,
@@ -119,7 +119,7 @@ def test_turin_vcek_matches_real_turin(vectors: Path) -> None:
 
 def test_wrong_hwid_size_is_refused() -> None:
     with pytest.raises(ValueError, match="hwID"):
-        hierarchy.vcek_extensions(Product.TURIN, Tcb(0, 0, 0, 9, fmc=0), bytes(64))
+        hierarchy.vcek_extensions(Product.TURIN, TcbVersion(0, 0, 0, 9, fmc=0), bytes(64))
 
 
 def test_validity(sim_template: Path) -> None:

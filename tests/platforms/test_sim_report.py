@@ -19,7 +19,7 @@ from donjon.attestation import oids
 from donjon.keep.platforms import sim as sim_platform
 from donjon.keep.platforms.base import PlatformError
 from donjon.keep.sim import state
-from donjon.keep.sim.products import Product, Tcb
+from donjon.keep.sim.products import Product, TcbVersion
 from donjon.keep.sim.report import GuestIdentity, make_report
 
 REPORT_DATA = bytes(range(100, 164))
@@ -61,13 +61,13 @@ def test_tcb_encoding_matches_real_reports(expected: dict[str, object]) -> None:
     for vid in ("snp-milan-v2-go-sev-guest", "snp-milan-v5-gcp-zero-reportdata"):
         rep = vectors[vid]["computed"]["report"]
         t = rep["reported_tcb"]
-        ours = Tcb(t["bl"], t["tee"], t["snp"], t["ucode"]).encode(Product.MILAN)
+        ours = TcbVersion(t["bl"], t["tee"], t["snp"], t["ucode"]).raw
         assert ours == int(rep["reported_tcb_raw"], 16), vid
 
 
 def test_turin_tcb_byte_order() -> None:
     # AMD SEV-SNP ABI 1.58, TCB_VERSION for family 1Ah: [fmc, bl, tee, snp, 0, 0, 0, ucode].
-    value = Tcb(bl=2, tee=3, snp=4, ucode=5, fmc=1).encode(Product.TURIN)
+    value = TcbVersion(bl=2, tee=3, snp=4, ucode=5, fmc=1).raw
     assert value.to_bytes(8, "little") == bytes([1, 2, 3, 4, 0, 0, 0, 5])
 
 
@@ -147,3 +147,46 @@ def test_config_file_is_json_with_known_fields(sim_state_dir: Path, chip_id: byt
     data = json.loads((sim_state_dir / "sim" / "sim.json").read_text())
     assert data["product"] == "Milan" and data["chip_id"] == chip_id.hex()
     assert data["tcb"] == {"bl": 3, "tee": 0, "snp": 20, "ucode": 209}
+
+
+@pytest.mark.parametrize(
+    ("product", "cpuid", "tcb", "tcb_bytes"),
+    [
+        (Product.GENOA, (0x19, 0x11, 0x01), TcbVersion(9, 0, 23, 72), [9, 0, 0, 0, 0, 0, 23, 72]),
+        (
+            Product.TURIN,
+            (0x1A, 0x02, 0x01),
+            TcbVersion(bl=1, tee=2, snp=3, ucode=9, fmc=4),
+            [4, 1, 2, 3, 0, 0, 0, 9],
+        ),
+    ],
+)
+def test_other_products_parse_strictly(
+    sim_state_dir: Path,
+    product: Product,
+    cpuid: tuple[int, int, int],
+    tcb: TcbVersion,
+    tcb_bytes: list[int],
+) -> None:
+    from donjon.attestation.snp.report import parse_report
+
+    loaded = state.load(sim_state_dir / "sim")
+    config = state.SimConfig(product, tcb, state.random_chip_id(product), report_version=5)
+    raw = make_report(config, loaded.vcek_key, GuestIdentity(MEASUREMENT), REPORT_DATA)
+    assert raw[0x188:0x18B] == bytes(cpuid)
+    assert raw[0x38:0x40] == bytes(tcb_bytes)
+    if product is Product.TURIN:
+        assert raw[0x1A8:0x1E0] == bytes(56)  # Turin: only 8 bytes of CHIP_ID are used
+    parsed = parse_report(raw, strict=True)  # the verifier's parser accepts it as is
+    assert parsed.product is product and parsed.reported_tcb == tcb
+    verify_report(raw, loaded.vcek)
+
+
+def test_sim_report_passes_the_verifier_parser(sim_state_dir: Path) -> None:
+    from donjon.attestation.snp.report import parse_report
+
+    raw = sim_platform.create(sim_state_dir).report(REPORT_DATA)
+    parsed = parse_report(raw, strict=True)
+    assert parsed.product is Product.MILAN
+    assert parsed.report_data == REPORT_DATA
+    assert not parsed.policy.debug_allowed

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from donjon.errors import UsageError
 from donjon.keep.sim import state
 from donjon.keep.sim.errors import SimAlreadyInitialised, SimNotInitialised, SimStateCorrupt
 from donjon.keep.sim.files import write_atomic
-from donjon.keep.sim.products import Product, Tcb
+from donjon.keep.sim.products import Product, TcbVersion, parse_tcb
 
 
 def mode(path: Path) -> int:
@@ -43,8 +44,8 @@ def test_load_missing(tmp_path: Path) -> None:
     [
         ({"colour": "blue"}, "unknown field 'colour'"),
         ({"version": 2}, "unsupported state version 2"),
-        ({"product": "Naples"}, "unknown product 'Naples'"),
-        ({"tcb": {"bl": 300, "tee": 0, "snp": 1, "ucode": 1}}, "bl=300 is out of range"),
+        ({"product": "Naples"}, "unknown AMD product line 'Naples'"),
+        ({"tcb": {"bl": 300, "tee": 0, "snp": 1, "ucode": 1}}, "bl=300 does not fit"),
         ({"tcb": {"bl": "x"}}, "tcb must map names to integers"),
         ({"chip_id": "zz"}, "sim.json"),
         ({"report_version": 4}, "report version"),
@@ -93,7 +94,7 @@ def test_missing_certificate(sim_state_dir: Path) -> None:
 def test_reissue_vcek_keeps_the_roots(sim_state_dir: Path) -> None:
     directory = sim_state_dir / "sim"
     before = state.load(directory)
-    after = state.reissue_vcek(directory, Tcb(bl=4, tee=1, snp=22, ucode=211))
+    after = state.reissue_vcek(directory, TcbVersion(bl=4, tee=1, snp=22, ucode=211))
     assert after.ark == before.ark and after.ask == before.ask
     assert after.vcek.public_key() != before.vcek.public_key()
     ucode = after.vcek.extensions.get_extension_for_oid(
@@ -101,7 +102,7 @@ def test_reissue_vcek_keeps_the_roots(sim_state_dir: Path) -> None:
     ).value
     assert isinstance(ucode, x509.UnrecognizedExtension)
     assert ucode.value == bytes.fromhex("020200d3")  # INTEGER 211
-    assert state.load(directory).config.tcb == Tcb(bl=4, tee=1, snp=22, ucode=211)
+    assert state.load(directory).config.tcb == TcbVersion(bl=4, tee=1, snp=22, ucode=211)
 
 
 def test_reset(sim_state_dir: Path) -> None:
@@ -120,12 +121,14 @@ def test_reset_refuses_foreign_files(sim_state_dir: Path) -> None:
 
 
 def test_tcb_parse() -> None:
-    assert Tcb.parse("bl=1, tee=2,snp=3 ucode=0x10", Product.GENOA) == Tcb(1, 2, 3, 16)
-    assert Tcb.parse("ucode=5", Product.TURIN).fmc == 1  # default kept for omitted fields
+    assert parse_tcb("bl=1, tee=2,snp=3 ucode=0x10", Product.GENOA) == TcbVersion(1, 2, 3, 16)
+    assert parse_tcb("ucode=5", Product.TURIN).fmc == 1  # default kept for omitted fields
+    with pytest.raises(UsageError, match="does not fit in a byte"):
+        parse_tcb("bl=256", Product.MILAN)
     with pytest.raises(Exception, match="fmc is a Turin SPL"):
-        Tcb.parse("fmc=1", Product.MILAN)
+        parse_tcb("fmc=1", Product.MILAN)
     with pytest.raises(Exception, match="expected name=value"):
-        Tcb.parse("microcode=1", Product.MILAN)
+        parse_tcb("microcode=1", Product.MILAN)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import encoder
 from pyasn1.type import char, univ
 
-from donjon.keep.sim.products import Product, Tcb
+from donjon.keep.sim.products import VCEK_PRODUCT_NAMES, Product, TcbVersion
 
 #: AMD's arc for VCEK/VLEK extensions (AMD KDS interface spec, "VCEK certificate").
 AMD_ARC = "1.3.6.1.4.1.3704.1"
@@ -44,8 +44,6 @@ VCEK_LIFETIME = timedelta(days=7 * 365)
 
 #: The exact RSA-PSS parameters of AMD's ARK/ASK signatures: SHA-384, MGF1-SHA-384, salt 48.
 AMD_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
-
-_PRODUCT_NAMES = {Product.MILAN: "Milan-B0", Product.GENOA: "Genoa-B1", Product.TURIN: "Turin"}
 
 
 @dataclass(frozen=True)
@@ -82,23 +80,27 @@ def _der_ia5(text: str) -> bytes:
     return bytes(encoder.encode(char.IA5String(text)))
 
 
-def vcek_extensions(product: Product, tcb: Tcb, hwid: bytes) -> list[x509.UnrecognizedExtension]:
+def vcek_extensions(
+    product: Product, tcb: TcbVersion, hwid: bytes
+) -> list[x509.UnrecognizedExtension]:
     """AMD's VCEK extensions: DER INTEGER SPLs, IA5String product, raw hwID bytes."""
     if len(hwid) != product.hwid_size:
         raise ValueError(f"{product.value} hwID must be {product.hwid_size} bytes")
     exts = [
-        x509.UnrecognizedExtension(OID_STRUCT_VERSION, _der_integer(1 if product.has_fmc else 0)),
-        x509.UnrecognizedExtension(OID_PRODUCT_NAME, _der_ia5(_PRODUCT_NAMES[product])),
+        x509.UnrecognizedExtension(
+            OID_STRUCT_VERSION, _der_integer(1 if product.turin_layout else 0)
+        ),
+        x509.UnrecognizedExtension(OID_PRODUCT_NAME, _der_ia5(VCEK_PRODUCT_NAMES[product])),
         x509.UnrecognizedExtension(OID_BL_SPL, _der_integer(tcb.bl)),
         x509.UnrecognizedExtension(OID_TEE_SPL, _der_integer(tcb.tee)),
         x509.UnrecognizedExtension(OID_SNP_SPL, _der_integer(tcb.snp)),
         *(
             x509.UnrecognizedExtension(oid, _der_integer(0))
-            for oid in OID_RESERVED_SPLS[1 if product.has_fmc else 0 :]
+            for oid in OID_RESERVED_SPLS[1 if product.turin_layout else 0 :]
         ),
         x509.UnrecognizedExtension(OID_UCODE_SPL, _der_integer(tcb.ucode)),
     ]
-    if product.has_fmc:
+    if product.turin_layout:
         exts.append(x509.UnrecognizedExtension(OID_FMC_SPL, _der_integer(tcb.fmc or 0)))
     exts.append(x509.UnrecognizedExtension(OID_HWID, hwid))
     return exts
@@ -154,7 +156,7 @@ def make_ask(
 
 def make_vcek(
     product: Product,
-    tcb: Tcb,
+    tcb: TcbVersion,
     hwid: bytes,
     ask_key: rsa.RSAPrivateKey,
     ask: x509.Certificate,
@@ -177,7 +179,9 @@ def make_vcek(
     return key, builder.sign(ask_key, hashes.SHA384(), rsa_padding=AMD_PSS)
 
 
-def generate(product: Product, tcb: Tcb, hwid: bytes, now: datetime | None = None) -> Hierarchy:
+def generate(
+    product: Product, tcb: TcbVersion, hwid: bytes, now: datetime | None = None
+) -> Hierarchy:
     """A fresh ARK, ASK and VCEK (two RSA-4096 key generations: about a second)."""
     now = now or datetime.now(UTC)
     ark_key, ark = make_ark(product, now)

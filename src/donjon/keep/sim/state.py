@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from donjon.attestation.snp import layout
 from donjon.errors import UsageError
 from donjon.keep.sim import hierarchy
 from donjon.keep.sim.errors import (
@@ -32,18 +33,15 @@ from donjon.keep.sim.errors import (
     SimStateCorrupt,
 )
 from donjon.keep.sim.files import make_private_dir, write_atomic
-from donjon.keep.sim.products import Product, Tcb
+from donjon.keep.sim.products import Product, TcbVersion, parse_product, parse_tcb
 
 STATE_VERSION = 1
 CONFIG_FILE = "sim.json"
 CERT_NAMES = ("ark", "ask", "vcek")
 REPORT_VERSIONS = (3, 5)
 
-#: Guest policy bits (SEV-SNP ABI, GUEST_POLICY).
-POLICY_SMT = 1 << 16
-POLICY_RESERVED_ONE = 1 << 17
-POLICY_DEBUG = 1 << 19
-DEFAULT_POLICY = POLICY_SMT | POLICY_RESERVED_ONE  # 0x30000: debug off
+#: SMT allowed, bit 17 (must be one) set, debug off: 0x30000.
+DEFAULT_POLICY = layout.POLICY_SMT | layout.POLICY_RESERVED_ONE
 
 _CONFIG_KEYS = frozenset(
     {"version", "product", "tcb", "chip_id", "report_version", "policy", "created"}
@@ -53,7 +51,7 @@ _CONFIG_KEYS = frozenset(
 @dataclass(frozen=True)
 class SimConfig:
     product: Product
-    tcb: Tcb
+    tcb: TcbVersion
     chip_id: bytes  # 64 bytes, as in the report
     report_version: int = 3
     policy: int = DEFAULT_POLICY
@@ -72,13 +70,13 @@ class SimConfig:
 
     @property
     def debug(self) -> bool:
-        return bool(self.policy & POLICY_DEBUG)
+        return bool(self.policy & layout.POLICY_DEBUG)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "version": STATE_VERSION,
             "product": self.product.value,
-            "tcb": {k: v for k, v in self.tcb.as_dict().items() if v is not None},
+            "tcb": self.tcb.components(),
             "chip_id": self.chip_id.hex(),
             "report_version": self.report_version,
             "policy": f"{self.policy:#x}",
@@ -98,13 +96,13 @@ class SimConfig:
         if data.get("version") != STATE_VERSION:
             raise bad(f"unsupported state version {data.get('version')!r}")
         try:
-            product = Product.parse(str(data["product"]))
+            product = parse_product(str(data["product"]))
             tcb_raw = data["tcb"]
             if not isinstance(tcb_raw, dict) or not all(
                 isinstance(v, int) for v in tcb_raw.values()
             ):
                 raise bad("tcb must map names to integers")
-            tcb = Tcb.parse(",".join(f"{k}={v}" for k, v in tcb_raw.items()), product)
+            tcb = parse_tcb(",".join(f"{k}={v}" for k, v in tcb_raw.items()), product)
             return cls(
                 product=product,
                 tcb=tcb,
@@ -203,7 +201,7 @@ def load(directory: Path) -> SimState:
     return SimState(directory, config, certs["ark"], certs["ask"], certs["vcek"], vcek_key)
 
 
-def reissue_vcek(directory: Path, tcb: Tcb, now: datetime | None = None) -> SimState:
+def reissue_vcek(directory: Path, tcb: TcbVersion, now: datetime | None = None) -> SimState:
     """Move the simulated chip to a new TCB: a new VCEK, as AMD's KDS would issue."""
     state = load(directory)
     ask_key = _load_key(directory / "ask.key")
