@@ -1,0 +1,160 @@
+"""The Steward's certificate authority: create, store and load its key and certificate.
+
+The CA key is an ECDSA key (P-256 or P-384). It is written PKCS#8 PEM with mode
+0600 through an atomic rename, and the certificate next to it. Loading checks
+that the two belong together, so a Steward never signs with a stranger's key.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from donjon.steward.errors import CAError
+from donjon.steward.files import atomic_write
+
+CURVES: dict[str, ec.EllipticCurve] = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
+CA_CERT_NAME = "ca.pem"
+CA_KEY_NAME = "ca.key"
+DEFAULT_CA_LIFETIME = timedelta(days=3650)
+
+
+def signature_hash(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SHA384:
+    """The hash that matches the key's strength (SHA-384 for P-384)."""
+    return hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256()
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def certificate_der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def certificate_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    @property
+    def hash_algorithm(self) -> hashes.SHA256 | hashes.SHA384:
+        return signature_hash(self.key)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        name: str = "Donjon Steward CA",
+        curve: str = "p384",
+        now: datetime,
+        lifetime: timedelta = DEFAULT_CA_LIFETIME,
+    ) -> CertificateAuthority:
+        """A fresh self-signed CA that may only sign end-entity certificates (pathlen 0)."""
+        try:
+            key = ec.generate_private_key(CURVES[curve])
+        except KeyError:
+            raise CAError(f"unknown CA curve {curve!r}: use one of {', '.join(CURVES)}") from None
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        public = key.public_key()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + lifetime)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+            .sign(key, signature_hash(key))
+        )
+        return cls(certificate=cert, key=key)
+
+    def save(self, directory: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
+        """Write ``ca.key`` (0600) and ``ca.pem`` atomically; refuse to clobber a CA."""
+        key_path, cert_path = directory / CA_KEY_NAME, directory / CA_CERT_NAME
+        key_pem = self.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        atomic_write(key_path, key_pem, mode=0o600, overwrite=overwrite)
+        atomic_write(cert_path, self.certificate_pem, mode=0o644, overwrite=overwrite)
+        return cert_path, key_path
+
+    @classmethod
+    def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
+        """Load and cross-check a CA; a key readable by others is refused."""
+        cert = _load_certificate(cert_path)
+        key = _load_key(key_path)
+        if cert.public_key() != key.public_key():
+            raise CAError(f"CA key {key_path} does not match the certificate {cert_path}")
+        try:
+            constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+        except x509.ExtensionNotFound:
+            raise CAError(f"CA certificate {cert_path} has no basicConstraints") from None
+        if not constraints.ca:
+            raise CAError(f"certificate {cert_path} is not a CA (basicConstraints ca=false)")
+        return cls(certificate=cert, key=key)
+
+
+def _load_certificate(path: Path) -> x509.Certificate:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CAError(f"cannot read CA certificate {path}: {exc.strerror}") from None
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except ValueError as exc:
+        raise CAError(f"CA certificate {path} is not a valid certificate: {exc}") from None
+
+
+def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    try:
+        mode = os.stat(path).st_mode
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CAError(f"cannot read CA key {path}: {exc.strerror}") from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CAError(
+            f"CA key {path} is readable by other users (mode {stat.S_IMODE(mode):04o})",
+            hint=f"chmod 600 {path}",
+        )
+    try:
+        if b"-----BEGIN" in data:
+            key = serialization.load_pem_private_key(data, password=None)
+        else:
+            key = serialization.load_der_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CAError(f"CA key {path} is not an unencrypted PKCS#8/SEC1 key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in (
+        "secp256r1",
+        "secp384r1",
+    ):
+        raise CAError(f"CA key {path} must be an ECDSA P-256 or P-384 key")
+    return key

@@ -1,0 +1,77 @@
+"""Serve a Steward app with uvicorn: HTTPS with TLS 1.3 only, bounded connections.
+
+Plain HTTP is refused unless development mode is asked for explicitly, and
+then it is logged loudly: Keeps only talk to an ``https://`` Steward.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from donjon.errors import UsageError
+from donjon.steward.app import ASGIApp
+
+log = logging.getLogger("donjon.steward")
+
+DEV_BANNER = (
+    "DEVELOPMENT MODE: this Steward is not fit for production "
+    "(plain HTTP and/or an ephemeral CA and/or non-TEE evidence allowed)"
+)
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    development: bool = False
+    limit_concurrency: int = 256  # open connections + tasks; more get 503 from uvicorn
+    timeout_keep_alive: int = 5
+    log_level: str = "info"
+
+
+def build_server(app: ASGIApp, options: ServeOptions) -> uvicorn.Server:
+    """A configured, not yet started uvicorn server (tests run it in a thread)."""
+    if (options.tls_cert is None) != (options.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together")
+    if options.tls_cert is None and not options.development:
+        raise UsageError(
+            "refusing to serve plain HTTP: Keeps need an https:// Steward",
+            hint="pass --tls-cert and --tls-key, or --dev for a local development Steward",
+        )
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
+        ssl_keyfile=str(options.tls_key) if options.tls_key else None,
+        limit_concurrency=options.limit_concurrency,
+        timeout_keep_alive=options.timeout_keep_alive,
+        log_level=options.log_level,
+        access_log=False,
+        server_header=False,
+        lifespan="off",
+    )
+    try:
+        config.load()
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
+    if config.ssl is not None:
+        config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+    if options.development:
+        log.warning(DEV_BANNER)
+    return uvicorn.Server(config)
+
+
+def serve(app: ASGIApp, options: ServeOptions) -> None:
+    """Run until interrupted (SIGINT/SIGTERM stop it gracefully)."""
+    server = build_server(app, options)
+    scheme = "https" if options.tls_cert else "http"
+    log.info("Steward listening on %s://%s:%d", scheme, options.host, options.port)
+    server.run()

@@ -1,0 +1,399 @@
+"""The audit store: one row for every issued certificate, and one for every refusal.
+
+SQLAlchemy Core over SQLite (WAL, ``synchronous=FULL``) by default, or
+PostgreSQL by URL so that several Steward replicas share one store. The
+Steward commits a certificate's row *before* it answers with the certificate,
+so nothing it ever issued is missing from the audit trail.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+
+from donjon.steward.errors import MalformedRequest, NotFound, StoreConfigError, StoreError
+
+SCHEMA_VERSION = 1
+
+_metadata = sa.MetaData()
+
+certificates = sa.Table(
+    "certificates",
+    _metadata,
+    sa.Column("serial", sa.String(64), primary_key=True),  # lowercase hex
+    sa.Column("issued_at", sa.DateTime(), nullable=False),
+    sa.Column("not_before", sa.DateTime(), nullable=False),
+    sa.Column("not_after", sa.DateTime(), nullable=False),
+    sa.Column("subject_key_sha256", sa.String(64), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("development", sa.Boolean(), nullable=False),
+    sa.Column("workload_sha256", sa.String(64), nullable=True),
+    sa.Column("claims", sa.Text(), nullable=False),  # JSON
+    sa.Column("verdict", sa.Text(), nullable=False),  # JSON
+    sa.Column("evidence_sha256", sa.String(64), nullable=False),
+    sa.Column("policy_digest", sa.String(64), nullable=False),
+    sa.Column("certificate_der", sa.LargeBinary(), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(), nullable=True),
+    sa.Column("revocation_reason", sa.String(64), nullable=True),
+)
+
+rejections = sa.Table(
+    "rejections",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(), nullable=False),
+    sa.Column("reason", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("platform", sa.String(16), nullable=False),
+    sa.Column("evidence_sha256", sa.String(64), nullable=False),
+    sa.Column("detail", sa.Text(), nullable=False),
+)
+
+meta = sa.Table(
+    "steward_meta",
+    _metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(256), nullable=False),
+)
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive UTC for storage: SQLite has no time zones, so every row is UTC."""
+    if value.tzinfo is None:
+        raise ValueError("timestamps stored in the audit log must be timezone-aware")
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial: str
+    issued_at: datetime
+    not_before: datetime
+    not_after: datetime
+    subject_key_sha256: str
+    platform: str
+    development: bool
+    workload_sha256: str | None
+    claims: dict[str, Any]
+    verdict: dict[str, Any]
+    evidence_sha256: str
+    policy_digest: str
+    certificate_der: bytes = field(repr=False)
+    revoked_at: datetime | None = None
+    revocation_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as an API/CLI document."""
+        return {
+            "serial": self.serial,
+            "issued_at": self.issued_at.isoformat(),
+            "not_before": self.not_before.isoformat(),
+            "not_after": self.not_after.isoformat(),
+            "subject_key_sha256": self.subject_key_sha256,
+            "platform": self.platform,
+            "development": self.development,
+            "workload_sha256": self.workload_sha256,
+            "claims": self.claims,
+            "verdict": self.verdict,
+            "evidence_sha256": self.evidence_sha256,
+            "policy_digest": self.policy_digest,
+            "revoked": self.revoked_at is not None,
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "revocation_reason": self.revocation_reason,
+            "certificate_der_b64": base64.b64encode(self.certificate_der).decode(),
+        }
+
+
+@dataclass(frozen=True)
+class Rejection:
+    at: datetime
+    reason: str
+    status: int
+    platform: str
+    evidence_sha256: str
+    detail: str
+
+
+def _row_to_record(row: sa.Row[Any]) -> CertificateRecord:
+    m = row._mapping
+    issued_at = _aware(m["issued_at"])
+    not_before = _aware(m["not_before"])
+    not_after = _aware(m["not_after"])
+    assert issued_at is not None and not_before is not None and not_after is not None
+    return CertificateRecord(
+        serial=m["serial"],
+        issued_at=issued_at,
+        not_before=not_before,
+        not_after=not_after,
+        subject_key_sha256=m["subject_key_sha256"],
+        platform=m["platform"],
+        development=bool(m["development"]),
+        workload_sha256=m["workload_sha256"],
+        claims=json.loads(m["claims"]),
+        verdict=json.loads(m["verdict"]),
+        evidence_sha256=m["evidence_sha256"],
+        policy_digest=m["policy_digest"],
+        certificate_der=bytes(m["certificate_der"]),
+        revoked_at=_aware(m["revoked_at"]),
+        revocation_reason=m["revocation_reason"],
+    )
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use psycopg 3, the driver Donjon ships with."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class AuditStore:
+    """Thread-safe access to the audit database (one engine, pooled connections)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, create: bool = True) -> AuditStore:
+        url = normalize_url(url)
+        try:
+            if url.startswith("sqlite"):
+                engine = sa.create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": 10}
+                )
+                sa.event.listen(engine, "connect", _on_sqlite_connect)
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        except (ArgumentError, ImportError, ValueError) as exc:
+            raise StoreConfigError(f"bad audit store URL {url!r}: {exc}") from None
+        store = cls(engine)
+        if create:
+            store._create()
+        return store
+
+    def _create(self) -> None:
+        try:
+            _metadata.create_all(self._engine)
+            with self._engine.begin() as conn:
+                found = conn.execute(
+                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
+                ).scalar()
+                if found is None:
+                    # A replica may create it at the same moment: keep theirs.
+                    with contextlib.suppress(IntegrityError), conn.begin_nested():
+                        conn.execute(
+                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
+                        )
+                elif found != str(SCHEMA_VERSION):
+                    raise StoreConfigError(
+                        f"audit store has schema version {found}, "
+                        f"this Steward reads {SCHEMA_VERSION}"
+                    )
+        except SQLAlchemyError as exc:
+            raise StoreConfigError(
+                f"cannot open the audit store {self._engine.url!r}: {_short(exc)}"
+            ) from None
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @property
+    def url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except IntegrityError as exc:
+            raise StoreError(f"audit store refused the write: {_short(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"audit store unavailable: {_short(exc)}") from None
+
+    def record_issued(self, records: Sequence[CertificateRecord]) -> None:
+        """Commit every record in one transaction (all or nothing)."""
+        rows = [
+            {
+                "serial": r.serial,
+                "issued_at": _utc(r.issued_at),
+                "not_before": _utc(r.not_before),
+                "not_after": _utc(r.not_after),
+                "subject_key_sha256": r.subject_key_sha256,
+                "platform": r.platform,
+                "development": r.development,
+                "workload_sha256": r.workload_sha256,
+                "claims": json.dumps(r.claims, sort_keys=True),
+                "verdict": json.dumps(r.verdict, sort_keys=True),
+                "evidence_sha256": r.evidence_sha256,
+                "policy_digest": r.policy_digest,
+                "certificate_der": r.certificate_der,
+            }
+            for r in records
+        ]
+        with self._tx() as conn:
+            conn.execute(certificates.insert(), rows)
+
+    def record_rejection(self, rejection: Rejection) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                rejections.insert().values(
+                    at=_utc(rejection.at),
+                    reason=rejection.reason[:64],
+                    status=rejection.status,
+                    platform=rejection.platform[:16],
+                    evidence_sha256=rejection.evidence_sha256[:64],
+                    detail=rejection.detail[:2000],
+                )
+            )
+
+    def get(self, serial: str) -> CertificateRecord:
+        serial = normalize_serial(serial)
+        with self._tx() as conn:
+            row = conn.execute(
+                sa.select(certificates).where(certificates.c.serial == serial)
+            ).first()
+        if row is None:
+            raise NotFound(f"no certificate with serial {serial} in the audit store")
+        return _row_to_record(row)
+
+    def records(
+        self,
+        *,
+        limit: int = 100,
+        offset: int = 0,
+        revoked: bool | None = None,
+        platform: str | None = None,
+    ) -> list[CertificateRecord]:
+        query = sa.select(certificates).order_by(
+            certificates.c.issued_at.desc(), certificates.c.serial
+        )
+        if revoked is True:
+            query = query.where(certificates.c.revoked_at.is_not(None))
+        elif revoked is False:
+            query = query.where(certificates.c.revoked_at.is_(None))
+        if platform:
+            query = query.where(certificates.c.platform == platform)
+        with self._tx() as conn:
+            rows = conn.execute(query.limit(limit).offset(offset)).all()
+        return [_row_to_record(r) for r in rows]
+
+    def revoke(self, serial: str, *, reason: str, at: datetime) -> CertificateRecord:
+        """Mark a certificate revoked; revoking twice keeps the first time and reason."""
+        serial = normalize_serial(serial)
+        with self._tx() as conn:
+            conn.execute(
+                certificates.update()
+                .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
+                .values(revoked_at=_utc(at), revocation_reason=reason)
+            )
+            row = conn.execute(
+                sa.select(certificates).where(certificates.c.serial == serial)
+            ).first()
+        if row is None:
+            raise NotFound(f"no certificate with serial {serial} in the audit store")
+        return _row_to_record(row)
+
+    def revoked(self) -> list[tuple[str, datetime, str]]:
+        """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
+        query = (
+            sa.select(
+                certificates.c.serial,
+                certificates.c.revoked_at,
+                certificates.c.revocation_reason,
+            )
+            .where(certificates.c.revoked_at.is_not(None))
+            .order_by(certificates.c.serial)
+        )
+        with self._tx() as conn:
+            rows = conn.execute(query).all()
+        out: list[tuple[str, datetime, str]] = []
+        for serial, at, reason in rows:
+            when = _aware(at)
+            assert when is not None
+            out.append((serial, when, reason or "unspecified"))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        with self._tx() as conn:
+            issued = conn.execute(sa.select(sa.func.count()).select_from(certificates)).scalar()
+            revoked = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(certificates)
+                .where(certificates.c.revoked_at.is_not(None))
+            ).scalar()
+            refused = conn.execute(sa.select(sa.func.count()).select_from(rejections)).scalar()
+        return {
+            "issued": int(issued or 0),
+            "revoked": int(revoked or 0),
+            "rejected": int(refused or 0),
+        }
+
+    def rejections(self, *, limit: int = 100) -> list[Rejection]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                sa.select(rejections).order_by(rejections.c.id.desc()).limit(limit)
+            ).all()
+        out = []
+        for row in rows:
+            m = row._mapping
+            at = _aware(m["at"])
+            assert at is not None
+            out.append(
+                Rejection(
+                    at=at,
+                    reason=m["reason"],
+                    status=m["status"],
+                    platform=m["platform"],
+                    evidence_sha256=m["evidence_sha256"],
+                    detail=m["detail"],
+                )
+            )
+        return out
+
+
+def normalize_serial(serial: str) -> str:
+    """Serials are stored as lowercase hex without ``0x`` or colons."""
+    text = serial.strip().lower().replace(":", "")
+    text = text.removeprefix("0x")
+    try:
+        value = int(text, 16)
+    except ValueError:
+        raise MalformedRequest(
+            f"{serial!r} is not a hexadecimal certificate serial", check="serial"
+        ) from None
+    return format(value, "x")
+
+
+def serial_hex(serial: int) -> str:
+    return format(serial, "x")
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
