@@ -1,0 +1,234 @@
+"""The guest's file descriptor table.
+
+Order matters to wasi-libc: 0-2 stdio, then preopened directories, then sockets
+and streams. Every entry holds its own host fd (a ``dup`` for inherited stdio),
+so a guest ``fd_close(1)`` never closes the host process's stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import ssl
+import stat
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from donjon.wasi import abi
+from donjon.wasi.api import Listener, Preopen, Stdio, StdioKind
+from donjon.wasi.errors import WasiError
+
+KIND_FILE = 0  # a host fd: regular file, tty, pipe, directory
+KIND_SOCKET = 1  # a connected stream (socket.socket or ssl.SSLSocket)
+KIND_LISTENER = 2  # a Listener for sock_accept
+KIND_PYSTREAM = 3  # a Python file object without a usable fileno()
+
+
+@dataclass(slots=True)
+class FdEntry:
+    kind: int
+    filetype: int
+    hostfd: int
+    rights_base: int
+    rights_inheriting: int
+    flags: int = 0
+    #: guest name of a preopened directory (fd_prestat_get answers only for these)
+    preopen: bytes | None = None
+    #: entries under a read-only preopen can never gain writing rights
+    readonly: bool = False
+    sock: Any = None
+    stream: BinaryIO | None = None
+    owns_fd: bool = True
+    #: fd_readdir snapshot: (cookie-indexed list of (name, ino, type)) built at cookie 0
+    dirents: list[tuple[bytes, int, int]] | None = field(default=None)
+
+    def require(self, rights: int) -> None:
+        if self.rights_base & rights != rights:
+            raise WasiError(abi.ENOTCAPABLE)
+
+    @property
+    def is_dir(self) -> bool:
+        return self.filetype == abi.FILETYPE_DIRECTORY
+
+
+def filetype_of_mode(mode: int) -> int:
+    if stat.S_ISREG(mode):
+        return abi.FILETYPE_REGULAR_FILE
+    if stat.S_ISDIR(mode):
+        return abi.FILETYPE_DIRECTORY
+    if stat.S_ISCHR(mode):
+        return abi.FILETYPE_CHARACTER_DEVICE
+    if stat.S_ISBLK(mode):
+        return abi.FILETYPE_BLOCK_DEVICE
+    if stat.S_ISLNK(mode):
+        return abi.FILETYPE_SYMBOLIC_LINK
+    if stat.S_ISSOCK(mode):
+        return abi.FILETYPE_SOCKET_STREAM
+    return abi.FILETYPE_UNKNOWN
+
+
+def _stdio_entry(number: int, spec: Stdio) -> FdEntry:
+    """Open one of fds 0-2 as the spec says."""
+    reading = number == 0
+    rights = abi.RIGHTS_TTY if not reading else abi.RIGHTS_TTY & ~abi.RIGHT_FD_WRITE
+    if not reading:
+        rights &= ~abi.RIGHT_FD_READ
+    if spec.kind is StdioKind.INHERIT:
+        hostfd = os.dup(number)
+    elif spec.kind is StdioKind.NULL:
+        hostfd = os.open(os.devnull, os.O_RDONLY if reading else os.O_WRONLY)
+    elif spec.kind is StdioKind.FILE:
+        if spec.path is None:
+            raise ValueError(f"stdio {number}: kind=file needs a path")
+        flags = os.O_RDONLY if reading else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        hostfd = os.open(spec.path, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    else:
+        stream = spec.stream
+        if stream is None:
+            raise ValueError(f"stdio {number}: kind=stream needs a stream")
+        try:
+            if not reading:
+                stream.flush()
+            hostfd = os.dup(stream.fileno())
+        except (OSError, AttributeError, ValueError):
+            # io.BytesIO and friends: no fd; go through the object's read/write.
+            return FdEntry(KIND_PYSTREAM, abi.FILETYPE_UNKNOWN, -1, rights, 0, stream=stream)
+    try:
+        filetype = abi.FILETYPE_CHARACTER_DEVICE if os.isatty(hostfd) else abi.FILETYPE_UNKNOWN
+        if filetype == abi.FILETYPE_UNKNOWN and stat.S_ISREG(os.fstat(hostfd).st_mode):
+            filetype = abi.FILETYPE_REGULAR_FILE
+            rights |= abi.RIGHTS_REGULAR_FILE & ~abi.RIGHTS_WRITING
+            if not reading:
+                rights |= abi.RIGHT_FD_WRITE
+    except OSError:
+        filetype = abi.FILETYPE_UNKNOWN
+    return FdEntry(KIND_FILE, filetype, hostfd, rights, 0)
+
+
+def _preopen_entry(preopen: Preopen) -> FdEntry:
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+    hostfd = os.open(preopen.host_path, flags)
+    base = abi.RIGHTS_DIRECTORY
+    inheriting = abi.RIGHTS_DIRECTORY | abi.RIGHTS_REGULAR_FILE
+    if not preopen.writable:
+        base &= ~abi.RIGHTS_WRITING
+        inheriting &= ~abi.RIGHTS_WRITING
+    return FdEntry(
+        KIND_FILE,
+        abi.FILETYPE_DIRECTORY,
+        hostfd,
+        base,
+        inheriting,
+        preopen=preopen.guest_path.encode(),
+        readonly=not preopen.writable,
+    )
+
+
+def socket_entry(sock: socket.socket | ssl.SSLSocket, *, nonblock: bool = False) -> FdEntry:
+    """A connected stream. The host socket is always non-blocking; the guest flag is ours."""
+    sock.setblocking(False)
+    return FdEntry(
+        KIND_SOCKET,
+        abi.FILETYPE_SOCKET_STREAM,
+        sock.fileno(),
+        abi.RIGHTS_SOCKET,
+        0,
+        flags=abi.FDFLAGS_NONBLOCK if nonblock else 0,
+        sock=sock,
+        owns_fd=False,
+    )
+
+
+def listener_entry(listener: Listener) -> FdEntry:
+    listener.setblocking(False)
+    return FdEntry(
+        KIND_LISTENER,
+        abi.FILETYPE_SOCKET_STREAM,
+        listener.fileno(),
+        abi.RIGHTS_LISTENER,
+        abi.RIGHTS_SOCKET,
+        sock=listener,
+        owns_fd=False,
+    )
+
+
+def is_listener(obj: object) -> bool:
+    """A listening socket, or a Keep listener object (anything with accept but no recv)."""
+    if isinstance(obj, socket.socket):
+        try:
+            return bool(obj.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        except OSError:
+            return False
+    return isinstance(obj, Listener) and not hasattr(obj, "recv")
+
+
+class FdTable:
+    """fd number -> entry; new fds take the lowest free number, as POSIX and wasmtime do."""
+
+    def __init__(self) -> None:
+        self.entries: dict[int, FdEntry] = {}
+
+    @classmethod
+    def build(
+        cls,
+        stdio: tuple[Stdio, Stdio, Stdio],
+        preopens: list[Preopen],
+        streams: list[Any],
+    ) -> FdTable:
+        table = cls()
+        try:
+            for number, spec in enumerate(stdio):
+                table.entries[number] = _stdio_entry(number, spec)
+            for preopen in preopens:
+                table.add(_preopen_entry(preopen))
+            for obj in streams:
+                table.add(listener_entry(obj) if is_listener(obj) else socket_entry(obj))
+        except BaseException:
+            table.close_all()
+            raise
+        return table
+
+    def get(self, fd: int) -> FdEntry:
+        entry = self.entries.get(fd)
+        if entry is None:
+            raise WasiError(abi.EBADF)
+        return entry
+
+    def add(self, entry: FdEntry) -> int:
+        fd = 0
+        entries = self.entries
+        while fd in entries:
+            fd += 1
+        entries[fd] = entry
+        return fd
+
+    def close(self, fd: int) -> None:
+        entry = self.entries.pop(fd, None)
+        if entry is None:
+            raise WasiError(abi.EBADF)
+        close_entry(entry)
+
+    def renumber(self, src: int, dst: int) -> None:
+        entry = self.get(src)
+        self.get(dst)
+        if src == dst:
+            return
+        old = self.entries.pop(dst)
+        close_entry(old)
+        self.entries[dst] = self.entries.pop(src)
+        del entry
+
+    def close_all(self) -> None:
+        for fd in sorted(self.entries):
+            close_entry(self.entries.pop(fd))
+
+
+def close_entry(entry: FdEntry) -> None:
+    if entry.kind in (KIND_SOCKET, KIND_LISTENER):
+        with contextlib.suppress(OSError):
+            entry.sock.close()
+        return
+    if entry.owns_fd and entry.hostfd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(entry.hostfd)

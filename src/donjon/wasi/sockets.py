@@ -1,0 +1,190 @@
+"""``sock_*`` calls, and socket reads/writes for ``fd_read``/``fd_write``.
+
+Host sockets are always non-blocking; whether the *guest* blocks is the
+``NONBLOCK`` fdflag we keep. A blocking call waits with a deadline (see
+:meth:`HostContext.wait`), so a guest stuck in ``accept`` still obeys the run's
+timeout. TLS sockets are ``ssl.SSLSocket``: ``SSLWantRead/WriteError`` means
+"wait and retry", and ``pending()`` bytes are read without waiting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+
+from donjon.wasi import abi
+from donjon.wasi.context import HostContext
+from donjon.wasi.errors import WasiError
+from donjon.wasi.fdtable import KIND_LISTENER, KIND_SOCKET, FdEntry, socket_entry
+
+
+class SocketCalls:
+    def __init__(self, ctx: HostContext) -> None:
+        self.ctx = ctx
+
+    def _socket(self, fd: int) -> FdEntry:
+        entry = self.ctx.fds.get(fd)
+        if entry.kind != KIND_SOCKET:
+            raise WasiError(abi.ENOTSOCK)
+        return entry
+
+    def _block(self, entry: FdEntry, write: bool, until: float | None) -> None:
+        if entry.flags & abi.FDFLAGS_NONBLOCK:
+            raise WasiError(abi.EAGAIN)
+        self.ctx.wait(entry.hostfd, write, until)
+
+    def recv(self, entry: FdEntry, bufs: list[memoryview], flags: int) -> int:
+        """Read into the first non-empty buffer: a short read is always allowed."""
+        if entry.kind != KIND_SOCKET:
+            raise WasiError(abi.ENOTSOCK if entry.kind != KIND_LISTENER else abi.ENOTCONN)
+        target = next((b for b in bufs if len(b)), None)
+        if target is None:
+            return 0
+        sock = entry.sock
+        peek = bool(flags & abi.RIFLAGS_RECV_PEEK)
+        until: float | None = None
+        first = True
+        while True:
+            try:
+                if peek:
+                    data = sock.recv(len(target), socket.MSG_PEEK)
+                    target[: len(data)] = data
+                    return len(data)
+                n: int = sock.recv_into(target)
+                return n
+            except ssl.SSLZeroReturnError:
+                return 0
+            except (BlockingIOError, ssl.SSLWantReadError):
+                write = False
+            except ssl.SSLWantWriteError:
+                write = True
+            except ssl.SSLError as exc:
+                raise WasiError(abi.EIO) from exc
+            if first:
+                until = self.ctx.call_deadline()
+                first = False
+            self._block(entry, write, until)
+
+    def send(self, entry: FdEntry, bufs: list[memoryview]) -> int:
+        if entry.kind != KIND_SOCKET:
+            raise WasiError(abi.ENOTSOCK if entry.kind != KIND_LISTENER else abi.ENOTCONN)
+        sock = entry.sock
+        plain = not isinstance(sock, ssl.SSLSocket)
+        parts = [b for b in bufs if len(b)]
+        if not parts:
+            return 0
+        until: float | None = None
+        first = True
+        while True:
+            try:
+                if plain and len(parts) > 1:
+                    sent: int = sock.sendmsg(parts)
+                else:
+                    sent = sock.send(parts[0])
+                return sent
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                write = True
+            except ssl.SSLWantReadError:
+                write = False
+            except ssl.SSLError as exc:
+                raise WasiError(abi.EIO) from exc
+            if first:
+                until = self.ctx.call_deadline()
+                first = False
+            self._block(entry, write, until)
+
+    def sock_recv(
+        self, fd: int, ri_data: int, ri_data_len: int, ri_flags: int, ro_len: int, ro_flags: int
+    ) -> int:
+        entry = self._socket(fd)
+        entry.require(abi.RIGHT_FD_READ)
+        if ri_flags & ~(abi.RIFLAGS_RECV_PEEK | abi.RIFLAGS_RECV_WAITALL):
+            raise WasiError(abi.EINVAL)
+        mem = self.ctx.mem
+        bufs = mem.iovecs(ri_data, ri_data_len)
+        n = self.recv(entry, bufs, ri_flags)
+        if ri_flags & abi.RIFLAGS_RECV_WAITALL and not ri_flags & abi.RIFLAGS_RECV_PEEK:
+            want = sum(len(b) for b in bufs)
+            while n and n < want:
+                rest = _advance(bufs, n)
+                got = self.recv(entry, rest, 0)
+                if got == 0:
+                    break
+                n += got
+        mem.set_u32(ro_len, n)
+        mem.check(ro_flags, 2)
+        mem.view[ro_flags : ro_flags + 2] = b"\0\0"
+        return abi.SUCCESS
+
+    def sock_send(self, fd: int, si_data: int, si_data_len: int, si_flags: int, so_len: int) -> int:
+        entry = self._socket(fd)
+        entry.require(abi.RIGHT_FD_WRITE)
+        mem = self.ctx.mem
+        n = self.send(entry, mem.iovecs(si_data, si_data_len))
+        mem.set_u32(so_len, n)
+        return abi.SUCCESS
+
+    def sock_shutdown(self, fd: int, how: int) -> int:
+        entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_LISTENER:
+            raise WasiError(abi.ENOTCONN)
+        if entry.kind != KIND_SOCKET:
+            raise WasiError(abi.ENOTSOCK)
+        entry.require(abi.RIGHT_SOCK_SHUTDOWN)
+        modes = {
+            abi.SDFLAGS_RD: socket.SHUT_RD,
+            abi.SDFLAGS_WR: socket.SHUT_WR,
+            abi.SDFLAGS_RD | abi.SDFLAGS_WR: socket.SHUT_RDWR,
+        }
+        if how not in modes:
+            raise WasiError(abi.EINVAL)
+        sock = entry.sock
+        if isinstance(sock, ssl.SSLSocket) and how & abi.SDFLAGS_WR:
+            # Send close_notify first so the peer sees a clean TLS end, not a truncation.
+            with contextlib.suppress(OSError, ValueError):
+                sock.unwrap()
+        try:
+            sock.shutdown(modes[how])
+        except OSError as exc:
+            raise WasiError(abi.from_oserror(exc)) from exc
+        return abi.SUCCESS
+
+    def sock_accept(self, fd: int, flags: int, result_fd: int) -> int:
+        entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_SOCKET:
+            raise WasiError(abi.EINVAL)
+        if entry.kind != KIND_LISTENER:
+            raise WasiError(abi.ENOTSOCK)
+        entry.require(abi.RIGHT_SOCK_ACCEPT)
+        if flags & ~abi.FDFLAGS_NONBLOCK:
+            raise WasiError(abi.EINVAL)
+        mem = self.ctx.mem
+        mem.check(result_fd, 4)
+        until: float | None = None
+        first = True
+        while True:
+            try:
+                conn, _addr = entry.sock.accept()
+                break
+            except (BlockingIOError, InterruptedError):
+                pass
+            if first:
+                until = self.ctx.call_deadline()
+                first = False
+            self._block(entry, False, until)
+        new = socket_entry(conn, nonblock=bool(flags & abi.FDFLAGS_NONBLOCK))
+        new.owns_fd = False
+        mem.set_u32(result_fd, self.ctx.fds.add(new))
+        return abi.SUCCESS
+
+
+def _advance(bufs: list[memoryview], n: int) -> list[memoryview]:
+    out = []
+    for b in bufs:
+        if n >= len(b):
+            n -= len(b)
+            continue
+        out.append(b[n:])
+        n = 0
+    return out
