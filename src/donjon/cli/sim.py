@@ -1,0 +1,205 @@
+"""``donjon sim``: create, inspect and remove the simulated TEE's vendor hierarchy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from donjon.cli.output import print_json
+from donjon.keep.platforms import default_state_dir
+from donjon.keep.sim import sim_dir
+from donjon.keep.sim import state as sim_state
+from donjon.keep.sim.measure import runtime_measurement
+from donjon.keep.sim.products import DEFAULT_TCB, Product, parse_product, parse_tcb
+
+_STATE_DIR = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DONJON_STATE_DIR",
+    help="Donjon's state directory; the simulator lives in its 'sim' subdirectory "
+    "[default: ~/.local/share/donjon, or $DONJON_STATE_DIR].",
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _directory(state_dir: Path | None) -> Path:
+    return sim_dir(state_dir or default_state_dir())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def sim() -> None:
+    """Manage the simulated TEE, a software stand-in for AMD SEV-SNP.
+
+    The simulator makes a local vendor hierarchy in AMD's format (ARK, ASK and
+    a VCEK) and signs SEV-SNP-format reports with it. A Steward trusts that
+    evidence only if its policy names the simulator's ARK, and every certificate
+    it issues on it says platform=sim. For development and CI, never production.
+
+    \b
+    Examples:
+      donjon sim init                         Milan, default TCB
+      donjon sim init --product Turin --tcb fmc=1,bl=1,tee=1,snp=1,ucode=9
+      donjon sim show --json
+      donjon sim tcb ucode=220                move the simulated chip to a new TCB
+      donjon sim reset
+    """
+
+
+@sim.command()
+@_STATE_DIR
+@click.option(
+    "--product",
+    default="Milan",
+    show_default=True,
+    help="AMD product line to simulate: Milan, Genoa or Turin.",
+)
+@click.option(
+    "--tcb",
+    "tcb_text",
+    default="",
+    metavar="bl=N,tee=N,snp=N,ucode=N[,fmc=N]",
+    help="Security patch levels; omitted fields keep the product's default.",
+)
+@click.option(
+    "--report-version",
+    type=click.Choice(["3", "5"]),
+    default="3",
+    show_default=True,
+    help="SEV-SNP report format version to emit.",
+)
+@click.option("--debug", is_flag=True, help="Launch guests with debugging allowed (policy bit 19).")
+@click.option("--force", is_flag=True, help="Replace an existing hierarchy.")
+@_JSON
+def init(
+    state_dir: Path | None,
+    product: str,
+    tcb_text: str,
+    report_version: str,
+    debug: bool,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Create the simulated vendor hierarchy (two RSA-4096 keys: a second or two).
+
+    \b
+    Examples:
+      donjon sim init
+      donjon sim init --state-dir /tmp/donjon --product Genoa --report-version 5
+    """
+    line = parse_product(product)
+    tcb = parse_tcb(tcb_text, line)
+    policy = sim_state.DEFAULT_POLICY | (1 << 19 if debug else 0)
+    directory = _directory(state_dir)
+    config = sim_state.SimConfig(
+        line, tcb, sim_state.random_chip_id(line), int(report_version), policy
+    )
+    if sim_state.is_initialised(directory) and not force:
+        sim_state.init(directory, config)  # raises the "already exists" error
+    if not as_json:
+        click.echo(
+            f"generating a simulated {line.value} hierarchy (ARK, ASK: RSA-4096) ...", err=True
+        )
+    loaded = sim_state.init(directory, config, force=force)
+    _show(loaded, as_json)
+
+
+@sim.command()
+@_STATE_DIR
+@_JSON
+def show(state_dir: Path | None, as_json: bool) -> None:
+    """Show the simulated chip, its TCB, and the policy line that trusts it.
+
+    \b
+    Example:
+      donjon sim show --json | jq .ark_sha256
+    """
+    _show(sim_state.load(_directory(state_dir)), as_json)
+
+
+@sim.command()
+@_STATE_DIR
+@click.argument("tcb_text", metavar="bl=N,tee=N,snp=N,ucode=N[,fmc=N]")
+@_JSON
+def tcb(state_dir: Path | None, tcb_text: str, as_json: bool) -> None:
+    """Move the simulated chip to a new TCB (a new VCEK; ARK and ASK stay).
+
+    \b
+    Example:
+      donjon sim tcb bl=4,ucode=220
+    """
+    directory = _directory(state_dir)
+    current = sim_state.load(directory)
+    product = current.config.product
+    merged = ",".join(f"{k}={v}" for k, v in current.config.tcb.components().items())
+    new = parse_tcb(f"{merged},{tcb_text}", product)
+    _show(sim_state.reissue_vcek(directory, new), as_json)
+
+
+@sim.command()
+@_STATE_DIR
+@_JSON
+def reset(state_dir: Path | None, as_json: bool) -> None:
+    """Delete the simulated hierarchy (keys and certificates).
+
+    \b
+    Example:
+      donjon sim reset
+    """
+    directory = _directory(state_dir)
+    removed = sim_state.reset(directory)
+    if as_json:
+        print_json({"directory": directory, "removed": removed})
+    elif removed:
+        click.echo(f"removed the simulated TEE in {directory}")
+    else:
+        click.echo(f"nothing to remove: no simulated TEE in {directory}")
+
+
+def describe(loaded: sim_state.SimState) -> dict[str, Any]:
+    """What ``show`` prints, as data."""
+    config = loaded.config
+    ark_path = loaded.directory / "ark.pem"
+    return {
+        "directory": loaded.directory,
+        "product": config.product.value,
+        "tcb": config.tcb.components(),
+        "chip_id": config.chip_id.hex(),
+        "report_version": config.report_version,
+        "policy": f"{config.policy:#x}",
+        "debug": config.debug,
+        "ark": ark_path,
+        "ark_sha256": _fingerprint(loaded.ark),
+        "vcek_not_after": loaded.vcek.not_valid_after_utc,
+        "measurement": runtime_measurement().hex(),
+        "steward_policy": f'[sim]\ntrust = "{ark_path}"',
+        "defaults": {p.value: DEFAULT_TCB[p].components() for p in Product},
+    }
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _show(loaded: sim_state.SimState, as_json: bool) -> None:
+    info = describe(loaded)
+    if as_json:
+        info.pop("defaults")
+        print_json(info)
+        return
+    tcb_text = " ".join(f"{k}={v}" for k, v in info["tcb"].items())
+    click.echo(f"simulated TEE in {info['directory']}  (NOT a hardware TEE)")
+    click.echo(f"  product         {info['product']}  (SNP report v{info['report_version']})")
+    click.echo(f"  TCB             {tcb_text}")
+    click.echo(f"  chip_id         {info['chip_id'][:32]}...")
+    debug = "  DEBUG ALLOWED" if info["debug"] else ""
+    click.echo(f"  guest policy    {info['policy']}{debug}")
+    click.echo(f"  ARK             {info['ark']}")
+    click.echo(f"  ARK SHA-256     {info['ark_sha256']}")
+    click.echo(f"  measurement     {info['measurement']}")
+    click.echo("  a Steward trusts it with this policy entry:")
+    for line in str(info["steward_policy"]).splitlines():
+        click.echo(f"    {line}")
