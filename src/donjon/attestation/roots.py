@@ -1,0 +1,17 @@
+"""Pinned SHA-256 fingerprints of the vendor root certificates.
+
+These are published facts (the AMD KDS ``cert_chain`` roots). The certificates
+themselves come from a trust directory or from the vendor, and any root whose
+fingerprint is not listed here is refused.
+"""
+
+from __future__ import annotations
+
+from donjon.attestation.snp.product import Product
+
+#: AMD Root Keys (ARK), self-signed RSA-4096 RSASSA-PSS, one per product line.
+AMD_ARK_SHA256: dict[Product, str] = {
+    Product.MILAN: "69d063b45344d26a2e94e1f4210de49ef555308287d4c174445c95639a540bcd",
+    Product.GENOA: "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
+    Product.TURIN: "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
+}

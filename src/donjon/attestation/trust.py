@@ -1,0 +1,268 @@
+"""Where vendor roots, intermediates, VCEKs and CRLs come from, and the chain cache.
+
+* A **trust directory** supplied by the operator: PEM/DER certificates and
+  CRLs in any file layout. Roots are accepted only with a pinned fingerprint.
+* An on-disk **cache** for VCEKs, certificate chains and CRLs fetched from AMD
+  KDS (written atomically), used only when a fetcher is configured.
+* A **chain cache** in memory: a verified chain stays verified while the
+  evaluation time is inside the window its certificates and CRL allow.
+
+``TrustStore.offline(dir)`` never touches the network: everything must be in
+the directory or in the evidence.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+from pyasn1.codec.der import decoder, encoder
+from pyasn1.error import PyAsn1Error
+from pyasn1.type import univ
+
+from donjon.attestation.errors import (
+    AttestationError,
+    CollateralMissingError,
+    FingerprintMismatchError,
+    MalformedEvidenceError,
+)
+from donjon.attestation.kds import CollateralFetcher
+from donjon.attestation.roots import AMD_ARK_SHA256
+from donjon.attestation.snp.chain import ChainResult, fingerprint
+from donjon.attestation.snp.product import Product
+from donjon.attestation.snp.report import TcbVersion
+from donjon.attestation.x509util import load_certificate, load_certificates, quiet_serials
+
+_SUFFIXES = {".pem", ".der", ".crt", ".cer", ".pkipath", ".crl"}
+_CHAIN_CACHE_SIZE = 4096
+
+
+def _common_name(name: x509.Name) -> str:
+    attrs = name.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(attrs[0].value) if attrs else ""
+
+
+def product_of_name(common_name: str) -> Product | None:
+    """``ARK-Milan``, ``SEV-Milan``, ``SEV-VLEK-Genoa`` -> the product line."""
+    tail = common_name.rsplit("-", 1)[-1]
+    for product in Product:
+        if product.value == tail:
+            return product
+    return None
+
+
+def parse_cert_bundle(data: bytes, what: str) -> list[x509.Certificate]:
+    """PEM bundle, a single DER certificate, or a DER PkiPath (SEQUENCE OF Certificate)."""
+    if b"-----BEGIN" in data:
+        return load_certificates(data, what=what)
+    try:
+        return [load_certificate(data, what=what)]
+    except MalformedEvidenceError:
+        pass
+    try:
+        seq, rest = decoder.decode(data, asn1Spec=univ.SequenceOf(componentType=univ.Any()))
+    except PyAsn1Error as exc:
+        raise MalformedEvidenceError(f"{what}: neither a certificate nor a PkiPath") from exc
+    if rest:
+        raise MalformedEvidenceError(f"{what}: trailing bytes after the PkiPath")
+    return [load_certificate(bytes(encoder.encode(item)), what=what) for item in seq]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a cache file so that a reader never sees it half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class _Loaded:
+    arks: dict[Product, x509.Certificate] = field(default_factory=dict)
+    refused: dict[Product, str] = field(default_factory=dict)
+    intermediates: list[x509.Certificate] = field(default_factory=list)
+    crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+
+    def add_cert(self, cert: x509.Certificate, source: str) -> None:
+        cn = _common_name(cert.subject)
+        product = product_of_name(cn)
+        if cert.issuer == cert.subject and cn.startswith("ARK-") and product is not None:
+            actual = fingerprint(cert)
+            if actual == AMD_ARK_SHA256[product]:
+                self.arks[product] = cert
+            else:
+                self.refused[product] = (
+                    f"{source}: {cn} has fingerprint {actual[:16]}..., not the pinned "
+                    f"{AMD_ARK_SHA256[product][:16]}..."
+                )
+        elif (
+            cn.startswith("SEV-")
+            and _common_name(cert.issuer).startswith("ARK-")
+            and all(fingerprint(cert) != fingerprint(c) for c in self.intermediates)
+        ):
+            self.intermediates.append(cert)
+
+    def add_crl(self, crl: x509.CertificateRevocationList) -> None:
+        self.crls.append(crl)
+
+
+class TrustStore:
+    """Vendor roots and collateral for SNP verification. Thread-compatible, not thread-safe."""
+
+    def __init__(
+        self,
+        trust_dir: Path | None = None,
+        *,
+        cache_dir: Path | None = None,
+        fetcher: CollateralFetcher | None = None,
+        certificates: Iterable[x509.Certificate] = (),
+        crls: Iterable[x509.CertificateRevocationList] = (),
+    ) -> None:
+        self.trust_dir = trust_dir
+        self.cache_dir = cache_dir
+        self.fetcher = fetcher
+        self._loaded = _Loaded()
+        self._chains: OrderedDict[tuple[str, ...], ChainResult] = OrderedDict()
+        if trust_dir is not None:
+            self._scan(trust_dir)
+        if cache_dir is not None and (cache_dir / "amd").is_dir():
+            self._scan(cache_dir / "amd")
+        for cert in certificates:
+            self._loaded.add_cert(cert, "<given>")
+        for crl in crls:
+            self._loaded.add_crl(crl)
+
+    @classmethod
+    def offline(cls, trust_dir: Path) -> TrustStore:
+        if not trust_dir.is_dir():
+            raise CollateralMissingError(f"trust directory {trust_dir} does not exist")
+        return cls(trust_dir)
+
+    # --- loading -----------------------------------------------------------------------
+    def _scan(self, directory: Path) -> None:
+        for path in sorted(directory.rglob("*")):
+            if path.suffix.lower() not in _SUFFIXES or not path.is_file():
+                continue
+            data = path.read_bytes()
+            try:
+                certs = parse_cert_bundle(data, str(path))
+            except MalformedEvidenceError:
+                certs = []
+            if certs:
+                for cert in certs:
+                    self._loaded.add_cert(cert, str(path))
+                continue
+            crl = _load_crl(data)
+            if crl is not None:
+                self._loaded.add_crl(crl)
+
+    # --- queries -----------------------------------------------------------------------
+    def ark(self, product: Product) -> x509.Certificate:
+        cert = self._loaded.arks.get(product)
+        if cert is None and self.fetcher is not None:
+            self._fetch_chain(product, "VCEK")
+            cert = self._loaded.arks.get(product)
+        if cert is not None:
+            return cert
+        if product in self._loaded.refused:
+            raise FingerprintMismatchError(self._loaded.refused[product])
+        where = f" in {self.trust_dir}" if self.trust_dir else ""
+        raise CollateralMissingError(f"no trusted ARK-{product.value} certificate{where}")
+
+    def intermediates(self, product: Product, kind: str) -> list[x509.Certificate]:
+        prefix = "SEV-VLEK-" if kind == "VLEK" else "SEV-"
+        wanted = f"{prefix}{product.value}"
+        found = [c for c in self._loaded.intermediates if _common_name(c.subject) == wanted]
+        if not found and self.fetcher is not None:
+            self._fetch_chain(product, kind)
+            found = [c for c in self._loaded.intermediates if _common_name(c.subject) == wanted]
+        return found
+
+    def crls(
+        self, product: Product, kind: str, now: datetime
+    ) -> list[x509.CertificateRevocationList]:
+        """CRLs issued by this product's ARK; fetched when none is current and a fetcher exists."""
+        issuer = f"ARK-{product.value}"
+        found = [c for c in self._loaded.crls if _common_name(c.issuer) == issuer]
+        current = [
+            c
+            for c in found
+            if c.last_update_utc <= now and (c.next_update_utc is None or now <= c.next_update_utc)
+        ]
+        if not current and self.fetcher is not None:
+            try:
+                data = self.fetcher.crl(product, kind)
+            except AttestationError:
+                return found
+            crl = _load_crl(data)
+            if crl is not None:
+                self._loaded.add_crl(crl)
+                found.append(crl)
+                self._cache_write(f"{product.value}_{kind}.crl", data)
+        return found
+
+    def endorsement_key(
+        self, product: Product, chip_id: bytes, tcb: TcbVersion
+    ) -> x509.Certificate | None:
+        """A cached or fetched VCEK for this chip at this TCB, or None."""
+        name = f"vcek_{product.value}_{chip_id[: product.hwid_size].hex()}_{tcb.raw:016x}.der"
+        if self.cache_dir is not None:
+            path = self.cache_dir / "vcek" / name
+            if path.is_file():
+                return load_certificate(path.read_bytes(), what=str(path))
+        if self.fetcher is None:
+            return None
+        data = self.fetcher.vcek(product, chip_id, tcb)
+        cert = load_certificate(data, what="VCEK from AMD KDS")
+        if self.cache_dir is not None:
+            write_atomic(self.cache_dir / "vcek" / name, data)
+        return cert
+
+    # --- chain cache -------------------------------------------------------------------
+    def cached_chain(self, key: tuple[str, ...], now: datetime) -> ChainResult | None:
+        result = self._chains.get(key)
+        if result is None or not result.valid_from <= now <= result.valid_until:
+            return None
+        self._chains.move_to_end(key)
+        return result
+
+    def remember_chain(self, key: tuple[str, ...], result: ChainResult) -> None:
+        self._chains[key] = result
+        while len(self._chains) > _CHAIN_CACHE_SIZE:
+            self._chains.popitem(last=False)
+
+    # --- helpers -----------------------------------------------------------------------
+    def _fetch_chain(self, product: Product, kind: str) -> None:
+        assert self.fetcher is not None
+        data = self.fetcher.cert_chain(product, kind)
+        certs = parse_cert_bundle(data, f"AMD KDS {product.value} {kind} cert_chain")
+        for cert in certs:
+            self._loaded.add_cert(cert, "AMD KDS")
+        self._cache_write(f"{product.value}_{kind}_cert_chain.pem", data)
+
+    def _cache_write(self, name: str, data: bytes) -> None:
+        if self.cache_dir is not None:
+            write_atomic(self.cache_dir / "amd" / name, data)
+
+
+def _load_crl(data: bytes) -> x509.CertificateRevocationList | None:
+    with quiet_serials():
+        try:
+            if data.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_crl(data)
+            return x509.load_der_x509_crl(data)
+        except ValueError:
+            return None

@@ -1,0 +1,129 @@
+"""The structured outcome of verifying evidence: every check, the verdict, the claims.
+
+Check ids are stable strings (``snp.signature``, ``snp.chain``,
+``binding.report_data``, ``policy.measurement``...): tools and tests key on
+them, people read the reasons. Cryptographic and structural checks stop at
+the first failure (nothing after a bad signature means anything); policy
+checks are all evaluated so that an operator sees every reason at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from cryptography import x509
+
+from donjon.attestation.claims import AttestationResult
+from donjon.attestation.errors import AttestationError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    passed: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accepted: bool
+    checks: tuple[Check, ...]
+    reason: str | None  # id of the first failed check, None if accepted
+    error: AttestationError | None  # the typed error of the first failure
+    platform: str  # snp | sim | nil | kvm | sgx | tdx | cca
+    result: AttestationResult | None  # claims for the certificate, when accepted
+    evidence_sha256: str  # hex digest of the evidence extension value
+    not_after_limit: datetime | None  # latest validity the collateral allows
+    csr: x509.CertificateSigningRequest | None
+    evaluated_at: datetime | None = None
+    details: dict[str, Any] | None = None  # decoded evidence, for display
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the CLI's ``--json``)."""
+        return {
+            "accepted": self.accepted,
+            "platform": self.platform,
+            "reason": self.reason,
+            "error": None
+            if self.error is None
+            else {"code": self.error.code, "message": self.error.message},
+            "evaluated_at": self.evaluated_at.isoformat() if self.evaluated_at else None,
+            "evidence_sha256": self.evidence_sha256,
+            "not_after_limit": self.not_after_limit.isoformat() if self.not_after_limit else None,
+            "checks": [{"id": c.id, "passed": c.passed, "reason": c.reason} for c in self.checks],
+            "result": None if self.result is None else _result_dict(self.result),
+            "details": self.details,
+        }
+
+
+def _result_dict(result: AttestationResult) -> dict[str, Any]:
+    workload = result.workload
+    return {
+        "platform": result.platform,
+        "product": result.product,
+        "measurement": result.measurement.hex(),
+        "tcb": result.tcb,
+        "tcb_status": result.tcb_status,
+        "advisories": list(result.advisories),
+        "debug": result.debug,
+        "development": result.development,
+        "policy_id": result.policy_id,
+        "evaluated_at": result.evaluated_at.isoformat(),
+        "workload": None
+        if workload is None
+        else {
+            "wasm_sha256": workload.wasm_sha256.hex(),
+            "config_sha256": workload.config_sha256.hex(),
+            "package_name": workload.package_name,
+        },
+    }
+
+
+class Stop(Exception):
+    """Raised inside a verification pipeline after a fail-fast check has been recorded."""
+
+
+class Checklist:
+    """Collects checks in order and remembers the first failure."""
+
+    def __init__(self) -> None:
+        self.checks: list[Check] = []
+        self.error: AttestationError | None = None
+        self.first_failed: str | None = None
+
+    def ok(self, check_id: str, reason: str) -> None:
+        self.checks.append(Check(check_id, True, reason))
+
+    def fail(self, check_id: str, error: AttestationError) -> None:
+        self.checks.append(Check(check_id, False, error.message))
+        if self.error is None:
+            self.error = error
+            self.first_failed = check_id
+
+    def step(self, check_id: str, fn: Callable[[], tuple[T, str]]) -> T:
+        """Run a fail-fast check: ``fn`` returns (value, reason) or raises."""
+        try:
+            value, reason = fn()
+        except AttestationError as error:
+            self.fail(check_id, error)
+            raise Stop from error
+        self.ok(check_id, reason)
+        return value
+
+    def expect(
+        self, check_id: str, passed: bool, ok_reason: str, error: Callable[[], AttestationError]
+    ) -> None:
+        """Record a policy check that does not stop evaluation."""
+        if passed:
+            self.ok(check_id, ok_reason)
+        else:
+            self.fail(check_id, error())
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None
