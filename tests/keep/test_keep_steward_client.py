@@ -64,7 +64,7 @@ def steward(
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     ctx = tls.server_context(steward_ca.issue(claims))
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     bundle = tmp_path / "steward-ca.pem"
     bundle.write_bytes(steward_ca.cert.public_bytes(serialization.Encoding.PEM))

@@ -1,0 +1,372 @@
+"""The Keep's sockets: listeners bound and peers connected before the workload starts.
+
+TLS is the Keep's job; the guest sees plaintext. A :class:`TlsListener` accepts
+raw connections and runs handshakes on a worker thread with a selector, so a
+slow or hostile client never holds up another: a connection reaches the guest
+only once its handshake has finished, and one that fails is dropped and logged.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import selectors
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+
+from donjon.errors import DonjonError
+from donjon.keep.config import ConnectFile, ListenFile, Prot
+from donjon.keep.tls import ClientTls, PinMismatch
+
+log = logging.getLogger("donjon.keep.net")
+
+BACKLOG = 128
+HANDSHAKE_TIMEOUT_S = 10.0
+#: Handshakes in flight at once; more connections wait in the kernel's backlog.
+MAX_PENDING_HANDSHAKES = 256
+
+
+class NetError(DonjonError):
+    """A socket the workload asked for could not be set up."""
+
+
+class ListenError(NetError):
+    """A listen address that cannot be bound (in use, not local, no permission)."""
+
+
+class ConnectError(NetError):
+    """A connect entry whose peer could not be reached or failed TLS."""
+
+
+def _describe(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "address already in use"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "address not available on this host"
+    return exc.strerror or str(exc)
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind(addr: str, port: int) -> socket.socket:
+    """A listening TCP socket. ``::`` is dual-stack, falling back to IPv4 where IPv6 is absent."""
+    if addr in ("::", ""):
+        try:
+            return _listen(socket.AF_INET6, ("::", port), dual_stack=True)
+        except OSError as exc:
+            if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
+                raise
+            return _listen(socket.AF_INET, ("0.0.0.0", port), dual_stack=False)
+    infos = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    return _listen(family, sockaddr, dual_stack=False)
+
+
+def _listen(family: int, sockaddr: tuple[object, ...], dual_stack: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if os.name == "posix":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dual_stack else 1)
+        sock.bind(sockaddr)
+        sock.listen(BACKLOG)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listen(entry: ListenFile, label: str) -> socket.socket:
+    """Bind one ``listen`` entry; errors name the entry and the address."""
+    port = entry.effective_port()
+    try:
+        return bind(entry.addr, port)
+    except socket.gaierror as exc:
+        raise ListenError(f"{label}: cannot resolve addr {entry.addr!r}: {exc.strerror}") from exc
+    except OSError as exc:
+        raise ListenError(
+            f"{label}: cannot listen on {_hostport(entry.addr, port)}: {_describe(exc)}"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class ConnectPlan:
+    host: str
+    port: int
+    timeout_s: float
+    retries: int
+    retry_delay_s: float
+
+
+def plan(entry: ConnectFile) -> ConnectPlan:
+    return ConnectPlan(
+        entry.host, entry.effective_port(), entry.connect_timeout, entry.retries, entry.retry_delay
+    )
+
+
+def connect(
+    target: ConnectPlan, tls: ClientTls | None, label: str
+) -> socket.socket | ssl.SSLSocket:
+    """Connect (and handshake) with retries; the result is blocking, ready for the guest."""
+    last: Exception | None = None
+    for attempt in range(target.retries + 1):
+        if attempt:
+            time.sleep(target.retry_delay_s * attempt)
+        try:
+            raw = socket.create_connection((target.host, target.port), timeout=target.timeout_s)
+        except OSError as exc:
+            last = exc
+            log.info("%s: connect attempt %d failed: %s", label, attempt + 1, exc)
+            continue
+        if tls is None:
+            raw.settimeout(None)
+            return raw
+        try:
+            # The connect timeout bounds the handshake as well.
+            sock = tls.context.wrap_socket(
+                raw, server_hostname=tls.server_name, suppress_ragged_eofs=True
+            )
+            tls.check_peer(sock)
+        except PinMismatch as exc:
+            raw.close()
+            raise ConnectError(f"{label}: {exc}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            raw.close()
+            raise ConnectError(
+                f"{label}: TLS peer {_hostport(target.host, target.port)} is not trusted: "
+                f"{exc.verify_message}"
+            ) from exc
+        except (OSError, ssl.SSLError) as exc:
+            raw.close()
+            last = exc
+            log.info("%s: TLS attempt %d failed: %s", label, attempt + 1, exc)
+            continue
+        sock.settimeout(None)
+        return sock
+    what = _describe(last) if isinstance(last, OSError) and last.errno else str(last)
+    raise ConnectError(
+        f"{label}: cannot connect to {_hostport(target.host, target.port)} after "
+        f"{target.retries + 1} attempt(s): {what}"
+    )
+
+
+@dataclass
+class _Pending:
+    sock: ssl.SSLSocket
+    addr: object
+    deadline: float
+
+
+class TlsListener:
+    """A listener whose ``accept()`` returns only handshaken TLS connections.
+
+    Implements :class:`donjon.wasi.api.Listener`. ``fileno()`` is the read end
+    of a pipe that holds one byte per connection ready to accept, so it polls
+    readable exactly when ``accept()`` would not block.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        context: ssl.SSLContext,
+        *,
+        name: str = "listener",
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+    ) -> None:
+        self.name = name
+        self._sock = sock
+        self._context = context
+        self._handshake_timeout_s = handshake_timeout_s
+        self._ready: collections.deque[tuple[ssl.SSLSocket, object]] = collections.deque()
+        self._lock = threading.Lock()
+        self._ready_r, self._ready_w = os.pipe()
+        self._stop_r, self._stop_w = os.pipe()
+        for fd in (self._ready_r, self._ready_w, self._stop_r, self._stop_w):
+            os.set_inheritable(fd, False)
+        os.set_blocking(self._ready_r, False)
+        self._timeout: float | None = None  # blocking, like a fresh socket
+        self._closed = False
+        self.handshakes_ok = 0
+        self.handshakes_failed = 0
+        self._sock.setblocking(False)
+        self._thread = threading.Thread(target=self._serve, name=f"donjon-tls-{name}", daemon=True)
+        self._thread.start()
+
+    # -- the Listener protocol ------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._ready_r
+
+    def getsockname(self) -> object:
+        return self._sock.getsockname()
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def settimeout(self, value: float | None) -> None:
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def accept(self) -> tuple[ssl.SSLSocket, object]:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            if self._closed:
+                raise OSError(errno.EBADF, "listener is closed")
+            try:
+                os.read(self._ready_r, 1)
+            except BlockingIOError:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    if self._timeout == 0.0:
+                        raise
+                    raise TimeoutError(errno.ETIMEDOUT, "accept timed out") from None
+                selectors_ = selectors.DefaultSelector()
+                try:
+                    selectors_.register(self._ready_r, selectors.EVENT_READ)
+                    selectors_.register(self._stop_r, selectors.EVENT_READ)
+                    selectors_.select(remaining)
+                finally:
+                    selectors_.close()
+                continue
+            with self._lock:
+                conn, addr = self._ready.popleft()
+            return conn, addr
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.write(self._stop_w, b"x")
+        self._thread.join(timeout=5)
+        with self._lock:
+            while self._ready:
+                self._ready.popleft()[0].close()
+        for fd in (self._ready_r, self._ready_w, self._stop_r, self._stop_w):
+            os.close(fd)
+        self._sock.close()
+
+    def __enter__(self) -> TlsListener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the handshake worker ------------------------------------------------------------
+
+    def _serve(self) -> None:
+        sel = selectors.DefaultSelector()
+        pending: dict[int, _Pending] = {}
+        sel.register(self._sock, selectors.EVENT_READ, None)
+        sel.register(self._stop_r, selectors.EVENT_READ, None)
+        accepting = True
+        try:
+            while True:
+                timeout = None
+                if pending:
+                    timeout = max(0.0, min(p.deadline for p in pending.values()) - time.monotonic())
+                for key, _ in sel.select(timeout):
+                    if key.fileobj == self._stop_r:
+                        return
+                    if key.fileobj is self._sock:
+                        self._accept_raw(sel, pending)
+                    else:
+                        self._step(sel, pending, key.fd)
+                self._expire(sel, pending)
+                full = len(pending) >= MAX_PENDING_HANDSHAKES
+                if full and accepting:
+                    sel.unregister(self._sock)
+                elif not full and not accepting:
+                    sel.register(self._sock, selectors.EVENT_READ, None)
+                accepting = not full
+        except Exception:  # pragma: no cover - a bug here must not die silently
+            log.exception("%s: TLS accept loop failed", self.name)
+        finally:
+            for item in pending.values():
+                item.sock.close()
+            sel.close()
+
+    def _accept_raw(self, sel: selectors.BaseSelector, pending: dict[int, _Pending]) -> None:
+        for _ in range(64):  # drain a burst without starving handshakes in progress
+            try:
+                raw, addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("%s: accept failed: %s", self.name, exc)
+                return
+            raw.setblocking(False)
+            try:
+                conn = self._context.wrap_socket(
+                    raw, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=True
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raw.close()
+                self._failed(addr, exc)
+                continue
+            item = _Pending(conn, addr, time.monotonic() + self._handshake_timeout_s)
+            pending[conn.fileno()] = item
+            sel.register(conn, selectors.EVENT_READ, None)
+            self._step(sel, pending, conn.fileno())
+
+    def _step(self, sel: selectors.BaseSelector, pending: dict[int, _Pending], fd: int) -> None:
+        item = pending[fd]
+        try:
+            item.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            sel.modify(item.sock, selectors.EVENT_READ, None)
+            return
+        except ssl.SSLWantWriteError:
+            sel.modify(item.sock, selectors.EVENT_WRITE, None)
+            return
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            sel.unregister(item.sock)
+            del pending[fd]
+            item.sock.close()
+            self._failed(item.addr, exc)
+            return
+        sel.unregister(item.sock)
+        del pending[fd]
+        item.sock.setblocking(True)
+        self.handshakes_ok += 1
+        with self._lock:
+            self._ready.append((item.sock, item.addr))
+        os.write(self._ready_w, b"\1")
+
+    def _expire(self, sel: selectors.BaseSelector, pending: dict[int, _Pending]) -> None:
+        now = time.monotonic()
+        for fd, item in list(pending.items()):
+            if item.deadline <= now:
+                sel.unregister(item.sock)
+                del pending[fd]
+                item.sock.close()
+                self._failed(item.addr, TimeoutError("handshake timed out"))
+
+    def _failed(self, addr: object, exc: BaseException) -> None:
+        self.handshakes_failed += 1
+        reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+        log.warning("%s: dropped TLS client %s: %s", self.name, addr, reason)
+
+
+def open_listener(
+    entry: ListenFile, label: str, context: ssl.SSLContext | None
+) -> socket.socket | TlsListener:
+    """Bind ``entry`` and, for ``prot = "tls"``, put a :class:`TlsListener` in front of it."""
+    sock = listen(entry, label)
+    if entry.prot is Prot.TCP:
+        return sock
+    if context is None:
+        sock.close()
+        raise ListenError(f'{label}: prot = "tls" but the Keep has no TLS context')
+    return TlsListener(sock, context, name=entry.name)
