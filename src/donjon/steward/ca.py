@@ -94,8 +94,13 @@ class CertificateAuthority:
         return cls(certificate=cert, key=key)
 
     def save(self, directory: Path, *, overwrite: bool = False) -> tuple[Path, Path]:
-        """Write ``ca.key`` (0600) and ``ca.pem`` atomically; refuse to clobber a CA."""
-        key_path, cert_path = directory / CA_KEY_NAME, directory / CA_CERT_NAME
+        """Write ``ca.pem`` and ``ca.key`` (0600) into ``directory``; never clobber a CA."""
+        return self.save_to(directory / CA_CERT_NAME, directory / CA_KEY_NAME, overwrite=overwrite)
+
+    def save_to(
+        self, cert_path: Path, key_path: Path, *, overwrite: bool = False
+    ) -> tuple[Path, Path]:
+        """Write the key (mode 0600) then the certificate, each atomically."""
         key_pem = self.key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

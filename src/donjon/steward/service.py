@@ -6,8 +6,10 @@ commit the audit record, and only then hand the certificate out.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,6 +138,7 @@ class Steward:
         verifier: Verifier,
         clock: Clock,
         metrics: StewardMetrics | None = None,
+        serialize_verifier: bool = True,
     ) -> None:
         self.ca = ca
         self.policy = policy
@@ -144,12 +147,18 @@ class Steward:
         self.verifier = verifier
         self.clock = clock
         self.metrics = metrics or StewardMetrics()
+        # The engine's trust store caches chains and is not thread-safe; the HTTP layer
+        # runs attestations in worker threads, so they take turns inside the verifier.
+        self._verify_lock: threading.Lock | contextlib.nullcontext[None] = (
+            threading.Lock() if serialize_verifier else contextlib.nullcontext()
+        )
 
     def _verify(self, csr_der: bytes, now: datetime) -> VerdictLike:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
+            with self._verify_lock:
+                verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
         finally:
             self.metrics.in_flight.dec()
             self.metrics.verify_seconds.observe(time.perf_counter() - started)

@@ -1,0 +1,383 @@
+"""``donjon steward``: create a Steward CA, serve it, and read or change its audit store."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from donjon.cli.output import print_json
+
+_STATE_DIR = click.option(
+    "--dir",
+    "state_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("steward"),
+    show_default=True,
+    help="Steward state directory (ca.pem, ca.key, audit.db).",
+)
+_DB = click.option(
+    "--db",
+    metavar="URL",
+    default=None,
+    help="Audit store: sqlite:///path or postgresql://user@host/db "
+    "[default: sqlite:///<dir>/audit.db].",
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+def _setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@click.group()
+def steward() -> None:
+    """Run and manage a Steward: the attestation-gated CA of a workload owner.
+
+    \b
+    Examples:
+      donjon steward init --dir ./steward                   create a P-384 CA
+      donjon steward serve --dir ./steward --policy steward.toml \\
+          --tls-cert tls.pem --tls-key tls.key --trust-dir ./vendor-roots
+      donjon steward serve --dev --init --policy dev.toml   local development
+      donjon steward certs list --dir ./steward --json
+      donjon steward certs revoke 4f2a... --reason key-compromise
+    """
+
+
+@steward.command()
+@_STATE_DIR
+@click.option("--curve", type=click.Choice(["p256", "p384"]), default="p384", show_default=True)
+@click.option("--name", default="Donjon Steward CA", show_default=True, help="CA common name.")
+@click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True)
+@click.option("--force", is_flag=True, help="Replace an existing CA (its certificates die).")
+@_JSON
+def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json: bool) -> None:
+    """Create the Steward CA: ca.key (mode 0600) and ca.pem in --dir.
+
+    \b
+    Example:
+      donjon steward init --dir ./steward --curve p384
+    """
+    from datetime import timedelta
+
+    from donjon.errors import UsageError
+    from donjon.steward.ca import CertificateAuthority
+
+    ca = CertificateAuthority.create(
+        name=name, curve=curve, now=datetime.now(UTC), lifetime=timedelta(days=days)
+    )
+    try:
+        cert_path, key_path = ca.save(state_dir, overwrite=force)
+    except FileExistsError as exc:
+        raise UsageError(
+            f"a CA already exists at {exc.filename}", hint="use --force to replace it"
+        ) from None
+    fingerprint = ca.certificate.fingerprint(ca.hash_algorithm).hex()
+    if as_json:
+        print_json(
+            {"certificate": cert_path, "key": key_path, "curve": curve, "fingerprint": fingerprint}
+        )
+        return
+    click.echo(f"CA certificate: {cert_path}")
+    click.echo(f"CA key:         {key_path} (mode 0600)")
+    click.echo(f"fingerprint:    {fingerprint}")
+    click.echo(
+        "Give the certificate to relying parties: donjon verify-peer HOST:PORT --ca "
+        + str(cert_path)
+    )
+
+
+@steward.command()
+@_STATE_DIR
+@click.option("--addr", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="HTTPS certificate (PEM)."
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="HTTPS key (PEM).")
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Policy TOML (superset of Enarx steward.toml).",
+)
+@click.option(
+    "--ca-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA certificate [default: <dir>/ca.pem].",
+)
+@click.option(
+    "--ca-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CA key [default: <dir>/ca.key].",
+)
+@click.option("--init", is_flag=True, help="Create the CA first if it does not exist.")
+@click.option(
+    "--curve",
+    type=click.Choice(["p256", "p384"]),
+    default="p384",
+    show_default=True,
+    help="Curve of a CA made by --init.",
+)
+@_DB
+@click.option(
+    "--trust-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Vendor roots and collateral (offline).",
+)
+@click.option(
+    "--admin-token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Bearer token of POST /v1/revoke [or $DONJON_STEWARD_ADMIN_TOKEN].",
+)
+@click.option(
+    "--now",
+    "now_text",
+    metavar="TIME",
+    help="Fix the clock (ISO 8601) [or $DONJON_STEWARD_NOW]; for expired test vectors.",
+)
+@click.option(
+    "--dev",
+    "development",
+    is_flag=True,
+    help="Development mode: allows plain HTTP and non-TEE policies; logged loudly.",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(1024),
+    default=256 * 1024,
+    show_default=True,
+    help="Largest request body in bytes.",
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Attestations verified at once.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(
+    state_dir: Path,
+    addr: str,
+    port: int,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    policy: Path | None,
+    ca_cert: Path | None,
+    ca_key: Path | None,
+    init: bool,
+    curve: str,
+    db: str | None,
+    trust_dir: Path | None,
+    admin_token_file: Path | None,
+    now_text: str | None,
+    development: bool,
+    max_body: int,
+    max_concurrent: int,
+    log_level: str,
+) -> None:
+    """Serve the Steward API (Enarx-compatible POST / plus /v1, /metrics, /openapi.json).
+
+    \b
+    Examples:
+      donjon steward serve --dir ./steward --policy steward.toml \\
+          --tls-cert tls.pem --tls-key tls.key --trust-dir ./vendor-roots
+      donjon steward serve --dev --init --port 3000 --policy dev.toml
+      DONJON_STEWARD_NOW=2023-02-01T00:00Z donjon steward serve ...   (Enarx vectors)
+    """
+    from donjon.steward.app import create_app
+    from donjon.steward.bootstrap import StewardConfig, build_steward
+    from donjon.steward.clock import parse_time
+    from donjon.steward.server import ServeOptions
+    from donjon.steward.server import serve as run
+
+    _setup_logging(log_level)
+    config = StewardConfig(
+        state_dir=state_dir,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        init=init,
+        curve=curve,
+        policy=policy,
+        trust_dir=trust_dir,
+        db=db,
+        now=parse_time(now_text, what="--now") if now_text else None,
+        admin_token_file=admin_token_file,
+        development=development,
+        max_body=max_body,
+        max_concurrent=max_concurrent,
+    )
+    stew, settings = build_steward(config)
+    options = ServeOptions(
+        host=addr,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        development=development,
+        log_level=log_level,
+    )
+    try:
+        run(create_app(stew, settings), options)
+    finally:
+        stew.store.close()
+
+
+# --- the audit store ------------------------------------------------------------------------
+
+
+def _open_store(state_dir: Path, db: str | None) -> Any:
+    from donjon.steward.bootstrap import StewardConfig
+    from donjon.steward.store import AuditStore
+
+    url = StewardConfig(state_dir=state_dir, db=db).db_url
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        from donjon.errors import UsageError
+
+        raise UsageError(f"no audit store at {url}", hint="pass --dir or --db")
+    return AuditStore.open(url)
+
+
+@steward.group()
+def certs() -> None:
+    """Read and change the audit store of issued certificates.
+
+    \b
+    Examples:
+      donjon steward certs list --dir ./steward
+      donjon steward certs show 4f2a91... --json
+      donjon steward certs revoke 4f2a91... --reason key-compromise
+    """
+
+
+@certs.command("list")
+@_STATE_DIR
+@_DB
+@click.option("--revoked/--active", "revoked", default=None, help="Only revoked / only active.")
+@click.option("--platform", help="Only this platform (snp, sgx, sim, nil...).")
+@click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
+@_JSON
+def list_(
+    state_dir: Path,
+    db: str | None,
+    revoked: bool | None,
+    platform: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List issued certificates, newest first."""
+    store = _open_store(state_dir, db)
+    try:
+        records = store.records(limit=limit, revoked=revoked, platform=platform)
+    finally:
+        store.close()
+    if as_json:
+        docs = [r.to_json() for r in records]
+        for doc in docs:
+            doc.pop("certificate_der_b64")
+        print_json(docs)
+        return
+    if not records:
+        click.echo("no certificates")
+        return
+    for r in records:
+        state = "REVOKED" if r.revoked_at else "active"
+        dev = " (development)" if r.development else ""
+        click.echo(
+            f"{r.serial}  {r.issued_at:%Y-%m-%d %H:%M}Z  {r.platform}{dev}  "
+            f"until {r.not_after:%Y-%m-%d}  {state}  workload={r.workload_sha256 or '-'}"
+        )
+
+
+@certs.command()
+@click.argument("serial")
+@_STATE_DIR
+@_DB
+@_JSON
+def show(serial: str, state_dir: Path, db: str | None, as_json: bool) -> None:
+    """Show the audit record of one certificate (serial in hex)."""
+    store = _open_store(state_dir, db)
+    try:
+        record = store.get(serial)
+    finally:
+        store.close()
+    doc = record.to_json()
+    if as_json:
+        print_json(doc)
+        return
+    doc.pop("certificate_der_b64")
+    for key in (
+        "serial",
+        "issued_at",
+        "not_before",
+        "not_after",
+        "platform",
+        "development",
+        "workload_sha256",
+        "subject_key_sha256",
+        "evidence_sha256",
+        "policy_digest",
+        "revoked",
+        "revoked_at",
+        "revocation_reason",
+    ):
+        click.echo(f"{key + ':':20} {doc[key]}")
+    click.echo("checks:")
+    for check in doc["verdict"].get("checks", []):
+        mark = "✔" if check["passed"] else "✗"
+        click.echo(f"  {mark} {check['id']}: {check['reason']}")
+
+
+@certs.command()
+@click.argument("serial")
+@click.option(
+    "--reason",
+    type=click.Choice(
+        [
+            "unspecified",
+            "key-compromise",
+            "affiliation-changed",
+            "superseded",
+            "cessation-of-operation",
+            "privilege-withdrawn",
+        ]
+    ),
+    default="unspecified",
+    show_default=True,
+)
+@_STATE_DIR
+@_DB
+@_JSON
+def revoke(serial: str, reason: str, state_dir: Path, db: str | None, as_json: bool) -> None:
+    """Revoke a certificate; it appears in the next /v1/crl."""
+    store = _open_store(state_dir, db)
+    try:
+        record = store.revoke(serial, reason=reason, at=datetime.now(UTC))
+    finally:
+        store.close()
+    if as_json:
+        print_json(
+            {
+                "serial": record.serial,
+                "revoked_at": record.revoked_at,
+                "reason": record.revocation_reason,
+            }
+        )
+        return
+    click.echo(
+        f"revoked {record.serial} at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
+        f"({record.revocation_reason})"
+    )
