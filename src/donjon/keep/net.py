@@ -53,7 +53,7 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _hostport(host: str, port: int) -> str:
+def hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -95,7 +95,7 @@ def listen(entry: ListenFile, label: str) -> socket.socket:
         raise ListenError(f"{label}: cannot resolve addr {entry.addr!r}: {exc.strerror}") from exc
     except OSError as exc:
         raise ListenError(
-            f"{label}: cannot listen on {_hostport(entry.addr, port)}: {_describe(exc)}"
+            f"{label}: cannot listen on {hostport(entry.addr, port)}: {_describe(exc)}"
         ) from exc
 
 
@@ -143,7 +143,7 @@ def connect(
         except ssl.SSLCertVerificationError as exc:
             raw.close()
             raise ConnectError(
-                f"{label}: TLS peer {_hostport(target.host, target.port)} is not trusted: "
+                f"{label}: TLS peer {hostport(target.host, target.port)} is not trusted: "
                 f"{exc.verify_message}"
             ) from exc
         except (OSError, ssl.SSLError) as exc:
@@ -155,7 +155,7 @@ def connect(
         return sock
     what = _describe(last) if isinstance(last, OSError) and last.errno else str(last)
     raise ConnectError(
-        f"{label}: cannot connect to {_hostport(target.host, target.port)} after "
+        f"{label}: cannot connect to {hostport(target.host, target.port)} after "
         f"{target.retries + 1} attempt(s): {what}"
     )
 

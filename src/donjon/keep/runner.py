@@ -1,0 +1,279 @@
+"""Starting a Keep: platform, identity, sockets, then the workload on the WASI host.
+
+Order matters. Listen addresses are bound first, so a port clash fails before
+anyone is asked for a certificate. The identity comes next (from the Steward,
+or self-signed and marked UNATTESTED). Connect entries dial out last, with the
+identity ready for client authentication. Only then does the guest start; it
+finds every socket already in its fd table at the position ``[[files]]`` gave it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from donjon.attestation.claims import WorkloadClaims
+from donjon.keep import identity as ident
+from donjon.keep import net, platforms, tls
+from donjon.keep.config import (
+    STDIO_KINDS,
+    Config,
+    ConnectFile,
+    DirFile,
+    ListenFile,
+    Prot,
+    file_label,
+)
+from donjon.keep.identity import Identity
+from donjon.keep.package import Package, resolve
+from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
+from donjon.keep.steward_client import StewardClient
+from donjon.wasi.api import (
+    ByteStream,
+    Limits,
+    Listener,
+    Preopen,
+    RunResult,
+    RunSpec,
+    Stdio,
+    StdioKind,
+)
+
+log = logging.getLogger("donjon.keep")
+
+Report = Callable[[str], None]
+
+
+@dataclass
+class KeepOptions:
+    platform: str | None = None
+    state_dir: Path | None = None
+    #: Compiled-module cache; ``None`` disables it.
+    cache_dir: Path | None = None
+    #: Write the Keep's certificate chain (PEM, public) here, for peers to pin.
+    export_cert: Path | None = None
+    memory_bytes: int | None = None
+    timeout_s: float | None = None
+    #: Progress and status lines for a person (the CLI prints them on stderr).
+    report: Report = field(default=lambda line: log.info("%s", line))
+
+
+@dataclass
+class PreparedKeep:
+    """A Keep ready to run: its identity, its open sockets, and the WASI run description."""
+
+    platform: Platform
+    identity: Identity
+    spec: RunSpec
+    listeners: dict[str, tuple[str, int]]
+    _stack: ExitStack
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def __enter__(self) -> PreparedKeep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def workload_claims(package: Package) -> WorkloadClaims:
+    return WorkloadClaims(
+        wasm_sha256=package.wasm_sha256(),
+        config_sha256=package.config_sha256(),
+        package_name=package.name,
+    )
+
+
+def obtain_identity(
+    package: Package, platform: Platform, claims: WorkloadClaims, report: Report
+) -> Identity:
+    """A certificate from the Steward when the config names one, else a self-signed one."""
+    key = ident.generate_key(platform)
+    config = package.config
+    if config.steward is None:
+        identity = ident.unattested_identity(key, claims, platform)
+        report(f"{identity.describe()}; peers cannot verify what runs here")
+        return identity
+    csr = ident.build_csr(key, claims, platform)
+    ca_bundle = resolve(package.base_dir, config.steward_ca) if config.steward_ca else None
+    report(f"requesting a certificate from steward {config.steward}")
+    chain = StewardClient.from_config(config.steward, ca_bundle).request(csr)
+    # Enarx order is [CA, ..., leaf]; TLS presents leaf first, without the trust anchor.
+    identity = Identity(
+        key=key,
+        chain=tuple(reversed(chain[1:])),
+        ca=chain[0],
+        platform=platform.name,
+        claims=claims,
+    )
+    report(identity.describe())
+    return identity
+
+
+def _stdio(config: Config) -> tuple[Stdio, Stdio, Stdio]:
+    host_streams = {
+        "stdin": (0, sys.stdin),
+        "stdout": (1, sys.stdout),
+        "stderr": (2, sys.stderr),
+    }
+    out: list[Stdio] = []
+    for fd in range(3):
+        kind = config.files[fd].kind if fd < len(config.files) else "null"
+        if kind == "null":
+            out.append(Stdio(StdioKind.NULL))
+            continue
+        host_fd, stream = host_streams[kind]
+        if host_fd == fd:
+            out.append(Stdio(StdioKind.INHERIT))
+        else:  # e.g. Enarx's ``kind = "stdout"`` at fd 2: the guest's fd 2 writes to our stdout
+            out.append(Stdio(StdioKind.STREAM, stream=stream.buffer))
+    return out[0], out[1], out[2]
+
+
+def _fd_env(config: Config) -> dict[str, str]:
+    names = config.fd_names()
+    names += ["null"] * (3 - len(names))
+    return {"FD_COUNT": str(len(names)), "FD_NAMES": ":".join(names)}
+
+
+def _sockname(sock: socket.socket | net.TlsListener) -> tuple[str, int]:
+    addr = sock.getsockname()
+    assert isinstance(addr, tuple)
+    return str(addr[0]), int(addr[1])
+
+
+def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
+    """Do everything up to starting the guest; the caller runs ``spec`` and then closes."""
+    report = options.report
+    config = package.config
+    platform = platforms.select(options.platform, options.state_dir)
+    if platform.name in HARDWARE_PLATFORMS:
+        report(f"platform {platform.name}: memory and registers are protected by the TEE")
+    else:
+        report(
+            f"platform {platform.name}: NOT a hardware TEE; the host can read and change "
+            "everything in this Keep"
+        )
+    stack = ExitStack()
+    try:
+        raw_listeners: dict[int, socket.socket] = {}
+        for index, entry in enumerate(config.files):
+            if isinstance(entry, ListenFile):
+                sock = net.listen(entry, file_label(index, entry))
+                stack.callback(sock.close)
+                raw_listeners[index] = sock
+
+        claims = workload_claims(package)
+        identity = obtain_identity(package, platform, claims, report)
+        if options.export_cert is not None:
+            _write_atomically(options.export_cert, identity.certificate_pem())
+            report(f"wrote the Keep's certificate to {options.export_cert}")
+
+        streams: list[Listener | ByteStream] = []
+        preopens: list[Preopen] = []
+        listening: dict[str, tuple[str, int]] = {}
+        server_contexts: dict[str | None, ssl.SSLContext] = {}
+        for index, entry in enumerate(config.files):
+            label = file_label(index, entry)
+            if entry.kind in STDIO_KINDS:
+                continue
+            if isinstance(entry, DirFile):
+                preopens.append(
+                    Preopen(resolve(package.base_dir, entry.path), entry.name, entry.writable)
+                )
+            elif isinstance(entry, ListenFile):
+                sock = raw_listeners[index]
+                where = _sockname(sock)
+                listening[entry.name] = where
+                if entry.prot is Prot.TCP:
+                    streams.append(sock)
+                else:
+                    client_ca = entry.client_ca
+                    if client_ca is not None and client_ca != "steward":
+                        client_ca = str(resolve(package.base_dir, Path(client_ca)))
+                    if client_ca not in server_contexts:
+                        server_contexts[client_ca] = tls.server_context(identity, client_ca)
+                    listener = net.TlsListener(sock, server_contexts[client_ca], name=entry.name)
+                    stack.callback(listener.close)
+                    streams.append(listener)
+                host, port = where
+                report(f"{label}: listening on {net.hostport(host, port)} ({entry.prot.value})")
+            elif isinstance(entry, ConnectFile):
+                client = None
+                if entry.prot is Prot.TLS:
+                    client = _client_tls(entry, package, identity)
+                stream = net.connect(net.plan(entry), client, label)
+                stack.callback(stream.close)
+                streams.append(stream)
+                report(
+                    f"{label}: connected to "
+                    f"{net.hostport(entry.host, entry.effective_port())} ({entry.prot.value})"
+                )
+
+        limits = Limits(
+            memory_bytes=options.memory_bytes or config.limits.memory_bytes(),
+            timeout_s=options.timeout_s or config.limits.timeout,
+        )
+        stdin, stdout, stderr = _stdio(config)
+        spec = RunSpec(
+            module=package.wasm,
+            args=["main.wasm", *config.args],
+            env={**config.env, **_fd_env(config)},
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            preopens=preopens,
+            streams=streams,
+            limits=limits,
+            cache_dir=options.cache_dir,
+        )
+        return PreparedKeep(platform, identity, spec, listening, stack)
+    except BaseException:
+        stack.close()
+        raise
+
+
+def _client_tls(entry: ConnectFile, package: Package, identity: Identity) -> tls.ClientTls:
+    return tls.client_context(
+        trust=entry.effective_trust(package.config.steward is not None),
+        server_name=entry.server_name or entry.host,
+        identity=identity,
+        ca_bundle=resolve(package.base_dir, entry.ca_bundle) if entry.ca_bundle else None,
+        pin=resolve(package.base_dir, entry.pin) if entry.pin else None,
+        present_certificate=entry.client_cert,
+    )
+
+
+def run(package: Package, options: KeepOptions) -> RunResult:
+    """Run a package in a Keep to completion; sockets are closed afterwards."""
+    from donjon import wasi  # deferred: importing wasmtime is the slow part of start-up
+
+    with prepare(package, options) as keep:
+        return wasi.run(keep.spec)
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["KeepOptions", "PreparedKeep", "obtain_identity", "prepare", "run"]
