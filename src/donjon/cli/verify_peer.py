@@ -1,0 +1,139 @@
+"""``donjon verify-peer``: connect to a Keep over TLS 1.3 and check its attested certificate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from donjon.cli.output import print_checks, print_json
+
+
+def _digest(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    from donjon.errors import UsageError
+
+    value = text.strip().lower().removeprefix("sha256:")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise UsageError(f"--expect-workload {text!r} is not a hex SHA-256 digest") from None
+    if len(raw) != 32:
+        raise UsageError(f"--expect-workload must be 32 bytes (64 hex digits), got {len(raw)}")
+    return raw
+
+
+@click.command("verify-peer")
+@click.argument("address", metavar="HOST:PORT")
+@click.option(
+    "--ca",
+    "ca_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Steward CA certificate (PEM or DER).",
+)
+@click.option(
+    "--expect-workload", metavar="SHA256", help="Required digest of the peer's main.wasm."
+)
+@click.option("--min-tcb", metavar="SPEC", help='Minimum TCB, e.g. "bl=3,tee=0,snp=8,ucode=115".')
+@click.option(
+    "--platform", "platforms", multiple=True, help="Accepted platform(s) (snp, tdx, ...)."
+)
+@click.option("--crl", "crl_source", metavar="FILE|URL", help="Check revocation with this CRL.")
+@click.option("--allow-development", is_flag=True, help="Accept nil/sim/kvm (non-TEE) peers.")
+@click.option("--allow-debug", is_flag=True, help="Accept a TEE that allows debugging.")
+@click.option("--server-name", help="SNI name to send [default: HOST].")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+def verify_peer(
+    address: str,
+    ca_path: Path,
+    expect_workload: str | None,
+    min_tcb: str | None,
+    platforms: tuple[str, ...],
+    crl_source: str | None,
+    allow_development: bool,
+    allow_debug: bool,
+    server_name: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Connect to HOST:PORT, check the chain to the Steward CA and the attested claims.
+
+    Exits 0 only when the peer is an attested Keep meeting every expectation;
+    otherwise one line says which check failed (and --json says it as "code").
+
+    \b
+    Examples:
+      donjon verify-peer keep.example:8443 --ca steward-ca.pem
+      donjon verify-peer 10.0.0.5:443 --ca ca.pem --expect-workload 5f3a...e1 \\
+          --min-tcb snp=8,ucode=115 --crl https://steward.example/v1/crl --json
+    """
+    from donjon.attestation.peer import PeerError, PeerExpectations, parse_tcb
+    from donjon.steward.relying import connect_and_verify, fetch_crl, parse_address, read_ca
+
+    host, port = parse_address(address)
+    ca = read_ca(ca_path)
+    expect = PeerExpectations(
+        workload_sha256=_digest(expect_workload),
+        min_tcb=parse_tcb(min_tcb) if min_tcb else {},
+        platforms=frozenset(platforms) if platforms else None,
+        allow_development=allow_development,
+        allow_debug=allow_debug,
+    )
+    try:
+        crl = fetch_crl(crl_source, timeout=timeout) if crl_source else None
+        report = connect_and_verify(
+            host, port, ca, expect=expect, crl=crl, timeout=timeout, server_name=server_name
+        )
+    except PeerError as exc:
+        if as_json:
+            print_json({"accepted": False, "code": exc.code, "error": exc.message})
+            raise SystemExit(1) from None
+        raise
+    identity = report.identity
+    r = identity.result
+    doc: dict[str, Any] = {
+        "accepted": True,
+        "peer": f"{host}:{port}",
+        "tls": {"version": report.tls_version, "cipher": report.cipher},
+        "serial": identity.serial_hex,
+        "not_after": identity.certificate.not_valid_after_utc,
+        "platform": r.platform,
+        "product": r.product,
+        "measurement": r.measurement.hex(),
+        "tcb": r.tcb,
+        "tcb_status": r.tcb_status,
+        "advisories": list(r.advisories),
+        "debug": r.debug,
+        "development": r.development,
+        "policy_id": r.policy_id,
+        "evaluated_at": r.evaluated_at,
+        "workload": None
+        if identity.workload is None
+        else {
+            "wasm_sha256": identity.workload.wasm_sha256.hex(),
+            "config_sha256": identity.workload.config_sha256.hex(),
+            "package_name": identity.workload.package_name,
+        },
+        "checks": [{"id": c.id, "passed": c.passed, "reason": c.reason} for c in identity.checks],
+    }
+    if as_json:
+        print_json(doc)
+        return
+    click.echo(f"{host}:{port}: attested Keep ({report.tls_version}, {report.cipher})")
+    print_checks((1, c.passed, f"{c.id}: {c.reason}") for c in identity.checks)
+    dev = "  (DEVELOPMENT: not in a TEE)" if r.development else ""
+    click.echo(f"  platform:    {r.platform} {r.product}{dev}")
+    click.echo(f"  measurement: {r.measurement.hex() or '-'}")
+    click.echo(f"  tcb:         {r.tcb or '-'} ({r.tcb_status})")
+    if identity.workload is not None:
+        click.echo(
+            f"  workload:    {identity.workload.package_name} "
+            f"sha256:{identity.workload.wasm_sha256.hex()}"
+        )
+    click.echo(
+        f"  certificate: serial {identity.serial_hex}, until {doc['not_after']:%Y-%m-%d %H:%M}Z"
+    )
