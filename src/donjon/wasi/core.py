@@ -91,8 +91,8 @@ class CoreCalls:
         raise ProcExit(code)
 
     def proc_raise(self, _signal: int) -> int:
-        # wasmtime does not implement signals either.
-        return abi.ENOSYS
+        # wasmtime does not implement signals either, and answers NOTSUP.
+        return abi.ENOTSUP
 
     def sched_yield(self) -> int:
         yield_ = getattr(os, "sched_yield", None)

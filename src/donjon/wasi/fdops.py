@@ -113,9 +113,10 @@ class FdCalls:
                 entry.stream.flush()  # type: ignore[union-attr]
             else:
                 n = self.sockets.send(entry, mem.iovecs(iovs, iovs_len))
-            if nwritten + 4 > mem.size:
-                mem.check(nwritten, 4)
-            _U32(mem.view, nwritten, n)
+            if nwritten + 4 > mem.size or nwritten & 3:
+                mem.set_u32(nwritten, n)
+            else:
+                _U32(mem.view, nwritten, n)
             return abi.SUCCESS
         except WasiError as exc:
             return exc.errno
@@ -326,6 +327,8 @@ class FdCalls:
 
     def fd_fdstat_set_rights(self, fd: int, base: int, inheriting: int) -> int:
         entry = self.ctx.fds.get(fd)
+        if (base | inheriting) & ~abi.RIGHTS_ALL:
+            raise WasiError(abi.EINVAL)
         if base & ~entry.rights_base or inheriting & ~entry.rights_inheriting:
             raise WasiError(abi.ENOTCAPABLE)  # rights can only be dropped
         entry.rights_base = base
@@ -390,10 +393,8 @@ class FdCalls:
 
     def fd_readdir(self, fd: int, buf: int, buf_len: int, cookie: int, bufused: int) -> int:
         entry = self.ctx.fds.get(fd)
-        if entry.kind != KIND_FILE:
-            raise WasiError(abi.EBADF)
-        if not entry.is_dir:
-            raise WasiError(abi.ENOTDIR)
+        if entry.kind != KIND_FILE or not entry.is_dir:
+            raise WasiError(abi.EBADF)  # as wasmtime: not a directory fd
         entry.require(abi.RIGHT_FD_READDIR)
         if cookie == 0 or entry.dirents is None:
             entry.dirents = _list_dir(entry.hostfd)

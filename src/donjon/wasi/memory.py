@@ -79,11 +79,15 @@ class GuestMemory:
     def set_u32(self, ptr: int, value: int) -> None:
         if ptr + 4 > self.size:
             self.check(ptr, 4)
+        if ptr & 3:
+            raise WasiError(abi.EINVAL)  # wasmtime refuses unaligned result pointers too
         _U32.pack_into(self.view, ptr, value)
 
     def set_u64(self, ptr: int, value: int) -> None:
         if ptr + 8 > self.size:
             self.check(ptr, 8)
+        if ptr & 7:
+            raise WasiError(abi.EINVAL)
         abi.U64.pack_into(self.view, ptr, value)
 
     def iovecs(self, iovs: int, count: int) -> list[memoryview]:
