@@ -57,7 +57,18 @@ _AUTHENTICITY_WORDS = frozenset(
     }
 )
 _MALFORMED_WORDS = frozenset(
-    {"malformed", "parse", "decode", "format", "der", "csr", "extension", "size", "truncated"}
+    {
+        "malformed",
+        "parse",
+        "decode",
+        "format",
+        "der",
+        "csr",
+        "extension",
+        "extensions",
+        "size",
+        "truncated",
+    }
 )
 
 

@@ -1,0 +1,154 @@
+"""Enarx's own Steward vectors get certificates from a Donjon Steward (real verifier).
+
+Expected values come from the vector's documentation and expected.json (vendor
+facts), never from the code under test. Their collateral expired long ago, so
+the Steward's clock is fixed at 2023-02-01T00:00Z, inside every window.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from steward_harness import RunningSteward, StewardFactory
+
+from donjon.attestation import oids
+from donjon.attestation.claims import AttestationResult
+from donjon.steward import wire
+from donjon.steward.clock import fixed_clock
+
+AT = datetime(2023, 2, 1, tzinfo=UTC)
+PKCS10 = {"Content-Type": "application/pkcs10"}
+
+
+def _engine() -> Any:
+    import donjon.attestation as attestation
+
+    if not hasattr(attestation, "verify_csr"):
+        pytest.skip("the attestation engine does not export verify_csr yet")
+    return attestation
+
+
+def _vector(vectors: Path, name: str) -> bytes:
+    return (vectors / "enarx-steward" / name).read_bytes()
+
+
+def _start(start_steward: StewardFactory, vectors: Path, policy_path: Path) -> RunningSteward:
+    engine = _engine()
+    return start_steward(
+        verifier=engine.verify_csr,
+        policy=engine.load_policy(policy_path),
+        trust=engine.TrustStore.offline(vectors),
+        clock=fixed_clock(AT),
+    )
+
+
+@pytest.fixture
+def enarx_steward(start_steward: StewardFactory, vectors: Path) -> RunningSteward:
+    return _start(
+        start_steward, vectors, vectors / "enarx-steward" / "steward_testdata_policy.toml"
+    )
+
+
+@pytest.fixture(scope="module")
+def snp_vector(expected: dict[str, Any]) -> dict[str, Any]:
+    return next(v for v in expected["vectors"] if v["id"] == "snp-milan-v2-steward-csr")
+
+
+def test_enarx_snp_csr_gets_a_certificate(
+    enarx_steward: RunningSteward, vectors: Path, snp_vector: dict[str, Any]
+) -> None:
+    csr_der = _vector(vectors, "snp_milan.signed.crl.csr")
+    r = enarx_steward.client.post("/", content=csr_der, headers=PKCS10)
+    assert r.status_code == 200, r.text
+    ca_der, leaf_der = wire.split_sequence(r.content, "Enarx answer")
+    ca = x509.load_der_x509_certificate(ca_der)
+    leaf = x509.load_der_x509_certificate(leaf_der)
+    leaf.verify_directly_issued_by(ca)
+    assert leaf.public_key() == x509.load_der_x509_csr(csr_der).public_key()
+    # 28 days (the default lifetime) from the injected time: before the Milan CRL's nextUpdate.
+    assert leaf.not_valid_after_utc == datetime(2023, 3, 1, tzinfo=UTC)
+    ext = leaf.extensions.get_extension_for_oid(oids.ATTESTATION_RESULT).value
+    assert isinstance(ext, x509.UnrecognizedExtension)
+    result = AttestationResult.from_der(ext.value)
+    report = snp_vector["computed"]["report"]
+    assert result.platform == "snp"
+    assert result.measurement.hex() == report["measurement"]
+    assert (result.debug, result.development) == (False, False)
+    # The policy id is the SHA-256 of the policy file (SHA256SUMS in the vector folder).
+    assert result.policy_id == "bdd6c6cf25298459000ce5728f3988591a3b6758ca8c93d80ec7b94a144181f1"
+    record = enarx_steward.client.get(f"/v1/certificates/{leaf.serial_number:x}").json()
+    assert record["platform"] == "snp"
+    assert record["evidence_sha256"] == record["verdict"]["evidence_sha256"]
+
+
+def test_enarx_snp_csr_as_a_bundle(enarx_steward: RunningSteward, vectors: Path) -> None:
+    body = wire.encode_certificates([_vector(vectors, "snp_milan.signed.crl.csr")])
+    r = enarx_steward.client.post("/", content=body, headers={"Content-Type": wire.BUNDLE})
+    assert r.status_code == 200, r.text
+    chain, issued = wire.decode_bundle_output(r.content)
+    assert len(chain) == 1 and len(issued) == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sgx_icelake.signed.tcb.crl.single.i5.csr", "sgx_icelake.signed.tcb.crl.multi.xeon.csr"],
+)
+def test_enarx_sgx_csrs_are_not_yet_supported(
+    enarx_steward: RunningSteward, vectors: Path, name: str
+) -> None:
+    r = enarx_steward.client.post("/", content=_vector(vectors, name), headers=PKCS10)
+    assert r.status_code == 403
+    body = r.json()
+    assert body["check"] == "platform.supported"
+    assert "not supported" in body["detail"]
+
+
+def test_tampered_enarx_csr_is_refused(enarx_steward: RunningSteward, vectors: Path) -> None:
+    csr = bytearray(_vector(vectors, "snp_milan.signed.crl.csr"))
+    # Flip a byte inside the 48-byte measurement (it sits in the signed CSR body).
+    at = bytes(csr).index(bytes.fromhex("ff717ae719840c93c1fca3b7db964884"))
+    csr[at] ^= 0x01
+    r = enarx_steward.client.post("/", content=bytes(csr), headers=PKCS10)
+    assert r.status_code == 401
+    assert r.json()["check"] == "csr.signature"
+    r = enarx_steward.client.post("/", content=bytes(csr[:-40]), headers=PKCS10)
+    assert r.status_code == 400
+    assert r.json()["check"] == "csr.parse"
+    assert enarx_steward.steward.store.counts() == {"issued": 0, "revoked": 0, "rejected": 2}
+
+
+def test_policy_mismatch_is_refused(
+    start_steward: StewardFactory, vectors: Path, tmp_path: Path
+) -> None:
+    text = (vectors / "enarx-steward" / "steward_testdata_policy.toml").read_text()
+    measurement = (
+        "ff717ae719840c93c1fca3b7db96488454c3c21b43531488"
+        "eecff51cfed3febcd91da8be87a4cbcbc52a3bae770987c3"
+    )
+    assert measurement in text
+    policy = tmp_path / "other.toml"
+    policy.write_text(text.replace(measurement, "00" * 48))
+    s = _start(start_steward, vectors, policy)
+    r = s.client.post("/", content=_vector(vectors, "snp_milan.signed.crl.csr"), headers=PKCS10)
+    assert r.status_code == 403
+    body = r.json()
+    assert body["check"] == "policy.measurement"
+    failed = [c["id"] for c in body["checks"] if not c["passed"]]
+    assert failed == ["policy.measurement"]
+
+
+def test_expired_endorsement_key_is_refused(start_steward: StewardFactory, vectors: Path) -> None:
+    engine = _engine()
+    s = start_steward(
+        verifier=engine.verify_csr,
+        policy=engine.load_policy(vectors / "enarx-steward" / "steward_testdata_policy.toml"),
+        trust=engine.TrustStore.offline(vectors),
+        clock=fixed_clock(datetime(2030, 1, 1, tzinfo=UTC)),  # the VCEK expired 2029-09-29
+    )
+    r = s.client.post("/", content=_vector(vectors, "snp_milan.signed.crl.csr"), headers=PKCS10)
+    assert r.status_code == 401, r.text
+    assert s.steward.store.counts()["issued"] == 0
