@@ -78,7 +78,7 @@ def _say(line: str) -> None:
     click.echo(f"donjon: {line}", err=True)
 
 
-@click.command("run", context_settings={"allow_interspersed_args": False})
+@click.command("run")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
     "--config",
