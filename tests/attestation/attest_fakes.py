@@ -1,0 +1,181 @@
+"""A throw-away AMD-like PKI for negative tests: ARK -> ASK -> VCEK with RSA-PSS and the
+AMD extensions, SNP reports signed with the VCEK, CRLs, CSRs.
+
+Only inputs are built here; every expected outcome in the tests is a vendor fact or
+a constant written by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import NameOID
+from pyasn1.codec.der import encoder
+from pyasn1.type import char, univ
+
+from donjon.attestation.snp.report import SnpReport, TcbVersion
+
+PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+AMD_ARC = "1.3.6.1.4.1.3704.1"
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Engineering"),
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Advanced Micro Devices"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def _ext(oid: str, value: bytes) -> x509.UnrecognizedExtension:
+    return x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value)
+
+
+def _int(n: int) -> bytes:
+    return bytes(encoder.encode(univ.Integer(n)))
+
+
+@dataclass
+class FakeAmd:
+    product: str
+    ark_key: rsa.RSAPrivateKey
+    ark: x509.Certificate
+    ask_key: rsa.RSAPrivateKey
+    ask: x509.Certificate
+    vcek_key: ec.EllipticCurvePrivateKey
+    vcek: x509.Certificate
+    hwid: bytes
+    tcb: TcbVersion
+
+    def crl(
+        self,
+        revoked: tuple[int, ...] = (),
+        *,
+        this_update: datetime = T0,
+        next_update: datetime | None = None,
+        key: rsa.RSAPrivateKey | None = None,
+    ) -> x509.CertificateRevocationList:
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.ark.subject)
+            .last_update(this_update)
+            .next_update(next_update or this_update + timedelta(days=365))
+        )
+        for serial in revoked:
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(this_update)
+                .build()
+            )
+        return builder.sign(key or self.ark_key, hashes.SHA384(), rsa_padding=PSS)
+
+    def report(self, **fields: object) -> SnpReport:
+        """A report for this chip and TCB; override any field."""
+        base = SnpReport(
+            version=3,
+            cpuid={"Milan": (0x19, 0x01, 0x01), "Genoa": (0x19, 0x11, 0x01)}.get(
+                self.product, (0x1A, 0x02, 0x01)
+            ),
+            chip_id=self.hwid.ljust(64, b"\0"),
+            reported_tcb=self.tcb,
+            current_tcb=self.tcb,
+            committed_tcb=self.tcb,
+            launch_tcb=self.tcb,
+        )
+        return replace(base, **fields)  # type: ignore[arg-type]
+
+    def sign(self, report: SnpReport, key: ec.EllipticCurvePrivateKey | None = None) -> bytes:
+        signed = report.to_bytes()[:0x2A0]
+        der = (key or self.vcek_key).sign(signed, ec.ECDSA(hashes.SHA384()))
+        r, s = decode_dss_signature(der)
+        return report.with_signature(r, s).to_bytes()
+
+
+def make_amd(
+    product: str = "Milan",
+    *,
+    hwid: bytes = bytes(range(64)),
+    tcb: TcbVersion | None = None,
+    not_before: datetime = T0,
+    vcek_days: int = 365 * 7,
+    ark_key: rsa.RSAPrivateKey | None = None,
+) -> FakeAmd:
+    tcb = tcb or TcbVersion(bl=3, tee=0, snp=8, ucode=115)
+    ark_key = ark_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ask_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    vcek_key = ec.generate_private_key(ec.SECP384R1())
+    later = not_before + timedelta(days=365 * 25)
+    ark = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"ARK-{product}"))
+        .issuer_name(_name(f"ARK-{product}"))
+        .public_key(ark_key.public_key())
+        .serial_number(0x10000)
+        .not_valid_before(not_before)
+        .not_valid_after(later)
+        .sign(ark_key, hashes.SHA384(), rsa_padding=PSS)
+    )
+    ask = (
+        x509.CertificateBuilder()
+        .subject_name(_name(f"SEV-{product}"))
+        .issuer_name(ark.subject)
+        .public_key(ask_key.public_key())
+        .serial_number(0x10001)
+        .not_valid_before(not_before)
+        .not_valid_after(later)
+        .sign(ark_key, hashes.SHA384(), rsa_padding=PSS)
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name("SEV-VCEK"))
+        .issuer_name(ask.subject)
+        .public_key(vcek_key.public_key())
+        .serial_number(1)
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + timedelta(days=vcek_days))
+    )
+    components = {"bl": tcb.bl, "tee": tcb.tee, "snp": tcb.snp, "ucode": tcb.ucode}
+    oids = {"bl": "3.1", "tee": "3.2", "snp": "3.3", "ucode": "3.8", "fmc": "3.9"}
+    if tcb.fmc is not None:
+        components["fmc"] = tcb.fmc
+    builder = builder.add_extension(_ext(f"{AMD_ARC}.1", _int(1)), critical=False)
+    builder = builder.add_extension(
+        _ext(f"{AMD_ARC}.2", bytes(encoder.encode(char.IA5String(product)))), critical=False
+    )
+    for name, level in components.items():
+        builder = builder.add_extension(
+            _ext(f"{AMD_ARC}.{oids[name]}", _int(level)), critical=False
+        )
+    builder = builder.add_extension(_ext(f"{AMD_ARC}.4", hwid), critical=False)
+    vcek = builder.sign(ask_key, hashes.SHA384(), rsa_padding=PSS)
+    return FakeAmd(product, ark_key, ark, ask_key, ask, vcek_key, vcek, hwid, tcb)
+
+
+def make_csr(
+    extensions: list[tuple[x509.ObjectIdentifier, bytes, bool]],
+    key: ec.EllipticCurvePrivateKey | None = None,
+) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    key = key or ec.generate_private_key(ec.SECP384R1())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([]))
+    for oid, value, critical in extensions:
+        builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical=critical)
+    csr = builder.sign(key, hashes.SHA384())
+    return csr.public_bytes(Encoding.DER), key
+
+
+def spki(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)

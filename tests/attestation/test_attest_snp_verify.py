@@ -1,0 +1,437 @@
+"""SNP verification of the real vectors, and each way a report must be refused."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from attest_fakes import FakeAmd, make_amd
+from conftest import VERIFY_AT, at
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from test_attest_snp_report import SNP_IDS
+
+from donjon.attestation import (
+    CertificateExpiredError,
+    CertificateRevokedError,
+    CrlExpiredError,
+    CrlSignatureError,
+    DebugNotAllowedError,
+    FingerprintMismatchError,
+    Policy,
+    Product,
+    ProductMismatchError,
+    SignatureError,
+    TrustStore,
+    WrongEndorsementKeyError,
+    verify_report,
+)
+from donjon.attestation.snp import layout
+from donjon.attestation.x509util import load_certificate
+
+MILAN_VLEK = "snp-milan-v3-vlek-trustee"
+
+
+def policy(text: str = "") -> Policy:
+    return Policy.from_toml(text, source="test-policy.toml", base_dir=Path("."))
+
+
+def vector_policy(vid: str) -> Policy:
+    lines = ["[snp]"]
+    if vid == MILAN_VLEK:
+        lines.append("vmpl = 1")  # the AWS report was requested at VMPL 1 (expected.json)
+    if vid == "snp-milan-v2-go-sev-guest":
+        lines.append("allow_debug = true")  # its guest policy 0xb0000 has DEBUG set
+    return policy("\n".join(lines))
+
+
+@pytest.mark.parametrize("vid", SNP_IDS)
+def test_every_vector_verifies_at_its_time(
+    vid: str,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id(vid)
+    verdict = verify_report(
+        load_report(vector),
+        policy=vector_policy(vid),
+        trust=amd_trust,
+        now=at(VERIFY_AT[vid]),
+        vcek=load_vcek(vector),
+    )
+    assert verdict.accepted, (verdict.reason, verdict.error)
+    assert verdict.result is not None
+    assert verdict.result.product == "Milan"
+    assert verdict.result.measurement.hex() == vector["computed"]["report"]["measurement"]
+    ext = vector["computed"]["cert_extensions"]
+    tcb = " ".join(f"{k}={ext[k]}" for k in ("bl", "tee", "snp", "ucode"))
+    assert verdict.result.tcb == tcb
+    ids = [c.id for c in verdict.checks]
+    for required in ("snp.signature", "snp.chain", "snp.vcek_match", "snp.debug"):
+        assert required in ids
+    assert verdict.not_after_limit is not None
+    # The Milan CRL (nextUpdate 2023-05-09, SOURCES.md) bounds validity when it is current.
+    limit = "2023-05-09" if vid == "snp-milan-v2-steward-csr" else vector["cert_validity"][1][:10]
+    assert verdict.not_after_limit.isoformat().startswith(limit)
+
+
+def test_debug_report_rejected_by_default_accepted_with_allow_debug(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id("snp-milan-v2-go-sev-guest")
+    assert vector["computed"]["report"]["policy_decoded"]["debug_allowed"] is True
+    args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
+    refused = verify_report(load_report(vector), policy=policy(), **args)
+    assert not refused.accepted
+    assert refused.reason == "snp.debug"
+    assert isinstance(refused.error, DebugNotAllowedError)
+    allowed = verify_report(load_report(vector), policy=policy("[snp]\nallow_debug = true"), **args)
+    assert allowed.accepted
+    assert allowed.result is not None and allowed.result.debug is True
+
+
+def test_vlek_report_goes_through_the_asvk(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id(MILAN_VLEK)
+    verdict = verify_report(
+        load_report(vector),
+        policy=vector_policy(MILAN_VLEK),
+        trust=amd_trust,
+        now=at("2025-06-01T00:00:00Z"),
+        vcek=load_vcek(vector),
+    )
+    assert verdict.accepted
+    chain = next(c for c in verdict.checks if c.id == "snp.chain")
+    assert "SEV-VLEK-Milan" in chain.reason  # the ASVK, not the ASK
+    assert verdict.details is not None
+    assert verdict.details["endorsement_key"]["csp_id"] == "CN=cc-us-east-2.amazonaws.com"
+    # Outside the VLEK's one-year life (2024-12-10..2025-12-10) it is refused.
+    late = verify_report(
+        load_report(vector),
+        policy=vector_policy(MILAN_VLEK),
+        trust=amd_trust,
+        now=at("2026-01-01T00:00:00Z"),
+        vcek=load_vcek(vector),
+    )
+    assert isinstance(late.error, CertificateExpiredError)
+
+
+def _field_offsets() -> list[int]:
+    """First and last byte of every field in the signed region (0x000..0x2A0)."""
+    offsets = set()
+    for spec in layout.FIELDS:
+        if spec.offset < layout.SIGNED_SIZE:
+            offsets.update({spec.offset, spec.end - 1})
+    for start, end in layout.reserved_ranges(2):
+        if start < layout.SIGNED_SIZE:
+            offsets.add(start)
+    return sorted(offsets)
+
+
+@pytest.mark.parametrize("offset", _field_offsets())
+def test_flipping_any_signed_byte_is_refused(
+    offset: int,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id("snp-milan-v2-virtee")
+    raw = bytearray(load_report(vector))
+    raw[offset] ^= 0x80
+    verdict = verify_report(
+        bytes(raw),
+        policy=policy(),
+        trust=amd_trust,
+        now=at("2025-01-01T00:00:00Z"),
+        vcek=load_vcek(vector),
+    )
+    assert not verdict.accepted
+    assert verdict.error is not None
+
+
+def test_upstream_negative_vectors(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    # expected.json: trustee "byte[42] += 1 -> signature invalid",
+    # "byte[384] += 1 (reported_tcb.bl) -> TCB mismatch vs VCEK extensions".
+    vector = vector_by_id("snp-milan-v2-trustee")
+    now = at("2025-01-01T00:00:00Z")
+    for index, error in ((42, SignatureError), (384, WrongEndorsementKeyError)):
+        raw = bytearray(load_report(vector))
+        raw[index] = (raw[index] + 1) % 256
+        verdict = verify_report(
+            bytes(raw), policy=policy(), trust=amd_trust, now=now, vcek=load_vcek(vector)
+        )
+        assert isinstance(verdict.error, error), (index, verdict.error)
+
+
+def test_wrong_vcek_is_its_own_error(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    report = load_report(vector_by_id("snp-milan-v2-virtee"))
+    other = load_vcek(vector_by_id("snp-milan-v2-trustee"))  # same TCB, another chip
+    verdict = verify_report(
+        report, policy=policy(), trust=amd_trust, now=at("2025-01-01T00:00:00Z"), vcek=other
+    )
+    assert verdict.reason == "snp.vcek_match"
+    assert isinstance(verdict.error, WrongEndorsementKeyError)
+    assert verdict.error.code == "snp.vcek_mismatch"
+
+
+def test_wrong_product_line_is_its_own_error(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    for vid in ("snp-milan-v2-virtee", "snp-milan-v5-gcp-zero-reportdata"):
+        vector = vector_by_id(vid)
+        verdict = verify_report(
+            load_report(vector),
+            policy=policy(),
+            trust=amd_trust,
+            now=at(VERIFY_AT[vid]),
+            vcek=load_vcek(vector),
+            product=Product.GENOA,
+        )
+        assert isinstance(verdict.error, ProductMismatchError), vid
+        assert verdict.error.code == "snp.product"
+
+
+def test_expired_vcek_is_its_own_error(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id("snp-milan-v2-virtee")  # VCEK valid 2023-04-03..2030-04-03
+    for when in ("2030-04-04T00:00:00Z", "2023-04-01T00:00:00Z"):
+        verdict = verify_report(
+            load_report(vector),
+            policy=policy(),
+            trust=amd_trust,
+            now=at(when),
+            vcek=load_vcek(vector),
+        )
+        assert verdict.reason == "snp.validity"
+        assert isinstance(verdict.error, CertificateExpiredError)
+        assert verdict.error.code == "cert.expired"
+
+
+def _genoa_report(vectors: Path) -> tuple[bytes, x509.Certificate]:
+    import json
+
+    data = json.loads((vectors / "azure-cvm/trustee/az-snp-vtpm/evidence-genoa.json").read_text())
+    hcl = bytes(data["report"])
+    return hcl[32 : 32 + 1184], load_certificate(data["vcek"].encode())
+
+
+def _pkipath_certs(path: Path) -> list[x509.Certificate]:
+    from donjon.attestation.trust import parse_cert_bundle
+
+    return parse_cert_bundle(path.read_bytes(), str(path))
+
+
+def test_revoked_genoa_ask_is_refused_and_the_current_one_chosen(
+    vectors: Path, tmp_path: Path
+) -> None:
+    report, vcek = _genoa_report(vectors)
+    now = at("2023-06-01T00:00:00Z")  # inside the Genoa CRL window (2022-10-31..2023-10-31)
+    ark, old_ask = _pkipath_certs(vectors / "enarx-steward/snp_genoa_ark_ask.pkipath")
+    crl = (vectors / "amd-roots/crl_genoa_2022-10-31.der").read_bytes()
+    only_old = tmp_path / "old"
+    only_old.mkdir()
+    (only_old / "ark_ask.pem").write_bytes(
+        ark.public_bytes(Encoding.PEM) + old_ask.public_bytes(Encoding.PEM)
+    )
+    (only_old / "genoa.crl").write_bytes(crl)
+    # The Genoa VCEK of 2025 postdates now, so pin time to check revocation first.
+    verdict = verify_report(
+        report, policy=policy(), trust=TrustStore.offline(only_old), now=now, vcek=vcek
+    )
+    assert verdict.reason == "snp.revocation"
+    assert isinstance(verdict.error, CertificateRevokedError)
+    assert "0x20001" in verdict.error.message  # SOURCES.md: serial 0x20001 is revoked
+    both = tmp_path / "both"
+    shutil.copytree(only_old, both)
+    shutil.copy(vectors / "amd-roots/ask_ark_genoa.pem", both / "current.pem")
+    verdict = verify_report(
+        report,
+        policy=policy(),
+        trust=TrustStore.offline(both),
+        now=at("2026-01-01T00:00:00Z"),
+        vcek=vcek,
+    )
+    assert verdict.accepted, verdict.error
+    chain = next(c for c in verdict.checks if c.id == "snp.chain")
+    assert "serial 0x20002" in chain.reason
+
+
+def test_crl_with_bad_signature_is_its_own_error(
+    vectors: Path,
+    tmp_path: Path,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+) -> None:
+    shutil.copy(vectors / "amd-roots/ask_ark_milan.pem", tmp_path / "milan.pem")
+    crl = bytearray((vectors / "amd-roots/crl_milan_2022-05-09.der").read_bytes())
+    crl[-10] ^= 0x01  # inside the signature BIT STRING at the end of the DER
+    (tmp_path / "milan.crl").write_bytes(bytes(crl))
+    vector = vector_by_id("snp-milan-v2-steward-csr")
+    verdict = verify_report(
+        load_report(vector),
+        policy=policy(),
+        trust=TrustStore.offline(tmp_path),
+        now=at("2023-02-01T00:00:00Z"),
+        vcek=load_vcek(vector),
+    )
+    assert verdict.reason == "snp.crl"
+    assert isinstance(verdict.error, CrlSignatureError)
+    assert verdict.error.code == "crl.signature"
+
+
+def test_stale_crl_under_require_mode(
+    vectors: Path,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id("snp-milan-v2-virtee")
+    verdict = verify_report(
+        load_report(vector),
+        policy=policy(),
+        trust=amd_trust,
+        now=at("2025-01-01T00:00:00Z"),  # the Milan CRL's nextUpdate was 2023-05-09
+        vcek=load_vcek(vector),
+        crl_mode="require",
+    )
+    assert isinstance(verdict.error, CrlExpiredError)
+
+
+def test_ark_with_wrong_fingerprint_is_refused(
+    tmp_path: Path,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+) -> None:
+    impostor = make_amd("Milan")  # a self-signed "ARK-Milan" that AMD never made
+    (tmp_path / "ark.pem").write_bytes(impostor.ark.public_bytes(Encoding.PEM))
+    vector = vector_by_id("snp-milan-v2-virtee")
+    verdict = verify_report(
+        load_report(vector),
+        policy=policy(),
+        trust=TrustStore.offline(tmp_path),
+        now=at("2025-01-01T00:00:00Z"),
+        vcek=load_vcek(vector),
+    )
+    assert isinstance(verdict.error, FingerprintMismatchError)
+    assert verdict.error.code == "chain.fingerprint"
+
+
+def test_fake_hierarchy_is_not_trusted_as_amd(fake_milan: FakeAmd, amd_trust: TrustStore) -> None:
+    raw = fake_milan.sign(fake_milan.report())
+    verdict = verify_report(
+        raw,
+        policy=policy(),
+        trust=TrustStore(certificates=[fake_milan.ark, fake_milan.ask]),
+        now=at("2025-01-01T00:00:00Z"),
+        vcek=fake_milan.vcek,
+    )
+    assert isinstance(verdict.error, FingerprintMismatchError)
+
+
+def test_chain_cache_respects_time(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    vectors: Path,
+) -> None:
+    trust = TrustStore.offline(vectors / "amd-roots")
+    vector = vector_by_id("snp-milan-v2-virtee")
+    args = {"policy": policy(), "trust": trust, "vcek": load_vcek(vector)}
+    assert verify_report(load_report(vector), now=at("2025-01-01T00:00:00Z"), **args).accepted
+    late = verify_report(load_report(vector), now=at("2031-01-01T00:00:00Z"), **args)
+    assert isinstance(late.error, CertificateExpiredError)  # not served from the cache
+    assert verify_report(load_report(vector), now=at("2025-01-02T00:00:00Z"), **args).accepted
+
+
+def test_policy_tcb_minimums(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    from donjon.attestation import TcbBelowMinimumError
+
+    vector = vector_by_id("snp-milan-v2-virtee")  # reported TCB bl=3 tee=0 snp=8 ucode=115
+    args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
+    ok = verify_report(
+        load_report(vector),
+        policy=policy("[snp]\nmin_reported_tcb = { bl = 3, snp = 8, ucode = 115 }"),
+        **args,
+    )
+    assert ok.accepted and ok.result is not None and ok.result.tcb_status == "MeetsMinimum"
+    low = verify_report(
+        load_report(vector),
+        policy=policy('[snp]\nmin_reported_tcb = { snp = 9 }\nmin_firmware = "1.55"'),
+        **args,
+    )
+    assert low.reason == "tcb.reported"
+    assert isinstance(low.error, TcbBelowMinimumError)
+    failed = {c.id for c in low.checks if not c.passed}
+    assert failed == {"tcb.reported", "tcb.firmware"}  # firmware 1.52.4 < 1.55 as well
+
+
+def test_fake_turin_report_verifies_with_its_own_root(tmp_path: Path) -> None:
+    from donjon.attestation.snp.report import TcbVersion
+    from donjon.attestation.snp.verify import SimRoot, SnpEvidence, verify_snp
+    from donjon.attestation.verdict import Checklist
+
+    turin = make_amd(
+        "Turin", hwid=bytes(range(1, 9)), tcb=TcbVersion(bl=1, tee=2, snp=3, ucode=4, fmc=5)
+    )
+    raw = turin.sign(turin.report())
+    assert raw[0x180:0x188] == bytes([5, 1, 2, 3, 0, 0, 0, 4])  # Turin TCB byte order
+    checks = Checklist()
+    verified = verify_snp(
+        SnpEvidence(raw, endorsement=turin.vcek, intermediates=(turin.ask,), ark=turin.ark),
+        trust=TrustStore(),
+        now=at("2025-01-01T00:00:00Z"),
+        checks=checks,
+        sim_root=SimRoot(turin.ark.fingerprint(hashes.SHA256()).hex()),
+    )
+    assert verified.product is Product.TURIN
+    assert verified.key.hwid == bytes(range(1, 9))
+    expired = make_amd("Milan", vcek_days=1)
+    raw = expired.sign(expired.report())
+    verdict = verify_report(
+        raw,
+        policy=policy(),
+        trust=TrustStore(),
+        now=at("2025-01-01T00:00:00Z") + timedelta(days=1),
+        vcek=expired.vcek,
+    )
+    assert not verdict.accepted
