@@ -20,6 +20,24 @@ from pyasn1.type import char, univ
 
 from donjon.attestation.snp.report import SnpReport, TcbVersion
 
+#: Instants inside every vector's validity window (expected.json "verify_at").
+VERIFY_AT = {
+    "snp-milan-v2-go-sev-guest": "2025-01-01T00:00:00Z",
+    "snp-milan-v2-virtee": "2025-01-01T00:00:00Z",
+    "snp-milan-v2-trustee": "2025-01-01T00:00:00Z",
+    "snp-milan-v3-vlek-trustee": "2025-06-01T00:00:00Z",
+    "snp-milan-v5-gcp-zero-reportdata": "2026-01-01T00:00:00Z",
+    "snp-milan-v2-steward-csr": "2023-02-01T00:00:00Z",
+    "snp-milan-v2-azure-hcl": "2025-01-01T00:00:00Z",
+}
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+SNP_IDS = list(VERIFY_AT)
+
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 AMD_ARC = "1.3.6.1.4.1.3704.1"

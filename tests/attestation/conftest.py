@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +12,6 @@ from attest_fakes import FakeAmd, make_amd
 
 from donjon.attestation import TrustStore
 from donjon.attestation.x509util import load_certificate
-
-#: Instants inside every vector's validity window (expected.json "verify_at").
-VERIFY_AT = {
-    "snp-milan-v2-go-sev-guest": "2025-01-01T00:00:00Z",
-    "snp-milan-v2-virtee": "2025-01-01T00:00:00Z",
-    "snp-milan-v2-trustee": "2025-01-01T00:00:00Z",
-    "snp-milan-v3-vlek-trustee": "2025-06-01T00:00:00Z",
-    "snp-milan-v5-gcp-zero-reportdata": "2026-01-01T00:00:00Z",
-    "snp-milan-v2-steward-csr": "2023-02-01T00:00:00Z",
-    "snp-milan-v2-azure-hcl": "2025-01-01T00:00:00Z",
-}
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attest_fakes import FakeAmd, make_amd
-from conftest import VERIFY_AT, at
+from attest_fakes import SNP_IDS, VERIFY_AT, FakeAmd, at, make_amd
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from test_attest_snp_report import SNP_IDS
 
 from donjon.attestation import (
     CertificateExpiredError,
@@ -136,7 +134,7 @@ def _field_offsets() -> list[int]:
     for spec in layout.FIELDS:
         if spec.offset < layout.SIGNED_SIZE:
             offsets.update({spec.offset, spec.end - 1})
-    for start, end in layout.reserved_ranges(2):
+    for start, _end in layout.reserved_ranges(2):
         if start < layout.SIGNED_SIZE:
             offsets.add(start)
     return sorted(offsets)
