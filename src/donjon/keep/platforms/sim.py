@@ -15,12 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from pyasn1.codec.der import encoder
-from pyasn1.type import namedtype, univ
 
 from donjon.attestation import oids
+from donjon.attestation.evidence import encode_sim
 from donjon.keep.platforms import default_state_dir
 from donjon.keep.platforms.base import PlatformError, check_report_data
 from donjon.keep.sim import sim_dir
@@ -28,28 +26,6 @@ from donjon.keep.sim import state as sim_state
 from donjon.keep.sim.errors import SimError
 from donjon.keep.sim.measure import runtime_measurement
 from donjon.keep.sim.report import GuestIdentity, make_report
-
-
-class _Certificates(univ.SequenceOf):
-    componentType = univ.Any()
-
-
-class _SimEvidence(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("certs", _Certificates()),
-        namedtype.NamedType("report", univ.OctetString()),
-    )
-
-
-def encode_sim_evidence(certs: list[x509.Certificate], report: bytes) -> bytes:
-    """DER of ``SimEvidence``; ``certs`` in [vcek, ask, ark] order."""
-    value = _SimEvidence()
-    chain = _Certificates()
-    for i, cert in enumerate(certs):
-        chain[i] = univ.Any(cert.public_bytes(serialization.Encoding.DER))
-    value["certs"] = chain
-    value["report"] = report
-    return bytes(encoder.encode(value))
 
 
 class SimPlatform:
@@ -90,7 +66,7 @@ class SimPlatform:
 
     def evidence_extension(self, report_data: bytes) -> x509.UnrecognizedExtension:
         report = self.report(report_data)
-        der = encode_sim_evidence(list(self.state().chain), report)
+        der = encode_sim(report, *self.state().chain)
         return x509.UnrecognizedExtension(oids.EVIDENCE_SIM, der)
 
 
