@@ -31,6 +31,9 @@ class HostContext:
     deadline: float | None = None
     memory: GuestMemory | None = None
 
+    def __post_init__(self) -> None:
+        self.fds.set_watch(self.bounded)
+
     @property
     def mem(self) -> GuestMemory:
         memory = self.memory
@@ -38,6 +41,10 @@ class HostContext:
             # A host call before the instance's memory is known (from a start function).
             raise WasiError(abi.EFAULT)
         return memory
+
+    def set_deadline(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.fds.set_watch(self.bounded)
 
     @property
     def bounded(self) -> bool:

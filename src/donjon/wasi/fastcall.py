@@ -30,14 +30,19 @@ _M64 = 0xFFFFFFFFFFFFFFFF
 #: ``wasmtime_val_raw_t`` is a 16-byte union; argument ``i`` is u64 word ``2 * i``.
 _RAW_WORDS = 2
 
-#: Our own prototype: the raw value array as ``uint64_t *`` so indexing is cheap.
+#: Our own prototype: the raw value array arrives as a plain address (an int) ...
 _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_size_t,
     ctypes.c_void_p,
     ctypes.c_void_p,
-    ctypes.POINTER(ctypes.c_uint64),
+    ctypes.c_void_p,
     ctypes.c_size_t,
 )
+#: ... seen through a ``uint64_t[]`` array object. wasmtime passes the same stack
+#: address for every call made from the same depth, so these objects are cached
+#: by address (a few per run); building one per call costs more than the call.
+_WORDS = ctypes.c_uint64 * (2 * 16)
+_VIEW_CACHE_MAX = 256
 
 _NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
 
@@ -122,7 +127,19 @@ class FastLinker:
     ) -> Callable[[Any, Any, Any, int], int]:
         """Build the ctypes callback; the common arities get unrolled bodies (it matters)."""
         masks = [(_RAW_WORDS * i, _M32 if p == "i" else _M64) for i, p in enumerate(params)]
+        if len(params) > 16:
+            raise ValueError(f"{label}: more than 16 parameters")
         linker = self
+        views: dict[int, Any] = {}
+        from_address = _WORDS.from_address
+
+        def words(address: int) -> Any:
+            view = views.get(address)
+            if view is None:
+                if len(views) >= _VIEW_CACHE_MAX:
+                    views.clear()
+                view = views[address] = from_address(address)
+            return view
 
         def fail(exc: BaseException) -> int:
             linker.pending = exc
@@ -132,8 +149,9 @@ class FastLinker:
             n = len(params)
             if n == 1:
 
-                def cb1(_env: Any, _caller: Any, v: Any, _n: int) -> int:
+                def cb1(_env: Any, _caller: Any, address: Any, _n: int) -> int:
                     try:
+                        v = views.get(address) or words(address)
                         v[0] = func(v[0] & _M32)
                         return 0
                     except BaseException as exc:
@@ -142,8 +160,9 @@ class FastLinker:
                 return cb1
             if n == 2:
 
-                def cb2(_env: Any, _caller: Any, v: Any, _n: int) -> int:
+                def cb2(_env: Any, _caller: Any, address: Any, _n: int) -> int:
                     try:
+                        v = views.get(address) or words(address)
                         v[0] = func(v[0] & _M32, v[2] & _M32)
                         return 0
                     except BaseException as exc:
@@ -152,8 +171,9 @@ class FastLinker:
                 return cb2
             if n == 3:
 
-                def cb3(_env: Any, _caller: Any, v: Any, _n: int) -> int:
+                def cb3(_env: Any, _caller: Any, address: Any, _n: int) -> int:
                     try:
+                        v = views.get(address) or words(address)
                         v[0] = func(v[0] & _M32, v[2] & _M32, v[4] & _M32)
                         return 0
                     except BaseException as exc:
@@ -162,8 +182,9 @@ class FastLinker:
                 return cb3
             if n == 4:
 
-                def cb4(_env: Any, _caller: Any, v: Any, _n: int) -> int:
+                def cb4(_env: Any, _caller: Any, address: Any, _n: int) -> int:
                     try:
+                        v = views.get(address) or words(address)
                         v[0] = func(v[0] & _M32, v[2] & _M32, v[4] & _M32, v[6] & _M32)
                         return 0
                     except BaseException as exc:
@@ -171,8 +192,9 @@ class FastLinker:
 
                 return cb4
 
-        def generic(_env: Any, _caller: Any, v: Any, _n: int) -> int:
+        def generic(_env: Any, _caller: Any, address: Any, _n: int) -> int:
             try:
+                v = views.get(address) or words(address)
                 out = func(*[v[i] & m for i, m in masks])
                 if result:
                     v[0] = out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 
 from donjon.wasi import abi
 from donjon.wasi.context import HostContext, ready
@@ -80,10 +81,71 @@ class FdCalls:
         self.ctx = ctx
         self.entries = ctx.fds.entries
         self.sockets = sockets
+        self.fd_write = self._fast_write()
+        self.fd_read = self._fast_read()
 
     # --- the hot path ------------------------------------------------------------------
 
-    def fd_write(self, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
+    def _fast_write(self) -> Callable[[int, int, int, int], int]:
+        """fd_write for the common case (one iovec, a plain fd), everything in locals.
+
+        Anything unusual (several iovecs, sockets, a pointer past the view, a
+        watched pipe) falls through to :meth:`write_slow`, which does every check.
+        """
+        get = self.entries.get
+        ctx = self.ctx
+        write = os.write
+        slow = self.write_slow
+        from_oserror = abi.from_oserror
+
+        def fd_write(fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
+            entry = get(fd)
+            if entry is not None and entry.fast_write >= 0 and iovs_len == 1:
+                mem = ctx.memory
+                if mem is not None and not (iovs | nwritten) & 3:
+                    size = mem.size
+                    if iovs + 8 <= size and nwritten + 4 <= size:
+                        words = mem.words
+                        index = iovs >> 2
+                        buf = words[index]
+                        end = buf + words[index + 1]
+                        if end <= size:
+                            try:
+                                n = write(entry.fast_write, mem.view[buf:end])
+                            except OSError as exc:
+                                return from_oserror(exc)
+                            words[nwritten >> 2] = n
+                            return 0
+            return slow(fd, iovs, iovs_len, nwritten)
+
+        return fd_write
+
+    def _fast_read(self) -> Callable[[int, int, int, int], int]:
+        get = self.entries.get
+        ctx = self.ctx
+        readv = os.readv
+        slow = self.read_slow
+        from_oserror = abi.from_oserror
+
+        def fd_read(fd: int, iovs: int, iovs_len: int, nread: int) -> int:
+            entry = get(fd)
+            if entry is not None and entry.fast_read >= 0:
+                mem = ctx.memory
+                if mem is not None and nread + 4 <= mem.size and not nread & 3:
+                    try:
+                        bufs = mem.iovecs(iovs, iovs_len)
+                        n = readv(entry.fast_read, bufs) if bufs else 0
+                    except WasiError as exc:
+                        return exc.errno
+                    except OSError as exc:
+                        return from_oserror(exc)
+                    mem.words[nread >> 2] = n
+                    return 0
+            return slow(fd, iovs, iovs_len, nread)
+
+        return fd_read
+
+    def write_slow(self, fd: int, iovs: int, iovs_len: int, nwritten: int) -> int:
         try:
             entry = self.entries[fd]
         except KeyError:
@@ -123,7 +185,7 @@ class FdCalls:
         except OSError as exc:
             return abi.from_oserror(exc)
 
-    def fd_read(self, fd: int, iovs: int, iovs_len: int, nread: int) -> int:
+    def read_slow(self, fd: int, iovs: int, iovs_len: int, nread: int) -> int:
         try:
             entry = self.entries[fd]
         except KeyError:
@@ -323,6 +385,7 @@ class FdCalls:
         # NONBLOCK is the guest's view only: the host fd may be shared (inherited stdio),
         # so the host calls wait with a zero timeout instead.
         entry.flags = flags & (abi.FDFLAGS_APPEND | abi.FDFLAGS_NONBLOCK)
+        self.ctx.fds.refresh(entry)
         return abi.SUCCESS
 
     def fd_fdstat_set_rights(self, fd: int, base: int, inheriting: int) -> int:
@@ -333,6 +396,7 @@ class FdCalls:
             raise WasiError(abi.ENOTCAPABLE)  # rights can only be dropped
         entry.rights_base = base
         entry.rights_inheriting = inheriting
+        self.ctx.fds.refresh(entry)
         return abi.SUCCESS
 
     def fd_filestat_get(self, fd: int, out: int) -> int:

@@ -42,6 +42,9 @@ class FdEntry:
     owns_fd: bool = True
     #: fd_readdir snapshot: (cookie-indexed list of (name, ino, type)) built at cookie 0
     dirents: list[tuple[bytes, int, int]] | None = field(default=None)
+    #: host fd that fd_write / fd_read may use directly with no further checks, else -1
+    fast_write: int = -1
+    fast_read: int = -1
 
     def require(self, rights: int) -> None:
         if self.rights_base & rights != rights:
@@ -163,11 +166,33 @@ def is_listener(obj: object) -> bool:
     return isinstance(obj, Listener) and not hasattr(obj, "recv")
 
 
+_WATCHED = (abi.FILETYPE_UNKNOWN, abi.FILETYPE_CHARACTER_DEVICE)
+
+
 class FdTable:
     """fd number -> entry; new fds take the lowest free number, as POSIX and wasmtime do."""
 
     def __init__(self) -> None:
         self.entries: dict[int, FdEntry] = {}
+        #: blocking reads/writes on pipes and ttys must be watched (a time limit is set)
+        self.watch = False
+
+    def refresh(self, entry: FdEntry) -> None:
+        """Recompute the entry's fast-path fds; call after any change to rights or flags."""
+        plain = (
+            entry.kind == KIND_FILE
+            and not entry.is_dir
+            and not (
+                entry.filetype in _WATCHED and (self.watch or entry.flags & abi.FDFLAGS_NONBLOCK)
+            )
+        )
+        entry.fast_write = entry.hostfd if plain and entry.rights_base & abi.RIGHT_FD_WRITE else -1
+        entry.fast_read = entry.hostfd if plain and entry.rights_base & abi.RIGHT_FD_READ else -1
+
+    def set_watch(self, watch: bool) -> None:
+        self.watch = watch
+        for entry in self.entries.values():
+            self.refresh(entry)
 
     @classmethod
     def build(
@@ -179,7 +204,8 @@ class FdTable:
         table = cls()
         try:
             for number, spec in enumerate(stdio):
-                table.entries[number] = _stdio_entry(number, spec)
+                table.entries[number] = entry = _stdio_entry(number, spec)
+                table.refresh(entry)
             for preopen in preopens:
                 table.add(_preopen_entry(preopen))
             for obj in streams:
@@ -201,6 +227,7 @@ class FdTable:
         while fd in entries:
             fd += 1
         entries[fd] = entry
+        self.refresh(entry)
         return fd
 
     def close(self, fd: int) -> None:

@@ -23,13 +23,15 @@ _U32 = abi.U32
 class GuestMemory:
     """The guest's exported ``memory``, seen as one writable memoryview."""
 
-    __slots__ = ("_base", "_length", "size", "view")
+    __slots__ = ("_base", "_length", "size", "view", "words")
 
     def __init__(self, base: Callable[[], int], length: Callable[[], int]) -> None:
         self._base = base
         self._length = length
         self.size = 0
         self.view = memoryview(bytearray(0))
+        #: the same memory as native u32 words (little endian on every supported host)
+        self.words = self.view.cast("I")
         self.refresh()
 
     def refresh(self) -> None:
@@ -40,10 +42,12 @@ class GuestMemory:
         base = self._base()
         if size == 0 or not base:
             self.view = memoryview(bytearray(0))
+            self.words = self.view.cast("I")
             self.size = 0
             return
         array = (ctypes.c_ubyte * size).from_address(base)
         self.view = memoryview(array).cast("B")
+        self.words = self.view.cast("I")
         self.size = size
 
     def check(self, ptr: int, length: int) -> None:

@@ -133,7 +133,7 @@ def run(spec: RunSpec) -> RunResult:
         assert isinstance(start, wasmtime.Func)
 
         if limits.timeout_s is not None:
-            ctx.deadline = time.monotonic() + limits.timeout_s
+            ctx.set_deadline(time.monotonic() + limits.timeout_s)
             timer = threading.Timer(limits.timeout_s, engine.increment_epoch)
             timer.daemon = True
             timer.start()
