@@ -290,13 +290,17 @@ def _snp(table: Mapping[str, Any], ctx: _Ctx) -> SnpPolicy:
             raise ctx.fail(key, "unknown key")
     values: dict[str, Any] = {}
     lists: dict[str, set[bytes]] = {}
+    spelled: dict[str, str] = {}  # attribute -> the key as written, for messages
     for key, (attr, size) in _DIGEST_LISTS.items():
         if key in table:
             lists.setdefault(attr, set()).update(_digests(table[key], size, key, ctx))
+            spelled[attr] = key
     for allow, deny in _PAIRS:
         both = lists.get(allow, set()) & lists.get(deny, set())
         if both:
-            raise ctx.fail(deny, f"{sorted(both)[0].hex()} is in both the allow and deny lists")
+            raise ctx.fail(
+                spelled[deny], f"{sorted(both)[0].hex()} is in both the allow and deny lists"
+            )
     values.update({attr: frozenset(v) for attr, v in lists.items()})
     if "abi" in table:
         abi = table["abi"]

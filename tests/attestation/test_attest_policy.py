@@ -1,0 +1,171 @@
+"""Policy loading: the Enarx superset, strictness, and the ABI version requirement."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from donjon.attestation import Policy, PolicyError, Product, load_policy
+from donjon.attestation.versionreq import VersionReq
+
+D48 = "ab" * 48
+
+
+def load(text: str, tmp_path: Path) -> Policy:
+    path = tmp_path / "steward.toml"
+    path.write_text(text)
+    return load_policy(path)
+
+
+def test_enarx_policy_loads(vectors: Path) -> None:
+    path = vectors / "enarx-steward/steward_testdata_policy.toml"
+    policy = load_policy(path)
+    assert policy.digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert policy.cert_lifetime == timedelta(days=28)
+    assert policy.san_dns == []
+    snp = policy.snp
+    assert [d.hex() for d in snp.signer] == [
+        "7dc22240a8344fce6ba5f22ffbedabc52d4123ae0ba1c59796e521b953916b503f223b15c4429e7d8c5489ad71f1e193"
+    ]
+    assert len(snp.id_key_digest) == 1 and len(snp.measurement) == 1
+    assert snp.abi is not None and snp.abi.matches((1, 51, 0)) and not snp.abi.matches((1, 50, 0))
+    assert snp.policy_flags == 1 << 16  # SMT is guest policy bit 16
+    assert snp.platform_info_flags == 1  # Enarx "SME" = platform_info bit 0
+    assert not snp.allow_debug and snp.vmpl == frozenset({0})
+    assert "sgx" in policy.pending  # accepted, verified in a later version
+    assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
+
+
+def test_donjon_superset(tmp_path: Path) -> None:
+    (tmp_path / "ark.pem").write_text("placeholder")
+    policy = load(
+        f"""
+cert_lifetime = "12h"
+san_dns = ["app.example.com"]
+[snp]
+measurement = ["{D48}"]
+allow_debug = true
+allow_migration_agent = true
+vmpl = [0, 1]
+min_reported_tcb = {{ bl = 3, snp = 8, ucode = 115 }}
+min_launch_tcb = {{ tee = 0 }}
+min_firmware = "1.55.2"
+min_guest_svn = 1
+family_id = ["{"00" * 16}"]
+image_id = ["{"01" * 16}"]
+host_data = ["{"02" * 32}"]
+allowed_workloads = ["{"03" * 32}"]
+products = ["Milan", "genoa"]
+signing_keys = ["VCEK"]
+policy_flags = ["SMT", "Debug", "MigrateMA"]
+platform_info_flags = ["SMT", "TSME"]
+[sim]
+trust = "ark.pem"
+min_guest_svn = 2
+[nil]
+allow = true
+[kvm]
+allow = false
+[tdx]
+anything = "kept for later"
+""",
+        tmp_path,
+    )
+    assert policy.cert_lifetime == timedelta(hours=12)
+    assert policy.san_dns == ["app.example.com"]
+    snp = policy.snp
+    assert snp.vmpl == frozenset({0, 1})
+    assert snp.min_reported_tcb is not None and snp.min_reported_tcb.snp == 8
+    assert snp.min_firmware == (1, 55, 2)
+    assert snp.products == frozenset({Product.MILAN, Product.GENOA})
+    assert snp.policy_flags == (1 << 16) | (1 << 19) | (1 << 18)
+    assert snp.platform_info_flags == 0b11
+    assert policy.sim is not None and policy.sim.trust == (tmp_path / "ark.pem").resolve()
+    assert policy.sim.snp.min_guest_svn == 2
+    assert policy.nil_allow and not policy.kvm_allow
+    assert policy.pending["tdx"] == {"anything": "kept for later"}
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("colour = 1", "colour"),
+        ("[snp]\nmesurement = []", "[snp] mesurement"),
+        ('[snp]\nhash = ["abcd"]', "[snp] hash"),
+        ('[snp]\nsigner = ["' + "zz" * 48 + '"]', "[snp] signer"),
+        (f'[snp]\nhash = ["{D48}"]\nhash_blacklist = ["{D48}"]', "[snp] hash_blacklist"),
+        (f'[snp]\nmeasurement = ["{D48}"]\nmeasurement_deny = ["{D48}"]', "measurement_deny"),
+        ('[snp]\nabi = "not a version"', "[snp] abi"),
+        ('[snp]\npolicy_flags = ["Fast"]', "[snp] policy_flags"),
+        ('[snp]\npolicy_flags = ["Debug"]', "[snp] policy_flags"),
+        ("[snp]\nallow_debug = 1", "[snp] allow_debug"),
+        ("[snp]\nvmpl = 4", "[snp] vmpl"),
+        ("[snp]\nmin_reported_tcb = { xyz = 1 }", "min_reported_tcb.xyz"),
+        ("[snp]\nmin_reported_tcb = { bl = 256 }", "min_reported_tcb.bl"),
+        ('[snp]\nmin_firmware = "one"', "[snp] min_firmware"),
+        ('[snp]\nproducts = ["Naples"]', "[snp] products"),
+        ('[snp]\nsigning_keys = ["VXEK"]', "[snp] signing_keys"),
+        ('cert_lifetime = "forever"', "cert_lifetime"),
+        ('cert_lifetime = "400d"', "cert_lifetime"),
+        ("san_dns = [1]", "san_dns"),
+        ("[nil]\nallow = 'yes'", "[nil] allow"),
+        ("[kvm]\npermit = true", "[kvm] permit"),
+        ("[sim]\ntrust = 3", "[sim] trust"),
+        ("[sim]\nsurprise = 3", "[sim] surprise"),
+        ("not toml at all [", "not valid TOML"),
+    ],
+)
+def test_bad_policies_name_file_and_key(text: str, where: str, tmp_path: Path) -> None:
+    with pytest.raises(PolicyError) as info:
+        load(text, tmp_path)
+    message = str(info.value)
+    assert message.startswith(str(tmp_path / "steward.toml"))
+    assert where in message
+    assert "\n" not in message
+
+
+def test_missing_policy_file(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read policy"):
+        load_policy(tmp_path / "nope.toml")
+
+
+def test_default_policy_is_strict() -> None:
+    policy = Policy.default()
+    assert not policy.snp.allow_debug and not policy.snp.allow_migration_agent
+    assert policy.snp.vmpl == frozenset({0})
+    assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
+    assert policy.digest == hashlib.sha256(b"").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("req", "yes", "no"),
+    [
+        (">=1.51", [(1, 51, 0), (1, 55, 0), (2, 0, 0)], [(1, 50, 0), (0, 99, 0)]),
+        ("1.0", [(1, 0, 0), (1, 55, 0)], [(2, 0, 0), (0, 9, 0)]),  # bare = caret (Cargo)
+        ("^0.31", [(0, 31, 0)], [(0, 32, 0), (1, 0, 0)]),
+        ("~1.51", [(1, 51, 0)], [(1, 52, 0)]),
+        (">1.51", [(1, 52, 0)], [(1, 51, 0)]),
+        ("<=1.51", [(1, 51, 0), (1, 0, 0)], [(1, 52, 0)]),
+        ("=1.51", [(1, 51, 0)], [(1, 52, 0), (1, 50, 0)]),
+        (">=1.50, <1.55", [(1, 50, 0), (1, 54, 0)], [(1, 55, 0)]),
+        ("*", [(0, 0, 0), (254, 0, 0)], []),
+        (">254.0", [(255, 0, 0), (254, 1, 0)], [(1, 51, 0), (254, 0, 9)]),  # Cargo: >=254.1.0
+    ],
+)
+def test_version_requirements(
+    req: str, yes: list[tuple[int, int, int]], no: list[tuple[int, int, int]]
+) -> None:
+    parsed = VersionReq.parse(req)
+    for version in yes:
+        assert parsed.matches(version), (req, version)
+    for version in no:
+        assert not parsed.matches(version), (req, version)
+
+
+@pytest.mark.parametrize("bad", ["abc", ">=", "1.2.3.4", ">>1"])
+def test_bad_version_requirements(bad: str) -> None:
+    with pytest.raises(ValueError):
+        VersionReq.parse(bad)
