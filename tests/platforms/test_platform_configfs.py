@@ -42,7 +42,7 @@ def test_privlevel_counts_as_a_write(fake: FakeConfigfs) -> None:
 
 
 def test_race_is_retried_in_a_fresh_entry(fake: FakeConfigfs) -> None:
-    raced = []
+    raced: list[str] = []
 
     def other_writer(entry: Path) -> None:
         if not raced:  # only the first attempt is disturbed
