@@ -1,0 +1,144 @@
+"""Small helpers shared by the benchmarks: building programs, timing runs, printing tables.
+
+Every bench runs Donjon and its baseline side by side in the same process tree,
+alternating runs, and prints one table (or ``--json``) with the ratio and the
+goal. Numbers are medians over ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO
+
+REPO = Path(__file__).resolve().parent.parent
+PROGRAMS = REPO / "tests" / "programs"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a result table. ``higher_is_better`` decides which way the ratio reads."""
+
+    metric: str
+    unit: str
+    donjon: float
+    baseline: float
+    goal: str = ""
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.donjon / self.baseline if self.baseline else float("inf")
+
+
+def parse_args(description: str, default_repeat: int = 5) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--repeat", type=int, default=default_repeat, help="runs per runtime (median is kept)"
+    )
+    return parser.parse_args()
+
+
+def build(relative: str) -> Path:
+    """Build a program under tests/programs with the project's cached toolchain."""
+    from donjon import toolchain
+
+    return toolchain.build(PROGRAMS / relative)
+
+
+def wasmtime_cmd(wasm: Path, *args: str) -> list[str]:
+    from donjon import toolchain
+
+    return [str(toolchain.wasmtime_cli()), "run", str(wasm), *args]
+
+
+def donjon_cmd(wasm: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "donjon.cli.main", "run-wasm", str(wasm), *args]
+
+
+def drain(stream: IO[bytes]) -> threading.Thread:
+    """Read a pipe to EOF on a thread, in big chunks, so the writer never waits on us."""
+
+    def reader() -> None:
+        fd = stream.fileno()
+        while os.read(fd, 1 << 20):
+            pass
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_self_timed(cmd: Sequence[str], stdin: IO[bytes] | int | None = None) -> dict[str, int]:
+    """Run a program that reports ``key=<int>`` pairs on stderr; stdout goes into a pipe."""
+    proc = subprocess.Popen(list(cmd), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    reader = drain(proc.stdout)
+    err = proc.stderr.read().decode()
+    proc.wait()
+    reader.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed with exit {proc.returncode}: {err.strip()[-300:]}")
+    found = dict(re.findall(r"(\w+)=(\d+)", err))
+    return {key: int(value) for key, value in found.items()}
+
+
+def wall_time(cmd: Sequence[str]) -> float:
+    """Seconds from spawn to exit, output discarded into a pipe."""
+    start = time.perf_counter()
+    proc = subprocess.run(list(cmd), capture_output=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed: {proc.stderr.decode().strip()[-300:]}")
+    return elapsed
+
+
+def alternate(
+    repeat: int, donjon: Callable[[], float], baseline: Callable[[], float]
+) -> tuple[float, float]:
+    """Median of ``repeat`` runs of each, interleaved so drift hits both the same."""
+    ours, theirs = [], []
+    for _ in range(repeat):
+        ours.append(donjon())
+        theirs.append(baseline())
+    return statistics.median(ours), statistics.median(theirs)
+
+
+def report(title: str, rows: Sequence[Row], as_json: bool, notes: Sequence[str] = ()) -> None:
+    if as_json:
+        out = {
+            "bench": title,
+            "rows": [{**asdict(r), "ratio": round(r.ratio, 4)} for r in rows],
+            "notes": list(notes),
+        }
+        print(json.dumps(out, indent=2))
+        return
+    headers = ("metric", "donjon", "baseline", "ratio", "goal", "met")
+    table = [
+        (
+            r.metric,
+            f"{r.donjon:,.3f} {r.unit}",
+            f"{r.baseline:,.3f} {r.unit}",
+            f"{r.ratio:.3f}",
+            r.goal,
+            "" if r.met is None else ("yes" if r.met else "NO"),
+        )
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table, strict=True)]
+    print(title)
+    for line in (headers, *table):
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
+    for note in notes:
+        print("  " + note)
