@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from donjon.attestation.claims import WorkloadClaims
-from donjon.keep import identity
+from donjon.keep import identity, tls
 from donjon.keep.identity import Identity
 from donjon.keep.platforms import nil
 
@@ -50,6 +54,31 @@ class StandInCA:
             .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
             .sign(self.key, hashes.SHA256())
         )
+
+    def responder(self) -> Responder:
+        """A Steward that issues for any CSR: ``SEQUENCE OF Certificate`` ``[CA, leaf]``."""
+
+        def issue(body: bytes, ctype: str) -> tuple[int, str, bytes]:
+            csr = x509.load_der_x509_csr(body)
+            leaf = self.sign(csr.public_key())  # type: ignore[arg-type]
+            return 200, "application/pkcs7-mime", der_sequence([der(self.cert), der(leaf)])
+
+        return issue
+
+
+Responder = Callable[[bytes, str], tuple[int, str, bytes]]
+
+
+def der_sequence(items: list[bytes]) -> bytes:
+    """DER SEQUENCE header written out by hand (long-form length)."""
+    body = b"".join(items)
+    n = len(body)
+    length = bytes([n]) if n < 128 else bytes([0x82, n >> 8, n & 0xFF])
+    return b"\x30" + length + body
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def make_ca(name: str = "Test Steward CA") -> StandInCA:
@@ -107,3 +136,43 @@ def steward_ca() -> StandInCA:
 @pytest.fixture(scope="session")
 def other_ca() -> StandInCA:
     return make_ca("Some Other CA")
+
+
+@pytest.fixture
+def steward(
+    steward_ca: StandInCA, claims: WorkloadClaims, tmp_path: Path
+) -> Iterator[tuple[str, Path, list[Responder]]]:
+    """An HTTPS stand-in Steward (certificate from ``steward_ca``); its answer is programmable.
+
+    Yields its URL, the PEM bundle that trusts it, and a list to append the responder to.
+    """
+    responders: list[Responder] = []
+    seen: list[tuple[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append((self.path, self.headers["Content-Type"]))
+            status, ctype, payload = responders[0](body, self.headers["Content-Type"])
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = tls.server_context(steward_ca.issue(claims))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    bundle = tmp_path / "steward-ca.pem"
+    bundle.write_bytes(steward_ca.cert.public_bytes(serialization.Encoding.PEM))
+    try:
+        yield f"https://localhost:{server.server_address[1]}/", bundle, responders
+    finally:
+        server.shutdown()
+        server.server_close()
+        assert all(s == ("/", "application/pkcs10") for s in seen)

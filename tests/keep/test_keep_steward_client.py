@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from donjon.attestation.claims import WorkloadClaims
-from donjon.keep import identity, tls
+from donjon.keep import identity
 from donjon.keep.platforms import nil
 from donjon.keep.steward_client import (
     StewardBadResponse,
@@ -24,11 +21,8 @@ from donjon.keep.steward_client import (
     parse_chain,
 )
 
-Responder = Callable[[bytes, str], tuple[int, str, bytes]]
-
 
 def der_sequence(items: list[bytes]) -> bytes:
-    """DER SEQUENCE header written out by hand (long-form length)."""
     body = b"".join(items)
     n = len(body)
     length = bytes([n]) if n < 128 else bytes([0x82, n >> 8, n & 0xFF])
@@ -37,43 +31,6 @@ def der_sequence(items: list[bytes]) -> bytes:
 
 def der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
-
-
-@pytest.fixture
-def steward(
-    steward_ca, claims: WorkloadClaims, tmp_path: Path
-) -> Iterator[tuple[str, Path, list[Responder]]]:  # type: ignore[no-untyped-def]
-    """An HTTPS server whose certificate the stand-in CA signed; its answer is programmable."""
-    responders: list[Responder] = []
-    seen: list[tuple[str, str]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append((self.path, self.headers["Content-Type"]))
-            status, ctype, payload = responders[0](body, self.headers["Content-Type"])
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ctx = tls.server_context(steward_ca.issue(claims))
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    bundle = tmp_path / "steward-ca.pem"
-    bundle.write_bytes(steward_ca.cert.public_bytes(serialization.Encoding.PEM))
-    try:
-        yield f"https://localhost:{server.server_address[1]}/", bundle, responders
-    finally:
-        server.shutdown()
-        server.server_close()
-        assert all(s == ("/", "application/pkcs10") for s in seen)
 
 
 def make_csr(claims: WorkloadClaims) -> x509.CertificateSigningRequest:
@@ -85,12 +42,7 @@ def test_issues_ca_and_leaf(steward, steward_ca, claims: WorkloadClaims) -> None
     url, bundle, responders = steward
     csr = make_csr(claims)
 
-    def issue(body: bytes, ctype: str) -> tuple[int, str, bytes]:
-        got = x509.load_der_x509_csr(body)
-        leaf = steward_ca.sign(got.public_key())
-        return 200, "application/pkcs7-mime", der_sequence([der(steward_ca.cert), der(leaf)])
-
-    responders.append(issue)
+    responders.append(steward_ca.responder())
     chain = StewardClient(url, bundle).request(csr)
     assert [c.subject for c in chain] == [
         steward_ca.cert.subject,

@@ -7,6 +7,7 @@ stdout stays clean for pipes.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -151,6 +152,9 @@ def run(
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
     pkg = packages.load(path, config_file)
+    # Library warnings (a dropped TLS client, a retried connect) reach the operator as
+    # "donjon: <message>" lines, like the Keep's own status.
+    logging.basicConfig(format="donjon: %(message)s", level=logging.WARNING, stream=sys.stderr)
 
     def report(line: str) -> None:
         if not quiet or "UNATTESTED" in line or "NOT a hardware TEE" in line:
