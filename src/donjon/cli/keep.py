@@ -25,14 +25,15 @@ CONFIG_TEMPLATE = """\
 # Arguments after argv[0] ("main.wasm").
 # args = ["--verbose"]
 
-# Environment variables. FD_COUNT and FD_NAMES are set by the Keep.
-# [env]
-# LANG = "C"
-
 # A Steward (attestation CA) that issues this Keep's certificate. Without one,
 # the certificate is self-signed and marked UNATTESTED.
 # steward = "https://steward.example.com"
 # steward_ca = "steward-ca.pem"      # Donjon: trust for the Steward's HTTPS
+
+# Tables come after the plain keys above (TOML puts any key after a [table] in it).
+# Environment variables. FD_COUNT and FD_NAMES are set by the Keep.
+# [env]
+# LANG = "C"
 
 # [limits]                            # Donjon
 # memory = "256MiB"
