@@ -26,6 +26,7 @@ CASES = [
     Case("c/sandbox.c"),
     Case("c/poll.c", stdin=b"ping\n"),
     Case("c/sock_errors.c"),
+    Case("c/paths_misc.c"),
     Case("c/sched_exit.c", args=("0",)),
     Case("c/sched_exit.c", args=("7",), exit_code=7),
     Case("c/sched_exit.c", args=("125",), exit_code=125),

@@ -97,6 +97,9 @@ static void check_true(int line, const char *what, int cond) {
                  want_);                                                                \
     } while (0)
 
+/* No opinion from the spec: print the value so the differential run compares it. */
+#define INFO(what, got) printf("info %s = %lld\n", what, (long long)(got))
+
 /* The escape errnos: wasmtime answers PERM; NOTCAPABLE is the preview1 name for it. */
 #define CHECK_DENIED(what, got) CHECK_IN(what, got, E_PERM, E_NOTCAPABLE)
 
