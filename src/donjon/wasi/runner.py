@@ -32,7 +32,7 @@ from donjon.wasi.host import MODULE, SIGNATURES, WasiHost
 from donjon.wasi.memory import GuestMemory
 from donjon.wasi.traps import describe_trap
 
-_PAGE = 65536
+_MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def _trap_result(
     if isinstance(pending, ProcExit):
         code = pending.code
         if code != 0 and _at_memory_limit(ctx, memory_limit):
-            return _memory_result(memory_limit)
+            return _memory_result(memory_limit, f"exited with {code}")
         return RunResult(exit_code=code)
     if isinstance(pending, DeadlineExceeded):
         return _timeout_result(ctx)
@@ -168,9 +168,10 @@ def _trap_result(
         raise pending
     if isinstance(trap, wasmtime.Trap) and trap.trap_code is wasmtime.TrapCode.INTERRUPT:
         return _timeout_result(ctx)
+    described = describe_trap(trap)
     if _at_memory_limit(ctx, memory_limit):
-        return _memory_result(memory_limit)
-    return RunResult(exit_code=EXIT_TRAP, trap=describe_trap(trap))
+        return _memory_result(memory_limit, f"stopped with {described}")
+    return RunResult(exit_code=EXIT_TRAP, trap=described)
 
 
 def _timeout_result(ctx: HostContext) -> RunResult:
@@ -181,14 +182,21 @@ def _timeout_result(ctx: HostContext) -> RunResult:
 
 
 def _at_memory_limit(ctx: HostContext, limit: int | None) -> bool:
-    """The guest failed and one more 64 KiB page would not fit: it hit the memory limit."""
+    """Whether a failed guest had (nearly) reached the memory limit.
+
+    wasmtime's C API does not report a refused ``memory.grow``, so this is a
+    rule, documented in docs/wasi.md: the guest failed and less than
+    ``max(1 MiB, limit / 8)`` of the limit was left, which is where an
+    allocator's next growth step is refused.
+    """
     if limit is None or ctx.memory is None:
         return False
     ctx.memory.refresh()
-    return ctx.memory.size + _PAGE > limit
+    return ctx.memory.size + max(_MIB, limit // 8) > limit
 
 
-def _memory_result(limit: int | None) -> RunResult:
+def _memory_result(limit: int | None, what: str) -> RunResult:
     return RunResult(
-        exit_code=EXIT_MEMORY, trap=f"memory limit of {limit} bytes reached (memory.grow refused)"
+        exit_code=EXIT_MEMORY,
+        trap=f"memory limit of {limit} bytes reached (the guest then {what})",
     )
