@@ -186,3 +186,23 @@ def test_fuzz_full_size_reports_never_crash(data: bytes, version: int) -> None:
             continue
         report.to_dict()
         assert report.to_bytes()[:0x2A0] == raw[:0x2A0] or not strict
+
+
+def test_struct_format_agrees_with_field_offsets() -> None:
+    # Pack a distinct value into every field, then find each one at its documented offset.
+    values = []
+    for i, name in enumerate(layout.REPORT_STRUCT_FIELDS):
+        spec = layout.FIELD_BY_NAME[name]
+        if spec.kind == "bytes":
+            values.append(bytes([i + 1]) * spec.size)
+        else:
+            values.append(i + 1)
+    raw = layout.REPORT_STRUCT.pack(*values)
+    assert len(raw) == 1184
+    for i, name in enumerate(layout.REPORT_STRUCT_FIELDS):
+        spec = layout.FIELD_BY_NAME[name]
+        chunk = raw[spec.offset : spec.end]
+        if spec.kind == "bytes":
+            assert chunk == bytes([i + 1]) * spec.size, name
+        else:
+            assert int.from_bytes(chunk, "little") == i + 1, name

@@ -34,13 +34,15 @@ from donjon.attestation.errors import (
 )
 from donjon.attestation.kds import CollateralFetcher
 from donjon.attestation.roots import AMD_ARK_SHA256
-from donjon.attestation.snp.chain import ChainResult, fingerprint
+from donjon.attestation.snp.chain import ChainResult, crl_fingerprint, fingerprint
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import TcbVersion
+from donjon.attestation.snp.vcek import EndorsementKeyInfo, endorsement_key_info
 from donjon.attestation.x509util import load_certificate, load_certificates, quiet_serials
 
 _SUFFIXES = {".pem", ".der", ".crt", ".cer", ".pkipath", ".crl"}
 _CHAIN_CACHE_SIZE = 4096
+_MEMO_SIZE = 8192
 
 
 def _common_name(name: x509.Name) -> str:
@@ -136,6 +138,11 @@ class TrustStore:
         self.fetcher = fetcher
         self._loaded = _Loaded()
         self._chains: OrderedDict[tuple[str, ...], ChainResult] = OrderedDict()
+        # Per-object memos (identity-checked, so a recycled id() never aliases).
+        self._fps: dict[int, tuple[object, str]] = {}
+        self._key_infos: OrderedDict[str, EndorsementKeyInfo] = OrderedDict()
+        self._by_name: dict[tuple[str, str], list[x509.Certificate]] = {}
+        self._crls_by_issuer: dict[str, list[x509.CertificateRevocationList]] = {}
         if trust_dir is not None:
             self._scan(trust_dir)
         if cache_dir is not None and (cache_dir / "amd").is_dir():
@@ -185,18 +192,30 @@ class TrustStore:
     def intermediates(self, product: Product, kind: str) -> list[x509.Certificate]:
         prefix = "SEV-VLEK-" if kind == "VLEK" else "SEV-"
         wanted = f"{prefix}{product.value}"
-        found = [c for c in self._loaded.intermediates if _common_name(c.subject) == wanted]
+        found = self._named(wanted)
         if not found and self.fetcher is not None:
             self._fetch_chain(product, kind)
-            found = [c for c in self._loaded.intermediates if _common_name(c.subject) == wanted]
+            found = self._named(wanted)
         return found
+
+    def _named(self, common_name: str) -> list[x509.Certificate]:
+        key = ("subject", common_name)
+        if key not in self._by_name:
+            self._by_name[key] = [
+                c for c in self._loaded.intermediates if _common_name(c.subject) == common_name
+            ]
+        return self._by_name[key]
 
     def crls(
         self, product: Product, kind: str, now: datetime
     ) -> list[x509.CertificateRevocationList]:
         """CRLs issued by this product's ARK; fetched when none is current and a fetcher exists."""
         issuer = f"ARK-{product.value}"
-        found = [c for c in self._loaded.crls if _common_name(c.issuer) == issuer]
+        if issuer not in self._crls_by_issuer:
+            self._crls_by_issuer[issuer] = [
+                c for c in self._loaded.crls if _common_name(c.issuer) == issuer
+            ]
+        found = list(self._crls_by_issuer[issuer])
         current = [
             c
             for c in found
@@ -210,6 +229,7 @@ class TrustStore:
             crl = _load_crl(data)
             if crl is not None:
                 self._loaded.add_crl(crl)
+                self._crls_by_issuer.clear()
                 found.append(crl)
                 self._cache_write(f"{product.value}_{kind}.crl", data)
         return found
@@ -231,6 +251,29 @@ class TrustStore:
             write_atomic(self.cache_dir / "vcek" / name, data)
         return cert
 
+    # --- memos -------------------------------------------------------------------------
+    def fingerprint_of(self, obj: x509.Certificate | x509.CertificateRevocationList) -> str:
+        """SHA-256 of a certificate or CRL, memoised per object."""
+        entry = self._fps.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        if len(self._fps) >= _MEMO_SIZE:
+            self._fps.clear()
+        value = fingerprint(obj) if isinstance(obj, x509.Certificate) else crl_fingerprint(obj)
+        self._fps[id(obj)] = (obj, value)
+        return value
+
+    def key_info(self, leaf: x509.Certificate) -> EndorsementKeyInfo:
+        """The AMD extensions of an endorsement key, parsed once per certificate."""
+        fp = self.fingerprint_of(leaf)
+        info = self._key_infos.get(fp)
+        if info is None:
+            info = endorsement_key_info(leaf)
+            self._key_infos[fp] = info
+            while len(self._key_infos) > _MEMO_SIZE:
+                self._key_infos.popitem(last=False)
+        return info
+
     # --- chain cache -------------------------------------------------------------------
     def cached_chain(self, key: tuple[str, ...], now: datetime) -> ChainResult | None:
         result = self._chains.get(key)
@@ -251,6 +294,7 @@ class TrustStore:
         certs = parse_cert_bundle(data, f"AMD KDS {product.value} {kind} cert_chain")
         for cert in certs:
             self._loaded.add_cert(cert, "AMD KDS")
+        self._by_name.clear()
         self._cache_write(f"{product.value}_{kind}_cert_chain.pem", data)
 
     def _cache_write(self, name: str, data: bytes) -> None:

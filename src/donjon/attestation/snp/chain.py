@@ -58,13 +58,10 @@ class ChainResult:
     valid_from: datetime  # the conclusions hold from here...
     valid_until: datetime  # ...to here (certificate and CRL windows)
     not_after_limit: datetime  # latest validity the collateral allows
+    summary: tuple[str, ...] = ()  # ARK, intermediate and leaf, for people
 
     def describe(self) -> list[str]:
-        return [
-            _cn(self.ark) + f" (sha256 {fingerprint(self.ark)[:16]}...)",
-            _cn(self.intermediate) + f" serial 0x{serial_of(self.intermediate):x}",
-            _cn(self.leaf),
-        ]
+        return list(self.summary)
 
 
 def _cn(cert: x509.Certificate) -> str:
@@ -137,7 +134,13 @@ def verify_chain(
         if current_crl.next_update_utc is not None:
             valid_until = min(valid_until, current_crl.next_update_utc)
             not_after_limit = min(not_after_limit, current_crl.next_update_utc)
+    summary = (
+        _cn(ark) + f" (sha256 {fingerprint(ark)[:16]}...)",
+        _cn(chosen) + f" serial 0x{serial_of(chosen):x}",
+        _cn(leaf),
+    )
     return ChainResult(
+        summary=summary,
         ark=ark,
         intermediate=chosen,
         leaf=leaf,

@@ -12,6 +12,7 @@ never published with a distinct layout; it is refused rather than guessed.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Literal
 
@@ -78,6 +79,16 @@ FIELDS: tuple[Field, ...] = (
 )
 
 FIELD_BY_NAME = {f.name: f for f in FIELDS}
+
+#: The whole report as one ``struct`` format, for fast parsing. Reserved areas are pad
+#: bytes (``x``) and are checked separately; v2 reports read zeros for the v3+ fields.
+REPORT_STRUCT = struct.Struct(
+    "<IIQ16s16sIIQQI4x64s48s32s48s48s32s32sQBBB21x64sQBBBxBBBxQQQ152x72s72s368x"
+)
+#: Field names in ``REPORT_STRUCT`` order.
+REPORT_STRUCT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in sorted(FIELDS, key=lambda f: f.offset)
+)
 
 
 def reserved_ranges(version: int) -> tuple[tuple[int, int], ...]:

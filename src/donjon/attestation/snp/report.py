@@ -427,38 +427,44 @@ def _product_name(report: SnpReport) -> str | None:
     return product.value if product else None
 
 
-def _u(data: bytes, name: str) -> int:
-    spec = layout.FIELD_BY_NAME[name]
-    return int.from_bytes(data[spec.offset : spec.end], "little")
-
-
-def _b(data: bytes, name: str) -> bytes:
-    spec = layout.FIELD_BY_NAME[name]
-    return bytes(data[spec.offset : spec.end])
+_ZEROS = bytes(layout.REPORT_SIZE)
 
 
 def reserved_violations(data: bytes) -> list[str]:
     """Names of the must-be-zero/must-be-one rules that ``data`` breaks (size already checked)."""
-    version = _u(data, "version")
+    values = dict(zip(layout.REPORT_STRUCT_FIELDS, layout.REPORT_STRUCT.unpack(data), strict=True))
+    return _violations(data, values)
+
+
+def _violations(data: bytes, values: dict[str, Any]) -> list[str]:
+    version = values["version"]
     problems: list[str] = []
     for start, end in layout.reserved_ranges(version):
-        if any(data[start:end]):
+        if data[start:end] != _ZEROS[: end - start]:
             problems.append(f"reserved bytes 0x{start:03x}..0x{end:03x} are not zero")
-    key_info = _u(data, "key_info")
+    key_info = values["key_info"]
     if key_info & ~layout.KEY_INFO_KNOWN_BITS:
         problems.append(f"reserved bits of key_info (0x048) are set: 0x{key_info:x}")
-    policy = GuestPolicy(_u(data, "policy"))
+    policy = GuestPolicy(values["policy"])
     if policy.unknown_bits:
         problems.append(f"reserved policy bits 26..63 are set: 0x{policy.raw:x}")
     if not policy.reserved_bit17:
         problems.append("policy bit 17 (reserved, must be one) is clear")
-    turin = version >= 3 and data[0x188] == layout.CPUID_FAMILY_ZEN5
+    turin = version >= 3 and values["cpuid_fam_id"] == layout.CPUID_FAMILY_ZEN5
+    mask = _TCB_RESERVED_TURIN if turin else _TCB_RESERVED_MILAN
     for name in ("current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"):
-        raw = _u(data, name)
-        tcb = TcbVersion.decode(raw, turin=turin)
-        if any(tcb.reserved_bytes(raw)):
-            problems.append(f"reserved bytes of {name} are not zero: 0x{raw:016x}")
+        if values[name] & mask:
+            problems.append(f"reserved bytes of {name} are not zero: 0x{values[name]:016x}")
     return problems
+
+
+def _reserved_mask(positions: dict[str, int]) -> int:
+    used = set(positions.values())
+    return sum(0xFF << (8 * i) for i in range(8) if i not in used)
+
+
+_TCB_RESERVED_MILAN = _reserved_mask(layout.TCB_LAYOUT_MILAN)
+_TCB_RESERVED_TURIN = _reserved_mask(layout.TCB_LAYOUT_TURIN)
 
 
 def parse_report(data: bytes, *, strict: bool = True) -> SnpReport:
@@ -470,20 +476,21 @@ def parse_report(data: bytes, *, strict: bool = True) -> SnpReport:
         raise MalformedEvidenceError(
             f"SNP report: expected {layout.REPORT_SIZE} bytes, got {len(data)}"
         )
-    version = _u(data, "version")
+    v = dict(zip(layout.REPORT_STRUCT_FIELDS, layout.REPORT_STRUCT.unpack(data), strict=True))
+    version = v["version"]
     if version not in layout.SUPPORTED_VERSIONS:
         raise UnsupportedVersionError(
             f"SNP report version {version} is not supported (known: 2, 3, 5)"
         )
     if strict:
-        problems = reserved_violations(data)
+        problems = _violations(data, v)
         if problems:
             raise ReservedFieldError(f"SNP report: {problems[0]}")
     cpuid = None
     if version >= 3:
-        cpuid = (_u(data, "cpuid_fam_id"), _u(data, "cpuid_mod_id"), _u(data, "cpuid_step"))
+        cpuid = (v["cpuid_fam_id"], v["cpuid_mod_id"], v["cpuid_step"])
     turin = cpuid is not None and cpuid[0] == layout.CPUID_FAMILY_ZEN5
-    key_info = _u(data, "key_info")
+    key_info = v["key_info"]
     signing = (key_info & layout.KEY_INFO_SIGNING_KEY_MASK) >> layout.KEY_INFO_SIGNING_KEY_SHIFT
     try:
         signing_key = SigningKey(signing)
@@ -493,42 +500,40 @@ def parse_report(data: bytes, *, strict: bool = True) -> SnpReport:
         ) from exc
 
     def tcb(name: str) -> TcbVersion:
-        return TcbVersion.decode(_u(data, name), turin=turin)
+        return TcbVersion.decode(v[name], turin=turin)
 
     return SnpReport(
         version=version,
-        guest_svn=_u(data, "guest_svn"),
-        policy=GuestPolicy(_u(data, "policy")),
-        family_id=_b(data, "family_id"),
-        image_id=_b(data, "image_id"),
-        vmpl=_u(data, "vmpl"),
-        signature_algo=_u(data, "signature_algo"),
+        guest_svn=v["guest_svn"],
+        policy=GuestPolicy(v["policy"]),
+        family_id=v["family_id"],
+        image_id=v["image_id"],
+        vmpl=v["vmpl"],
+        signature_algo=v["signature_algo"],
         current_tcb=tcb("current_tcb"),
-        platform_info=PlatformInfo(_u(data, "platform_info")),
+        platform_info=PlatformInfo(v["platform_info"]),
         author_key_en=bool(key_info & layout.KEY_INFO_AUTHOR_KEY_EN),
         mask_chip_key=bool(key_info & layout.KEY_INFO_MASK_CHIP_KEY),
         signing_key=signing_key,
-        report_data=_b(data, "report_data"),
-        measurement=_b(data, "measurement"),
-        host_data=_b(data, "host_data"),
-        id_key_digest=_b(data, "id_key_digest"),
-        author_key_digest=_b(data, "author_key_digest"),
-        report_id=_b(data, "report_id"),
-        report_id_ma=_b(data, "report_id_ma"),
+        report_data=v["report_data"],
+        measurement=v["measurement"],
+        host_data=v["host_data"],
+        id_key_digest=v["id_key_digest"],
+        author_key_digest=v["author_key_digest"],
+        report_id=v["report_id"],
+        report_id_ma=v["report_id_ma"],
         reported_tcb=tcb("reported_tcb"),
         cpuid=cpuid,
-        chip_id=_b(data, "chip_id"),
+        chip_id=v["chip_id"],
         committed_tcb=tcb("committed_tcb"),
-        current_fw=FirmwareVersion(
-            _u(data, "current_major"), _u(data, "current_minor"), _u(data, "current_build")
-        ),
+        current_fw=FirmwareVersion(v["current_major"], v["current_minor"], v["current_build"]),
         committed_fw=FirmwareVersion(
-            _u(data, "committed_major"), _u(data, "committed_minor"), _u(data, "committed_build")
+            v["committed_major"], v["committed_minor"], v["committed_build"]
         ),
         launch_tcb=tcb("launch_tcb"),
-        launch_mit_vector=_u(data, "launch_mit_vector") if version >= 5 else None,
-        current_mit_vector=_u(data, "current_mit_vector") if version >= 5 else None,
-        signature_r=_b(data, "signature_r"),
-        signature_s=_b(data, "signature_s"),
+        launch_mit_vector=v["launch_mit_vector"] if version >= 5 else None,
+        current_mit_vector=v["current_mit_vector"] if version >= 5 else None,
+        signature_r=v["signature_r"],
+        signature_s=v["signature_s"],
         raw=data,
     )

@@ -36,13 +36,11 @@ from donjon.attestation.snp import layout
 from donjon.attestation.snp.chain import (
     ChainResult,
     CrlMode,
-    crl_fingerprint,
-    fingerprint,
     verify_chain,
 )
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import SigningKey, SnpReport, parse_report
-from donjon.attestation.snp.vcek import EndorsementKeyInfo, endorsement_key_info
+from donjon.attestation.snp.vcek import EndorsementKeyInfo
 from donjon.attestation.trust import TrustStore, product_of_name
 from donjon.attestation.verdict import Checklist, Stop
 from donjon.attestation.x509util import p384_public_key
@@ -95,7 +93,7 @@ def verify_snp(
     leaf = checks.step(
         "snp.endorsement_key", lambda: _endorsement(evidence, report, cpuid_product, trust)
     )
-    key = checks.step("snp.endorsement_key_info", lambda: _key_info(leaf))
+    key = checks.step("snp.endorsement_key_info", lambda: _key_info(trust, leaf))
     product = checks.step("snp.product", lambda: _product(cpuid_product, key, leaf))
     checks.step("snp.signing_key", lambda: _signing_key(report, key))
     chain = _chain_step(checks, evidence, leaf, key, product, trust, now, crl_mode, sim_root)
@@ -149,8 +147,8 @@ def _endorsement(
     return cert, "VCEK from the cache or AMD KDS"
 
 
-def _key_info(leaf: x509.Certificate) -> tuple[EndorsementKeyInfo, str]:
-    info = endorsement_key_info(leaf)
+def _key_info(trust: TrustStore, leaf: x509.Certificate) -> tuple[EndorsementKeyInfo, str]:
+    info = trust.key_info(leaf)
     extra = f", cspID {info.csp_id}" if info.csp_id else ""
     return info, f"{info.kind} for {info.product_name}, TCB {_tcb_text(info.tcb)}{extra}"
 
@@ -238,14 +236,15 @@ def _chain(
         ark, pinned = trust.ark(product), AMD_ARK_SHA256[product]
         intermediates = [*evidence.intermediates, *trust.intermediates(product, key.kind)]
         crls = [*evidence.crls, *trust.crls(product, key.kind, now)]
+    fp = trust.fingerprint_of
     cache_key = (
-        fingerprint(leaf),
+        fp(leaf),
         pinned,
-        fingerprint(ark),
+        fp(ark),
         crl_mode,
-        *sorted(fingerprint(c) for c in intermediates),
+        *sorted(fp(c) for c in intermediates),
         "crls",
-        *sorted(crl_fingerprint(c) for c in crls),
+        *sorted(fp(c) for c in crls),
     )
     cached = trust.cached_chain(cache_key, now)
     if cached is not None:
