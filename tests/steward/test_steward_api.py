@@ -13,6 +13,8 @@ from steward_harness import RunningSteward, StewardFactory
 from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
 from donjon.steward import wire
+from donjon.steward.ca import CertificateAuthority
+from donjon.steward.clock import fixed_clock
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
 
@@ -243,3 +245,25 @@ def test_csr_may_narrow_but_not_add_dns_names(start_steward: StewardFactory) -> 
     r = s.client.post("/", content=make_csr(dns=("evil.test",)), headers=PKCS10)
     assert r.status_code == 403
     assert r.json()["check"] == "san-dns"
+
+
+def test_an_internal_failure_is_still_a_problem(start_steward: StewardFactory) -> None:
+    def broken(csr_der: bytes, **_: object) -> object:
+        raise RuntimeError("boom")
+
+    s = start_steward(verifier=broken)
+    r = s.client.post("/", content=make_csr(), headers=PKCS10)
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "boom" not in r.text  # no internals leak to the client
+    assert s.steward.store.counts()["issued"] == 0
+
+
+def test_a_ca_not_valid_at_the_evaluation_time_is_refused_cleanly(
+    start_steward: StewardFactory,
+) -> None:
+    ca = CertificateAuthority.create(now=datetime.now(UTC))
+    s = start_steward(ca=ca, clock=fixed_clock(datetime(2023, 2, 1, tzinfo=UTC)))
+    r = s.client.post("/", content=make_csr(), headers=PKCS10)
+    assert r.status_code == 503
+    assert r.json()["check"] == "ca-validity"

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -296,20 +296,40 @@ class _MetricsMiddleware:
             self.metrics.requests.labels(route, scope.get("method", ""), str(status)).inc()
 
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(endpoint: Endpoint) -> Endpoint:
+    """Refusals become their problem+json; anything unexpected is logged once, answered 500."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except StewardError as exc:
+            return from_error(exc)
+        except ClientDisconnect:
+            return Response(status_code=499)
+        except Exception:
+            log.exception("internal error answering %s %s", request.method, request.url.path)
+            return problem(500, "internal-error", "the Steward failed internally; see its log")
+
+    return guarded
+
+
 def create_app(steward: Steward, settings: AppSettings | None = None) -> ASGIApp:
     """The ASGI app of one Steward; all state lives in ``steward`` and ``settings``."""
     settings = settings or AppSettings()
     h = _Handlers(steward, settings)
     routes = [
-        Route("/", h.health, methods=["GET"]),
-        Route("/", h.enarx_attest, methods=["POST"]),
-        Route("/v1/attest", h.attest_v1, methods=["POST"]),
-        Route("/v1/ca", h.ca, methods=["GET"]),
-        Route("/v1/crl", h.crl, methods=["GET"]),
-        Route("/v1/certificates/{serial}", h.certificate, methods=["GET"]),
-        Route("/v1/revoke", h.revoke, methods=["POST"]),
-        Route("/metrics", h.metrics, methods=["GET"]),
-        Route("/openapi.json", h.openapi, methods=["GET"]),
+        Route("/", _guard(h.health), methods=["GET"]),
+        Route("/", _guard(h.enarx_attest), methods=["POST"]),
+        Route("/v1/attest", _guard(h.attest_v1), methods=["POST"]),
+        Route("/v1/ca", _guard(h.ca), methods=["GET"]),
+        Route("/v1/crl", _guard(h.crl), methods=["GET"]),
+        Route("/v1/certificates/{serial}", _guard(h.certificate), methods=["GET"]),
+        Route("/v1/revoke", _guard(h.revoke), methods=["POST"]),
+        Route("/metrics", _guard(h.metrics), methods=["GET"]),
+        Route("/openapi.json", _guard(h.openapi), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -98,7 +98,7 @@ def build_steward(
     clock = fixed_clock(instant) if instant is not None else system_clock
     if instant is not None:
         log.warning("clock fixed at %s: certificates are dated then", instant.isoformat())
-    ca = load_or_create_ca(config, system_clock())
+    ca = load_or_create_ca(config, clock())  # a CA made now is valid at the fixed time
     policy = load_policy(config.policy)
     trust = load_trust(config.trust_dir, cache_dir=config.state_dir / "collateral")
     dev_platforms = development_platforms(policy)

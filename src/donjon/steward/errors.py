@@ -85,6 +85,13 @@ class Overloaded(StewardError):
     code = "overloaded"
 
 
+class CANotValid(StewardError):
+    """The CA is not valid at the evaluation time: a Steward configuration problem."""
+
+    status = 503
+    code = "ca-not-valid"
+
+
 class StoreError(StewardError):
     """The audit store could not be read or written (the request is not answered)."""
 

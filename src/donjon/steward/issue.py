@@ -20,7 +20,12 @@ from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike
-from donjon.steward.errors import AttestationRefused, KeyAlgorithmMismatch, MalformedRequest
+from donjon.steward.errors import (
+    AttestationRefused,
+    CANotValid,
+    KeyAlgorithmMismatch,
+    MalformedRequest,
+)
 
 DEFAULT_LIFETIME = timedelta(days=28)
 BACKDATE = timedelta(minutes=1)  # tolerate relying parties whose clocks run a little behind
@@ -167,6 +172,13 @@ def issue_certificate(
     csr = verdict.csr
     if csr is None:
         raise MalformedRequest("the verifier accepted a request without a CSR", check="csr")
+    ca_cert = ca.certificate
+    if not ca_cert.not_valid_before_utc <= now < ca_cert.not_valid_after_utc:
+        raise CANotValid(
+            f"the Steward CA is valid {ca_cert.not_valid_before_utc.isoformat()} .. "
+            f"{ca_cert.not_valid_after_utc.isoformat()}, not at {now.isoformat()}",
+            check="ca-validity",
+        )
     key = check_key_algorithm(verdict.platform, csr)
     workload, workload_der = csr_workload_claims(csr)
     result = _result_for(verdict, policy, now)
