@@ -104,6 +104,8 @@ class PathCalls:
                 flags |= host_flag
         text = self._path(path, path_len)
         follow = bool(dirflags & abi.LOOKUPFLAGS_SYMLINK_FOLLOW)
+        if creat and oflags & abi.OFLAGS_EXCL:
+            follow = False  # O_EXCL never follows a final symlink: it exists, EEXIST
         with resolve(parent.hostfd, text, follow=follow) as where:
             if where.must_be_dir:
                 if creat:

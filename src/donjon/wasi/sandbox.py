@@ -68,7 +68,12 @@ def decode_path(raw: bytes) -> str:
 
 
 def _split(path: str) -> list[str]:
-    return [part for part in path.split("/") if part not in ("", ".")]
+    """Components without empty and ``.`` ones, except a final ``.`` (``rmdir("d/.")`` is
+    EINVAL, not ``rmdir("d")``)."""
+    parts = [part for part in path.split("/") if part not in ("", ".")]
+    if path == "." or path.endswith("/."):
+        parts.append(".")
+    return parts
 
 
 def resolve(base: int, path: str, *, follow: bool) -> Resolved:
@@ -85,6 +90,8 @@ def resolve(base: int, path: str, *, follow: bool) -> Resolved:
         while work:
             part = work.popleft()
             top = stack[-1] if stack else base
+            if part == ".":  # only ever last: the directory itself
+                return Resolved(top, ".", True, stack)
             if part == "..":
                 if not stack:
                     raise WasiError(ESCAPE)
@@ -115,8 +122,8 @@ def resolve(base: int, path: str, *, follow: bool) -> Resolved:
             if target.startswith("/"):
                 raise WasiError(ESCAPE)
             parts = _split(target)
-            if target.endswith("/") and not parts:
-                parts = []
+            if parts and parts[-1] == "." and work:
+                parts.pop()
             work.extendleft(reversed(parts))
             if not work:
                 # "link -> ." : the path names the directory the link sits in.
