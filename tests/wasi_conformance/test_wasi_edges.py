@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from wasi_harness import PROGRAMS, Case, Outcome, build, require_donjon, run_fresh
+from wasi_harness import PROGRAMS, Case, Outcome, build, require_donjon, run_fresh, wasmtime_cmd
 
 INVAL, FAULT, ILSEQ, NOMEM, NOSYS, NOTSUP, OVERFLOW, NOTCAPABLE = 28, 21, 25, 48, 52, 58, 61, 76
 TRAP = "trap"
@@ -73,6 +73,27 @@ def test_edge_without_selector(tmp_path: Path) -> None:
             require_donjon()
         outcome = run_fresh(runtime, wasm, tmp_path, case)
         assert (outcome.exit_code, outcome.text()) == (0, "no selector\n"), runtime
+
+
+@pytest.mark.parametrize("runtime", ["wasmtime", "donjon"])
+def test_stdout_reader_gone(runtime: str, tmp_path: Path) -> None:
+    """fd_write to a closed pipe is an errno for the guest, never a host crash.
+
+    POSIX says PIPE (64); wasmtime's preview2 streams answer IO (29)."""
+    wasm = build(PROGRAMS / "c" / "epipe.c")
+    if runtime == "donjon":
+        require_donjon()
+        cmd = [sys.executable, "-m", "donjon.cli.main", "run-wasm", str(wasm)]
+    else:
+        cmd = wasmtime_cmd(wasm, tmp_path, Case("c/epipe.c"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(10) == b"y" * 10
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 3, err
+    assert err.startswith(("errno 64 after ", "errno 29 after ")), err
+    assert "Traceback" not in err
 
 
 BAD_MODULES = {

@@ -27,6 +27,12 @@ CASES = [
     Case("c/poll.c", stdin=b"ping\n"),
     Case("c/sock_errors.c"),
     Case("c/paths_misc.c"),
+    Case("c/grow.c"),
+    Case("c/traps.c", args=("ok",)),
+    *(
+        Case("c/traps.c", args=(t,), exit_code=134)
+        for t in ("unreachable", "stack", "divzero", "oob")
+    ),
     Case("c/sched_exit.c", args=("0",)),
     Case("c/sched_exit.c", args=("7",), exit_code=7),
     Case("c/sched_exit.c", args=("125",), exit_code=125),
