@@ -42,11 +42,17 @@ def load_policy(path: Path | None) -> PolicyLike:
 
 
 def load_trust(trust_dir: Path | None, cache_dir: Path | None = None) -> Any:
-    """Vendor roots from ``trust_dir`` (offline), or the engine's fetch-and-cache store."""
+    """Vendor roots from ``trust_dir`` (offline), or fetched from AMD KDS and cached.
+
+    Fetched roots are still checked against the fingerprints pinned in the engine.
+    """
     store = _engine("TrustStore")
     if trust_dir is not None:
-        return store.offline(Path(trust_dir))
-    return store(None, cache_dir=cache_dir)
+        try:
+            return store.offline(Path(trust_dir))
+        except DonjonError as exc:
+            raise UsageError(f"--trust-dir: {exc.message}") from None
+    return store(None, cache_dir=cache_dir, fetcher=_engine("KdsFetcher")())
 
 
 def development_platforms(policy: PolicyLike) -> list[str]:
