@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -241,7 +240,7 @@ def _dispatch(
             evaluated_at=ctx.now,
             workload=workload,
         )
-        return _accepted(checks, platform, result, sha, None, csr, ctx.now, details=None)
+        return _accepted(checks, platform, result, sha, None, csr, ctx.now, None)
     if platform == "sim":
         sim = ctx.policy.sim
         root = checks.step("platform.allowed", lambda: _sim_root(ctx.policy))
@@ -347,20 +346,8 @@ def _appraised(
     development: bool,
 ) -> Verdict:
     appraise_snp(verified, snp_policy, ctx.checks, workload=workload)
-    details: dict[str, Any] = {
-        "product": verified.product.value,
-        "report": verified.report.to_dict(),
-        "endorsement_key": {
-            "kind": verified.key.kind,
-            "product_name": verified.key.product_name,
-            "tcb": verified.key.tcb,
-            "hwid": verified.key.hwid.hex() if verified.key.hwid else None,
-            "csp_id": verified.key.csp_id,
-        },
-        "chain": verified.chain.describe(),
-    }
     if not ctx.checks.passed:
-        return _rejected(ctx.checks, platform, sha, csr, ctx.now, details=details)
+        return _rejected(ctx.checks, platform, sha, csr, ctx.now, snp=verified)
     report = verified.report
     result = AttestationResult(
         platform=platform,
@@ -376,7 +363,7 @@ def _appraised(
         workload=workload,
     )
     return _accepted(
-        ctx.checks, platform, result, sha, verified.chain.not_after_limit, csr, ctx.now, details
+        ctx.checks, platform, result, sha, verified.chain.not_after_limit, csr, ctx.now, verified
     )
 
 
@@ -388,7 +375,7 @@ def _accepted(
     not_after: datetime | None,
     csr: x509.CertificateSigningRequest | None,
     now: datetime,
-    details: dict[str, Any] | None,
+    snp: SnpVerified | None,
 ) -> Verdict:
     return Verdict(
         accepted=True,
@@ -401,7 +388,7 @@ def _accepted(
         not_after_limit=not_after,
         csr=csr,
         evaluated_at=now,
-        details=details,
+        snp=snp,
     )
 
 
@@ -411,7 +398,7 @@ def _rejected(
     sha: str,
     csr: x509.CertificateSigningRequest | None,
     now: datetime,
-    details: dict[str, Any] | None = None,
+    snp: SnpVerified | None = None,
 ) -> Verdict:
     error = checks.error
     if error is None:  # defensive: a Stop without a recorded failure must still reject
@@ -427,5 +414,5 @@ def _rejected(
         not_after_limit=None,
         csr=csr,
         evaluated_at=now,
-        details=details,
+        snp=snp,
     )

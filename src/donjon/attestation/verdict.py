@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
 
 from donjon.attestation.claims import AttestationResult
 from donjon.attestation.errors import AttestationError
+
+if TYPE_CHECKING:
+    from donjon.attestation.snp.verify import SnpVerified
 
 T = TypeVar("T")
 
@@ -41,7 +45,26 @@ class Verdict:
     not_after_limit: datetime | None  # latest validity the collateral allows
     csr: x509.CertificateSigningRequest | None
     evaluated_at: datetime | None = None
-    details: dict[str, Any] | None = None  # decoded evidence, for display
+    snp: SnpVerified | None = None  # the verified SNP evidence, when it got that far
+
+    @cached_property
+    def details(self) -> dict[str, Any] | None:
+        """Decoded evidence for display (built on demand: verification does not pay for it)."""
+        if self.snp is None:
+            return None
+        key = self.snp.key
+        return {
+            "product": self.snp.product.value,
+            "report": self.snp.report.to_dict(),
+            "endorsement_key": {
+                "kind": key.kind,
+                "product_name": key.product_name,
+                "tcb": key.tcb,
+                "hwid": key.hwid.hex() if key.hwid else None,
+                "csp_id": key.csp_id,
+            },
+            "chain": self.snp.chain.describe(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI's ``--json``)."""

@@ -45,10 +45,17 @@ class EndorsementKeyInfo:
     tcb: dict[str, int]  # bl, tee, snp, ucode (+ fmc on Turin)
     hwid: bytes | None  # VCEK only: 64 bytes (Milan/Genoa) or 8 bytes (Turin)
     csp_id: str | None  # VLEK only
+    issuer_name: str = ""  # CN of the issuing ASK/ASVK, e.g. "SEV-Milan"
 
     @property
     def product(self) -> Product | None:
         return Product.parse(self.product_name) if self.product_name else None
+
+    @property
+    def issuer_product(self) -> Product | None:
+        """``SEV-Milan`` / ``SEV-VLEK-Genoa`` -> the product line of the issuing key."""
+        tail = self.issuer_name.rsplit("-", 1)[-1]
+        return next((p for p in Product if p.value == tail), None)
 
 
 def _ext_value(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bytes | None:
@@ -126,4 +133,10 @@ def endorsement_key_info(cert: x509.Certificate) -> EndorsementKeyInfo:
         tcb=tcb,
         hwid=_hwid(hwid_raw) if hwid_raw is not None else None,
         csp_id=_ia5(csp_raw, "cspID") if csp_raw is not None else None,
+        issuer_name=_issuer_cn(cert),
     )
+
+
+def _issuer_cn(cert: x509.Certificate) -> str:
+    names = cert.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value) if names else ""

@@ -41,7 +41,7 @@ from donjon.attestation.snp.chain import (
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import SigningKey, SnpReport, parse_report
 from donjon.attestation.snp.vcek import EndorsementKeyInfo
-from donjon.attestation.trust import TrustStore, product_of_name
+from donjon.attestation.trust import TrustStore
 from donjon.attestation.verdict import Checklist, Stop
 from donjon.attestation.x509util import p384_public_key
 
@@ -94,7 +94,7 @@ def verify_snp(
         "snp.endorsement_key", lambda: _endorsement(evidence, report, cpuid_product, trust)
     )
     key = checks.step("snp.endorsement_key_info", lambda: _key_info(trust, leaf))
-    product = checks.step("snp.product", lambda: _product(cpuid_product, key, leaf))
+    product = checks.step("snp.product", lambda: _product(cpuid_product, key))
     checks.step("snp.signing_key", lambda: _signing_key(report, key))
     chain = _chain_step(checks, evidence, leaf, key, product, trust, now, crl_mode, sim_root)
     checks.step("snp.vcek_match", lambda: _vcek_match(report, key, product))
@@ -153,15 +153,11 @@ def _key_info(trust: TrustStore, leaf: x509.Certificate) -> tuple[EndorsementKey
     return info, f"{info.kind} for {info.product_name}, TCB {_tcb_text(info.tcb)}{extra}"
 
 
-def _product(
-    from_report: Product | None, key: EndorsementKeyInfo, leaf: x509.Certificate
-) -> tuple[Product, str]:
-    names = leaf.issuer.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-    issuer_product = product_of_name(str(names[0].value)) if names else None
+def _product(from_report: Product | None, key: EndorsementKeyInfo) -> tuple[Product, str]:
     sources = {
         "report/operator": from_report,
         "certificate productName": key.product,
-        "certificate issuer": issuer_product,
+        "certificate issuer": key.issuer_product,
     }
     known = {name: p for name, p in sources.items() if p is not None}
     if not known:
