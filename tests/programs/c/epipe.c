@@ -1,5 +1,6 @@
 /* Writing to a stdout whose reader has gone: fd_write must fail (POSIX: PIPE; wasmtime's
- * preview2 streams say IO), not kill the runtime. The test reads 10 bytes and closes the pipe. Reports on stderr. */
+ * preview2 streams say IO), not kill the runtime. The test reads 10 bytes and closes
+ * the pipe. Reports on stderr. */
 #include "wasitest.h"
 
 int main(void) {
