@@ -12,6 +12,7 @@ import pytest
 from hostharness import PROGRAMS
 
 from donjon.wasi import Limits, ModuleError, RunSpec, Stdio, StdioKind, run
+from donjon.wasi.errors import MemoryLimitExceeded
 
 EXIT_TRAP, EXIT_TIMEOUT, EXIT_MEMORY = 134, 124, 137
 ETIMEDOUT = 73
@@ -147,3 +148,9 @@ def test_listen_gives_a_socket_after_the_dirs(build_wasm: Build, tmp_path: Path)
         port = probe.getsockname()[1]
     proc = donjon("--no-cache", "--call-timeout", "0.2", "--listen", f"127.0.0.1:{port}", str(wasm))
     assert proc.returncode == ETIMEDOUT, proc.stderr
+
+
+def test_initial_memory_over_the_limit(build_wasm: Build) -> None:
+    wasm = build_wasm(PROGRAMS / "big_memory.wat")
+    with pytest.raises(MemoryLimitExceeded, match="needs more memory at start"):
+        run(RunSpec(module=wasm, limits=Limits(memory_bytes=1 << 20), cache_dir=None))
