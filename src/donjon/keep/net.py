@@ -9,6 +9,7 @@ only once its handshake has finished, and one that fails is dropped and logged.
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import logging
 import os
@@ -131,6 +132,8 @@ def connect(
         if tls is None:
             raw.settimeout(None)
             return raw
+        with contextlib.suppress(OSError):
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             # The connect timeout bounds the handshake as well.
             sock = tls.context.wrap_socket(
@@ -307,6 +310,9 @@ class TlsListener:
                 log.warning("%s: accept failed: %s", self.name, exc)
                 return
             raw.setblocking(False)
+            # TLS writes whole records; Nagle would hold a record's tail for a delayed ACK.
+            with contextlib.suppress(OSError):
+                raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             try:
                 conn = self._context.wrap_socket(
                     raw, server_side=True, do_handshake_on_connect=False, suppress_ragged_eofs=True

@@ -141,6 +141,9 @@ def server_context(
 ) -> ssl.SSLContext:
     """A TLS 1.3 server context; ``client_ca`` ("steward" or a PEM path) requires client certs."""
     ctx = _base_context(ssl.Purpose.CLIENT_AUTH)
+    # No session tickets: every connection proves the Keep's key afresh, and a handshake
+    # ends with the server's last flight instead of two extra ticket records.
+    ctx.num_tickets = 0
     load_identity(ctx, identity)
     if client_ca is not None:
         ctx.verify_mode = ssl.CERT_REQUIRED
