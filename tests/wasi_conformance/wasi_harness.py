@@ -92,12 +92,17 @@ def make_tree(base: Path) -> Path:
     (root / "hello.txt").write_bytes(b"hello world\n")
     (root / "sub" / "a.txt").write_bytes(b"a\n")
     (root / "sub" / "b.txt").write_bytes(b"bb\n")
+    (root / "sub" / "inner").mkdir()
+    (root / "sub" / "inner" / "c.txt").write_bytes(b"ccc\n")
     links = {
         "link_in": "hello.txt",
         "link_dir": "sub",
         "link_abs_out": str(outside / "secret.txt"),
         "link_up_out": "../outside/secret.txt",
         "link_dir_out": "../outside",
+        "link_abs_in": str(root / "hello.txt"),  # absolute, though it names a file inside
+        "link_parent": "..",
+        "link_deep": "sub/inner",
         "chain1": "chain2",
         "chain2": "sub/../link_up_out",
         "chain_in1": "chain_in2",

@@ -86,6 +86,33 @@ int main(void) {
           __wasi_path_unlink_file(PREOPEN, "sym"), E_SUCCESS);
     CHECK("target still there", __wasi_path_filestat_get(PREOPEN, 0, "sub/a.txt", &fs), E_SUCCESS);
 
+    /* an unlinked file stays readable through its open fd */
+    __wasi_fd_t u = open_at(PREOPEN, "doomed.txt", __WASI_OFLAGS_CREAT, 0, &e);
+    CHECK("create doomed.txt", e, E_SUCCESS);
+    CHECK("write doomed.txt", write_all(u, "still here", 10), E_SUCCESS);
+    CHECK("unlink doomed.txt", __wasi_path_unlink_file(PREOPEN, "doomed.txt"), E_SUCCESS);
+    CHECK("fd_filestat_get unlinked", __wasi_fd_filestat_get(u, &fs), E_SUCCESS);
+    CHECK("unlinked nlink", fs.nlink, 0);
+    CHECK("unlinked size", fs.size, 10);
+    memset(buf, 0, sizeof buf);
+    CHECK("fd_pread unlinked", __wasi_fd_pread(u, &(__wasi_iovec_t){(uint8_t *)buf, 10}, 1, 0, &n),
+          E_SUCCESS);
+    CHECK_TRUE("unlinked content", memcmp(buf, "still here", 10) == 0);
+    CHECK("close unlinked", __wasi_fd_close(u), E_SUCCESS);
+    /* a directory fd survives the directory being renamed, and fails after rmdir */
+    CHECK("mkdir moving", __wasi_path_create_directory(PREOPEN, "moving"), E_SUCCESS);
+    __wasi_fd_t mv = open_dir(PREOPEN, "moving", &e);
+    CHECK("open moving", e, E_SUCCESS);
+    CHECK("rename moving -> moved", __wasi_path_rename(PREOPEN, "moving", PREOPEN, "moved"),
+          E_SUCCESS);
+    CHECK("create through the moved dir fd", __wasi_path_create_directory(mv, "kid"), E_SUCCESS);
+    CHECK("kid is under moved", __wasi_path_filestat_get(PREOPEN, 0, "moved/kid", &fs), E_SUCCESS);
+    CHECK("rmdir moved/kid", __wasi_path_remove_directory(PREOPEN, "moved/kid"), E_SUCCESS);
+    CHECK("rmdir moved", __wasi_path_remove_directory(PREOPEN, "moved"), E_SUCCESS);
+    CHECK_IN("create in a removed dir", __wasi_path_create_directory(mv, "kid2"), E_NOENT,
+             E_PERM, E_NOTCAPABLE);
+    CHECK("close moved dir fd", __wasi_fd_close(mv), E_SUCCESS);
+
     /* set times by path, following or not */
     const __wasi_timestamp_t T = 1234567890000000007ull;
     CHECK("path_filestat_set_times",

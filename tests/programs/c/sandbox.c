@@ -52,6 +52,14 @@ int main(void) {
     /* symlinks that stay in */
     CHECK("follow chain_in1 -> chain_in2 -> sub/a.txt", try_read("chain_in1", FOLLOW), E_SUCCESS);
     CHECK("through link_dir/a.txt", try_read("link_dir/a.txt", FOLLOW), E_SUCCESS);
+    /* an absolute target is refused even when it names a file inside the root */
+    CHECK_DENIED("follow link_abs_in", try_read("link_abs_in", FOLLOW));
+    /* out and back in is still out */
+    CHECK_DENIED("link_parent/root/hello.txt", try_read("link_parent/root/hello.txt", FOLLOW));
+    CHECK_DENIED("sub/../../root/hello.txt", try_read("sub/../../root/hello.txt", FOLLOW));
+    /* ".." after a symlink is physical (POSIX), not lexical: link_deep -> sub/inner */
+    CHECK("link_deep/../a.txt is sub/a.txt", try_read("link_deep/../a.txt", FOLLOW), E_SUCCESS);
+    CHECK("link_deep/../../hello.txt", try_read("link_deep/../../hello.txt", FOLLOW), E_SUCCESS);
     /* loops */
     CHECK("follow loop1", try_read("loop1", FOLLOW), E_LOOP);
     CHECK("follow self_loop", try_read("self_loop", FOLLOW), E_LOOP);
