@@ -8,16 +8,44 @@ test_wasmtime_cli_cannot_preopen_sockets, which notices the day it can).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 import pytest
+from tls_listener import TlsListener, client_context, self_signed, server_context
 from wasi_harness import PROGRAMS, build, require_donjon
 
 from donjon import toolchain
+
+
+def client_script(port: int, out: IO[bytes], seen: list[str], wrap: Wrap) -> None:
+    """The client's half of sock_calls.c, step by step."""
+    wait_sync(out, 1, seen)
+    with wrap(socket.create_connection(("127.0.0.1", port), timeout=20)) as c:
+        c.sendall(b"hello world")
+        wait_sync(out, 2, seen)
+        assert c.recv(4) == b"pong"
+        c.sendall(b"x")
+        wait_sync(out, 3, seen)
+        assert c.recv(10) == b"", "no EOF after the guest's sock_shutdown(WR)"
+        c.sendall(b"after")
+    wait_sync(out, 4, seen)
+    with wrap(socket.create_connection(("127.0.0.1", port), timeout=20)) as d:
+        wait_sync(out, 5, seen)
+        d.sendall(b"z")
+        assert recv_all(d) == b"abcd\n"
+
+
+def check_transcript(text: str) -> None:
+    failures = [line for line in text.splitlines() if line.startswith(("FAIL", "unexpected"))]
+    assert not failures, failures
+    assert text.rstrip().endswith("failures 0"), text[-500:]
 
 
 def wait_sync(out: IO[bytes], n: int, seen: list[str]) -> None:
@@ -28,6 +56,9 @@ def wait_sync(out: IO[bytes], n: int, seen: list[str]) -> None:
         seen.append(line)
         if line == f"sync {n}\n":
             return
+
+
+Wrap = Callable[[socket.socket], socket.socket]
 
 
 def recv_all(sock: socket.socket) -> bytes:
@@ -53,30 +84,67 @@ def test_sock_calls() -> None:
     assert proc.stdout is not None
     seen: list[str] = []
     try:
-        wait_sync(proc.stdout, 1, seen)
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as c:
-            c.sendall(b"hello world")
-            wait_sync(proc.stdout, 2, seen)
-            assert c.recv(4) == b"pong"
-            c.sendall(b"x")
-            wait_sync(proc.stdout, 3, seen)
-            assert c.recv(10) == b"", "no EOF after the guest's sock_shutdown(WR)"
-            c.sendall(b"after")
-        wait_sync(proc.stdout, 4, seen)
-        with socket.create_connection(("127.0.0.1", port), timeout=20) as d:
-            wait_sync(proc.stdout, 5, seen)
-            d.sendall(b"z")
-            assert recv_all(d) == b"abcd\n"
+        client_script(port, proc.stdout, seen, lambda sock: sock)
         rest, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    text = "".join(seen) + rest.decode()
-    failures = [line for line in text.splitlines() if line.startswith("FAIL")]
-    assert not failures, failures
+    check_transcript("".join(seen) + rest.decode())
     assert proc.returncode == 0, err.decode()
-    assert text.rstrip().endswith("failures 0")
+
+
+@pytest.mark.slow
+def test_sock_calls_over_tls(tmp_path: Path) -> None:
+    """The same script with TLS terminated by the host: PEEK, WAITALL, poll and shutdown
+    must behave on an ``ssl.SSLSocket`` as on a plain one (decrypted bytes pending in
+    OpenSSL count as readable)."""
+    wasm = build(PROGRAMS / "c" / "sock_calls.c")
+    require_donjon()
+    from donjon.wasi.api import Limits, RunResult, RunSpec, Stdio, StdioKind
+    from donjon.wasi.runner import run
+
+    cert, key = self_signed(tmp_path)
+    raw = socket.create_server(("127.0.0.1", 0))
+    port = raw.getsockname()[1]
+    listener = TlsListener(raw, server_context(cert, key))
+    read_fd, write_fd = os.pipe()
+    guest_out = os.fdopen(write_fd, "wb", buffering=0)
+    spec = RunSpec(
+        module=wasm,
+        args=["sock_calls.wasm"],
+        stdout=Stdio(StdioKind.STREAM, stream=guest_out),
+        stderr=Stdio(StdioKind.FILE, path=tmp_path / "stderr"),
+        streams=[listener],
+        limits=Limits(timeout_s=60, blocking_call_timeout_s=30),
+    )
+    results: list[RunResult | BaseException] = []
+
+    def serve() -> None:
+        try:
+            results.append(run(spec))
+        except BaseException as exc:  # reported on the test's thread
+            results.append(exc)
+        finally:
+            guest_out.close()
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    ctx = client_context(cert)
+    seen: list[str] = []
+    with os.fdopen(read_fd, "rb") as out:
+        try:
+            client_script(
+                port, out, seen, lambda s: ctx.wrap_socket(s, server_hostname="localhost")
+            )
+            server.join(timeout=30)
+            rest = out.read().decode()
+        finally:
+            listener.close()
+    assert not server.is_alive()
+    check_transcript("".join(seen) + rest)
+    assert len(results) == 1 and not isinstance(results[0], BaseException), results
+    assert results[0].exit_code == 0, (tmp_path / "stderr").read_text()
 
 
 def test_wasmtime_cli_cannot_preopen_sockets(tmp_path: Path) -> None:

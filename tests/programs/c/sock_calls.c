@@ -99,7 +99,8 @@ int main(void) {
     CHECK("poll readable socket", __wasi_poll_oneoff(subs, ev, 2, &n), E_SUCCESS);
     CHECK("readable: events", n, 1);
     CHECK("readable: userdata", ev[0].userdata, 4);
-    CHECK("readable: nbytes", ev[0].fd_readwrite.nbytes, 1);
+    /* a hint: exact for plain TCP, the ciphertext size under TLS */
+    CHECK_TRUE("readable: nbytes >= 1", ev[0].fd_readwrite.nbytes >= 1);
     CHECK("sock_recv x", recv_n(c, buf, sizeof buf, 0, &n, &ro), E_SUCCESS);
     CHECK("x bytes", n, 1);
 
@@ -110,6 +111,11 @@ int main(void) {
     CHECK("after bytes", n, 5);
     CHECK("sock_recv at EOF", recv_n(c, buf, sizeof buf, 0, &n, &ro), E_SUCCESS);
     CHECK("EOF gives 0", n, 0);
+    if (n > 0) { /* diagnose: what came instead of EOF */
+        printf("unexpected bytes:");
+        for (__wasi_size_t i = 0; i < n && i < 32; i++) printf(" %02x", (unsigned char)buf[i]);
+        printf("\n");
+    }
     subs[0] = sub(6, __WASI_EVENTTYPE_FD_READ, c, 0);
     CHECK("poll at EOF", __wasi_poll_oneoff(subs, ev, 1, &n), E_SUCCESS);
     CHECK("EOF is readable", ev[0].userdata, 6);
