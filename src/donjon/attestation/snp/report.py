@@ -21,6 +21,10 @@ from donjon.attestation.errors import (
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.product import Product
 
+_ORDER = ("bl", "tee", "snp", "ucode", "fmc")
+_MILAN_INDEX = tuple(layout.TCB_LAYOUT_MILAN[name] for name in _ORDER[:4])
+_TURIN_INDEX = tuple(layout.TCB_LAYOUT_TURIN[name] for name in _ORDER)
+
 
 @dataclass(frozen=True)
 class TcbVersion:
@@ -33,10 +37,15 @@ class TcbVersion:
     fmc: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("bl", "tee", "snp", "ucode", "fmc"):
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 0xFF:
-                raise ValueError(f"TCB component {name}={value} does not fit in a byte")
+        fmc = 0 if self.fmc is None else self.fmc
+        if not (
+            0 <= self.bl <= 0xFF
+            and 0 <= self.tee <= 0xFF
+            and 0 <= self.snp <= 0xFF
+            and 0 <= self.ucode <= 0xFF
+            and 0 <= fmc <= 0xFF
+        ):
+            raise ValueError(f"TCB components must each fit in a byte: {self.components()}")
 
     @property
     def turin(self) -> bool:
@@ -46,18 +55,10 @@ class TcbVersion:
     def decode(cls, raw: int, *, turin: bool) -> TcbVersion:
         data = raw.to_bytes(8, "little")
         if turin:
-            pos = layout.TCB_LAYOUT_TURIN
-            return cls(
-                bl=data[pos["bl"]],
-                tee=data[pos["tee"]],
-                snp=data[pos["snp"]],
-                ucode=data[pos["ucode"]],
-                fmc=data[pos["fmc"]],
-            )
-        pos = layout.TCB_LAYOUT_MILAN
-        return cls(
-            bl=data[pos["bl"]], tee=data[pos["tee"]], snp=data[pos["snp"]], ucode=data[pos["ucode"]]
-        )
+            t = _TURIN_INDEX
+            return cls(data[t[0]], data[t[1]], data[t[2]], data[t[3]], data[t[4]])
+        m = _MILAN_INDEX
+        return cls(data[m[0]], data[m[1]], data[m[2]], data[m[3]])
 
     def reserved_bytes(self, raw: int) -> bytes:
         """Bytes of ``raw`` that the layout leaves unused (must be zero)."""
@@ -222,6 +223,7 @@ class FirmwareVersion:
         return f"{self.major}.{self.minor}.{self.build}"
 
 
+_SIZES = {f.name: f.size for f in layout.FIELDS if f.kind == "bytes"}
 _Z16 = bytes(16)
 _Z32 = bytes(32)
 _Z48 = bytes(48)
@@ -267,21 +269,9 @@ class SnpReport:
     raw: bytes = field(default=b"", compare=False, repr=False)  # the parsed bytes, if parsed
 
     def __post_init__(self) -> None:
-        sizes = {
-            "family_id": 16,
-            "image_id": 16,
-            "report_data": 64,
-            "measurement": 48,
-            "host_data": 32,
-            "id_key_digest": 48,
-            "author_key_digest": 48,
-            "report_id": 32,
-            "report_id_ma": 32,
-            "chip_id": 64,
-            "signature_r": 72,
-            "signature_s": 72,
-        }
-        for name, size in sizes.items():
+        if self.raw:  # parsed: the struct format fixed every size already
+            return
+        for name, size in _SIZES.items():
             if len(getattr(self, name)) != size:
                 raise ValueError(f"SNP report field {name} must be {size} bytes")
         if self.version not in layout.SUPPORTED_VERSIONS:
