@@ -96,6 +96,35 @@ def test_stdout_reader_gone(runtime: str, tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("runtime", ["wasmtime", "donjon"])
+def test_poll_on_an_idle_stdin_pipe(runtime: str, tmp_path: Path) -> None:
+    wasm = build(PROGRAMS / "c" / "poll_stdin.c")
+    if runtime == "donjon":
+        require_donjon()
+        cmd = [sys.executable, "-m", "donjon.cli.main", "run-wasm", str(wasm)]
+    else:
+        cmd = wasmtime_cmd(wasm, tmp_path, Case("c/poll_stdin.c"))
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    lines = []
+    try:
+        while (line := proc.stdout.readline().decode()) and line != "waiting\n":
+            lines.append(line)
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = "".join(lines) + out.decode()
+    assert "FAIL" not in text, text
+    assert proc.returncode == 0, err.decode()[-300:]
+    assert text.rstrip().endswith("failures 0")
+
+
 BAD_MODULES = {
     "garbage": b"\x00asm\x01\x00\x00\x00\xff\xff",
     "not-wasm": b"#!/bin/sh\necho hi\n",
