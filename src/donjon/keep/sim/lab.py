@@ -398,23 +398,21 @@ class Fetch:
     first_byte_s: float  # from starting to connect to the first byte of the answer
 
 
-def fetch(
+def connect(
     port: int,
     steward_ca: Path,
-    request: bytes,
     *,
     expect: PeerExpectations,
     crl: x509.CertificateRevocationList | None = None,
     host: str = LOCALHOST,
     timeout: float = 10.0,
-    until_close: bool = True,
-) -> Fetch:
-    """Connect over TLS 1.3, accept the Keep only if its attested claims meet ``expect``,
-    then send ``request`` and read the answer (to EOF, or the first chunk)."""
+    now: datetime | None = None,
+) -> tuple[ssl.SSLSocket, PeerIdentity]:
+    """A TLS 1.3 connection to a Keep that is accepted only if its attested claims meet
+    ``expect`` (and it is not in ``crl``) at ``now``; the caller closes the socket."""
     ca_pem = steward_ca.read_bytes()
     ca = load_certificate(ca_pem, f"Steward CA {steward_ca}")
     context = client_context(ca_pem)
-    started = time.monotonic()
     try:
         raw = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
@@ -429,17 +427,41 @@ def fetch(
     except (OSError, ssl.SSLError) as exc:
         raw.close()
         raise LabError(f"{host}:{port}: TLS handshake failed: {exc}") from None
-    with tls:
-        connected = time.monotonic()
+    try:
         der = tls.getpeercert(binary_form=True)
         if der is None:
             raise LabError(f"{host}:{port} presented no certificate")
         leaf = x509.load_der_x509_certificate(der)
-        identity = verify_peer_certificate(leaf, ca, now=datetime.now(UTC), crl=crl, expect=expect)
+        when = now or datetime.now(UTC)
+        identity = verify_peer_certificate(leaf, ca, now=when, crl=crl, expect=expect)
+    except BaseException:
+        tls.close()
+        raise
+    return tls, identity
+
+
+def fetch(
+    port: int,
+    steward_ca: Path,
+    request: bytes,
+    *,
+    expect: PeerExpectations,
+    crl: x509.CertificateRevocationList | None = None,
+    host: str = LOCALHOST,
+    timeout: float = 10.0,
+    now: datetime | None = None,
+) -> Fetch:
+    """Connect as :func:`connect` does, send ``request`` and read the answer to EOF."""
+    started = time.monotonic()
+    tls, identity = connect(
+        port, steward_ca, expect=expect, crl=crl, host=host, timeout=timeout, now=now
+    )
+    with tls:
+        connected = time.monotonic()
         tls.sendall(request)
         chunks = [tls.recv(65536)]
         first = time.monotonic()
-        while until_close and chunks[-1]:
+        while chunks[-1]:
             chunks.append(tls.recv(65536))
         return Fetch(
             identity=identity,
