@@ -15,6 +15,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -184,9 +185,6 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-_pg_counter = iter(range(1_000_000))
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty audit store: SQLite in tmp_path, or a fresh PostgreSQL database."""
@@ -195,9 +193,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     base: str = request.getfixturevalue("postgres_url")
     import psycopg
 
-    name = f"audit_{os.getpid()}_{next(_pg_counter)}"
-    with psycopg.connect(
-        base.replace("postgresql://", "postgresql://", 1), autocommit=True
-    ) as conn:
+    name = f"audit_{uuid.uuid4().hex}"
+    with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return base.rsplit("/", 1)[0] + "/" + name

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -13,6 +15,7 @@ from steward_harness import RunningSteward, StewardFactory
 from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
 from donjon.steward import wire
+from donjon.steward.app import AppSettings
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.clock import fixed_clock
 
@@ -267,3 +270,25 @@ def test_a_ca_not_valid_at_the_evaluation_time_is_refused_cleanly(
     r = s.client.post("/", content=make_csr(), headers=PKCS10)
     assert r.status_code == 503
     assert r.json()["check"] == "ca-validity"
+
+
+def test_slow_attestation_times_out_as_503(start_steward: StewardFactory) -> None:
+    inner = FakeVerifier()
+
+    def slow(csr_der: bytes, **kwargs: Any) -> Any:
+        time.sleep(1.0)
+        return inner(csr_der, **kwargs)
+
+    s = start_steward(verifier=slow, settings=AppSettings(attest_timeout=0.2, max_concurrent=1))
+    r = s.client.post("/", content=make_csr(), headers=PKCS10)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["type"].endswith("overloaded")
+
+
+def test_metrics_expose_latency_histograms(steward: RunningSteward) -> None:
+    steward.client.post("/", content=make_csr(), headers=PKCS10)
+    text = steward.client.get("/metrics").text
+    assert 'donjon_steward_request_seconds_bucket{le="0.005",route="/"}' in text
+    assert 'donjon_steward_requests_total{method="POST",route="/",status="200"} 1.0' in text
+    assert "donjon_steward_certificates_issued_total 1.0" in text
