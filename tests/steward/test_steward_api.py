@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from steward_fakes import CLAIMS, FakePolicy, FakeVerifier, make_csr, make_key
 from steward_harness import RunningSteward, StewardFactory
 
@@ -63,6 +64,9 @@ def test_enarx_pkcs10_issues_ca_and_leaf(steward: RunningSteward) -> None:
     eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
     assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usage = leaf.extensions.get_extension_for_class(x509.KeyUsage)
+    assert usage.critical and usage.value.digital_signature
+    assert not (usage.value.key_cert_sign or usage.value.key_agreement)
     lifetime = leaf.not_valid_after_utc - leaf.not_valid_before_utc
     assert timedelta(days=28) <= lifetime <= timedelta(days=28, minutes=2)
 
@@ -292,3 +296,16 @@ def test_metrics_expose_latency_histograms(steward: RunningSteward) -> None:
     assert 'donjon_steward_request_seconds_bucket{le="0.005",route="/"}' in text
     assert 'donjon_steward_requests_total{method="POST",route="/",status="200"} 1.0' in text
     assert "donjon_steward_certificates_issued_total 1.0" in text
+
+
+def test_the_csr_subject_is_not_copied(steward: RunningSteward) -> None:
+    key = make_key()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bank.example")]))
+        .add_extension(x509.UnrecognizedExtension(oids.EVIDENCE_NIL, b"\x05\x00"), critical=False)
+        .sign(key, hashes.SHA384())
+        .public_bytes(serialization.Encoding.DER)
+    )
+    leaf = _chain(steward.client.post("/", content=csr, headers=PKCS10).content)[1]
+    assert leaf.subject.rfc4514_string() == "CN=keep.example.test"

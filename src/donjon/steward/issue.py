@@ -201,10 +201,10 @@ def issue_certificate(
         names.append(x509.UniformResourceIdentifier(workload_uri(claims.wasm_sha256)))
     names.append(x509.UniformResourceIdentifier(f"urn:donjon:platform:{result.platform}"))
 
-    subject = csr.subject
-    if not subject.rdns:
-        label = dns[0] if dns else f"Donjon Keep ({result.platform})"
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label[:64])])
+    # The subject is never the client's choice: a CN is what legacy clients match host
+    # names against when a certificate has no DNS name.
+    label = dns[0] if dns else f"Donjon Keep ({result.platform})"
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label[:64])])
 
     builder = (
         x509.CertificateBuilder()
@@ -221,7 +221,7 @@ def issue_certificate(
                 content_commitment=False,
                 key_encipherment=False,
                 data_encipherment=False,
-                key_agreement=True,
+                key_agreement=False,
                 key_cert_sign=False,
                 crl_sign=False,
                 encipher_only=False,
