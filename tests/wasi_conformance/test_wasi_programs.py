@@ -28,6 +28,7 @@ CASES = [
     Case("c/sock_errors.c"),
     Case("c/paths_misc.c"),
     Case("c/grow.c"),
+    Case("c/limits.c"),
     Case("c/traps.c", args=("ok",)),
     *(
         Case("c/traps.c", args=(t,), exit_code=134)
