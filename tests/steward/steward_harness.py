@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -60,3 +63,35 @@ class ServerThread:
 
 
 StewardFactory = Callable[..., RunningSteward]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class StewardProcess:
+    """``donjon steward serve`` in a child process, as an operator runs it."""
+
+    def __init__(self, args: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+
+    def wait_ready(self, url: str, context: Any) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"Steward exited with {self.proc.returncode}")
+            try:
+                if httpx.get(url + "/", verify=context, timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("Steward did not become ready")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+        self.log.close()

@@ -7,18 +7,21 @@ the Steward's clock is fixed at 2023-02-01T00:00Z, inside every window.
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography import x509
-from steward_harness import RunningSteward, StewardFactory
+from steward_harness import RunningSteward, StewardFactory, StewardProcess, TlsFiles, free_port
 
 from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult
 from donjon.steward import wire
-from donjon.steward.clock import fixed_clock
+from donjon.steward.clock import NOW_ENV, fixed_clock
 
 AT = datetime(2023, 2, 1, tzinfo=UTC)
 PKCS10 = {"Content-Type": "application/pkcs10"}
@@ -152,3 +155,30 @@ def test_expired_endorsement_key_is_refused(start_steward: StewardFactory, vecto
     r = s.client.post("/", content=_vector(vectors, "snp_milan.signed.crl.csr"), headers=PKCS10)
     assert r.status_code == 401, r.text
     assert s.steward.store.counts()["issued"] == 0
+
+
+def test_cli_steward_with_the_clock_from_the_environment(
+    vectors: Path, tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    """``donjon steward serve`` as an operator runs it, clock from $DONJON_STEWARD_NOW."""
+    _engine()
+    port = free_port()
+    args = [
+        sys.executable, "-m", "donjon.cli.main", "steward", "serve",
+        "--dir", str(tmp_path / "state"), "--init", "--port", str(port),
+        "--policy", str(vectors / "enarx-steward" / "steward_testdata_policy.toml"),
+        "--trust-dir", str(vectors),
+        "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key),
+    ]  # fmt: skip
+    url = f"https://127.0.0.1:{port}"
+    proc = StewardProcess(args, tmp_path / "log", env={**os.environ, NOW_ENV: "2023-02-01T00:00Z"})
+    try:
+        proc.wait_ready(url, tls_files.context)
+        csr = _vector(vectors, "snp_milan.signed.crl.csr")
+        r = httpx.post(url + "/", content=csr, headers=PKCS10, verify=tls_files.context)
+        assert r.status_code == 200, r.text
+        leaf = x509.load_der_x509_certificate(wire.split_sequence(r.content, "answer")[1])
+        assert leaf.not_valid_after_utc == datetime(2023, 3, 1, tzinfo=UTC)
+    finally:
+        proc.kill()
+    assert "clock fixed at 2023-02-01T00:00:00+00:00" in (tmp_path / "log").read_text()

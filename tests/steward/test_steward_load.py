@@ -8,9 +8,6 @@ tampered CSRs are mixed in and must be refused with a 4xx.
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -25,7 +22,7 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from steward_fakes import make_csr, make_key
-from steward_harness import StewardFactory, TlsFiles
+from steward_harness import StewardFactory, StewardProcess, TlsFiles, free_port
 
 from donjon.steward import wire
 from donjon.steward.store import AuditStore
@@ -93,43 +90,13 @@ def test_concurrent_load_no_5xx_and_one_record_per_serial(
 # --- SIGKILL mid-load -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _Process:
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log.open("ab")
-        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, url: str, context: Any) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"Steward exited with {self.proc.returncode}")
-            try:
-                if httpx.get(url + "/", verify=context, timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("Steward did not become ready")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-        self.log.close()
-
-
 @pytest.fixture
 def steward_cmd(tmp_path: Path, tls_files: TlsFiles) -> Iterator[tuple[list[str], str, Path]]:
     _engine()
     policy = tmp_path / "nil.toml"
     policy.write_text(NIL_POLICY)
     state = tmp_path / "state"
-    port = _free_port()
+    port = free_port()
     args = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve",
         "--dir", str(state), "--init", "--dev", "--policy", str(policy),
@@ -145,7 +112,7 @@ def test_sigkill_mid_load_restarts_with_a_consistent_store(
 ) -> None:
     args, url, state = steward_cmd
     log = tmp_path / "steward.log"
-    first = _Process(args, log)
+    first = StewardProcess(args, log)
     try:
         first.wait_ready(url, tls_files.context)
         received: list[str] = []
@@ -195,7 +162,7 @@ def test_sigkill_mid_load_restarts_with_a_consistent_store(
     # Records may exceed deliveries (committed, then killed before answering): never fewer.
     assert len(counts) >= len(received)
 
-    second = _Process(args, log)
+    second = StewardProcess(args, log)
     try:
         second.wait_ready(url, tls_files.context)
         r = httpx.post(url + "/", content=_csrs(1)[0], headers=PKCS10, verify=tls_files.context)
