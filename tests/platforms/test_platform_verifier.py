@@ -16,7 +16,12 @@ from fake_kernel import FakeConfigfs
 
 from donjon.attestation import Policy, TrustStore, verify_csr
 from donjon.attestation.claims import WorkloadClaims
-from donjon.attestation.errors import ChainError, DebugNotAllowedError, PlatformNotAllowedError
+from donjon.attestation.errors import (
+    ChainError,
+    DebugNotAllowedError,
+    PlatformNotAllowedError,
+    TcbBelowMinimumError,
+)
 from donjon.keep import identity
 from donjon.keep.platforms import sim as sim_platform
 from donjon.keep.platforms.base import Platform
@@ -77,6 +82,20 @@ def test_sim_debug_guest_refused(sim_state_dir: Path, tmp_path: Path) -> None:
         now=datetime.now(UTC),
     )
     assert not verdict.accepted and isinstance(verdict.error, DebugNotAllowedError)
+
+
+def test_sim_tcb_below_policy_minimum(sim_state_dir: Path, tmp_path: Path) -> None:
+    ark = sim_state_dir / "sim" / "ark.pem"
+    # The session hierarchy is at ucode=209 (conftest); the policy demands 210.
+    text = f'[sim]\ntrust = "{ark}"\nmin_reported_tcb = {{ ucode = 210 }}\n'
+    verdict = verify_csr(
+        csr_der(sim_platform.create(sim_state_dir)),
+        policy=policy(text, tmp_path),
+        trust=TrustStore.offline(tmp_path),
+        now=datetime.now(UTC),
+    )
+    assert not verdict.accepted and isinstance(verdict.error, TcbBelowMinimumError)
+    assert "ucode=209<210" in verdict.error.message
 
 
 def test_snp_evidence_from_fake_guest_is_parsed_then_refused_at_the_amd_root(
