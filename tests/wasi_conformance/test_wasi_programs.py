@@ -29,6 +29,7 @@ CASES = [
     Case("c/paths_misc.c"),
     Case("c/grow.c"),
     Case("c/limits.c"),
+    Case("c/many_fds.c", args=("3000",)),
     Case("c/traps.c", args=("ok",)),
     *(
         Case("c/traps.c", args=(t,), exit_code=134)
