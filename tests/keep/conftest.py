@@ -29,13 +29,20 @@ class StandInCA:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
 
-    def issue(self, claims: WorkloadClaims, *, days: int = 1) -> Identity:
+    def issue(
+        self, claims: WorkloadClaims, *, days: int = 1, dns_name: str | None = None
+    ) -> Identity:
         key = ec.generate_private_key(ec.SECP256R1())
-        leaf = self.sign(key.public_key(), days=days)
+        leaf = self.sign(key.public_key(), days=days, dns_name=dns_name)
         return Identity(key=key, chain=(leaf,), ca=self.cert, platform="nil", claims=claims)
 
-    def sign(self, public: ec.EllipticCurvePublicKey, *, days: int = 1) -> x509.Certificate:
+    def sign(
+        self, public: ec.EllipticCurvePublicKey, *, days: int = 1, dns_name: str | None = None
+    ) -> x509.Certificate:
         now = dt.datetime.now(dt.UTC)
+        names: list[x509.GeneralName] = [x509.UniformResourceIdentifier("urn:donjon:platform:nil")]
+        if dns_name is not None:
+            names.append(x509.DNSName(dns_name))
         return (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "keep")]))
@@ -51,7 +58,8 @@ class StandInCA:
                 ),
                 critical=False,
             )
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            # Like Donjon's Steward: the workload is named by URIs, not by a DNS name.
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
             .sign(self.key, hashes.SHA256())
         )
 
@@ -164,7 +172,7 @@ def steward(
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    ctx = tls.server_context(steward_ca.issue(claims))
+    ctx = tls.server_context(steward_ca.issue(claims, dns_name="localhost"))
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import pytest
@@ -9,7 +10,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from donjon.attestation.claims import WorkloadClaims
+from donjon.attestation.claims import AttestationResult, WorkloadClaims
+from donjon.attestation.oids import ATTESTATION_RESULT
 from donjon.keep import identity
 from donjon.keep.identity import Identity, IdentityError
 from donjon.keep.platforms import nil
@@ -115,3 +117,45 @@ def test_each_run_gets_a_new_key(claims: WorkloadClaims) -> None:
     a = identity.unattested_identity(identity.generate_key(platform), claims, platform)
     b = identity.unattested_identity(identity.generate_key(platform), claims, platform)
     assert spki(a.key.public_key()) != spki(b.key.public_key())
+
+
+def _with_result(ca, claims: WorkloadClaims, result: AttestationResult) -> Identity:  # type: ignore[no-untyped-def]
+    issued = ca.issue(claims)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(issued.certificate.subject)
+        .issuer_name(ca.cert.subject)
+        .public_key(issued.key.public_key())
+        .serial_number(1)
+        .not_valid_before(issued.certificate.not_valid_before_utc)
+        .not_valid_after(issued.certificate.not_valid_after_utc)
+        .add_extension(x509.UnrecognizedExtension(ATTESTATION_RESULT, result.to_der()), False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Identity(issued.key, (leaf,), ca.cert, "snp", claims)
+
+
+def _result(platform: str, development: bool) -> AttestationResult:
+    return AttestationResult(
+        platform=platform,
+        product="Milan",
+        measurement=bytes(48),
+        tcb="bl=3 tee=0 snp=8 ucode=115",
+        tcb_status="UpToDate",
+        advisories=(),
+        debug=False,
+        development=development,
+        policy_id="0" * 64,
+        evaluated_at=dt.datetime(2026, 11, 26, tzinfo=dt.UTC),
+    )
+
+
+def test_describe_reads_the_stewards_attestation_result(steward_ca, claims: WorkloadClaims) -> None:  # type: ignore[no-untyped-def]
+    snp = _with_result(steward_ca, claims, _result("snp", development=False))
+    assert snp.describe().startswith(
+        "attested certificate from CN=Test Steward CA, platform snp, TCB UpToDate, sha256 "
+    )
+    sim = _with_result(steward_ca, claims, _result("sim", development=True))
+    assert sim.describe().startswith(
+        "certificate from CN=Test Steward CA for platform sim: DEVELOPMENT only, no TEE attested"
+    )

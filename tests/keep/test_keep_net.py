@@ -185,6 +185,7 @@ def test_keep_to_keep_mutual_tls_through_steward_ca(steward_ca, claims: Workload
             server_name="localhost",
             identity=client_id,
             present_certificate=True,
+            check_name=False,
         )
         with connect(port_of(listener), client) as c:
             conn, _ = listener.accept()
@@ -201,7 +202,7 @@ def test_client_without_certificate_is_dropped_when_required(
     server_id, client_id = steward_ca.issue(claims), steward_ca.issue(claims)
     with tls_listener(server_id, client_ca="steward") as listener:
         client = tls.client_context(
-            trust=Trust.STEWARD, server_name="localhost", identity=client_id
+            trust=Trust.STEWARD, server_name="localhost", identity=client_id, check_name=False
         )
         c = connect(port_of(listener), client)  # TLS 1.3: the client finishes first
         with c, pytest.raises((ssl.SSLError, ConnectionResetError)):
@@ -219,6 +220,7 @@ def test_client_from_another_ca_is_dropped(steward_ca, other_ca, claims: Workloa
             server_name="localhost",
             identity=Identity(stranger.key, stranger.chain, steward_ca.cert, "nil", claims),
             present_certificate=True,
+            check_name=False,
         )
         with (
             connect(port_of(listener), client) as c,
@@ -238,10 +240,22 @@ def test_server_from_another_ca_is_refused(steward_ca, other_ca, claims: Workloa
             connect(port_of(listener), client)
 
 
+def test_steward_trust_checks_a_name_only_when_asked(steward_ca, claims: WorkloadClaims) -> None:  # type: ignore[no-untyped-def]
+    with tls_listener(steward_ca.issue(claims)) as listener:  # no DNS name, like the Steward's
+        strict = tls.client_context(
+            trust=Trust.STEWARD, server_name="localhost", identity=steward_ca.issue(claims)
+        )
+        with pytest.raises(ConnectError, match="Hostname mismatch"):
+            connect(port_of(listener), strict)
+    named = steward_ca.issue(claims, dns_name="localhost")
+    with tls_listener(named) as listener, connect(port_of(listener), strict):
+        listener.accept()[0].close()
+
+
 def test_ca_bundle_trust(steward_ca, claims: WorkloadClaims, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bundle = tmp_path / "cas.pem"
     bundle.write_bytes(steward_ca.cert.public_bytes(serialization.Encoding.PEM))
-    with tls_listener(steward_ca.issue(claims)) as listener:
+    with tls_listener(steward_ca.issue(claims, dns_name="localhost")) as listener:
         client = tls.client_context(trust=Trust.BUNDLE, server_name="localhost", ca_bundle=bundle)
         with connect(port_of(listener), client):
             listener.accept()[0].close()

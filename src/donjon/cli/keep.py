@@ -158,7 +158,7 @@ def run(
     logging.basicConfig(format="donjon: %(message)s", level=logging.WARNING, stream=sys.stderr)
 
     def report(line: str) -> None:
-        if not quiet or "UNATTESTED" in line or "NOT a hardware TEE" in line:
+        if not quiet or any(w in line for w in ("UNATTESTED", "NOT a hardware TEE", "DEVELOPMENT")):
             _say(line)
 
     cache_dir = None

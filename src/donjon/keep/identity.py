@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from donjon.attestation import binding, oids
-from donjon.attestation.claims import WorkloadClaims
+from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
 from donjon.errors import DonjonError
-from donjon.keep.platforms.base import Platform
+from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
 
 #: What a self-signed Keep certificate says about itself, in its subject.
 UNATTESTED = "UNATTESTED"
@@ -50,19 +50,42 @@ class Identity:
 
     @property
     def attested(self) -> bool:
-        """Issued by a Steward; a self-signed identity proves nothing to anyone."""
+        """Issued by a Steward after it judged the evidence; self-signed proves nothing.
+
+        On ``nil`` and ``sim`` the Steward's judgement is a development allowance, which
+        :meth:`describe` and the certificate's AttestationResult both state.
+        """
         return self.ca is not None
+
+    def attestation_result(self) -> AttestationResult | None:
+        """What the Steward wrote about this Keep in its certificate, if it wrote it."""
+        try:
+            ext = self.certificate.extensions.get_extension_for_oid(oids.ATTESTATION_RESULT)
+        except x509.ExtensionNotFound:
+            return None
+        value = ext.value
+        if not isinstance(value, x509.UnrecognizedExtension):
+            return None
+        try:
+            return AttestationResult.from_der(value.value)
+        except ClaimsError:
+            return None
 
     def describe(self) -> str:
         """One line for logs and ``donjon run`` output."""
         fp = self.certificate.fingerprint(hashes.SHA256()).hex()
-        if not self.attested:
+        if self.ca is None:
             return f"{UNATTESTED}: self-signed certificate (no steward), sha256 {fp}"
-        assert self.ca is not None
-        return (
-            f"attested certificate from {self.ca.subject.rfc4514_string()}, "
-            f"platform {self.platform}, sha256 {fp}"
-        )
+        issuer = self.ca.subject.rfc4514_string()
+        result = self.attestation_result()
+        platform = result.platform if result else self.platform
+        if platform not in HARDWARE_PLATFORMS or (result is not None and result.development):
+            return (
+                f"certificate from {issuer} for platform {platform}: DEVELOPMENT only, "
+                f"no TEE attested this Keep, sha256 {fp}"
+            )
+        status = f", TCB {result.tcb_status}" if result and result.tcb_status else ""
+        return f"attested certificate from {issuer}, platform {platform}{status}, sha256 {fp}"
 
     def certificate_pem(self) -> bytes:
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)

@@ -251,6 +251,7 @@ def _client_tls(entry: ConnectFile, package: Package, identity: Identity) -> tls
         ca_bundle=resolve(package.base_dir, entry.ca_bundle) if entry.ca_bundle else None,
         pin=resolve(package.base_dir, entry.pin) if entry.pin else None,
         present_certificate=entry.client_cert,
+        check_name=entry.server_name is not None,
     )
 
 

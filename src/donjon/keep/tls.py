@@ -186,8 +186,13 @@ def client_context(
     ca_bundle: Path | None = None,
     pin: Path | None = None,
     present_certificate: bool = False,
+    check_name: bool = True,
 ) -> ClientTls:
-    """A TLS 1.3 client context for one ``connect`` entry."""
+    """A TLS 1.3 client context for one ``connect`` entry.
+
+    ``check_name`` applies to ``steward`` trust only: system and bundle trust always
+    check the server name, and a pin names one certificate, whatever its names.
+    """
     ctx = _base_context(ssl.Purpose.SERVER_AUTH)
     ctx.verify_mode = ssl.CERT_REQUIRED
     pin_sha256 = None
@@ -200,6 +205,9 @@ def client_context(
     elif trust is Trust.STEWARD:
         if identity is None or identity.ca is None:
             raise TlsError('trust = "steward" but this Keep has no Steward certificate')
+        # A Steward certifies workloads, not DNS names: its certificates name the workload
+        # in URIs. The peer is any Keep that Steward attested, unless a name is demanded.
+        ctx.check_hostname = check_name
         _load_trust(ctx, cadata=_pem([identity.ca]))
     else:
         if pin is None:
