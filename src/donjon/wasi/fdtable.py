@@ -42,6 +42,10 @@ class FdEntry:
     owns_fd: bool = True
     #: fd_readdir snapshot: (cookie-indexed list of (name, ino, type)) built at cookie 0
     dirents: list[tuple[bytes, int, int]] | None = field(default=None)
+    #: sockets: bytes already received but not yet consumed (MSG_PEEK is emulated here,
+    #: since an SSLSocket cannot peek), and whether the guest shut down its write side
+    rbuf: bytearray = field(default_factory=bytearray)
+    shut_wr: bool = False
     #: host fd that fd_write / fd_read may use directly with no further checks, else -1
     fast_write: int = -1
     fast_read: int = -1

@@ -111,12 +111,10 @@ class PollCalls:
                 entry.kind == KIND_FILE and entry.filetype in _ALWAYS_READY
             ):
                 events.append((sub.userdata, 0, sub.kind, 0, 0))
-            elif (
-                sub.kind == abi.EVENTTYPE_FD_READ
-                and entry.kind == KIND_SOCKET
-                and isinstance(entry.sock, ssl.SSLSocket)
-            ):
-                pending = entry.sock.pending()
+            elif sub.kind == abi.EVENTTYPE_FD_READ and entry.kind == KIND_SOCKET:
+                pending = len(entry.rbuf)
+                if isinstance(entry.sock, ssl.SSLSocket):
+                    pending += entry.sock.pending()
                 if pending:
                     events.append((sub.userdata, 0, sub.kind, pending, 0))
         return events

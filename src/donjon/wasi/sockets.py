@@ -35,22 +35,48 @@ class SocketCalls:
         self.ctx.wait(entry.hostfd, write, until)
 
     def recv(self, entry: FdEntry, bufs: list[memoryview], flags: int) -> int:
-        """Read into the first non-empty buffer: a short read is always allowed."""
+        """Read into ``bufs``: a short read is always allowed (WAITALL is the caller's loop).
+
+        ``RECV_PEEK`` reads ahead into ``entry.rbuf`` and copies without consuming;
+        later reads drain that buffer first.
+        """
         if entry.kind != KIND_SOCKET:
             raise WasiError(abi.ENOTSOCK if entry.kind != KIND_LISTENER else abi.ENOTCONN)
-        target = next((b for b in bufs if len(b)), None)
-        if target is None:
+        total = sum(len(b) for b in bufs)
+        if total == 0:
             return 0
+        rbuf = entry.rbuf
+        if flags & abi.RIFLAGS_RECV_PEEK:
+            want = total if flags & abi.RIFLAGS_RECV_WAITALL else 1
+            until: float | None = None
+            while len(rbuf) < want:
+                if until is None:
+                    until = self.ctx.call_deadline()
+                chunk = bytearray(max(want - len(rbuf), 4096))
+                try:
+                    got = self._recv_into(entry, memoryview(chunk), until, first=not rbuf)
+                except _PartialPeek:
+                    break  # non-blocking: peek what there is
+                if got == 0:
+                    break
+                rbuf += chunk[:got]
+            return _scatter(rbuf, bufs, consume=False)
+        if rbuf:
+            return _scatter(rbuf, bufs, consume=True)
+        target = next(b for b in bufs if len(b))
+        return self._recv_into(entry, target, None, first=True)
+
+    def _recv_into(
+        self, entry: FdEntry, target: memoryview, until: float | None, *, first: bool
+    ) -> int:
+        """One successful receive into ``target`` (0 at EOF), waiting as the fd's flags say.
+
+        ``first``: whether nothing was read yet in this call (a non-blocking guest
+        gets EAGAIN only then).
+        """
         sock = entry.sock
-        peek = bool(flags & abi.RIFLAGS_RECV_PEEK)
-        until: float | None = None
-        first = True
         while True:
             try:
-                if peek:
-                    data = sock.recv(len(target), socket.MSG_PEEK)
-                    target[: len(data)] = data
-                    return len(data)
                 n: int = sock.recv_into(target)
                 return n
             except ssl.SSLZeroReturnError:
@@ -61,14 +87,17 @@ class SocketCalls:
                 write = True
             except ssl.SSLError as exc:
                 raise WasiError(abi.EIO) from exc
-            if first:
+            if not first and entry.flags & abi.FDFLAGS_NONBLOCK:
+                raise _PartialPeek()
+            if until is None:
                 until = self.ctx.call_deadline()
-                first = False
             self._block(entry, write, until)
 
     def send(self, entry: FdEntry, bufs: list[memoryview]) -> int:
         if entry.kind != KIND_SOCKET:
             raise WasiError(abi.ENOTSOCK if entry.kind != KIND_LISTENER else abi.ENOTCONN)
+        if entry.shut_wr:
+            raise WasiError(abi.EPIPE)
         sock = entry.sock
         plain = not isinstance(sock, ssl.SSLSocket)
         parts = [b for b in bufs if len(b)]
@@ -140,14 +169,16 @@ class SocketCalls:
         if how not in modes:
             raise WasiError(abi.EINVAL)
         sock = entry.sock
-        if isinstance(sock, ssl.SSLSocket) and how & abi.SDFLAGS_WR:
-            # Send close_notify first so the peer sees a clean TLS end, not a truncation.
-            with contextlib.suppress(OSError, ValueError):
-                sock.unwrap()
+        if isinstance(sock, ssl.SSLSocket) and how & abi.SDFLAGS_WR and not entry.shut_wr:
+            _send_close_notify(sock)
         try:
-            sock.shutdown(modes[how])
+            # SSLSocket.shutdown() drops its SSL object (later reads would be raw
+            # ciphertext): shut the TCP side down underneath it instead.
+            socket.socket.shutdown(sock, modes[how])
         except OSError as exc:
             raise WasiError(abi.from_oserror(exc)) from exc
+        if how & abi.SDFLAGS_WR:
+            entry.shut_wr = True
         return abi.SUCCESS
 
     def sock_accept(self, fd: int, flags: int, result_fd: int) -> int:
@@ -188,3 +219,33 @@ def _advance(bufs: list[memoryview], n: int) -> list[memoryview]:
         out.append(b[n:])
         n = 0
     return out
+
+
+class _PartialPeek(Exception):
+    """A non-blocking peek found fewer bytes than asked: return those."""
+
+
+def _scatter(rbuf: bytearray, bufs: list[memoryview], *, consume: bool) -> int:
+    """Copy the start of ``rbuf`` into ``bufs``; drop what was copied when ``consume``."""
+    done = 0
+    for b in bufs:
+        n = min(len(b), len(rbuf) - done)
+        if n <= 0:
+            break
+        b[:n] = rbuf[done : done + n]
+        done += n
+    if consume:
+        del rbuf[:done]
+    return done
+
+
+def _send_close_notify(sock: ssl.SSLSocket) -> None:
+    """Send TLS close_notify but keep reading: a TLS half-close.
+
+    On a non-blocking socket ``unwrap()`` sends close_notify, then raises
+    SSLWantReadError while it would wait for the peer's; the SSL object stays in
+    place, so later reads still decrypt. If the peer had already closed, unwrap
+    completes and there is nothing left to read anyway.
+    """
+    with contextlib.suppress(OSError, ValueError):  # SSLWantReadError is an OSError
+        sock.unwrap()
