@@ -106,5 +106,6 @@ class GuestMemory:
             end = buf + length
             if end > self.size:
                 self.check(buf, length)
+                view = self.view  # check() may have rebuilt the view after memory.grow
             out.append(view[buf:end])
         return out
