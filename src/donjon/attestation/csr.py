@@ -96,7 +96,7 @@ def verify_csr(
         evidence_sha256 = hashlib.sha256(evidence_value).hexdigest()
         claims_der = _ext_bytes(claims_ext) if claims_ext is not None else None
         workload = checks.step("csr.workload_claims", lambda: _claims(claims_der))
-        spki = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        spki = checks.step("csr.public_key", lambda: _spki(csr))
         return _dispatch(ctx, platform, evidence_value, spki, claims_der, workload, csr)
     except Stop:
         pass
@@ -188,6 +188,12 @@ def _extensions(
         raise CsrError("the evidence extension must not be critical", code="csr.critical")
     names = f"evidence {evidence[0].oid.dotted_string}" + (", workload claims" if claims else "")
     return (evidence[0], claims[0] if claims else None), names
+
+
+def _spki(csr: x509.CertificateSigningRequest) -> tuple[bytes, str]:
+    key = csr.public_key()
+    spki = key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return spki, f"{type(key).__name__.removeprefix('_')}, {len(spki)}-byte SPKI"
 
 
 def _ext_bytes(ext: x509.Extension[x509.ExtensionType]) -> bytes:

@@ -16,9 +16,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from donjon.attestation.claims import AttestationResult
-from donjon.attestation.errors import AttestationError
+from donjon.attestation.errors import AttestationError, MalformedEvidenceError
 
 if TYPE_CHECKING:
     from donjon.attestation.snp.verify import SnpVerified
@@ -135,6 +136,12 @@ class Checklist:
         except AttestationError as error:
             self.fail(check_id, error)
             raise Stop from error
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+            # A library refusing hostile input (a bad key encoding, an odd ASN.1 shape)
+            # is a malformed-evidence verdict, never an exception for the caller.
+            malformed = MalformedEvidenceError(f"malformed input: {str(exc)[:120]}")
+            self.fail(check_id, malformed)
+            raise Stop from exc
         self.ok(check_id, reason)
         return value
 

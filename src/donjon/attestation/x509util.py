@@ -103,8 +103,12 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate, what: str
         hash_alg = cert.signature_hash_algorithm
     except (UnsupportedAlgorithm, ValueError) as exc:
         raise ChainError(f"{what}: unsupported signature parameters ({exc})") from exc
+    try:
+        issuer_key = issuer.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ChainError(f"{what}: issuer key cannot be decoded ({exc})") from exc
     verify_pss_signature(
-        issuer.public_key(), cert.signature, cert.tbs_certificate_bytes, params, hash_alg, what
+        issuer_key, cert.signature, cert.tbs_certificate_bytes, params, hash_alg, what
     )
 
 
@@ -128,7 +132,10 @@ def verify_crl_signature(crl: x509.CertificateRevocationList, issuer: x509.Certi
 
 
 def p384_public_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublicKey:
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise MalformedEvidenceError(f"{what}: public key cannot be decoded ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise ChainError(f"{what}: key is not ECDSA P-384")
     return key

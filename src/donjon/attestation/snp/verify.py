@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -205,6 +205,9 @@ def _chain_step(
         check_id = next((cid for t, cid in _CHAIN_CHECK_IDS if isinstance(error, t)), "snp.chain")
         checks.fail(check_id, error)
         raise Stop from error
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        checks.fail("snp.chain", MalformedEvidenceError(f"malformed certificate: {exc}"))
+        raise Stop from exc
     checks.ok("snp.chain", " -> ".join(chain.describe()))
     checks.ok("snp.validity", f"every certificate valid at {now.isoformat()}")
     checks.ok("snp.revocation", chain.crl_note)
