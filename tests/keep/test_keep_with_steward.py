@@ -1,0 +1,173 @@
+"""Keeps against Donjon's real Steward (``donjon steward serve --dev``) on the nil platform.
+
+The development policy accepts nil evidence; the Steward must say so in what
+it issues, and two Keeps it certified must accept each other over mutual TLS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from donjon.attestation.claims import AttestationResult, WorkloadClaims
+from donjon.attestation.oids import ATTESTATION_RESULT, WORKLOAD_CLAIMS
+
+REPO = Path(__file__).resolve().parents[2]
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _https_identity(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "https.pem", tmp / "https.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def real_steward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    if not (REPO / "src" / "donjon" / "cli" / "steward.py").exists():
+        pytest.skip("donjon steward is not in this tree")
+    tmp = tmp_path_factory.mktemp("steward")
+    cert, key = _https_identity(tmp)
+    (tmp / "dev.toml").write_text("[nil]\nallow = true\n")
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
+        "--dir", str(tmp / "state"), "--port", str(port), "--policy", str(tmp / "dev.toml"),
+        "--tls-cert", str(cert), "--tls-key", str(key),
+    ]  # fmt: skip
+    log = (tmp / "steward.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"steward did not start: {(tmp / 'steward.log').read_text()[-500:]}")
+            time.sleep(0.1)
+    try:
+        yield f"https://localhost:{port}/", cert
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _run(pkg: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "DONJON_PLATFORM": "nil"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli.main", "run", str(pkg), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def _pkg(root: Path, name: str, wasm: Path, config: str) -> Path:
+    pkg = root / name
+    pkg.mkdir()
+    shutil.copyfile(wasm, pkg / "main.wasm")
+    (pkg / "Donjon.toml").write_text(config)
+    return pkg
+
+
+def test_keep_gets_a_development_certificate_naming_its_workload(
+    tmp_path: Path, real_steward: tuple[str, Path], build_wasm: Callable[[Path], Path]
+) -> None:
+    url, https_ca = real_steward
+    wasm = build_wasm(PROGRAMS / "client.c")
+    config = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
+    pkg = _pkg(tmp_path, "claims-check", wasm, config)
+    cert_path = tmp_path / "keep.pem"
+    proc = _run(pkg, "--export-cert", str(cert_path))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err  # client.c finds no "peer": it ran, after the Keep started
+    assert "for platform nil: DEVELOPMENT only, no TEE attested this Keep" in err
+    leaf = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+    result_ext = leaf.extensions.get_extension_for_oid(ATTESTATION_RESULT).value
+    result = AttestationResult.from_der(result_ext.value)  # type: ignore[attr-defined]
+    assert (result.platform, result.development) == ("nil", True)
+    claims_ext = leaf.extensions.get_extension_for_oid(WORKLOAD_CLAIMS).value
+    claims = WorkloadClaims.from_der(claims_ext.value)  # type: ignore[attr-defined]
+    assert claims.wasm_sha256 == hashlib.sha256(wasm.read_bytes()).digest()
+    assert claims.config_sha256 == hashlib.sha256(config.encode()).digest()
+    assert claims.package_name == "claims-check"
+
+
+def test_two_keeps_of_one_steward_authenticate_each_other(
+    tmp_path: Path, real_steward: tuple[str, Path], build_wasm: Callable[[Path], Path]
+) -> None:
+    url, https_ca = real_steward
+    head = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
+    port = _free_port()
+    server_cfg = (
+        f'{head}args = ["1"]\n{STDIO}[[files]]\nkind = "listen"\nname = "echo"\n'
+        f'addr = "127.0.0.1"\nport = {port}\nclient_ca = "steward"\n'
+    )
+    server = _run(_pkg(tmp_path, "server", build_wasm(PROGRAMS / "echo.c"), server_cfg))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
+            time.sleep(0.1)
+    client_cfg = (
+        f'{head}args = ["attested hello"]\n{STDIO}[[files]]\nkind = "connect"\nname = "peer"\n'
+        f'host = "localhost"\nport = {port}\nclient_cert = true\n'
+    )
+    client = _run(_pkg(tmp_path, "client", build_wasm(PROGRAMS / "client.c"), client_cfg))
+    out, err = client.communicate(timeout=120)
+    assert (client.returncode, out) == (0, "reply: attested hello\n"), err
+    _, server_err = server.communicate(timeout=60)
+    assert server.returncode == 0, server_err
