@@ -1,0 +1,125 @@
+"""Helpers for the examples' tests: build an example, package it, run it as a server.
+
+Every example is built from its committed source through ``donjon.toolchain``
+(cached by digest), the way ``scripts/build-examples`` builds it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from donjon import toolchain
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \((tls|tcp)\)")
+RUN_TIMEOUT = 60
+
+
+def example_source(name: str) -> Path:
+    found = sorted((EXAMPLES / name).glob("main.*"))
+    sources = [p for p in found if p.suffix in (".c", ".cpp", ".rs", ".zig", ".ts")]
+    assert len(sources) == 1, f"examples/{name} should have exactly one main.<ext>: {found}"
+    return sources[0]
+
+
+def build_example(name: str) -> Path:
+    """Build one example the way scripts/build-examples does; skip if its toolchain is missing."""
+    src = example_source(name)
+    try:
+        if src.suffix == ".cpp":
+            return toolchain.build_c(src, cplusplus=True, flags=["-fno-exceptions"])
+        return toolchain.build(src)
+    except toolchain.ToolchainMissing as exc:
+        pytest.skip(str(exc))
+
+
+def donjon_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "donjon.cli.main", *args]
+
+
+def make_package(root: Path, name: str, wasm: Path, config: str | None = None) -> Path:
+    """A package dir with the built wasm and the example's own config (or ``config``)."""
+    pkg = root / name
+    pkg.mkdir(parents=True)
+    shutil.copyfile(wasm, pkg / "main.wasm")
+    if config is None:
+        for config_name in ("Donjon.toml", "Enarx.toml"):
+            if (EXAMPLES / name / config_name).is_file():
+                shutil.copyfile(EXAMPLES / name / config_name, pkg / config_name)
+    else:
+        (pkg / "Donjon.toml").write_text(config)
+    return pkg
+
+
+def local_listener(config: str, port: int = 0, prot: str | None = None) -> str:
+    """The example's config with its listener moved to 127.0.0.1 on ``port`` (0: any free one)."""
+    config = re.sub(r"(?m)^port = \d+", f'addr = "127.0.0.1"\nport = {port}', config)
+    if prot is not None:
+        config = re.sub(r'(?m)^prot = "\w+"', f'prot = "{prot}"', config)
+    return config
+
+
+class KeepProcess:
+    """A ``donjon run`` server whose stderr is collected as it arrives."""
+
+    def __init__(self, pkg: Path, *args: str, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            donjon_cmd("run", str(pkg), *args),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        self.err: list[str] = []
+        self.out: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stderr, self.err), (self.proc.stdout, self.out))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: object, lines: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.append(line)
+
+    def port(self, timeout: float = RUN_TIMEOUT) -> int:
+        """The port from the Keep's "listening on" line, once it is listening."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.err):
+                if match := LISTENING.search(line):
+                    return int(match.group(1))
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"the Keep did not start listening: {''.join(self.err)}")
+
+    def wait_for_stdout(self, text: str, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in list(self.out)):
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"{text!r} never appeared on stdout: {''.join(self.out)}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        for reader in self._readers:
+            reader.join(timeout=5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
