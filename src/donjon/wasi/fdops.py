@@ -32,6 +32,44 @@ _WATCHED = (abi.FILETYPE_UNKNOWN, abi.FILETYPE_CHARACTER_DEVICE)
 _U64_MAX = 0xFFFFFFFFFFFFFFFF
 
 
+def _iov_max() -> int:
+    try:
+        return max(16, os.sysconf("SC_IOV_MAX"))
+    except (ValueError, OSError, AttributeError):
+        return 1024
+
+
+_IOV_MAX = _iov_max()
+
+
+def writev(fd: int, bufs: list[memoryview]) -> int:
+    """``os.writev`` for any number of buffers (the host refuses more than IOV_MAX)."""
+    if len(bufs) <= _IOV_MAX:
+        return os.writev(fd, bufs) if bufs else 0
+    done = 0
+    for start in range(0, len(bufs), _IOV_MAX):
+        chunk = bufs[start : start + _IOV_MAX]
+        n = os.writev(fd, chunk)
+        done += n
+        if n < sum(len(b) for b in chunk):
+            break
+    return done
+
+
+def readv(fd: int, bufs: list[memoryview]) -> int:
+    """``os.readv`` for any number of buffers; stops at the first short read."""
+    if len(bufs) <= _IOV_MAX:
+        return os.readv(fd, bufs) if bufs else 0
+    done = 0
+    for start in range(0, len(bufs), _IOV_MAX):
+        chunk = bufs[start : start + _IOV_MAX]
+        n = os.readv(fd, chunk)
+        done += n
+        if n < sum(len(b) for b in chunk):
+            break
+    return done
+
+
 def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
@@ -123,7 +161,6 @@ class FdCalls:
     def _fast_read(self) -> Callable[[int, int, int, int], int]:
         get = self.entries.get
         ctx = self.ctx
-        readv = os.readv
         slow = self.read_slow
         from_oserror = abi.from_oserror
 
@@ -134,7 +171,7 @@ class FdCalls:
                 if mem is not None and nread + 4 <= mem.size and not nread & 3:
                     try:
                         bufs = mem.iovecs(iovs, iovs_len)
-                        n = readv(entry.fast_read, bufs) if bufs else 0
+                        n = readv(entry.fast_read, bufs)
                     except WasiError as exc:
                         return exc.errno
                     except OSError as exc:
@@ -167,7 +204,7 @@ class FdCalls:
                         mem.check(buf, length)
                     n = os.write(entry.hostfd, mem.view[buf : buf + length])
                 else:
-                    n = os.writev(entry.hostfd, mem.iovecs(iovs, iovs_len)) if iovs_len else 0
+                    n = writev(entry.hostfd, mem.iovecs(iovs, iovs_len))
             elif entry.kind == KIND_PYSTREAM:
                 n = 0
                 for part in mem.iovecs(iovs, iovs_len):
@@ -200,7 +237,7 @@ class FdCalls:
             if entry.kind == KIND_FILE:
                 if entry.filetype in _WATCHED and (self.ctx.bounded or entry.flags & _NONBLOCK):
                     self._wait(entry, False)
-                n = os.readv(entry.hostfd, bufs) if bufs else 0
+                n = readv(entry.hostfd, bufs)
             elif entry.kind == KIND_PYSTREAM:
                 n = 0
                 for part in bufs:
@@ -267,7 +304,7 @@ class FdCalls:
         total = 0
         if entry.flags & abi.FDFLAGS_APPEND:
             # POSIX appends anyway on an O_APPEND fd; say so rather than write elsewhere.
-            total = os.writev(entry.hostfd, bufs) if bufs else 0
+            total = writev(entry.hostfd, bufs)
         else:
             for part in bufs:
                 if not len(part):
