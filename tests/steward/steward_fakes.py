@@ -77,7 +77,7 @@ class FakeVerifier:
 
         try:
             csr = x509.load_der_x509_csr(csr_der)
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             return refuse("csr-parse", f"not a DER CSR: {exc}", None)
         if not csr.is_signature_valid:
             return refuse("csr-signature", "the CSR self-signature does not verify", csr)

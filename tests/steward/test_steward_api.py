@@ -254,15 +254,39 @@ def test_csr_may_narrow_but_not_add_dns_names(start_steward: StewardFactory) -> 
     assert r.json()["check"] == "san-dns"
 
 
-def test_an_internal_failure_is_still_a_problem(start_steward: StewardFactory) -> None:
+def test_a_verifier_that_raises_refuses_the_request(start_steward: StewardFactory) -> None:
     def broken(csr_der: bytes, **_: object) -> object:
         raise RuntimeError("boom")
 
     s = start_steward(verifier=broken)
     r = s.client.post("/", content=make_csr(), headers=PKCS10)
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["check"] == "verifier"
+    assert "boom" not in r.text  # no internals leak to the client
+    assert s.steward.store.counts() == {"issued": 0, "revoked": 0, "rejected": 1}
+
+
+class _BrokenPolicy:
+    """A policy object with a bug: reading its lifetime fails."""
+
+    digest = "ab" * 32
+    san_dns = ("keep.example.test",)
+    allow_nil = True
+    workloads = ()
+
+    @property
+    def cert_lifetime(self) -> timedelta:
+        raise RuntimeError("bug")
+
+
+def test_an_internal_failure_is_still_a_problem(start_steward: StewardFactory) -> None:
+    s = start_steward(policy=_BrokenPolicy())
+    r = s.client.post("/", content=make_csr(), headers=PKCS10)
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/problem+json"
-    assert "boom" not in r.text  # no internals leak to the client
+    assert r.json()["type"].endswith("internal-error")
+    assert "bug" not in r.text
     assert s.steward.store.counts()["issued"] == 0
 
 

@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from steward_harness import RunningSteward, StewardFactory, StewardProcess, TlsFiles, free_port
 
 from donjon.attestation import oids
@@ -182,3 +184,25 @@ def test_cli_steward_with_the_clock_from_the_environment(
     finally:
         proc.kill()
     assert "clock fixed at 2023-02-01T00:00:00+00:00" in (tmp_path / "log").read_text()
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_mangled_enarx_csrs_are_always_4xx(
+    enarx_steward: RunningSteward, vectors: Path, data: st.DataObject
+) -> None:
+    """Byte flips and truncations anywhere in a real CSR: a 4xx problem, never a 5xx."""
+    csr = bytearray(_vector(vectors, "snp_milan.signed.crl.csr"))
+    if data.draw(st.booleans(), label="truncate"):
+        csr = csr[: data.draw(st.integers(0, len(csr) - 1), label="length")]
+    else:
+        at = data.draw(st.integers(0, len(csr) - 1), label="offset")
+        csr[at] ^= data.draw(st.integers(1, 255), label="mask")
+    r = enarx_steward.client.post("/", content=bytes(csr), headers=PKCS10)
+    assert 400 <= r.status_code < 500, (r.status_code, r.text)
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["check"]

@@ -170,6 +170,13 @@ class Steward:
         try:
             with self._verify_lock:
                 verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
+        except Exception as exc:
+            # The engine promises never to raise for bad input; if it does anyway, this
+            # input is what broke it. Refuse it (fail closed) and keep the traceback.
+            log.exception("the verifier raised on a request (refused as malformed)")
+            raise MalformedRequest(
+                f"the evidence could not be processed ({type(exc).__name__})", check="verifier"
+            ) from None
         finally:
             self.metrics.in_flight.dec()
             self.metrics.verify_seconds.observe(time.perf_counter() - started)
@@ -210,7 +217,15 @@ class Steward:
         verdicts: list[VerdictLike] = []
         issued: list[Issued] = []
         for der in csr_ders:
-            verdict = self._verify(der, now)
+            try:
+                verdict = self._verify(der, now)
+            except StewardError as exc:
+                raise self._refuse(
+                    exc,
+                    platform="unknown",
+                    evidence_sha256=hashlib.sha256(der).hexdigest(),
+                    now=now,
+                ) from None
             verdicts.append(verdict)
             digest = verdict.evidence_sha256 or hashlib.sha256(der).hexdigest()
             if not verdict.accepted:
