@@ -154,3 +154,12 @@ def test_initial_memory_over_the_limit(build_wasm: Build) -> None:
     wasm = build_wasm(PROGRAMS / "big_memory.wat")
     with pytest.raises(MemoryLimitExceeded, match="needs more memory at start"):
         run(RunSpec(module=wasm, limits=Limits(memory_bytes=1 << 20), cache_dir=None))
+
+
+@pytest.mark.parametrize(("arg", "code"), [("0", 0), ("7", 7), ("125", 125), ("126", 1), ("x", 1)])
+def test_proc_exit_status(build_wasm: Build, arg: str, code: int) -> None:
+    """Statuses 126 and up are refused as wasmtime refuses them: exit 1 and a message."""
+    wasm = build_wasm(PROGRAMS / "exit_status.wat")
+    result = run(RunSpec(module=wasm, args=["exit_status.wasm", arg], cache_dir=None))
+    assert result.exit_code == code
+    assert (result.trap is not None) == (code == 1)

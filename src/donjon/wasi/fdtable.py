@@ -163,10 +163,17 @@ def listener_entry(listener: Listener) -> FdEntry:
 def is_listener(obj: object) -> bool:
     """A listening socket, or a Keep listener object (anything with accept but no recv)."""
     if isinstance(obj, socket.socket):
-        try:
-            return bool(obj.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+        acceptconn = getattr(socket, "SO_ACCEPTCONN", None)
+        if acceptconn is not None:
+            try:
+                return bool(obj.getsockopt(socket.SOL_SOCKET, acceptconn))
+            except OSError:
+                pass
+        try:  # no SO_ACCEPTCONN here: a stream socket without a peer is a listener
+            obj.getpeername()
         except OSError:
-            return False
+            return obj.type == socket.SOCK_STREAM
+        return False
     return isinstance(obj, Listener) and not hasattr(obj, "recv")
 
 

@@ -33,6 +33,8 @@ from donjon.wasi.memory import GuestMemory
 from donjon.wasi.traps import describe_trap
 
 _MIB = 1 << 20
+#: proc_exit statuses must be below this (wasmtime's rule: 126+ mean "not run" or signals)
+EXIT_STATUS_LIMIT = 126
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,12 @@ def _trap_result(
     linker.pending = None
     if isinstance(pending, ProcExit):
         code = pending.code
+        if code >= EXIT_STATUS_LIMIT:
+            # As wasmtime: statuses from 126 up are reserved for the runtime's own codes.
+            return RunResult(
+                exit_code=1,
+                trap=f"exit with invalid exit status {code} (outside of [0..{EXIT_STATUS_LIMIT}))",
+            )
         if code != 0 and _at_memory_limit(ctx, memory_limit):
             return _memory_result(memory_limit, f"exited with {code}")
         return RunResult(exit_code=code)
