@@ -143,7 +143,7 @@ def _require_aware(now: datetime) -> None:
 def _parse_csr(data: bytes) -> tuple[x509.CertificateSigningRequest, str]:
     try:
         csr = x509.load_der_x509_csr(data)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, x509.InvalidVersion) as exc:
         raise CsrError(f"not a DER PKCS#10 CSR ({str(exc)[:80]})") from exc
     return csr, f"PKCS#10, {len(data)} bytes"
 

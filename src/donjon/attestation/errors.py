@@ -151,5 +151,11 @@ class CsrError(AttestationError):
             self.code = code
 
 
+class VerifierInternalError(AttestationError):
+    """An unexpected failure inside the verifier: refused (fail closed), and worth a bug report."""
+
+    code = "verifier.internal"
+
+
 class PolicyError(DonjonError):
     """A verification policy file that cannot be loaded; names the file and key."""

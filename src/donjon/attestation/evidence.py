@@ -24,7 +24,7 @@ from pyasn1.type import char, namedtype, univ
 
 from donjon.attestation.errors import MalformedEvidenceError
 from donjon.attestation.snp.verify import SnpEvidence
-from donjon.attestation.x509util import load_certificate, quiet_serials
+from donjon.attestation.x509util import load_certificate, quiet_serials, touch_crl
 
 DER_NULL = b"\x05\x00"
 
@@ -82,9 +82,10 @@ def _decode(data: bytes, spec: univ.Sequence, what: str) -> univ.Sequence:
 def _crl(data: bytes, what: str) -> x509.CertificateRevocationList:
     with quiet_serials():
         try:
-            return x509.load_der_x509_crl(data)
+            crl = x509.load_der_x509_crl(data)
         except ValueError as exc:
             raise MalformedEvidenceError(f"{what}: CRL is not valid DER") from exc
+    return touch_crl(crl, what)
 
 
 def decode_enarx_snp(data: bytes) -> SnpEvidence:

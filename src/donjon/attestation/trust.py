@@ -38,7 +38,12 @@ from donjon.attestation.snp.chain import ChainResult, crl_fingerprint, fingerpri
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import TcbVersion
 from donjon.attestation.snp.vcek import EndorsementKeyInfo, endorsement_key_info
-from donjon.attestation.x509util import load_certificate, load_certificates, quiet_serials
+from donjon.attestation.x509util import (
+    load_certificate,
+    load_certificates,
+    quiet_serials,
+    touch_crl,
+)
 
 _SUFFIXES = {".pem", ".der", ".crt", ".cer", ".pkipath", ".crl"}
 _CHAIN_CACHE_SIZE = 4096
@@ -306,7 +311,12 @@ def _load_crl(data: bytes) -> x509.CertificateRevocationList | None:
     with quiet_serials():
         try:
             if data.lstrip().startswith(b"-----BEGIN"):
-                return x509.load_pem_x509_crl(data)
-            return x509.load_der_x509_crl(data)
+                crl = x509.load_pem_x509_crl(data)
+            else:
+                crl = x509.load_der_x509_crl(data)
         except ValueError:
             return None
+    try:
+        return touch_crl(crl, "CRL")
+    except MalformedEvidenceError:
+        return None

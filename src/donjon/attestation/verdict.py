@@ -19,7 +19,11 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 
 from donjon.attestation.claims import AttestationResult
-from donjon.attestation.errors import AttestationError, MalformedEvidenceError
+from donjon.attestation.errors import (
+    AttestationError,
+    MalformedEvidenceError,
+    VerifierInternalError,
+)
 
 if TYPE_CHECKING:
     from donjon.attestation.snp.verify import SnpVerified
@@ -136,11 +140,15 @@ class Checklist:
         except AttestationError as error:
             self.fail(check_id, error)
             raise Stop from error
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             # A library refusing hostile input (a bad key encoding, an odd ASN.1 shape)
             # is a malformed-evidence verdict, never an exception for the caller.
             malformed = MalformedEvidenceError(f"malformed input: {str(exc)[:120]}")
             self.fail(check_id, malformed)
+            raise Stop from exc
+        except Exception as exc:  # fail closed: a verifier bug must refuse, not crash a Steward
+            internal = VerifierInternalError(f"{type(exc).__name__}: {str(exc)[:120]}")
+            self.fail(check_id, internal)
             raise Stop from exc
         self.ok(check_id, reason)
         return value

@@ -37,10 +37,48 @@ def load_certificate(data: bytes, *, what: str = "certificate") -> x509.Certific
     with quiet_serials():
         try:
             if data.lstrip().startswith(b"-----BEGIN"):
-                return x509.load_pem_x509_certificate(data)
-            return x509.load_der_x509_certificate(data)
-        except ValueError as exc:
+                cert = x509.load_pem_x509_certificate(data)
+            else:
+                cert = x509.load_der_x509_certificate(data)
+        except (ValueError, x509.InvalidVersion) as exc:
             raise MalformedEvidenceError(f"{what}: not a valid X.509 certificate ({exc})") from exc
+    return touch_certificate(cert, what)
+
+
+def touch_certificate(cert: x509.Certificate, what: str) -> x509.Certificate:
+    """Parse every lazily decoded part now, so hostile encodings fail here, cleanly.
+
+    ``cryptography`` decodes names, extensions and times on first access, and on
+    hostile input it may raise types that are not part of its contract (even
+    ``KeyError``); hence the broad ``except``, confined to this one place.
+    """
+    try:
+        with quiet_serials():
+            cert.serial_number  # noqa: B018 - forcing the lazy decode is the point
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        list(cert.extensions)
+        cert.not_valid_before_utc  # noqa: B018
+        cert.not_valid_after_utc  # noqa: B018
+        cert.signature_algorithm_oid  # noqa: B018
+    except Exception as exc:
+        raise MalformedEvidenceError(f"{what}: malformed certificate ({exc!r})") from exc
+    return cert
+
+
+def touch_crl(crl: x509.CertificateRevocationList, what: str) -> x509.CertificateRevocationList:
+    """The CRL counterpart of :func:`touch_certificate`."""
+    try:
+        crl.issuer.rfc4514_string()
+        for entry in crl:
+            entry.serial_number  # noqa: B018
+        list(crl.extensions)
+        crl.last_update_utc  # noqa: B018
+        crl.next_update_utc  # noqa: B018
+        crl.signature_algorithm_oid  # noqa: B018
+    except Exception as exc:
+        raise MalformedEvidenceError(f"{what}: malformed CRL ({exc!r})") from exc
+    return crl
 
 
 def load_certificates(data: bytes, *, what: str = "certificates") -> list[x509.Certificate]:
@@ -48,10 +86,12 @@ def load_certificates(data: bytes, *, what: str = "certificates") -> list[x509.C
     with quiet_serials():
         try:
             if b"-----BEGIN" in data:
-                return x509.load_pem_x509_certificates(data)
-            return [x509.load_der_x509_certificate(data)]
-        except ValueError as exc:
+                certs = x509.load_pem_x509_certificates(data)
+            else:
+                certs = [x509.load_der_x509_certificate(data)]
+        except (ValueError, x509.InvalidVersion) as exc:
             raise MalformedEvidenceError(f"{what}: not valid X.509 ({exc})") from exc
+    return [touch_certificate(cert, what) for cert in certs]
 
 
 def serial_of(cert: x509.Certificate) -> int:

@@ -29,6 +29,7 @@ from donjon.attestation.errors import (
     ProductMismatchError,
     SignatureError,
     TcbUnsupportedError,
+    VerifierInternalError,
     WrongEndorsementKeyError,
 )
 from donjon.attestation.roots import AMD_ARK_SHA256
@@ -207,6 +208,9 @@ def _chain_step(
         raise Stop from error
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
         checks.fail("snp.chain", MalformedEvidenceError(f"malformed certificate: {exc}"))
+        raise Stop from exc
+    except Exception as exc:  # fail closed, as in Checklist.step
+        checks.fail("snp.chain", VerifierInternalError(f"{type(exc).__name__}: {exc}"))
         raise Stop from exc
     checks.ok("snp.chain", " -> ".join(chain.describe()))
     checks.ok("snp.validity", f"every certificate valid at {now.isoformat()}")
