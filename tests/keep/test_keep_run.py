@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -191,6 +192,30 @@ def test_failed_handshake_never_reaches_the_guest(
     code, _, err = keep.finish()
     assert code == 0, err
     assert "donjon: echo: dropped TLS client" in err
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
+def test_peer_vanishing_mid_stream_ends_the_guests_connection_cleanly(
+    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., Keep], reset: bool
+) -> None:
+    # The guest exits 0 once one connection has ended (EOF or ECONNRESET): no trap, no hang.
+    pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1))
+    cert = tmp_path / "keep.pem"
+    keep = keeps(pkg, "--export-cert", str(cert))
+    port = keep.port()
+    ctx = ssl.create_default_context(cafile=str(cert))
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = ctx.wrap_socket(raw, server_hostname="localhost")
+    conn.sendall(b"half a message")
+    assert conn.recv(100) == b"half a message"
+    # Drop TCP without a TLS close_notify, as a crashed peer would (FIN, or RST).
+    dropped = socket.socket(fileno=conn.detach())
+    if reset:
+        dropped.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    dropped.close()
+    code, out, err = keep.finish()
+    assert code == 0, err
+    assert out == "echo: serving fd 3\n"
 
 
 def test_curl_gets_a_page_from_the_http_example(
