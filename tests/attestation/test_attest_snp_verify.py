@@ -433,3 +433,32 @@ def test_fake_turin_report_verifies_with_its_own_root(tmp_path: Path) -> None:
         vcek=expired.vcek,
     )
     assert not verdict.accepted
+
+
+def test_guest_abi_above_firmware_is_unsupported(fake_milan: FakeAmd) -> None:
+    from donjon.attestation import TcbUnsupportedError
+    from donjon.attestation.snp.report import FirmwareVersion, GuestPolicy
+    from donjon.attestation.snp.verify import SimRoot, SnpEvidence, verify_snp
+    from donjon.attestation.verdict import Checklist, Stop
+
+    # Guest policy asks for ABI 2.0 (bits 8..15 = 2) but the firmware runs 1.55:
+    # the firmware could never have launched it, so the TCB cannot be appraised.
+    policy = GuestPolicy((2 << 8) | (1 << 17) | (1 << 16))
+    raw = fake_milan.sign(fake_milan.report(policy=policy, current_fw=FirmwareVersion(1, 55, 0)))
+    checks = Checklist()
+    with pytest.raises(Stop):
+        verify_snp(
+            SnpEvidence(
+                raw,
+                endorsement=fake_milan.vcek,
+                intermediates=(fake_milan.ask,),
+                ark=fake_milan.ark,
+            ),
+            trust=TrustStore(),
+            now=at("2025-01-01T00:00:00Z"),
+            checks=checks,
+            sim_root=SimRoot(fake_milan.ark.fingerprint(hashes.SHA256()).hex()),
+        )
+    assert checks.first_failed == "snp.firmware_abi"
+    assert isinstance(checks.error, TcbUnsupportedError)
+    assert checks.error.code == "tcb.unsupported"
