@@ -44,10 +44,26 @@ def flip_until(root: Path, stop: threading.Event) -> int:
     return flips
 
 
+def flip_file_until(root: Path, stop: threading.Event) -> int:
+    """Atomically swap root/race_file between a regular file and a link to the secret."""
+    target, tmp = root / "race_file", root / ".race_file.tmp"
+    flips = 0
+    while not stop.is_set():
+        tmp.unlink(missing_ok=True)
+        if flips % 2:
+            tmp.symlink_to("../outside/secret.txt")
+        else:
+            tmp.write_bytes(b"inside, harmless\n")
+        os.replace(tmp, target)
+        flips += 1
+    return flips
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["dir", "file"])
 @pytest.mark.parametrize("runtime", ["wasmtime", "donjon"])
-def test_symlink_swap_race(runtime: str, tmp_path: Path) -> None:
-    case = Case("c/rename_race.c", args=(ROUNDS,), timeout=120)
+def test_symlink_swap_race(runtime: str, mode: str, tmp_path: Path) -> None:
+    case = Case("c/rename_race.c", args=(ROUNDS, mode), timeout=120)
     wasm = build(PROGRAMS / case.program)
     if runtime == "donjon":
         require_donjon()
@@ -55,11 +71,15 @@ def test_symlink_swap_race(runtime: str, tmp_path: Path) -> None:
     (root / "race_real").mkdir()
     (root / "race_real" / "secret.txt").write_bytes(b"inside, harmless\n")
     (root / "race").symlink_to("race_real")
+    (root / "race_file").write_bytes(b"inside, harmless\n")
+    secret = tmp_path / "outside" / "secret.txt"
+    os.utime(secret, ns=(7_000_000_000, 7_000_000_000))
     outside_before = {k: v for k, v in snapshot(tmp_path).items() if k.startswith("outside")}
     make = wasmtime_cmd if runtime == "wasmtime" else donjon_cmd
     stop = threading.Event()
     flips: list[int] = []
-    flipper = threading.Thread(target=lambda: flips.append(flip_until(root, stop)), daemon=True)
+    flip = flip_until if mode == "dir" else flip_file_until
+    flipper = threading.Thread(target=lambda: flips.append(flip(root, stop)), daemon=True)
     flipper.start()
     try:
         proc = subprocess.run(
@@ -72,7 +92,8 @@ def test_symlink_swap_race(runtime: str, tmp_path: Path) -> None:
     assert "FAIL" not in out, out
     assert proc.returncode == 0, proc.stderr.decode("utf-8", "replace")[-500:]
     assert flips and flips[0] > 10, "the race never ran"
-    print(proc.stderr.decode("utf-8", "replace").strip(), "flips", flips[0])
+    print(runtime, mode, proc.stderr.decode().strip(), "flips", flips[0])
     outside_after = {k: v for k, v in snapshot(tmp_path).items() if k.startswith("outside")}
     assert outside_after == outside_before, "the guest wrote outside its preopen"
-    assert (tmp_path / "outside" / "secret.txt").read_bytes() == SECRET
+    assert secret.read_bytes() == SECRET
+    assert secret.stat().st_mtime_ns == 7_000_000_000, "the guest set the outside file's times"
