@@ -9,7 +9,9 @@
  *
  * One thread, poll() over the listener and every client: partial reads,
  * pipelined requests, keep-alive (HTTP/1.1 default), "Connection: close",
- * request bodies (Content-Length) and idle timeouts are handled. Routes:
+ * request bodies (Content-Length), idle timeouts and a lingering close (input
+ * that arrives after the last response is read and dropped, so that the close
+ * does not reset the connection under the client) are handled. Routes:
  *   GET|HEAD /            the page
  *   GET|HEAD /index.html  the page
  *   GET|HEAD /health      "ok"
@@ -33,6 +35,7 @@
 #define OUT_SIZE 16384            /* responses queued for one client */
 #define IDLE_SECONDS 30           /* a silent keep-alive connection is closed */
 #define MAX_BODY (1024 * 1024)    /* request bodies are read and discarded */
+#define DRAIN_SECONDS 2           /* lingering close: how long unread input is discarded */
 
 static const char PAGE[] =
     "<!DOCTYPE html>\n"
@@ -56,6 +59,7 @@ struct client {
     size_t out_sent;
     size_t body_left;       /* bytes of a request body still to discard */
     int closing;            /* close once the output is sent */
+    int draining;           /* output sent and shut down: discard input until EOF */
     time_t last_active;
 };
 
@@ -249,6 +253,26 @@ static void process_input(struct client *c) {
     }
 }
 
+/* After the last response: stop sending, but read what the client still sends, so
+ * that closing with unread input does not reset the connection (and with it the
+ * response the client has not read yet). */
+static void finish(struct client *c) {
+    if (shutdown(c->fd, SHUT_WR) != 0) {
+        drop(c);
+        return;
+    }
+    c->draining = 1;
+    c->last_active = time(NULL);
+}
+
+static void on_drain(struct client *c) {
+    char scratch[4096];
+    ssize_t n = recv(c->fd, scratch, sizeof scratch, 0);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        drop(c);
+    }
+}
+
 static void on_readable(struct client *c) {
     ssize_t n = recv(c->fd, c->in + c->in_len, sizeof c->in - 1 - c->in_len, 0);
     if (n > 0) {
@@ -273,8 +297,7 @@ static void on_writable(struct client *c) {
     if (c->out_sent == c->out_len) {
         c->out_len = c->out_sent = 0;
         if (c->closing) {
-            shutdown(c->fd, SHUT_WR);
-            drop(c);
+            finish(c);
         } else {
             process_input(c);  /* pipelined requests waiting behind a full output buffer */
         }
@@ -361,17 +384,23 @@ int main(void) {
             if (c->fd < 0 || fds[i + 1].fd != c->fd) {
                 continue;
             }
-            if (revents & POLLOUT) {
+            if (revents & POLLNVAL) {
+                drop(c);
+            } else if (c->draining) {
+                if (revents & (POLLIN | POLLHUP | POLLERR)) {
+                    on_drain(c);
+                } else if (now - c->last_active > DRAIN_SECONDS) {
+                    drop(c);
+                }
+            } else if (revents & POLLOUT) {
                 on_writable(c);
             } else if (revents & (POLLIN | POLLHUP | POLLERR)) {
                 on_readable(c);
-            } else if (revents & POLLNVAL) {
-                drop(c);
             } else if (now - c->last_active > IDLE_SECONDS) {
                 drop(c);
             }
-            if (c->fd >= 0 && c->closing && c->out_len == c->out_sent) {
-                drop(c);
+            if (c->fd >= 0 && !c->draining && c->closing && c->out_len == c->out_sent) {
+                finish(c);
             }
         }
         if (fds[0].revents & POLLIN) {

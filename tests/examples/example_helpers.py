@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -107,12 +109,7 @@ class KeepProcess:
         raise AssertionError(f"the Keep did not start listening: {''.join(self.err)}")
 
     def wait_for_stdout(self, text: str, timeout: float = 10) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if any(text in line for line in list(self.out)):
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"{text!r} never appeared on stdout: {''.join(self.out)}")
+        wait_for_output(self.out, text, self.proc, timeout)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -123,3 +120,110 @@ class KeepProcess:
         for stream in (self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def free_port() -> int:
+    """A port that was free a moment ago, for runtimes that do not report the one they bound."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Conn:
+    """A client connection (plain or TLS) that reads lines and HTTP responses."""
+
+    def __init__(self, port: int, cafile: Path | None = None, timeout: float = 10) -> None:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if cafile is None:
+            self.sock: socket.socket = raw
+        else:
+            ctx = ssl.create_default_context(cafile=str(cafile))
+            self.sock = ctx.wrap_socket(raw, server_hostname="localhost")
+        self.buf = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> bool:
+        chunk = self.sock.recv(65536)
+        self.buf += chunk
+        return bool(chunk)
+
+    def line(self) -> str:
+        while b"\n" not in self.buf:
+            if not self._fill():
+                raise AssertionError(f"connection closed before a full line: {self.buf!r}")
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode() + "\n"
+
+    def response(self, head_only: bool = False) -> tuple[int, dict[str, str], bytes]:
+        """One HTTP response: status, headers (lower-case names) and the body."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                raise AssertionError(f"connection closed before a full response: {self.buf!r}")
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        status_line, *lines = head.decode().split("\r\n")
+        version, status, _ = status_line.split(" ", 2)
+        assert version == "HTTP/1.1"
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        length = 0 if head_only else int(headers["content-length"])
+        while len(self.buf) < length:
+            if not self._fill():
+                raise AssertionError("connection closed inside a response body")
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return int(status), headers, body
+
+    def closed_by_peer(self) -> bool:
+        """True when the server has closed the connection (and sent nothing more)."""
+        try:
+            return not self.buf and not self._fill()
+        except (ConnectionResetError, ssl.SSLError):
+            return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def wait_for_output(
+    lines: list[str], text: str, proc: subprocess.Popen[str], timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(text in line for line in list(lines)):
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    raise AssertionError(f"{text!r} never appeared on stdout: {''.join(lines)}")
+
+
+class RunWasmServer:
+    """A ``donjon run-wasm --listen`` server: the plain-TCP way to run a server module."""
+
+    def __init__(self, wasm: Path, port: int, env: dict[str, str], ready: str) -> None:
+        self.proc = subprocess.Popen(
+            donjon_cmd("run-wasm", "--listen", f"127.0.0.1:{port}", str(wasm)),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.out: list[str] = []
+        self._reader = threading.Thread(
+            target=KeepProcess._read, args=(self.proc.stdout, self.out), daemon=True
+        )
+        self._reader.start()
+        wait_for_output(self.out, ready, self.proc, RUN_TIMEOUT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
