@@ -118,7 +118,9 @@ def test_the_sim_platform_is_verified_by_this_engine(tmp_path: Path) -> None:
     identity = pytest.importorskip("donjon.keep.identity")
     from donjon.attestation.claims import WorkloadClaims
 
-    for name in ("Milan", "Genoa", "Turin"):
+    # Turin only: its RSA-4096 hierarchy takes seconds to generate, and it is the layout
+    # that differs most (FMC SPL, 8-byte hwID); Milan and Genoa are covered by real vectors.
+    for name in ("Turin",):
         directory = tmp_path / name
         product = products.Product.parse(name)
         default_tcb = products.DEFAULT_TCB
