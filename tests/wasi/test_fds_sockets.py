@@ -45,7 +45,7 @@ def test_order_stdio_preopens_then_sockets(
     assert struct.unpack("<B3xI", h.get(OUT_AT, 8)) == (0, 4)
     assert h.call("fd_prestat_get", 5, OUT_AT) == EBADF
     assert h.call("fd_prestat_get", 6, OUT_AT) == EBADF
-    # a new fd takes the lowest free number
+    # a new fd: the oldest freed number, else one past the highest (as wasmtime)
     err, fd = h.open(3, "hello.txt")
     assert (err, fd) == (0, 7)
     assert h.call("fd_close", 5) == 0

@@ -12,6 +12,7 @@ import os
 import socket
 import ssl
 import stat
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -181,10 +182,16 @@ _WATCHED = (abi.FILETYPE_UNKNOWN, abi.FILETYPE_CHARACTER_DEVICE)
 
 
 class FdTable:
-    """fd number -> entry; new fds take the lowest free number, as POSIX and wasmtime do."""
+    """fd number -> entry.
+
+    Numbers are handed out as wasmtime does (checked against its CLI): freed
+    numbers first, oldest free first, else one past the highest ever used.
+    """
 
     def __init__(self) -> None:
         self.entries: dict[int, FdEntry] = {}
+        self._free: deque[int] = deque()
+        self._next = 0
         #: blocking reads/writes on pipes and ttys must be watched (a time limit is set)
         self.watch = False
 
@@ -215,8 +222,7 @@ class FdTable:
         table = cls()
         try:
             for number, spec in enumerate(stdio):
-                table.entries[number] = entry = _stdio_entry(number, spec)
-                table.refresh(entry)
+                table.add(_stdio_entry(number, spec))
             for preopen in preopens:
                 table.add(_preopen_entry(preopen))
             for obj in streams:
@@ -233,10 +239,16 @@ class FdTable:
         return entry
 
     def add(self, entry: FdEntry) -> int:
-        fd = 0
         entries = self.entries
-        while fd in entries:
-            fd += 1
+        fd = -1
+        while self._free:
+            candidate = self._free.popleft()
+            if candidate not in entries:
+                fd = candidate
+                break
+        if fd < 0:
+            fd = self._next
+            self._next += 1
         entries[fd] = entry
         self.refresh(entry)
         return fd
@@ -245,6 +257,7 @@ class FdTable:
         entry = self.entries.pop(fd, None)
         if entry is None:
             raise WasiError(abi.EBADF)
+        self._free.append(fd)
         close_entry(entry)
 
     def renumber(self, src: int, dst: int) -> None:
@@ -255,6 +268,7 @@ class FdTable:
         old = self.entries.pop(dst)
         close_entry(old)
         self.entries[dst] = self.entries.pop(src)
+        self._free.append(src)
         del entry
 
     def close_all(self) -> None:
