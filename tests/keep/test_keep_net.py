@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import ssl
@@ -313,3 +314,44 @@ def test_connect_plain_to_localhost() -> None:
             assert c.gettimeout() is None
             conn, _ = server.accept()
             conn.close()
+
+
+def test_ipv4_fallback_where_ipv6_is_absent(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_listen = net._listen
+
+    def no_ipv6(family: int, sockaddr: tuple[object, ...], dual_stack: bool) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        return real_listen(family, sockaddr, dual_stack)
+
+    monkeypatch.setattr(net, "_listen", no_ipv6)
+    with net.bind("::", 0) as sock:
+        assert sock.family == socket.AF_INET
+        assert sock.getsockname()[0] == "0.0.0.0"
+
+
+def test_identity_loads_through_fifos_where_there_is_no_memfd(
+    self_signed: Identity, tmp_path: Path
+) -> None:
+    # The path macOS takes: the PEMs pass through FIFOs, never a regular file.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    password = b"one-time"
+    key_pem = self_signed.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(password),
+    )
+    tls._load_via_fifos(ctx, self_signed.certificate_pem(), key_pem, password)
+    sock = net.bind("127.0.0.1", 0)
+    client = tls.client_context(
+        trust=Trust.PIN, server_name="localhost", pin=pin_file(tmp_path, self_signed)
+    )
+    with TlsListener(sock, ctx, name="fifo") as listener, connect(port_of(listener), client):
+        listener.accept()[0].close()
+
+
+def test_a_wrong_fifo_key_fails_without_hanging(self_signed: Identity) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with pytest.raises((ssl.SSLError, OSError)):  # load_identity turns either into TlsError
+        tls._load_via_fifos(ctx, self_signed.certificate_pem(), b"not a key", b"pw")
