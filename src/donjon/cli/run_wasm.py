@@ -79,7 +79,7 @@ def open_listener(text: str) -> socket.socket:
     "dirs_ro",
     multiple=True,
     metavar="HOST[::GUEST]",
-    help="Like --dir, but the guest cannot change anything in it.",
+    help="Like --dir, read-only for the guest (placed after the --dir ones).",
 )
 @click.option("--env", "envs", multiple=True, metavar="K=V", help="Set one variable for the guest.")
 @click.option("--inherit-env", is_flag=True, help="Pass this process's whole environment.")
@@ -163,7 +163,12 @@ def run_wasm(
         cache_dir=None if no_cache else default_cache_dir(),
     )
     sys.stdout.flush()
-    result = run(spec)
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty():  # never mixed into a captured stderr
+            click.echo(f"donjon: {message}", err=True)
+
+    result = run(spec, progress=progress)
     if result.trap:
         click.echo(f"donjon: {result.trap}", err=True)
     sys.exit(result.exit_code)

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
@@ -65,12 +66,20 @@ class ModuleCache:
             key.update(part.encode() + b"\0")
         return self.directory / f"{key.hexdigest()}.cwasm"
 
-    def load(self, engine: wasmtime.Engine, wasm: bytes, where: str) -> wasmtime.Module:
+    def load(
+        self,
+        engine: wasmtime.Engine,
+        wasm: bytes,
+        where: str,
+        progress: Callable[[str], None] | None = None,
+    ) -> wasmtime.Module:
         path = self.path_for(wasm)
         module = self._read(engine, path)
         if module is not None:
             self.last = "hit"
             return module
+        if progress is not None:
+            progress(f"compiling {where} ({len(wasm) // 1024} KiB; cached for next time)")
         module = compile_module(engine, wasm, where)
         self._write(path, bytes(module.serialize()))
         return module

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import wasmtime
@@ -53,15 +54,22 @@ class EngineFlags:
         return wasmtime.Engine(config)
 
 
-def load_module(spec: RunSpec, engine: wasmtime.Engine, flags: EngineFlags) -> wasmtime.Module:
+def load_module(
+    spec: RunSpec,
+    engine: wasmtime.Engine,
+    flags: EngineFlags,
+    progress: Callable[[str], None] | None = None,
+) -> wasmtime.Module:
     where = str(spec.module)
     try:
         wasm = spec.module.read_bytes()
     except OSError as exc:
         raise ModuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     if spec.cache_dir is None:
+        if progress is not None:
+            progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
         return compile_module(engine, wasm, where)
-    return ModuleCache(spec.cache_dir, flags.key()).load(engine, wasm, where)
+    return ModuleCache(spec.cache_dir, flags.key()).load(engine, wasm, where, progress)
 
 
 def check_wasi_command(module: wasmtime.Module, where: str) -> None:
@@ -88,12 +96,15 @@ def _guest_memory(store: wasmtime.Store, memory: wasmtime.Memory) -> GuestMemory
     return GuestMemory(base, lambda: int(memory.data_len(store)))
 
 
-def run(spec: RunSpec) -> RunResult:
-    """Run one WASI command module to completion. Raises :class:`DonjonError` on bad input."""
+def run(spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> RunResult:
+    """Run one WASI command module to completion. Raises :class:`DonjonError` on bad input.
+
+    ``progress`` is told about slow steps (compiling a module the cache lacks).
+    """
     limits = spec.limits
     flags = EngineFlags(epoch_interruption=limits.timeout_s is not None)
     engine = flags.engine()
-    module = load_module(spec, engine, flags)
+    module = load_module(spec, engine, flags, progress)
     where = str(spec.module)
     check_wasi_command(module, where)
 
