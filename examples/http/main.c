@@ -107,9 +107,13 @@ static int queue(struct client *c, const char *data, size_t len) {
     return 0;
 }
 
+#define HEADER_SIZE 512
+/* Room for the largest response: requests wait while less than this is free. */
+#define MAX_RESPONSE (HEADER_SIZE + sizeof PAGE)
+
 static void respond(struct client *c, int status, const char *reason, const char *type,
                     const char *body, size_t body_len, int head_only) {
-    char header[512];
+    char header[HEADER_SIZE];
     int n = snprintf(header, sizeof header,
                      "HTTP/1.1 %d %s\r\n"
                      "Server: donjon-example-http\r\n"
@@ -119,9 +123,15 @@ static void respond(struct client *c, int status, const char *reason, const char
                      "Connection: %s\r\n"
                      "\r\n",
                      status, reason, type, body_len, c->closing ? "close" : "keep-alive");
-    if (queue(c, header, (size_t)n) == 0 && !head_only) {
-        queue(c, body, body_len);
+    if (head_only) {
+        body_len = 0;
     }
+    if (c->out_len + (size_t)n + body_len > sizeof c->out) {
+        c->closing = 1;  /* cannot happen: process_input waits for MAX_RESPONSE bytes of room */
+        return;
+    }
+    queue(c, header, (size_t)n);
+    queue(c, body, body_len);
 }
 
 static void respond_text(struct client *c, int status, const char *reason, int head_only) {
@@ -221,7 +231,8 @@ static void handle(struct client *c, char *head) {
 
 /* Consumes whatever complete requests (and bodies) are buffered. */
 static void process_input(struct client *c) {
-    while (!c->closing) {
+    /* Pipelined requests are answered as output room allows; on_writable resumes them. */
+    while (!c->closing && sizeof c->out - c->out_len >= MAX_RESPONSE) {
         if (c->body_left > 0) {
             size_t skip = c->body_left < c->in_len ? c->body_left : c->in_len;
             memmove(c->in, c->in + skip, c->in_len - skip);

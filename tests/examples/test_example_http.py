@@ -143,6 +143,19 @@ def test_pipelined_requests_are_answered_in_order(tls_server: Server) -> None:
         conn.close()
 
 
+def test_deep_pipelining_gets_every_response_whole(tls_server: Server) -> None:
+    # 300 requests at once: far more responses than the server's 16 KiB output buffer.
+    conn = tls_server.connect()
+    try:
+        conn.send(b"".join(get("/" if i % 2 else "/health") for i in range(300)))
+        for i in range(300):
+            status, _, body = conn.response()
+            assert status == 200
+            assert (PAGE_TITLE in body) if i % 2 else (body == b"ok\n")
+    finally:
+        conn.close()
+
+
 def test_a_request_that_arrives_in_pieces(tls_server: Server) -> None:
     request = get("/health")
     conn = tls_server.connect()
