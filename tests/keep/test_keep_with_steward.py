@@ -68,12 +68,29 @@ def _https_identity(tmp: Path) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def real_steward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def sim_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A simulated SEV-SNP vendor hierarchy made by ``donjon sim init``."""
+    if not (REPO / "src" / "donjon" / "cli" / "sim.py").exists():
+        pytest.skip("donjon sim is not in this tree")
+    state = tmp_path_factory.mktemp("state")
+    proc = subprocess.run(
+        [sys.executable, "-m", "donjon.cli.main", "sim", "init", "--state-dir", str(state)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return state
+
+
+@pytest.fixture(scope="module")
+def real_steward(
+    tmp_path_factory: pytest.TempPathFactory, sim_state: Path
+) -> Iterator[tuple[str, Path]]:
     if not (REPO / "src" / "donjon" / "cli" / "steward.py").exists():
         pytest.skip("donjon steward is not in this tree")
     tmp = tmp_path_factory.mktemp("steward")
     cert, key = _https_identity(tmp)
-    (tmp / "dev.toml").write_text("[nil]\nallow = true\n")
+    ark = sim_state / "sim" / "ark.pem"
+    (tmp / "dev.toml").write_text(f'[nil]\nallow = true\n\n[sim]\ntrust = "{ark}"\n')
     port = _free_port()
     cmd = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
@@ -104,8 +121,8 @@ def real_steward(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         log.close()
 
 
-def _run(pkg: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "DONJON_PLATFORM": "nil"}
+def _run(pkg: Path, *args: str, platform: str = "nil") -> subprocess.Popen[str]:
+    env = {**os.environ, "DONJON_PLATFORM": platform}
     return subprocess.Popen(
         [sys.executable, "-m", "donjon.cli.main", "run", str(pkg), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -171,3 +188,52 @@ def test_two_keeps_of_one_steward_authenticate_each_other(
     assert (client.returncode, out) == (0, "reply: attested hello\n"), err
     _, server_err = server.communicate(timeout=60)
     assert server.returncode == 0, server_err
+
+
+def test_sim_keep_evidence_is_verified_and_bound_to_key_and_workload(
+    tmp_path: Path,
+    real_steward: tuple[str, Path],
+    sim_state: Path,
+    build_wasm: Callable[[Path], Path],
+) -> None:
+    """The Steward verifies the simulated SNP report, including report_data =
+    SHA-512(SPKI || claims): a Keep that bound the wrong bytes would be refused."""
+    url, https_ca = real_steward
+    config = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
+    pkg = _pkg(tmp_path, "sim-keep", build_wasm(PROGRAMS / "client.c"), config)
+    cert_path = tmp_path / "keep.pem"
+    proc = _run(pkg, "--state-dir", str(sim_state), "--export-cert", str(cert_path), platform="sim")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err  # the Keep started; client.c then found no "peer"
+    assert "for platform sim: DEVELOPMENT only" in err
+    leaf = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
+    assert leaf.public_key().curve.name == "secp384r1"  # type: ignore[union-attr]
+    result_ext = leaf.extensions.get_extension_for_oid(ATTESTATION_RESULT).value
+    result = AttestationResult.from_der(result_ext.value)  # type: ignore[attr-defined]
+    assert (result.platform, result.development, len(result.measurement)) == ("sim", True, 48)
+
+
+def test_sim_evidence_over_the_wrong_report_data_is_refused(
+    real_steward: tuple[str, Path], sim_state: Path
+) -> None:
+    from donjon.keep import identity, platforms
+    from donjon.keep.steward_client import StewardClient, StewardRefused
+
+    url, https_ca = real_steward
+    platform = platforms.create("sim", sim_state)
+    claims = WorkloadClaims(hashlib.sha256(b"w").digest(), b"", "liar")
+    key = identity.generate_key(platform)
+    # Evidence over the key alone (Enarx's SNP binding), while the CSR carries claims.
+    wrong = hashlib.sha384(identity.spki_der(key)).digest().ljust(64, b"\0")
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "liar")]))
+        .add_extension(x509.UnrecognizedExtension(WORKLOAD_CLAIMS, claims.to_der()), False)
+        .add_extension(platform.evidence_extension(wrong), False)
+        .sign(key, hashes.SHA384())
+    )
+    with pytest.raises(StewardRefused, match="HTTP 4"):
+        StewardClient(url, https_ca).request(csr)
+    # The same key with the right binding is accepted.
+    good = identity.build_csr(key, claims, platform)
+    assert len(StewardClient(url, https_ca).request(good)) >= 2
