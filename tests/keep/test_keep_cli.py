@@ -149,3 +149,19 @@ def test_config_check_reports_one_line(tmp_path: Path, text: str, message: str) 
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "example"),
+    [
+        (("run", "--help"), "donjon run examples/hello"),
+        (("config", "check", "--help"), "donjon config check examples/hello"),
+        (("config", "init", "--help"), "donjon config init myapp"),
+        (("platform", "info", "--help"), "donjon platform info --json"),
+    ],
+)
+def test_help_has_examples(args: tuple[str, ...], example: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    assert "Examples:" in proc.stdout or "Example:" in proc.stdout
+    assert example in proc.stdout

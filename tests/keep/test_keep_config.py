@@ -295,6 +295,16 @@ def test_package_directory_hashes_config_bytes(tmp_path: Path) -> None:
     assert pkg.config_sha256() == hashlib.sha256(ENARX_LISTEN_TLS.encode()).digest()
 
 
+def test_package_name_of_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg_dir = tmp_path / "my-app"
+    pkg_dir.mkdir()
+    (pkg_dir / "main.wasm").write_bytes(b"\0asm\1\0\0\0")
+    monkeypatch.chdir(pkg_dir)
+    assert package.load(Path(".")).name == "my-app"
+
+
 def test_bare_wasm_has_no_config_digest(tmp_path: Path) -> None:
     wasm = tmp_path / "hello.wasm"
     wasm.write_bytes(b"\0asm\1\0\0\0")

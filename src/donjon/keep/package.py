@@ -83,7 +83,8 @@ def find(path: Path, config_override: Path | None = None) -> tuple[Path, Path | 
 def load(path: Path, config_override: Path | None = None) -> Package:
     """Load and validate a package; every problem is one :class:`ConfigError` line."""
     wasm, config_path = find(path, config_override)
-    name = (path.name if path.is_dir() else path.stem) or "workload"
+    resolved = path.resolve()
+    name = (resolved.name if resolved.is_dir() else resolved.stem) or "workload"
     if config_path is None:
         return Package(name, wasm, Config(), None, b"", wasm.parent)
     data = config_path.read_bytes()
