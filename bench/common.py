@@ -104,14 +104,22 @@ def wall_time(cmd: Sequence[str]) -> float:
     return elapsed
 
 
-def alternate(
+def samples(
     repeat: int, donjon: Callable[[], float], baseline: Callable[[], float]
-) -> tuple[float, float]:
-    """Median of ``repeat`` runs of each, interleaved so drift hits both the same."""
+) -> tuple[list[float], list[float]]:
+    """``repeat`` runs of each, interleaved so drift hits both the same."""
     ours, theirs = [], []
     for _ in range(repeat):
         ours.append(donjon())
         theirs.append(baseline())
+    return ours, theirs
+
+
+def alternate(
+    repeat: int, donjon: Callable[[], float], baseline: Callable[[], float]
+) -> tuple[float, float]:
+    """Median of ``repeat`` interleaved runs of each."""
+    ours, theirs = samples(repeat, donjon, baseline)
     return statistics.median(ours), statistics.median(theirs)
 
 

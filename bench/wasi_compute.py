@@ -8,9 +8,10 @@ the same module with stdout into a pipe. Goal: Donjon within 1.05x.
 
 from __future__ import annotations
 
+import statistics
 import sys
 
-from common import Row, alternate, build, donjon_cmd, report, run_self_timed, wasmtime_cmd
+from common import Row, build, donjon_cmd, report, run_self_timed, samples, wasmtime_cmd
 
 
 def main() -> None:
@@ -26,20 +27,31 @@ def main() -> None:
     # warm both module caches first
     run_self_timed(donjon_cmd(wasm, "1"))
     run_self_timed(wasmtime_cmd(wasm, "1"))
-    ours, theirs = alternate(
+    ours, theirs = samples(
         args.repeat,
         lambda: run_self_timed(donjon_cmd(wasm, millions))["ns"] / 1e9,
         lambda: run_self_timed(wasmtime_cmd(wasm, millions))["ns"] / 1e9,
     )
-    row = Row(
-        f"compute loop, {millions}M iterations",
-        "s",
-        ours,
-        theirs,
-        goal="ratio <= 1.05",
-        met=ours / theirs <= 1.05,
-    )
-    report("wasi_compute: guest-timed compute (lower is better)", [row], args.json)
+    rows = []
+    # The best run is the least disturbed by other load; the median shows the spread.
+    for stat, pick in (("best", min), ("median", statistics.median)):
+        a, b = pick(ours), pick(theirs)
+        rows.append(
+            Row(
+                f"compute, {millions}M iterations ({stat})",
+                "s",
+                a,
+                b,
+                "ratio <= 1.05",
+                a / b <= 1.05,
+            )
+        )
+    notes = [f"runs: donjon {fmt(ours)}; wasmtime {fmt(theirs)}"]
+    report("wasi_compute: guest-timed compute (lower is better)", rows, args.json, notes)
+
+
+def fmt(values: list[float]) -> str:
+    return " ".join(f"{v:.3f}" for v in values)
 
 
 if __name__ == "__main__":
