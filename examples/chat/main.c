@@ -11,7 +11,8 @@
  *
  * One thread, poll() over the listener and every client. A client whose
  * unsent backlog exceeds OUT_SIZE is disconnected rather than slowing the
- * others down. Events are logged to stdout.
+ * others down; client sockets are non-blocking for the same reason. Events are
+ * logged to stdout.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -154,6 +155,14 @@ static void on_writable(struct client *c) {
 
 static void on_accept(int listener, unsigned *next_id) {
     int fd = accept(listener, NULL, NULL);
+    if (fd >= 0) {
+        /* Non-blocking, so that a client that stops reading cannot stall the others:
+         * a write then sends what fits and the rest waits for POLLOUT. */
+        int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0) {
+            fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        }
+    }
     if (fd < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
             errno != ECONNABORTED) {

@@ -317,6 +317,14 @@ static void on_writable(struct client *c) {
 
 static void on_accept(int listener, unsigned *next_id) {
     int fd = accept(listener, NULL, NULL);
+    if (fd >= 0) {
+        /* Non-blocking, so that a client that stops reading cannot stall the others:
+         * a write then sends what fits and the rest waits for POLLOUT. */
+        int flags = fcntl(fd, F_GETFL);
+        if (flags >= 0) {
+            fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+        }
+    }
     if (fd < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
             errno != ECONNABORTED) {

@@ -133,8 +133,14 @@ def free_port() -> int:
 class Conn:
     """A client connection (plain or TLS) that reads lines and HTTP responses."""
 
-    def __init__(self, port: int, cafile: Path | None = None, timeout: float = 10) -> None:
-        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(
+        self, port: int, cafile: Path | None = None, timeout: float = 10, rcvbuf: int = 0
+    ) -> None:
+        raw = socket.socket()
+        raw.settimeout(timeout)
+        if rcvbuf:  # a small receive window: a client that stops reading fills up fast
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        raw.connect(("127.0.0.1", port))
         if cafile is None:
             self.sock: socket.socket = raw
         else:

@@ -21,7 +21,7 @@ from example_helpers import (
     make_package,
 )
 
-Connect = Callable[[], Conn]
+Connect = Callable[..., Conn]
 
 
 @pytest.fixture
@@ -34,14 +34,14 @@ def tls_chat(
                    "--export-cert", str(tmp_path / "chat.pem"))  # fmt: skip
     port = keep.port()
     keep.wait_for_stdout("chat: serving on fd 3")
-    return lambda: Conn(port, tmp_path / "chat.pem")
+    return lambda **kw: Conn(port, tmp_path / "chat.pem", **kw)
 
 
 @pytest.fixture
 def tcp_chat(example_wasm: Callable[[str], Path], donjon_env: dict[str, str]) -> Iterator[Connect]:
     port = free_port()
     server = RunWasmServer(example_wasm("chat"), port, donjon_env, "chat: serving on fd 3")
-    yield lambda: Conn(port)
+    yield lambda **kw: Conn(port, **kw)
     server.stop()
 
 
@@ -102,3 +102,35 @@ def test_partial_long_and_unterminated_lines(tls_chat: Connect) -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_the_others_go_on(chat: Connect) -> None:
+    slow = chat(rcvbuf=4096)
+    assert slow.line() == "* you are 1\n"  # then it never reads again
+    sender = join(chat, 2, [])
+    observer = join(chat, 3, [sender])
+    line = b"y" * 999 + b"\n"
+    relayed = 0
+    try:
+        # Flood until the server gives up on the slow client; the kernel buffers
+        # hold a few MiB first, so the sender goes on while the observer reads.
+        for _ in range(200):  # at most 10 MB
+            sender.send(line * 50)
+            while True:
+                got = observer.line()
+                if got == "* 1 left\n":
+                    break
+                assert got == "2: " + "y" * 999 + "\n"
+                relayed += 1
+                if relayed % 50 == 0:
+                    break
+            if got == "* 1 left\n":
+                break
+        else:
+            raise AssertionError("the slow client was never dropped")
+        assert sender.line() == "* 1 left\n"
+        observer.send(b"still here\n")
+        assert sender.line() == "3: still here\n"
+    finally:
+        for conn in (slow, sender, observer):
+            conn.close()
