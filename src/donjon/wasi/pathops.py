@@ -208,6 +208,10 @@ class PathCalls:
             st = os.stat(name, dir_fd=where.dirfd, follow_symlinks=False)
             times = resolve_times(atim, mtim, fstflags, (st.st_atime_ns, st.st_mtime_ns))
             if times is not None:
+                if os.utime not in os.supports_follow_symlinks and stat.S_ISLNK(st.st_mode):
+                    # This host cannot set a link's own times; following it could leave
+                    # the sandbox, so refuse.
+                    raise WasiError(abi.ENOTSUP)
                 nofollow = os.utime in os.supports_follow_symlinks
                 os.utime(name, ns=times, dir_fd=where.dirfd, follow_symlinks=not nofollow)
         return abi.SUCCESS
