@@ -115,6 +115,30 @@ def test_blocking_accept_honours_timeout(pinned_server: TlsListener) -> None:
         pinned_server.accept()
 
 
+def test_unaccepted_connections_apply_back_pressure(
+    self_signed: Identity, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(net, "MAX_READY", 1)
+    client = tls.client_context(
+        trust=Trust.PIN, server_name="localhost", pin=pin_file(tmp_path, self_signed)
+    )
+    with tls_listener(self_signed) as listener:
+        port = port_of(listener)
+        first = connect(port, client)
+        assert eventually(lambda: listener.handshakes_ok == 1)
+        second: list[socket.socket | ssl.SSLSocket] = []
+        thread = threading.Thread(target=lambda: second.append(connect(port, client)))
+        thread.start()
+        time.sleep(0.3)
+        assert listener.handshakes_ok == 1  # paused: the second waits in the backlog
+        listener.accept()[0].close()
+        thread.join(timeout=10)
+        assert listener.handshakes_ok == 2 and second
+        listener.accept()[0].close()
+        first.close()
+        second[0].close()
+
+
 def test_many_concurrent_handshakes(
     pinned_server: TlsListener, self_signed: Identity, tmp_path: Path
 ) -> None:

@@ -30,6 +30,10 @@ BACKLOG = 128
 HANDSHAKE_TIMEOUT_S = 10.0
 #: Handshakes in flight at once; more connections wait in the kernel's backlog.
 MAX_PENDING_HANDSHAKES = 256
+#: Handshaken connections the guest has not accepted yet (also bounds the wakeup pipe).
+MAX_READY = 1024
+#: How often a paused accept loop looks whether the guest has made room.
+PAUSED_POLL_S = 0.05
 
 
 class NetError(DonjonError):
@@ -276,9 +280,10 @@ class TlsListener:
         accepting = True
         try:
             while True:
-                timeout = None
+                timeout = None if accepting else PAUSED_POLL_S
                 if pending:
-                    timeout = max(0.0, min(p.deadline for p in pending.values()) - time.monotonic())
+                    first = max(0.0, min(p.deadline for p in pending.values()) - time.monotonic())
+                    timeout = first if timeout is None else min(timeout, first)
                 for key, _ in sel.select(timeout):
                     if key.fileobj == self._stop_r:
                         return
@@ -287,7 +292,10 @@ class TlsListener:
                     else:
                         self._step(sel, pending, key.fd)
                 self._expire(sel, pending)
-                full = len(pending) >= MAX_PENDING_HANDSHAKES
+                # Back-pressure: past the limit, new clients wait in the kernel's backlog.
+                with self._lock:
+                    queued = len(self._ready)
+                full = len(pending) >= MAX_PENDING_HANDSHAKES or queued >= MAX_READY
                 if full and accepting:
                     sel.unregister(self._sock)
                 elif not full and not accepting:
@@ -327,7 +335,9 @@ class TlsListener:
             self._step(sel, pending, conn.fileno())
 
     def _step(self, sel: selectors.BaseSelector, pending: dict[int, _Pending], fd: int) -> None:
-        item = pending[fd]
+        item = pending.get(fd)
+        if item is None:  # an event for a connection dropped earlier in this round
+            return
         try:
             item.sock.do_handshake()
         except ssl.SSLWantReadError:
