@@ -343,3 +343,23 @@ def test_missing_path_and_wrong_suffix(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(PackageError, match=r"expected a \.wasm file"):
         package.load(tmp_path / "x.txt")
+
+
+EXAMPLES = sorted(
+    p
+    for p in (Path(__file__).resolve().parents[2] / "examples").glob("*/*.toml")
+    if p.name in package.CONFIG_NAMES
+)
+
+
+@pytest.mark.skipif(not EXAMPLES, reason="no examples/*/Enarx.toml or Donjon.toml in this tree")
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_example_config_is_valid(path: Path) -> None:
+    """Schema and layout only: files a config names (pins) are made when the example runs."""
+    import tomllib
+
+    from donjon.keep.config import Config, check_files
+
+    config = Config.model_validate(tomllib.loads(path.read_text()))
+    assert check_files(config) == []
+    assert config.fd_names()[:3] == [f.effective_name() for f in config.files[:3]]
