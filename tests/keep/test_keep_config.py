@@ -362,4 +362,3 @@ def test_every_example_config_is_valid(path: Path) -> None:
 
     config = Config.model_validate(tomllib.loads(path.read_text()))
     assert check_files(config) == []
-    assert config.fd_names()[:3] == [f.effective_name() for f in config.files[:3]]
