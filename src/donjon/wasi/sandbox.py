@@ -24,8 +24,13 @@ MAX_SYMLINKS = 40
 #: errno for a path that would leave the sandbox (wasmtime 49 answers EPERM)
 ESCAPE = abi.EPERM
 
+#: walking a directory needs only search permission: O_PATH where the host has it (Linux)
 _DIR_FLAGS = (
-    os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    os.O_RDONLY
+    | getattr(os, "O_DIRECTORY", 0)
+    | os.O_NOFOLLOW
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_PATH", 0)
 )
 #: host errnos meaning "that component is a symlink and O_NOFOLLOW refused it"
 _SYMLINK_REFUSED = {errno.ELOOP, errno.ENOTDIR, getattr(errno, "EMLINK", errno.ELOOP)}
@@ -145,8 +150,3 @@ def _readlink(dirfd: int, name: str) -> str | None:
         if exc.errno in (errno.EINVAL, errno.ENOENT, errno.ENOTDIR):
             return None
         raise
-
-
-def open_dir(resolved: Resolved) -> int:
-    """Open the directory a resolution ended at, without following a final symlink."""
-    return os.open(resolved.name, _DIR_FLAGS, dir_fd=resolved.dirfd)
