@@ -64,7 +64,7 @@ def test_tcb_command_reissues(capsys: pytest.CaptureFixture[str], sim_state_dir:
     [
         (["sim", "show"], 1, "not initialised"),
         (["sim", "init", "--product", "Naples"], 2, "unknown AMD product line 'Naples'"),
-        (["sim", "init", "--tcb", "bl=999"], 2, "does not fit in a byte"),
+        (["sim", "init", "--tcb", "bl=999"], 2, "TCB bl=999 is out of range 0..255"),
         (["sim", "init", "--tcb", "fmc=1"], 2, "fmc is a Turin SPL"),
     ],
 )

@@ -45,7 +45,7 @@ def test_load_missing(tmp_path: Path) -> None:
         ({"colour": "blue"}, "unknown field 'colour'"),
         ({"version": 2}, "unsupported state version 2"),
         ({"product": "Naples"}, "unknown AMD product line 'Naples'"),
-        ({"tcb": {"bl": 300, "tee": 0, "snp": 1, "ucode": 1}}, "bl=300 does not fit"),
+        ({"tcb": {"bl": 300, "tee": 0, "snp": 1, "ucode": 1}}, "TCB bl=300 is out of range"),
         ({"tcb": {"bl": "x"}}, "tcb must map names to integers"),
         ({"chip_id": "zz"}, "sim.json"),
         ({"report_version": 4}, "report version"),
@@ -123,7 +123,7 @@ def test_reset_refuses_foreign_files(sim_state_dir: Path) -> None:
 def test_tcb_parse() -> None:
     assert parse_tcb("bl=1, tee=2,snp=3 ucode=0x10", Product.GENOA) == TcbVersion(1, 2, 3, 16)
     assert parse_tcb("ucode=5", Product.TURIN).fmc == 1  # default kept for omitted fields
-    with pytest.raises(UsageError, match="does not fit in a byte"):
+    with pytest.raises(UsageError, match=r"TCB bl=256 is out of range 0\.\.255"):
         parse_tcb("bl=256", Product.MILAN)
     with pytest.raises(Exception, match="fmc is a Turin SPL"):
         parse_tcb("fmc=1", Product.MILAN)

@@ -116,14 +116,21 @@ class Proc:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def wait_for(self, pattern: str, timeout: float, stream: str | None = None) -> Line:
-        """The first line (seen so far or arriving) that matches ``pattern``."""
+    def wait_for(
+        self, pattern: str, timeout: float, stream: str | None = None, after: Line | None = None
+    ) -> Line:
+        """The first line (seen so far or arriving, and later than ``after`` on the same
+        stream) that matches ``pattern``."""
         regex = re.compile(pattern)
         deadline = time.monotonic() + timeout
         seen = 0
+        skipping = after is not None
         while True:
             for line in self.lines[seen:]:
                 seen += 1
+                if skipping:
+                    skipping = line is not after
+                    continue
                 if (stream is None or line.stream == stream) and regex.search(line.text):
                     return line
             left = deadline - time.monotonic()

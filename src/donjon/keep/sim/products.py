@@ -61,7 +61,7 @@ def parse_tcb(text: str, product: Product) -> TcbVersion:
             values[name] = int(raw, 0)
         except ValueError:
             raise UsageError(f"bad TCB value {part!r}: not an integer") from None
-    try:
-        return TcbVersion(**values)
-    except ValueError as exc:
-        raise UsageError(f"bad TCB: {exc}") from None
+    for name, value in values.items():
+        if not 0 <= value <= 0xFF:
+            raise UsageError(f"TCB {name}={value} is out of range 0..255 (one byte)")
+    return TcbVersion(**values)
