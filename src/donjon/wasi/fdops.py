@@ -414,7 +414,7 @@ class FdCalls:
             raise WasiError(abi.EINVAL)
         append = bool(flags & abi.FDFLAGS_APPEND)
         if append != bool(entry.flags & abi.FDFLAGS_APPEND):
-            if entry.kind != KIND_FILE or entry.is_dir or fcntl is None:
+            if entry.kind != KIND_FILE or entry.is_dir or entry.shared or fcntl is None:
                 raise WasiError(abi.EINVAL if entry.kind == KIND_FILE else abi.ENOTSUP)
             host = fcntl.fcntl(entry.hostfd, fcntl.F_GETFL)
             host = host | os.O_APPEND if append else host & ~os.O_APPEND

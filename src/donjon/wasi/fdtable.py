@@ -47,6 +47,9 @@ class FdEntry:
     #: since an SSLSocket cannot peek), and whether the guest shut down its write side
     rbuf: bytearray = field(default_factory=bytearray)
     shut_wr: bool = False
+    #: the host file description is shared with the host process (inherited stdio):
+    #: its status flags (O_APPEND) must not be changed under the host's feet
+    shared: bool = False
     #: host fd that fd_write / fd_read may use directly with no further checks, else -1
     fast_write: int = -1
     fast_read: int = -1
@@ -82,6 +85,7 @@ def _stdio_entry(number: int, spec: Stdio) -> FdEntry:
     rights = abi.RIGHTS_TTY if not reading else abi.RIGHTS_TTY & ~abi.RIGHT_FD_WRITE
     if not reading:
         rights &= ~abi.RIGHT_FD_READ
+    shared = spec.kind in (StdioKind.INHERIT, StdioKind.STREAM)
     if spec.kind is StdioKind.INHERIT:
         hostfd = os.dup(number)
     elif spec.kind is StdioKind.NULL:
@@ -111,7 +115,7 @@ def _stdio_entry(number: int, spec: Stdio) -> FdEntry:
                 rights |= abi.RIGHT_FD_WRITE
     except OSError:
         filetype = abi.FILETYPE_UNKNOWN
-    return FdEntry(KIND_FILE, filetype, hostfd, rights, 0)
+    return FdEntry(KIND_FILE, filetype, hostfd, rights, 0, shared=shared)
 
 
 def _preopen_entry(preopen: Preopen) -> FdEntry:
