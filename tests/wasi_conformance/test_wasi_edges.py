@@ -13,7 +13,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from wasi_harness import PROGRAMS, Case, Outcome, build, require_donjon, run_fresh, wasmtime_cmd
+from wasi_harness import (
+    PROGRAMS,
+    Case,
+    Outcome,
+    build,
+    make_tree,
+    require_donjon,
+    run_fresh,
+    snapshot,
+    wasmtime_cmd,
+)
 
 INVAL, FAULT, ILSEQ, NOMEM, NOSYS, NOTSUP, OVERFLOW, NOTCAPABLE = 28, 21, 25, 48, 52, 58, 61, 76
 TRAP = "trap"
@@ -123,6 +133,26 @@ def test_poll_on_an_idle_stdin_pipe(runtime: str, tmp_path: Path) -> None:
     assert "FAIL" not in text, text
     assert proc.returncode == 0, err.decode()[-300:]
     assert text.rstrip().endswith("failures 0")
+
+
+def test_read_only_preopen_changes_nothing(tmp_path: Path) -> None:
+    """``--dir-ro`` (Donjon only; wasmtime has no such flag): every mutation is refused."""
+    wasm = build(PROGRAMS / "c" / "readonly.c")
+    require_donjon()
+    root = make_tree(tmp_path)
+    before = snapshot(tmp_path)
+    mtime = (root / "hello.txt").stat().st_mtime_ns
+    proc = subprocess.run(
+        [sys.executable, "-m", "donjon.cli.main", "run-wasm", "--dir-ro", f"{root}::/", str(wasm)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    out = proc.stdout.decode()
+    assert [line for line in out.splitlines() if line.startswith("FAIL")] == []
+    assert proc.returncode == 0, proc.stderr.decode()[-300:]
+    assert snapshot(tmp_path) == before, "the read-only tree changed"
+    assert (root / "hello.txt").stat().st_mtime_ns == mtime, "times changed"
 
 
 BAD_MODULES = {
