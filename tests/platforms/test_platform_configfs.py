@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
 from fake_kernel import FakeConfigfs
 
 from donjon.keep.platforms.base import PlatformUnavailable
-from donjon.keep.platforms.configfs import ConfigfsTsm, TsmError, TsmProviderMismatch, TsmRace
+from donjon.keep.platforms.configfs import (
+    ConfigfsTsm,
+    TsmError,
+    TsmNoProvider,
+    TsmProviderMismatch,
+    TsmRace,
+)
 
 INBLOB = bytes(range(64))
 
@@ -69,6 +76,21 @@ def test_wrong_provider(tmp_path: Path) -> None:
     with pytest.raises(TsmProviderMismatch, match="provider is 'tdx_guest', expected sev_guest"):
         tsm(fake).report(INBLOB, providers=frozenset({"sev_guest"}))
     assert fake.requests == [] and fake.leftover_entries() == []
+
+
+def test_missing_provider(tmp_path: Path) -> None:
+    class NoProvider(FakeConfigfs):
+        """The kernel answers ENXIO when no TEE driver registered (drivers/virt/coco/tsm.c)."""
+
+        def read(self, path: Path) -> bytes:
+            if path.name in ("provider", "outblob"):
+                raise OSError(errno.ENXIO, "No such device or address", str(path))
+            return super().read(path)
+
+    fake = NoProvider(tmp_path, "", echo_provider)
+    with pytest.raises(TsmNoProvider, match="no TEE provider: no guest attestation driver"):
+        tsm(fake).report(INBLOB, providers=frozenset({"sev_guest"}))
+    assert fake.leftover_entries() == []
 
 
 def test_missing_configfs(tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ class TsmRace(TsmError):
     """Another writer changed the report entry while we used it."""
 
 
+class TsmNoProvider(TsmError):
+    """configfs-tsm is mounted, but no TEE driver has registered as its provider."""
+
+
 class TsmProviderMismatch(TsmError):
     """The kernel's provider is not the TEE this platform expects."""
 
@@ -149,7 +153,7 @@ class ConfigfsTsm:
     ) -> TsmReport:
         entry = self._make_entry()
         try:
-            provider = self._read_text(entry / "provider")
+            provider = self._provider(entry)
             if provider not in providers:
                 expected = " or ".join(sorted(providers))
                 raise TsmProviderMismatch(
@@ -195,6 +199,18 @@ class ConfigfsTsm:
             except OSError as exc:
                 raise TsmError(f"cannot create {entry}: {exc.strerror or exc}") from None
         raise TsmError(f"cannot create a unique entry under {self.root}")
+
+    def _provider(self, entry: Path) -> str:
+        try:
+            raw = self.fs.read(entry / "provider")
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise TsmNoProvider(
+                    "configfs-tsm has no TEE provider: no guest attestation driver is loaded "
+                    "(sev-guest, tdx-guest) or this VM is not a confidential guest"
+                ) from None
+            raise TsmError(f"configfs-tsm: cannot read {entry / 'provider'}: {exc}") from None
+        return raw.decode("ascii", "replace").strip()
 
     def _read(self, path: Path) -> bytes:
         try:
