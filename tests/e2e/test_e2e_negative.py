@@ -49,6 +49,20 @@ def test_tampered_workload_gets_no_certificate(
     assert "serving on" not in keep.text("stdout")  # the workload never started
 
 
+def test_steward_without_sim_trust_refuses_sim_evidence(lab: Lab, wasm: dict[str, Path]) -> None:
+    policy = lab.root / "no-sim.toml"
+    policy.write_text("# no [sim] table: simulated evidence must be refused\n")
+    steward = lab.start_steward(policy)
+    port = free_port()
+    package = lab.write_package(
+        "http", wasm["http"], lab.steward_config(steward) + STDIO + listen("http", port)
+    )
+    keep = lab.start_keep(package)
+    assert keep.wait(120) != 0
+    assert '[sim] trust = "path/to/ark.pem"' in keep.text("stderr")
+    assert keep.text("stdout") == ""
+
+
 def test_steward_down_means_no_keep(lab: Lab, wasm: dict[str, Path]) -> None:
     closed = free_port()
     port = free_port()
