@@ -19,14 +19,13 @@ ETIMEDOUT = 73
 Build = Callable[[Path], Path]
 
 
-def donjon(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def donjon(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "donjon.cli.main", "run-wasm", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        **kwargs,  # type: ignore[arg-type]
     )
 
 
