@@ -295,3 +295,60 @@ def test_dev_sev_guest_permission(tmp_path: Path) -> None:
     device = SevGuestDevice(path=tmp_path / "sev-guest", opener=denied)
     with pytest.raises(PlatformError, match="permission denied"):
         device.report(REPORT_DATA)
+
+
+def test_crl_from_the_host_travels_in_the_crl_list(
+    firmware: SimFirmware, sim_state_dir: Path, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    from donjon.keep.platforms.snp import GUID_CRL
+
+    ark_key = serialization.load_pem_private_key(
+        (sim_state_dir / "sim" / "ark.key").read_bytes(), password=None
+    )
+    now = datetime.now(UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(firmware.state.ark.subject)
+        .last_update(now)
+        .next_update(now + timedelta(days=1))
+        .sign(
+            ark_key,  # type: ignore[arg-type]
+            hashes.SHA384(),
+            rsa_padding=padding.PSS(padding.MGF1(hashes.SHA384()), 48),
+        )
+    )
+    crl_der = crl.public_bytes(Encoding.DER)
+    table = build_cert_table(
+        {GUID_VCEK: firmware.state.vcek.public_bytes(Encoding.DER), GUID_CRL: crl_der}
+    )
+    fake = FakeConfigfs(tmp_path, "sev_guest", lambda inblob: (firmware.report(inblob), table))
+    _, crls, _ = decode_extension(
+        platform_on_configfs(fake, tmp_path).evidence_extension(REPORT_DATA)
+    )
+    ((tag, content, _),) = crls
+    (t_url, url, _), (_, _, der) = children(content)
+    assert (tag, t_url) == (0x30, 0x0C)  # SEQUENCE { UTF8String url, CertificateList }
+    assert url == b"https://kdsintf.amd.com/vcek/v1/Milan/crl"
+    assert der == crl_der
+
+
+def test_vlek_report_without_vlek_certificate(firmware: SimFirmware, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from donjon.attestation.snp.report import SigningKey
+    from donjon.keep.sim.report import build, sign
+
+    def vlek_provider(inblob: bytes) -> tuple[bytes, bytes]:
+        body = replace(
+            build(firmware.state.config, firmware.guest, inblob), signing_key=SigningKey.VLEK
+        )
+        return sign(body, firmware.state.vcek_key), firmware.cert_table()  # table has no VLEK
+
+    fake = FakeConfigfs(tmp_path, "sev_guest", vlek_provider)
+    with pytest.raises(SnpPlatformError, match="signed by a VLEK but the host gave no VLEK"):
+        platform_on_configfs(fake, tmp_path).evidence_extension(REPORT_DATA)
