@@ -129,13 +129,14 @@ class SevGuestDevice:
         except OSError as exc:
             raise DeviceError(f"cannot open {self.path}: {exc.strerror or exc}") from None
 
-    def _request(self, req: ctypes.Structure, resp: SnpReportResp) -> SnpGuestRequestIoctl:
-        arg = SnpGuestRequestIoctl(
-            msg_version=1,
+    @staticmethod
+    def _request(req: ctypes.Structure, resp: SnpReportResp) -> SnpGuestRequestIoctl:
+        """The ioctl argument: pointers to ``req`` and ``resp``, which must outlive the call."""
+        return SnpGuestRequestIoctl(
+            msg_version=1,  # the kernel refuses 0
             req_data=ctypes.addressof(req),
             resp_data=ctypes.addressof(resp),
         )
-        return arg
 
     def _plain_report(self, fd: int, report_data: bytes, vmpl: int) -> bytes:
         req = SnpReportReq(vmpl=vmpl)
