@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 from collections.abc import Callable
@@ -65,3 +66,48 @@ def test_a_keep_fetches_a_page_from_another_keep(
     assert code == 0, err
     assert out.startswith(b"HTTP/1.1 404 Not Found\r\n")
     assert out.endswith(b"\r\n\r\n404 Not Found\n")
+
+
+def test_attested_keeps_with_mutual_tls_through_a_steward(
+    tmp_path: Path, example_wasm: Callable[[str], Path]
+) -> None:
+    """The example configs with Donjon's Steward options: no pin, each Keep checks the other."""
+    from donjon.keep.sim.lab import Lab
+
+    server_name = "http.keep.test"  # the Steward writes it into certificates (policy san_dns)
+    http_wasm, client_wasm = example_wasm("http"), example_wasm("tls-client")
+    with Lab() as lab:
+        lab.init_sim()
+        policy = lab.write_policy(
+            [sha256_file(http_wasm), sha256_file(client_wasm)],
+            extra=f'san_dns = ["{server_name}"]',
+        )
+        steward = lab.start_steward(policy)
+        http_config = local_listener((EXAMPLES / "http" / "Enarx.toml").read_text())
+        http_config = lab.steward_config(steward) + http_config + 'client_ca = "steward"\n'
+        server = lab.start_keep(lab.write_package("http", http_wasm, http_config))
+        server.wait_for(r"listening on 127\.0\.0\.1:\d+ \(tls\)", 120, stream="stderr")
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", server.text("stderr"))
+        assert match is not None
+        port = int(match.group(1))
+
+        config = (EXAMPLES / "tls-client" / "Donjon.toml").read_text()
+        config = re.sub(r"(?m)^port = 8443", f"port = {port}", config)
+        config = re.sub(r"(?m)^pin = .*\n", "", config)
+        config = re.sub(
+            r'(?m)^trust = "pin"\n',
+            f'trust = "steward"\nclient_cert = true\nserver_name = "{server_name}"\n',
+            config,
+        )
+        client = lab.start_keep(
+            lab.write_package("tls-client", client_wasm, lab.steward_config(steward) + config)
+        )
+        assert client.wait(60) == 0, client.tail()
+        out = client.text("stdout")
+        assert out.startswith("HTTP/1.1 200 OK")
+        assert "<h1>Hello from a Donjon Keep</h1>" in out
+        server.wait_for(r" GET / -> 200", 10, stream="stdout")
+
+
+def sha256_file(path: Path) -> bytes:
+    return hashlib.sha256(path.read_bytes()).digest()
