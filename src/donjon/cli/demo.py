@@ -177,7 +177,7 @@ def run_demo(
             try:
                 step.detail = action()
                 step.ok = True
-            except (DonjonError, OSError, KeyError) as exc:
+            except Exception as exc:  # a step's failure is reported, and cleanup still runs
                 step.ok, failed = False, True
                 step.detail = _reason(exc)
             step.seconds = time.monotonic() - started
@@ -189,7 +189,9 @@ def _reason(exc: BaseException) -> str:
         return exc.message
     if isinstance(exc, KeyError):
         return f"needs the result of an earlier step ({exc.args[0]})"
-    return str(exc)
+    if isinstance(exc, OSError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _claims(identity: Any) -> dict[str, Any]:
