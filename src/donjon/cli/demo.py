@@ -165,7 +165,8 @@ def run_demo(
             alive = [p.name for p in procs if p.running()]
             if alive:
                 raise DemoFailed(f"still running after stop: {', '.join(alive)}")
-            return f"stopped {len(procs)} process(es), removed {lab.root}"
+            files = f"kept {lab.root}" if keep_files else f"removed {lab.root}"
+            return f"stopped {len(procs)} process(es), {files}"
 
         actions = [sim, build, steward, keep, fetch, stop]
         failed = False
