@@ -127,8 +127,10 @@ class PathCalls:
                     base &= ~(_WANTS_WRITE | abi.RIGHT_FD_ALLOCATE | abi.RIGHT_FD_FILESTAT_SET_SIZE)
                 if not want_read:
                     base &= ~abi.RIGHT_FD_READ
-            base &= rights_base & parent.rights_inheriting
-            inheriting &= rights_inheriting & parent.rights_inheriting
+            # As wasmtime, the rights asked for only choose the open mode (read, write);
+            # what an fd gets is its type's rights, never more than its directory passes on.
+            base &= parent.rights_inheriting
+            inheriting &= parent.rights_inheriting
             if parent.readonly:
                 base &= ~abi.RIGHTS_WRITING
                 inheriting &= ~abi.RIGHTS_WRITING
