@@ -235,12 +235,9 @@ class PathCalls:
         with src:
             dst = self._resolve(new_fd, abi.RIGHT_PATH_LINK_TARGET, new_path, new_len, False)
             with dst:
-                if dst.must_be_dir or src.must_be_dir:
-                    # link() never makes a directory: say what the host would for "x/".
-                    raise WasiError(abi.ENOENT if not _exists(src) else abi.ENOTDIR)
                 os.link(
-                    src.name,
-                    dst.name,
+                    _host_name(src),
+                    _host_name(dst),
                     src_dir_fd=src.dirfd,
                     dst_dir_fd=dst.dirfd,
                     follow_symlinks=False,
