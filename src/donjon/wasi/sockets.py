@@ -14,7 +14,7 @@ import socket
 import ssl
 
 from donjon.wasi import abi
-from donjon.wasi.context import HostContext
+from donjon.wasi.context import HostContext, ready
 from donjon.wasi.errors import WasiError
 from donjon.wasi.fdtable import KIND_LISTENER, KIND_SOCKET, FdEntry, socket_entry
 
@@ -194,12 +194,16 @@ class SocketCalls:
         mem.check(result_fd, 4)
         until: float | None = None
         first = True
+        # A Keep listener object is asked only once its fd says a connection is ready,
+        # in case its accept() ignores setblocking(False).
+        keep_object = not isinstance(entry.sock, socket.socket)
         while True:
-            try:
-                conn, _addr = entry.sock.accept()
-                break
-            except (BlockingIOError, InterruptedError):
-                pass
+            if not keep_object or ready(entry.hostfd, False, 0):
+                try:
+                    conn, _addr = entry.sock.accept()
+                    break
+                except (BlockingIOError, InterruptedError):
+                    pass
             if first:
                 until = self.ctx.call_deadline()
                 first = False
