@@ -379,7 +379,8 @@ class FdCalls:
         return abi.SUCCESS
 
     def fd_allocate(self, fd: int, offset: int, length: int) -> int:
-        self._file(fd)  # BADF for a bad fd or a directory, as wasmtime
+        entry = self._file(fd)  # BADF for a bad fd or a directory, as wasmtime
+        entry.require(abi.RIGHT_FD_ALLOCATE)  # absent on read-only fds and read-only trees
         # wasmtime 49 no longer implements fd_allocate (WASI 0.2 dropped it): same answer.
         return abi.ENOTSUP
 
