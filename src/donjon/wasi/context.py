@@ -21,7 +21,7 @@ from donjon.wasi.memory import GuestMemory
 _HAS_POLL = hasattr(select, "poll")
 
 
-@dataclass
+@dataclass(slots=True)
 class HostContext:
     args: list[bytes]
     env: list[bytes]
