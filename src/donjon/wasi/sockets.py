@@ -52,7 +52,7 @@ class SocketCalls:
             while len(rbuf) < want:
                 if until is None:
                     until = self.ctx.call_deadline()
-                chunk = bytearray(max(want - len(rbuf), 4096))
+                chunk = bytearray(min(max(want - len(rbuf), 4096), 1 << 16))
                 try:
                     got = self._recv_into(entry, memoryview(chunk), until, first=not rbuf)
                 except _PartialPeek:
