@@ -52,9 +52,13 @@ def test_order_stdio_preopens_then_sockets(
     assert h.open(3, "hello.txt") == (0, 5)
 
 
+@pytest.mark.parametrize("use_poll", [True, False], ids=["poll", "select"])
 def test_listener_blocks_until_the_call_deadline(
     net: tuple[HostHarness, socket.socket, socket.socket],
+    use_poll: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr("donjon.wasi.context.USE_POLL", use_poll)
     h, _, _ = net
     h.ctx.limits = Limits(blocking_call_timeout_s=0.2)
     assert h.call("sock_accept", 5, 0, OUT_AT) == ETIMEDOUT
@@ -105,7 +109,15 @@ def test_connected_stream_and_sock_calls(
     assert h.call("sock_recv", 3, 0x4000, 1, 0, OUT_AT, OUT_AT + 4) == ENOTSOCK
 
 
-def test_poll_socket_readiness(net: tuple[HostHarness, socket.socket, socket.socket]) -> None:
+@pytest.mark.parametrize("use_poll", [True, False], ids=["poll", "select"])
+def test_poll_socket_readiness(
+    net: tuple[HostHarness, socket.socket, socket.socket],
+    use_poll: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both readiness back ends: poll(2) (Linux) and select(2) (macOS, where poll refuses ttys)."""
+    monkeypatch.setattr("donjon.wasi.context.USE_POLL", use_poll)
+    monkeypatch.setattr("donjon.wasi.poll.USE_POLL", use_poll)
     h, _, theirs = net
     fd_read, clock = 1, 0
     sub_fd = struct.pack("<QB7xI28x", 0xAA, fd_read, 6)

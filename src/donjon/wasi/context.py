@@ -9,6 +9,7 @@ waits through :meth:`HostContext.wait`, which honours both the per-call limit
 from __future__ import annotations
 
 import select
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -18,7 +19,9 @@ from donjon.wasi.errors import DeadlineExceeded, WasiError
 from donjon.wasi.fdtable import FdTable
 from donjon.wasi.memory import GuestMemory
 
-_HAS_POLL = hasattr(select, "poll")
+#: poll(2) where it works for every fd type; macOS's poll() refuses ttys and devices
+#: (POLLNVAL), so there select(2) is used instead.
+USE_POLL = hasattr(select, "poll") and sys.platform != "darwin"
 
 
 @dataclass(slots=True)
@@ -78,7 +81,7 @@ class HostContext:
 
 def ready(hostfd: int, write: bool, timeout: float | None) -> bool:
     """One poll of one fd; errors and hang-ups count as ready (the next call reports them)."""
-    if _HAS_POLL:
+    if USE_POLL:
         poller = select.poll()
         poller.register(hostfd, select.POLLOUT if write else select.POLLIN)
         ms = None if timeout is None else int(timeout * 1000 + 0.999)
