@@ -15,8 +15,8 @@ import pytest
 DONJON = [sys.executable, "-m", "donjon.cli.main"]
 
 
-def lab_processes(marker: str) -> list[int]:
-    """PIDs whose command line mentions ``marker`` (our temp dir), from /proc."""
+def lab_processes(marker: str) -> list[str]:
+    """PID and command line of each process that mentions ``marker`` (our temp dir)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -26,7 +26,7 @@ def lab_processes(marker: str) -> list[int]:
         except OSError:
             continue
         if marker in cmdline:
-            found.append(int(entry.name))
+            found.append(f"{entry.name}: {cmdline[:200]}")
     return found
 
 

@@ -98,8 +98,13 @@ class Proc:
             threading.Thread(target=self._read, args=(stream, label), daemon=True)
             for stream, label in ((self.popen.stdout, "stdout"), (self.popen.stderr, "stderr"))
         ]
-        for reader in self._readers:
-            reader.start()
+        try:
+            for reader in self._readers:
+                reader.start()
+        except BaseException:
+            _signal_group(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+            raise
 
     def _read(self, stream: IO[bytes] | None, label: str) -> None:
         assert stream is not None
@@ -165,18 +170,48 @@ class Proc:
         return "\n".join(line.text for line in self.lines if line.stream == stream)
 
     def stop(self) -> None:
-        """SIGTERM to its process group, SIGKILL after a grace period; never anyone else."""
-        if self.popen.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout=STOP_GRACE)
+        """SIGTERM to its process group, SIGKILL after a grace period; never anyone else.
+
+        The group is its own (``start_new_session``), so this also ends anything it
+        spawned, and returns only once the whole group is gone.
+        """
+        group = self.popen.pid
+        if self.popen.poll() is None or _group_alive(group):
+            _signal_group(group, signal.SIGTERM)
+            if not _wait_group(self.popen, group, STOP_GRACE):
+                _signal_group(group, signal.SIGKILL)
+                _wait_group(self.popen, group, STOP_GRACE)
         for reader in self._readers:
             reader.join(timeout=2)
+
+
+def _signal_group(group: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signum)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - a member changed user: still there
+        return True
+    return True
+
+
+def _wait_group(popen: subprocess.Popen[bytes], group: int, timeout: float) -> bool:
+    """Reap the leader and wait for the rest of its group; False on timeout."""
+    deadline = time.monotonic() + timeout
+    try:
+        popen.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False
+    while _group_alive(group):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 @dataclass(frozen=True)
@@ -295,8 +330,12 @@ class Lab:
         return env
 
     def spawn(self, name: str, args: Sequence[str]) -> Proc:
-        proc = Proc(name, [sys.executable, "-m", "donjon.cli.main", *args], self.env(), self.root)
-        self.procs.append(proc)
+        """Start ``donjon ARGS``; a Ctrl-C arriving meanwhile waits until it is registered,
+        so that :meth:`close` always knows every process it has to stop."""
+        argv = [sys.executable, "-m", "donjon.cli.main", *args]
+        with interrupts_deferred():
+            proc = Proc(name, argv, self.env(), self.root)
+            self.procs.append(proc)
         return proc
 
     # --- the pieces ---------------------------------------------------------------------
@@ -375,6 +414,27 @@ def _wait_listening(proc: Proc, port: int, timeout: float) -> None:
 
 def sha256_file(path: Path) -> bytes:
     return hashlib.sha256(path.read_bytes()).digest()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back during a critical section, then deliver them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def record(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    previous = {signum: signal.signal(signum, record) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for held, handler in previous.items():
+            signal.signal(held, handler)
+        for signum in pending:
+            signal.raise_signal(signum)  # now handled as it would have been
 
 
 @contextlib.contextmanager
