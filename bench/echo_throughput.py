@@ -45,15 +45,18 @@ STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind 
 
 PY_SERVER = r"""
 import socket, ssl, sys, threading
-tls = len(sys.argv) > 1
+tls = len(sys.argv) > 2
+nodelay = sys.argv[1] == "nodelay"
 if tls:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    ctx.num_tickets = 0
-    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    ctx.num_tickets = int(sys.argv[4])
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
 srv = socket.create_server(("127.0.0.1", 0), backlog=128)
 print(srv.getsockname()[1], flush=True)
 def serve(raw):
+    if nodelay:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         with (ctx.wrap_socket(raw, server_side=True) if tls else raw) as conn:
             while data := conn.recv(65536):
@@ -165,10 +168,17 @@ def wasmtime_server(wasm: Path) -> Iterator[int | None]:
 
 
 @contextmanager
-def python_server(tmp: Path, tls: bool) -> Iterator[int]:
-    """A raw Python echo server (thread per connection), plain or TLS 1.3."""
-    extra = [str(p) for p in _self_signed(tmp)] if tls else []
-    proc = subprocess.Popen([sys.executable, "-c", PY_SERVER, *extra], stdout=subprocess.PIPE)
+def python_server(
+    tmp: Path, tls: bool, *, tickets: int = 0, nodelay: bool = False
+) -> Iterator[int]:
+    """A raw Python echo server (thread per connection), plain or TLS 1.3.
+
+    ``tickets``: TLS 1.3 session tickets sent after each handshake (0, like the Keep).
+    ``nodelay``: TCP_NODELAY on accepted sockets (the Keep sets it on TLS connections).
+    """
+    extra = [*(str(p) for p in _self_signed(tmp)), str(tickets)] if tls else []
+    argv = [sys.executable, "-c", PY_SERVER, "nodelay" if nodelay else "nagle", *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
     try:
