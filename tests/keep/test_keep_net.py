@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -20,10 +21,13 @@ from donjon.keep.config import ListenFile, Prot, Trust
 from donjon.keep.identity import Identity
 from donjon.keep.net import ConnectError, ListenError, TlsListener
 
+if TYPE_CHECKING:
+    from conftest import StandInCA
+
 
 def tls_listener(ident: Identity, client_ca: str | None = None, **kw: float) -> TlsListener:
     sock = net.bind("127.0.0.1", 0)
-    return TlsListener(sock, tls.server_context(ident, client_ca), name="test", **kw)  # type: ignore[arg-type]
+    return TlsListener(sock, tls.server_context(ident, client_ca), name="test", **kw)
 
 
 def port_of(listener: TlsListener) -> int:
@@ -238,7 +242,9 @@ def test_pin_refuses_any_other_certificate(
         connect(port_of(listener), client)
 
 
-def test_keep_to_keep_mutual_tls_through_steward_ca(steward_ca, claims: WorkloadClaims) -> None:  # type: ignore[no-untyped-def]
+def test_keep_to_keep_mutual_tls_through_steward_ca(
+    steward_ca: StandInCA, claims: WorkloadClaims
+) -> None:
     server_id, client_id = steward_ca.issue(claims), steward_ca.issue(claims)
     with tls_listener(server_id, client_ca="steward") as listener:
         client = tls.client_context(
@@ -258,8 +264,8 @@ def test_keep_to_keep_mutual_tls_through_steward_ca(steward_ca, claims: Workload
 
 
 def test_client_without_certificate_is_dropped_when_required(
-    steward_ca, claims: WorkloadClaims
-) -> None:  # type: ignore[no-untyped-def]
+    steward_ca: StandInCA, claims: WorkloadClaims
+) -> None:
     server_id, client_id = steward_ca.issue(claims), steward_ca.issue(claims)
     with tls_listener(server_id, client_ca="steward") as listener:
         client = tls.client_context(
@@ -272,7 +278,9 @@ def test_client_without_certificate_is_dropped_when_required(
         assert not readable(listener.fileno(), 0)
 
 
-def test_client_from_another_ca_is_dropped(steward_ca, other_ca, claims: WorkloadClaims) -> None:  # type: ignore[no-untyped-def]
+def test_client_from_another_ca_is_dropped(
+    steward_ca: StandInCA, other_ca: StandInCA, claims: WorkloadClaims
+) -> None:
     server_id = steward_ca.issue(claims)
     stranger = other_ca.issue(claims)
     with tls_listener(server_id, client_ca="steward") as listener:
@@ -292,7 +300,9 @@ def test_client_from_another_ca_is_dropped(steward_ca, other_ca, claims: Workloa
         assert not readable(listener.fileno(), 0)
 
 
-def test_server_from_another_ca_is_refused(steward_ca, other_ca, claims: WorkloadClaims) -> None:  # type: ignore[no-untyped-def]
+def test_server_from_another_ca_is_refused(
+    steward_ca: StandInCA, other_ca: StandInCA, claims: WorkloadClaims
+) -> None:
     with tls_listener(other_ca.issue(claims)) as listener:
         client = tls.client_context(
             trust=Trust.STEWARD, server_name="localhost", identity=steward_ca.issue(claims)
@@ -301,7 +311,9 @@ def test_server_from_another_ca_is_refused(steward_ca, other_ca, claims: Workloa
             connect(port_of(listener), client)
 
 
-def test_steward_trust_checks_a_name_only_when_asked(steward_ca, claims: WorkloadClaims) -> None:  # type: ignore[no-untyped-def]
+def test_steward_trust_checks_a_name_only_when_asked(
+    steward_ca: StandInCA, claims: WorkloadClaims
+) -> None:
     with tls_listener(steward_ca.issue(claims)) as listener:  # no DNS name, like the Steward's
         strict = tls.client_context(
             trust=Trust.STEWARD, server_name="localhost", identity=steward_ca.issue(claims)
@@ -313,7 +325,7 @@ def test_steward_trust_checks_a_name_only_when_asked(steward_ca, claims: Workloa
         listener.accept()[0].close()
 
 
-def test_ca_bundle_trust(steward_ca, claims: WorkloadClaims, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_ca_bundle_trust(steward_ca: StandInCA, claims: WorkloadClaims, tmp_path: Path) -> None:
     bundle = tmp_path / "cas.pem"
     bundle.write_bytes(steward_ca.cert.public_bytes(serialization.Encoding.PEM))
     with tls_listener(steward_ca.issue(claims, dns_name="localhost")) as listener:
