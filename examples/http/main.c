@@ -203,7 +203,8 @@ static void handle(struct client *c, char *head) {
         char *end;
         errno = 0;
         unsigned long length = strtoul(value, &end, 10);
-        if (errno != 0 || *end != '\0' || value[0] == '-' || length > MAX_BODY) {
+        if (errno != 0 || *end != '\0' || value[0] < '0' || value[0] > '9' ||
+            length > MAX_BODY) {
             c->closing = 1;
             respond_text(c, 413, "Content Too Large", 0);
             log_line("%u %s %s -> %d\n", c->id, method, path, 413);
@@ -212,14 +213,17 @@ static void handle(struct client *c, char *head) {
         c->body_left = length;
     }
     int head_only = strcmp(method, "HEAD") == 0;
+    char route[sizeof path];
+    strcpy(route, path);
+    route[strcspn(route, "?#")] = '\0';  /* the query does not choose the page */
     int status;
     if (strcmp(method, "GET") != 0 && !head_only) {
         status = 405;
         respond_text(c, status, "Method Not Allowed", 0);
-    } else if (strcmp(path, "/") == 0 || strcmp(path, "/index.html") == 0) {
+    } else if (strcmp(route, "/") == 0 || strcmp(route, "/index.html") == 0) {
         status = 200;
         respond(c, status, "OK", "text/html; charset=utf-8", PAGE, sizeof PAGE - 1, head_only);
-    } else if (strcmp(path, "/health") == 0) {
+    } else if (strcmp(route, "/health") == 0) {
         status = 200;
         respond(c, status, "OK", "text/plain; charset=utf-8", "ok\n", 3, head_only);
     } else {

@@ -103,6 +103,8 @@ def test_page_health_and_404_on_every_transport(any_server: Server) -> None:
         conn.send(get("/nope"))
         status, _, body = conn.response()
         assert (status, body) == (404, b"404 Not Found\n")
+        conn.send(get("/health?from=test"))  # a query does not change the route
+        assert conn.response()[2] == b"ok\n"
     finally:
         conn.close()
 
@@ -235,9 +237,10 @@ def test_other_methods_get_405_and_their_body_is_skipped(tls_server: Server) -> 
         (b"GET / SPDY/3\r\n\r\n", 400),
         (b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431),
         (get("/", "Content-Length: 99999999\r\n", method="POST"), 413),
+        (get("/", "Content-Length: -1\r\n", method="POST"), 413),
         (get("/", "Transfer-Encoding: chunked\r\n", method="POST"), 501),
     ],
-    ids=["no-version", "not-http", "huge-headers", "huge-body", "chunked"],
+    ids=["no-version", "not-http", "huge-headers", "huge-body", "negative-body", "chunked"],
 )
 def test_bad_requests_get_an_error_and_a_close(
     tls_server: Server, request_bytes: bytes, status: int
