@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
+    CrlStaleError,
     CsrError,
     PlatformNotAllowedError,
     Policy,
@@ -93,6 +94,28 @@ def test_enarx_steward_csr_verifies(
     # The Milan CRL's nextUpdate (2023-05-09) bounds the certificate's life.
     assert verdict.not_after_limit is not None
     assert verdict.not_after_limit.date().isoformat() == "2023-05-09"
+    # The Enarx policy has no crl key: the default "require" applied, and was met.
+    assert steward_policy.snp.crl == "require" and verdict.crl_mode == "require"
+    assert result.advisories == ()
+
+
+def test_the_csr_crl_list_alone_satisfies_require(
+    steward_csr: bytes, steward_policy: Policy, vectors: Path, tmp_path: Path
+) -> None:
+    # A trust directory with the Milan chain but no CRL: only the CSR's CrlList has one.
+    (tmp_path / "milan.pem").write_bytes((vectors / "amd-roots/ask_ark_milan.pem").read_bytes())
+    trust = TrustStore.offline(tmp_path)
+    verdict = verify_csr(steward_csr, policy=steward_policy, trust=trust, now=STEWARD_TIME)
+    assert verdict.accepted, (verdict.reason, verdict.error)
+    revocation = next(c for c in verdict.checks if c.id == "snp.revocation")
+    assert revocation.reason == "ARK-Milan CRL of 2022-05-09 checked"
+    # After the CRL's nextUpdate the same CSR is refused, as stale, not as missing.
+    late = verify_csr(
+        steward_csr, policy=steward_policy, trust=trust, now=at("2023-06-01T00:00:00Z")
+    )
+    assert late.reason == "snp.crl"
+    assert isinstance(late.error, CrlStaleError)
+    assert "2023-05-09T23:00:00+00:00" in late.error.message
 
 
 @pytest.mark.parametrize(
@@ -276,6 +299,11 @@ def test_sim_evidence_with_donjon_binding(fake_milan: FakeAmd, tmp_path: Path) -
     assert verdict.result is not None
     assert verdict.result.development is True and verdict.result.platform == "sim"
     assert verdict.result.workload == _claims()
+    # The simulator publishes no CRL: visible in the checks and in the certificate claims.
+    assert verdict.crl_mode == "if-available" and verdict.revocation_checked is False
+    revocation = next(c for c in verdict.checks if c.id == "snp.revocation")
+    assert revocation.passed and revocation.reason.startswith("NOT CHECKED")
+    assert verdict.result.advisories == ("revocation-not-checked",)
     allowed = _sim_policy(
         fake_milan, tmp_path, f'allowed_workloads = ["{hashlib.sha256(b"main.wasm").hexdigest()}"]'
     )

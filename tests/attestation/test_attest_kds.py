@@ -101,7 +101,9 @@ def test_fetch_everything_then_work_offline_from_the_cache(
 ) -> None:
     serve_milan(kds, vectors)
     report = load_report(vector_by_id("snp-milan-v2-go-sev-guest"))
-    policy = Policy.from_toml("[snp]\nallow_debug = true", source="p", base_dir=tmp_path)
+    # KDS serves the Milan CRL of 2022 (nextUpdate 2023-05-09): stale now, so say so.
+    text = '[snp]\nallow_debug = true\ncrl = "if-available"'
+    policy = Policy.from_toml(text, source="p", base_dir=tmp_path)
     online = TrustStore(cache_dir=tmp_path / "cache", fetcher=fetcher(kds))
     now = at("2025-01-01T00:00:00Z")
     # A v2 report has no CPUID: the operator names the product so the VCEK can be fetched.
@@ -109,8 +111,11 @@ def test_fetch_everything_then_work_offline_from_the_cache(
     assert verdict.accepted, (verdict.reason, verdict.error)
     assert GO_SEV_GUEST_VCEK_PATH in kds.requests
     assert "/vcek/v1/Milan/cert_chain" in kds.requests
+    assert "/vcek/v1/Milan/crl" in kds.requests  # no current CRL at hand: it was fetched
+    assert verdict.revocation_checked is False
     cached = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert "Milan_VCEK_cert_chain.pem" in cached
+    assert "Milan_VCEK.crl" in cached
     assert any(name.startswith("vcek_Milan_3ac3fe21") for name in cached)
     assert not any(name.endswith(".tmp") for name in cached)
     seen = len(kds.requests)

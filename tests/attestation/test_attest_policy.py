@@ -36,6 +36,7 @@ def test_enarx_policy_loads(vectors: Path) -> None:
     assert snp.platform_info_flags == 1  # Enarx "SME" = platform_info bit 0
     assert not snp.allow_debug and snp.vmpl == frozenset({0})
     assert "sgx" in policy.pending  # accepted, verified in a later version
+    assert snp.crl == "require"  # no crl key in the Enarx file: the fail-closed default
     assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
 
 
@@ -60,6 +61,7 @@ host_data = ["{"02" * 32}"]
 allowed_workloads = ["{"03" * 32}"]
 products = ["Milan", "genoa"]
 signing_keys = ["VCEK"]
+crl = "if-available"
 policy_flags = ["SMT", "Debug", "MigrateMA"]
 platform_info_flags = ["SMT", "TSME"]
 [sim]
@@ -85,6 +87,8 @@ anything = "kept for later"
     assert snp.platform_info_flags == 0b11
     assert policy.sim is not None and policy.sim.trust == (tmp_path / "ark.pem").resolve()
     assert policy.sim.snp.min_guest_svn == 2
+    assert snp.crl == "if-available"
+    assert policy.sim.snp.crl == "if-available"  # sim hierarchies publish no CRL
     assert policy.nil_allow and not policy.kvm_allow
     assert policy.pending["tdx"] == {"anything": "kept for later"}
 
@@ -115,6 +119,9 @@ anything = "kept for later"
         ("[kvm]\npermit = true", "[kvm] permit"),
         ("[sim]\ntrust = 3", "[sim] trust"),
         ("[sim]\nsurprise = 3", "[sim] surprise"),
+        ('[snp]\ncrl = "optional"', "[snp] crl"),
+        ("[snp]\ncrl = true", "[snp] crl"),
+        ('[sim]\ncrl = "require"', "[sim] crl"),
         ("not toml at all [", "not valid TOML"),
     ],
 )
@@ -136,6 +143,7 @@ def test_default_policy_is_strict() -> None:
     policy = Policy.default()
     assert not policy.snp.allow_debug and not policy.snp.allow_migration_agent
     assert policy.snp.vmpl == frozenset({0})
+    assert policy.snp.crl == "require"
     assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
     assert policy.digest == hashlib.sha256(b"").hexdigest()
 

@@ -18,7 +18,9 @@ from donjon.attestation import (
     CertificateExpiredError,
     CertificateRevokedError,
     CrlExpiredError,
+    CrlMissingError,
     CrlSignatureError,
+    CrlStaleError,
     DebugNotAllowedError,
     FingerprintMismatchError,
     Policy,
@@ -33,14 +35,27 @@ from donjon.attestation.snp import layout
 from donjon.attestation.x509util import load_certificate
 
 MILAN_VLEK = "snp-milan-v3-vlek-trustee"
+#: nextUpdate of the only Milan CRL in the vectors (amd-roots/crl_milan_2022-05-09.der).
+MILAN_CRL_NEXT_UPDATE = at("2023-05-09T23:00:00Z")
+#: After that instant no current Milan CRL exists in the vectors, so a test that verifies
+#: later must accept, explicitly, that revocation is not checked.
+STALE_CRL_OK = 'crl = "if-available"'
 
 
 def policy(text: str = "") -> Policy:
     return Policy.from_toml(text, source="test-policy.toml", base_dir=Path("."))
 
 
-def vector_policy(vid: str) -> Policy:
+def stale_ok(extra: str = "") -> Policy:
+    """An [snp] policy that knowingly accepts a stale Milan CRL, plus ``extra`` lines."""
+    return policy(f"[snp]\n{STALE_CRL_OK}\n{extra}")
+
+
+def vector_policy(vid: str, *, crl_line: bool = True) -> Policy:
+    """What each vector needs; ``crl = "if-available"`` where its CRL is stale at its time."""
     lines = ["[snp]"]
+    if crl_line and at(VERIFY_AT[vid]) > MILAN_CRL_NEXT_UPDATE:
+        lines.append(STALE_CRL_OK)
     if vid == MILAN_VLEK:
         lines.append("vmpl = 1")  # the AWS report was requested at VMPL 1 (expected.json)
     if vid == "snp-milan-v2-go-sev-guest":
@@ -78,6 +93,45 @@ def test_every_vector_verifies_at_its_time(
     # The Milan CRL (nextUpdate 2023-05-09, SOURCES.md) bounds validity when it is current.
     limit = "2023-05-09" if vid == "snp-milan-v2-steward-csr" else vector["cert_validity"][1][:10]
     assert verdict.not_after_limit.isoformat().startswith(limit)
+    revocation = next(c for c in verdict.checks if c.id == "snp.revocation")
+    if at(VERIFY_AT[vid]) > MILAN_CRL_NEXT_UPDATE:
+        assert verdict.crl_mode == "if-available" and verdict.revocation_checked is False
+        assert revocation.reason.startswith("NOT CHECKED")
+        assert "2023-05-09T23:00:00+00:00" in revocation.reason
+        assert verdict.result.advisories == ("revocation-not-checked",)
+    else:
+        assert verdict.crl_mode == "require" and verdict.revocation_checked is True
+        assert revocation.reason == "ARK-Milan CRL of 2022-05-09 checked"
+        assert verdict.result.advisories == ()
+
+
+@pytest.mark.parametrize("vid", [v for v in SNP_IDS if at(VERIFY_AT[v]) > MILAN_CRL_NEXT_UPDATE])
+def test_require_refuses_the_same_vector_with_a_stale_crl(
+    vid: str,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    amd_trust: TrustStore,
+) -> None:
+    vector = vector_by_id(vid)
+    verdict = verify_report(
+        load_report(vector),
+        policy=vector_policy(vid, crl_line=False),  # no crl key: the default is "require"
+        trust=amd_trust,
+        now=at(VERIFY_AT[vid]),
+        vcek=load_vcek(vector),
+    )
+    assert not verdict.accepted
+    assert verdict.reason == "snp.crl" and verdict.crl_mode == "require"
+    assert isinstance(verdict.error, CrlStaleError)
+    assert verdict.error.code == "crl.stale"
+    message = verdict.error.message
+    assert "ARK-Milan" in message and "2023-05-09T23:00:00+00:00" in message
+    assert "\n" not in message
+    hint = verdict.error.hint or ""
+    kind = "vlek" if vid == MILAN_VLEK else "vcek"
+    assert f"https://kdsintf.amd.com/{kind}/v1/Milan/crl" in hint  # AMD KDS interface spec
+    assert 'crl = "if-available"' in hint
 
 
 def test_debug_report_rejected_by_default_accepted_with_allow_debug(
@@ -89,11 +143,11 @@ def test_debug_report_rejected_by_default_accepted_with_allow_debug(
     vector = vector_by_id("snp-milan-v2-go-sev-guest")
     assert vector["computed"]["report"]["policy_decoded"]["debug_allowed"] is True
     args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
-    refused = verify_report(load_report(vector), policy=policy(), **args)
+    refused = verify_report(load_report(vector), policy=stale_ok(), **args)
     assert not refused.accepted
     assert refused.reason == "snp.debug"
     assert isinstance(refused.error, DebugNotAllowedError)
-    allowed = verify_report(load_report(vector), policy=policy("[snp]\nallow_debug = true"), **args)
+    allowed = verify_report(load_report(vector), policy=stale_ok("allow_debug = true"), **args)
     assert allowed.accepted
     assert allowed.result is not None and allowed.result.debug is True
 
@@ -153,7 +207,7 @@ def test_flipping_any_signed_byte_is_refused(
     raw[offset] ^= 0x80
     verdict = verify_report(
         bytes(raw),
-        policy=policy(),
+        policy=stale_ok(),
         trust=amd_trust,
         now=at("2025-01-01T00:00:00Z"),
         vcek=load_vcek(vector),
@@ -176,7 +230,7 @@ def test_upstream_negative_vectors(
         raw = bytearray(load_report(vector))
         raw[index] = (raw[index] + 1) % 256
         verdict = verify_report(
-            bytes(raw), policy=policy(), trust=amd_trust, now=now, vcek=load_vcek(vector)
+            bytes(raw), policy=stale_ok(), trust=amd_trust, now=now, vcek=load_vcek(vector)
         )
         assert isinstance(verdict.error, error), (index, verdict.error)
 
@@ -190,7 +244,7 @@ def test_wrong_vcek_is_its_own_error(
     report = load_report(vector_by_id("snp-milan-v2-virtee"))
     other = load_vcek(vector_by_id("snp-milan-v2-trustee"))  # same TCB, another chip
     verdict = verify_report(
-        report, policy=policy(), trust=amd_trust, now=at("2025-01-01T00:00:00Z"), vcek=other
+        report, policy=stale_ok(), trust=amd_trust, now=at("2025-01-01T00:00:00Z"), vcek=other
     )
     assert verdict.reason == "snp.vcek_match"
     assert isinstance(verdict.error, WrongEndorsementKeyError)
@@ -207,7 +261,7 @@ def test_wrong_product_line_is_its_own_error(
         vector = vector_by_id(vid)
         verdict = verify_report(
             load_report(vector),
-            policy=policy(),
+            policy=stale_ok(),
             trust=amd_trust,
             now=at(VERIFY_AT[vid]),
             vcek=load_vcek(vector),
@@ -227,7 +281,7 @@ def test_expired_vcek_is_its_own_error(
     for when in ("2030-04-04T00:00:00Z", "2023-04-01T00:00:00Z"):
         verdict = verify_report(
             load_report(vector),
-            policy=policy(),
+            policy=stale_ok(),
             trust=amd_trust,
             now=at(when),
             vcek=load_vcek(vector),
@@ -271,12 +325,22 @@ def test_revoked_genoa_ask_is_refused_and_the_current_one_chosen(
     assert verdict.reason == "snp.revocation"
     assert isinstance(verdict.error, CertificateRevokedError)
     assert "0x20001" in verdict.error.message  # SOURCES.md: serial 0x20001 is revoked
+    # Revocation is permanent: once the CRL is stale (nextUpdate 2023-10-31) it still
+    # revokes, and that verdict comes before the staleness one.
+    late = verify_report(
+        report,
+        policy=policy(),
+        trust=TrustStore.offline(only_old),
+        now=at("2026-01-01T00:00:00Z"),
+        vcek=vcek,
+    )
+    assert isinstance(late.error, CertificateRevokedError)
     both = tmp_path / "both"
     shutil.copytree(only_old, both)
     shutil.copy(vectors / "amd-roots/ask_ark_genoa.pem", both / "current.pem")
     verdict = verify_report(
         report,
-        policy=policy(),
+        policy=stale_ok(),  # the Genoa CRL is stale in 2026
         trust=TrustStore.offline(both),
         now=at("2026-01-01T00:00:00Z"),
         vcek=vcek,
@@ -310,23 +374,49 @@ def test_crl_with_bad_signature_is_its_own_error(
     assert verdict.error.code == "crl.signature"
 
 
-def test_stale_crl_under_require_mode(
-    vectors: Path,
+def test_crl_mode_argument_overrides_the_policy(
     vector_by_id: Callable[[str], dict[str, Any]],
     load_report: Callable[[dict[str, Any]], bytes],
     load_vcek: Callable[[dict[str, Any]], x509.Certificate],
     amd_trust: TrustStore,
 ) -> None:
     vector = vector_by_id("snp-milan-v2-virtee")
-    verdict = verify_report(
-        load_report(vector),
-        policy=policy(),
-        trust=amd_trust,
-        now=at("2025-01-01T00:00:00Z"),  # the Milan CRL's nextUpdate was 2023-05-09
-        vcek=load_vcek(vector),
-        crl_mode="require",
+    args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
+    verdict = verify_report(load_report(vector), policy=stale_ok(), crl_mode="require", **args)
+    assert isinstance(verdict.error, CrlStaleError)
+    assert isinstance(verdict.error, CrlExpiredError)  # the older name still catches it
+    assert verdict.crl_mode == "require"
+    lenient = verify_report(load_report(vector), policy=policy(), crl_mode="if-available", **args)
+    assert lenient.accepted and lenient.crl_mode == "if-available"
+
+
+def test_no_crl_at_all_is_its_own_error(
+    vectors: Path,
+    tmp_path: Path,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+) -> None:
+    shutil.copy(vectors / "amd-roots/ask_ark_milan.pem", tmp_path / "milan.pem")  # no CRL
+    vector = vector_by_id("snp-milan-v2-steward-csr")
+    args = {
+        "trust": TrustStore.offline(tmp_path),
+        "now": at("2023-02-01T00:00:00Z"),  # the Milan CRL would be current: it is absent
+        "vcek": load_vcek(vector),
+    }
+    verdict = verify_report(load_report(vector), policy=policy(), **args)
+    assert verdict.reason == "snp.crl"
+    assert isinstance(verdict.error, CrlMissingError)
+    assert verdict.error.code == "crl.missing"
+    assert "ARK-Milan" in verdict.error.message
+    lenient = verify_report(load_report(vector), policy=stale_ok(), **args)
+    assert lenient.accepted and lenient.revocation_checked is False
+    revocation = next(c for c in lenient.checks if c.id == "snp.revocation")
+    assert (
+        revocation.reason.startswith("NOT CHECKED") and "no CRL of ARK-Milan" in revocation.reason
     )
-    assert isinstance(verdict.error, CrlExpiredError)
+    assert lenient.result is not None
+    assert lenient.result.advisories == ("revocation-not-checked",)
 
 
 def test_ark_with_wrong_fingerprint_is_refused(
@@ -369,11 +459,17 @@ def test_chain_cache_respects_time(
 ) -> None:
     trust = TrustStore.offline(vectors / "amd-roots")
     vector = vector_by_id("snp-milan-v2-virtee")
-    args = {"policy": policy(), "trust": trust, "vcek": load_vcek(vector)}
+    args = {"policy": stale_ok(), "trust": trust, "vcek": load_vcek(vector)}
     assert verify_report(load_report(vector), now=at("2025-01-01T00:00:00Z"), **args).accepted
     late = verify_report(load_report(vector), now=at("2031-01-01T00:00:00Z"), **args)
     assert isinstance(late.error, CertificateExpiredError)  # not served from the cache
     assert verify_report(load_report(vector), now=at("2025-01-02T00:00:00Z"), **args).accepted
+    # The cache also follows the CRL window (2022-05-09..2023-05-09): checked inside it,
+    # not checked after it, checked again inside it.
+    inside, after = at("2023-04-10T00:00:00Z"), at("2023-06-01T00:00:00Z")
+    for when, checked in ((inside, True), (after, False), (inside, True), (after, False)):
+        verdict = verify_report(load_report(vector), now=when, **args)
+        assert verdict.accepted and verdict.revocation_checked is checked, when
 
 
 def test_policy_tcb_minimums(
@@ -388,13 +484,13 @@ def test_policy_tcb_minimums(
     args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
     ok = verify_report(
         load_report(vector),
-        policy=policy("[snp]\nmin_reported_tcb = { bl = 3, snp = 8, ucode = 115 }"),
+        policy=stale_ok("min_reported_tcb = { bl = 3, snp = 8, ucode = 115 }"),
         **args,
     )
     assert ok.accepted and ok.result is not None and ok.result.tcb_status == "MeetsMinimum"
     low = verify_report(
         load_report(vector),
-        policy=policy('[snp]\nmin_reported_tcb = { snp = 9 }\nmin_firmware = "1.55"'),
+        policy=stale_ok('min_reported_tcb = { snp = 9 }\nmin_firmware = "1.55"'),
         **args,
     )
     assert low.reason == "tcb.reported"
@@ -420,6 +516,7 @@ def test_fake_turin_report_verifies_with_its_own_root(tmp_path: Path) -> None:
         now=at("2025-01-01T00:00:00Z"),
         checks=checks,
         sim_root=SimRoot(turin.ark.fingerprint(hashes.SHA256()).hex()),
+        crl_mode="if-available",  # the fake hierarchy publishes no CRL
     )
     assert verified.product is Product.TURIN
     assert verified.key.hwid == bytes(range(1, 9))
@@ -458,6 +555,7 @@ def test_guest_abi_above_firmware_is_unsupported(fake_milan: FakeAmd) -> None:
             now=at("2025-01-01T00:00:00Z"),
             checks=checks,
             sim_root=SimRoot(fake_milan.ark.fingerprint(hashes.SHA256()).hex()),
+            crl_mode="if-available",  # the fake hierarchy publishes no CRL
         )
     assert checks.first_failed == "snp.firmware_abi"
     assert isinstance(checks.error, TcbUnsupportedError)

@@ -50,6 +50,9 @@ _STANDARD = frozenset(
         ExtensionOID.BASIC_CONSTRAINTS,
     }
 )
+#: Advisory in the AttestationResult when no current CRL of the vendor root was checked.
+REVOCATION_NOT_CHECKED = "revocation-not-checked"
+
 _PLATFORM = {
     oids.ENARX_SNP: "snp",
     oids.EVIDENCE_SIM: "sim",
@@ -68,7 +71,8 @@ class _Context:
     trust: TrustStore
     now: datetime
     product: Product | None
-    crl_mode: CrlMode
+    crl_mode: CrlMode | None  # None: the policy's [snp] crl (sim: always if-available)
+    used_crl_mode: CrlMode | None = None  # what the chain check ran with, for the verdict
 
 
 def verify_csr(
@@ -78,9 +82,13 @@ def verify_csr(
     trust: TrustStore,
     now: datetime,
     product: Product | None = None,
-    crl_mode: CrlMode = "if-available",
+    crl_mode: CrlMode | None = None,
 ) -> Verdict:
-    """Judge one CSR at time ``now`` (timezone-aware)."""
+    """Judge one CSR at time ``now`` (timezone-aware).
+
+    ``crl_mode`` overrides the policy's ``[snp] crl`` (for ``donjon attest verify``);
+    the Steward leaves it to the policy.
+    """
     checks = Checklist()
     ctx = _Context(checks, policy, trust, now, product, crl_mode)
     platform = "nil"
@@ -100,7 +108,7 @@ def verify_csr(
         return _dispatch(ctx, platform, evidence_value, spki, claims_der, workload, csr)
     except Stop:
         pass
-    return _rejected(checks, platform, evidence_sha256, csr, now)
+    return _rejected(checks, platform, evidence_sha256, csr, now, crl_mode=ctx.used_crl_mode)
 
 
 def verify_report(
@@ -113,23 +121,24 @@ def verify_report(
     chain: tuple[x509.Certificate, ...] = (),
     crls: tuple[x509.CertificateRevocationList, ...] = (),
     product: Product | None = None,
-    crl_mode: CrlMode = "if-available",
+    crl_mode: CrlMode | None = None,
 ) -> Verdict:
     """Judge a bare SNP report (no CSR, so no key binding) against the ``[snp]`` policy."""
     checks = Checklist()
     ctx = _Context(checks, policy, trust, now, product, crl_mode)
     evidence = SnpEvidence(report=report, endorsement=vcek, intermediates=chain, crls=crls)
     sha = hashlib.sha256(report).hexdigest()
+    mode = ctx.used_crl_mode = crl_mode or policy.snp.crl
     try:
         _require_aware(now)
         verified = verify_snp(
-            evidence, trust=trust, now=now, checks=checks, product_hint=product, crl_mode=crl_mode
+            evidence, trust=trust, now=now, checks=checks, product_hint=product, crl_mode=mode
         )
         checks.ok("binding.report_data", "not checked: a bare report binds no key")
         return _appraised(ctx, "snp", verified, policy.snp, None, sha, None, development=False)
     except Stop:
         pass
-    return _rejected(checks, "snp", sha, None, now)
+    return _rejected(checks, "snp", sha, None, now, crl_mode=mode)
 
 
 # --- steps ---------------------------------------------------------------------------------
@@ -259,13 +268,14 @@ def _dispatch(
         )
         root = None
         snp_policy = ctx.policy.snp
+    ctx.used_crl_mode = ctx.crl_mode or snp_policy.crl
     verified = verify_snp(
         evidence,
         trust=ctx.trust,
         now=ctx.now,
         checks=checks,
         product_hint=ctx.product,
-        crl_mode=ctx.crl_mode,
+        crl_mode=ctx.used_crl_mode,
         sim_root=root,
     )
     checks.step(
@@ -353,7 +363,9 @@ def _appraised(
 ) -> Verdict:
     appraise_snp(verified, snp_policy, ctx.checks, workload=workload)
     if not ctx.checks.passed:
-        return _rejected(ctx.checks, platform, sha, csr, ctx.now, snp=verified)
+        return _rejected(
+            ctx.checks, platform, sha, csr, ctx.now, snp=verified, crl_mode=ctx.used_crl_mode
+        )
     report = verified.report
     result = AttestationResult(
         platform=platform,
@@ -361,7 +373,7 @@ def _appraised(
         measurement=report.measurement,
         tcb=str(report.reported_tcb),
         tcb_status=tcb_status(snp_policy),
-        advisories=(),
+        advisories=() if verified.chain.crl_checked else (REVOCATION_NOT_CHECKED,),
         debug=report.policy.debug_allowed,
         development=development,
         policy_id=ctx.policy.digest,
@@ -369,7 +381,15 @@ def _appraised(
         workload=workload,
     )
     return _accepted(
-        ctx.checks, platform, result, sha, verified.chain.not_after_limit, csr, ctx.now, verified
+        ctx.checks,
+        platform,
+        result,
+        sha,
+        verified.chain.not_after_limit,
+        csr,
+        ctx.now,
+        verified,
+        crl_mode=ctx.used_crl_mode,
     )
 
 
@@ -382,6 +402,8 @@ def _accepted(
     csr: x509.CertificateSigningRequest | None,
     now: datetime,
     snp: SnpVerified | None,
+    *,
+    crl_mode: CrlMode | None = None,
 ) -> Verdict:
     return Verdict(
         accepted=True,
@@ -395,6 +417,7 @@ def _accepted(
         csr=csr,
         evaluated_at=now,
         snp=snp,
+        crl_mode=crl_mode,
     )
 
 
@@ -405,6 +428,8 @@ def _rejected(
     csr: x509.CertificateSigningRequest | None,
     now: datetime,
     snp: SnpVerified | None = None,
+    *,
+    crl_mode: CrlMode | None = None,
 ) -> Verdict:
     error = checks.error
     if error is None:  # defensive: a Stop without a recorded failure must still reject
@@ -421,4 +446,5 @@ def _rejected(
         csr=csr,
         evaluated_at=now,
         snp=snp,
+        crl_mode=crl_mode,
     )

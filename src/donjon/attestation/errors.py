@@ -81,16 +81,30 @@ class CrlSignatureError(ChainError):
     code = "crl.signature"
 
 
-class CrlExpiredError(ChainError):
-    """A CRL is outside its thisUpdate..nextUpdate window."""
+class CrlStaleError(ChainError):
+    """``crl = "require"``, and the root's only CRLs are past nextUpdate (or not yet valid).
 
-    code = "crl.expired"
+    A stale CRL still revokes (revocation is permanent), but it cannot prove
+    that nothing was revoked since, so under ``require`` the evidence is refused.
+    """
+
+    code = "crl.stale"
+
+
+#: The name of :class:`CrlStaleError` before it had its own code (``crl.expired``).
+CrlExpiredError = CrlStaleError
 
 
 class CollateralMissingError(AttestationError):
     """A certificate or CRL needed for verification is not available."""
 
     code = "collateral.missing"
+
+
+class CrlMissingError(CollateralMissingError):
+    """``crl = "require"``, and no CRL of the root is available at all."""
+
+    code = "crl.missing"
 
 
 class ReportDataMismatchError(AttestationError):

@@ -13,13 +13,14 @@ import hashlib
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from donjon.attestation.errors import PolicyError, ProductMismatchError
 from donjon.attestation.snp import layout
+from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.snp.product import Product
 from donjon.attestation.versionreq import VersionReq
 
@@ -103,6 +104,8 @@ class SnpPolicy:
     allowed_workloads: frozenset[bytes] = frozenset()
     products: frozenset[Product] = frozenset()
     signing_keys: frozenset[str] = frozenset({"VCEK", "VLEK"})
+    #: "require": refuse without a current ARK CRL; "if-available": accept, say so.
+    crl: CrlMode = "require"
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,9 @@ _SNP_KEYS = set(_DIGEST_LISTS) | {
     "min_guest_svn",
     "products",
     "signing_keys",
+    "crl",
 }
+CRL_MODES: tuple[CrlMode, ...] = ("require", "if-available")
 _PAIRS = (
     ("signer", "signer_deny"),
     ("id_key_digest", "id_key_digest_deny"),
@@ -232,7 +237,14 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
             if not isinstance(trust_value, str) or not trust_value:
                 raise ctx.fail("trust", "must be a path to the simulator's ARK certificate")
             trust = (base_dir / trust_value).resolve()
-        sim = SimPolicy(trust=trust, snp=_snp(sim_doc, ctx))
+        if "crl" in sim_doc:
+            raise ctx.fail(
+                "crl",
+                "the simulator's hierarchy publishes no CRL, so sim evidence is always "
+                'verified as crl = "if-available" (to revoke it, change [sim] trust)',
+            )
+        sim_snp = replace(_snp(sim_doc, ctx), crl="if-available")
+        sim = SimPolicy(trust=trust, snp=sim_snp)
     nil_allow = _allow(doc, "nil", top)
     kvm_allow = _allow(doc, "kvm", top)
     pending = {name: dict(_table(doc, name, top)) for name in _PENDING if name in doc}
@@ -349,6 +361,11 @@ def _snp(table: Mapping[str, Any], ctx: _Ctx) -> SnpPolicy:
     if "signing_keys" in table:
         keys = _names(table["signing_keys"], "signing_keys", ctx, _signing_key)
         values["signing_keys"] = frozenset(keys)
+    if "crl" in table:
+        mode = table["crl"]
+        if mode not in CRL_MODES:
+            raise ctx.fail("crl", f'must be "require" or "if-available", got {mode!r}')
+        values["crl"] = mode
     return SnpPolicy(**values)
 
 

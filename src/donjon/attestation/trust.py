@@ -34,7 +34,7 @@ from donjon.attestation.errors import (
 )
 from donjon.attestation.kds import CollateralFetcher
 from donjon.attestation.roots import AMD_ARK_SHA256
-from donjon.attestation.snp.chain import ChainResult, crl_fingerprint, fingerprint
+from donjon.attestation.snp.chain import ChainResult, crl_fingerprint, fingerprint, is_current
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import TcbVersion
 from donjon.attestation.snp.vcek import EndorsementKeyInfo, endorsement_key_info
@@ -221,12 +221,7 @@ class TrustStore:
                 c for c in self._loaded.crls if _common_name(c.issuer) == issuer
             ]
         found = list(self._crls_by_issuer[issuer])
-        current = [
-            c
-            for c in found
-            if c.last_update_utc <= now and (c.next_update_utc is None or now <= c.next_update_utc)
-        ]
-        if not current and self.fetcher is not None:
+        if not any(is_current(c, now) for c in found) and self.fetcher is not None:
             try:
                 data = self.fetcher.crl(product, kind)
             except AttestationError:

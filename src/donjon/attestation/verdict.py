@@ -51,6 +51,12 @@ class Verdict:
     csr: x509.CertificateSigningRequest | None
     evaluated_at: datetime | None = None
     snp: SnpVerified | None = None  # the verified SNP evidence, when it got that far
+    crl_mode: str | None = None  # "require" | "if-available" when a vendor chain was judged
+
+    @property
+    def revocation_checked(self) -> bool | None:
+        """Whether a current CRL of the vendor root was checked (None: no chain judged)."""
+        return None if self.snp is None else self.snp.chain.crl_checked
 
     @cached_property
     def details(self) -> dict[str, Any] | None:
@@ -83,6 +89,7 @@ class Verdict:
             "evaluated_at": self.evaluated_at.isoformat() if self.evaluated_at else None,
             "evidence_sha256": self.evidence_sha256,
             "not_after_limit": self.not_after_limit.isoformat() if self.not_after_limit else None,
+            "revocation": {"crl_mode": self.crl_mode, "checked": self.revocation_checked},
             "checks": [{"id": c.id, "passed": c.passed, "reason": c.reason} for c in self.checks],
             "result": None if self.result is None else _result_dict(self.result),
             "details": self.details,

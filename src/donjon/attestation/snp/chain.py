@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from cryptography import x509
@@ -21,9 +21,9 @@ from donjon.attestation.errors import (
     AttestationError,
     CertificateRevokedError,
     ChainError,
-    CollateralMissingError,
-    CrlExpiredError,
+    CrlMissingError,
     CrlSignatureError,
+    CrlStaleError,
     FingerprintMismatchError,
 )
 from donjon.attestation.x509util import (
@@ -93,7 +93,7 @@ def verify_chain(
     crl_mode: CrlMode,
 ) -> ChainResult:
     check_ark(ark, pinned_sha256, "root")
-    revoked, current_crl, note = _revocations(ark, crls, now, crl_mode)
+    revoked, current_crl, stale_crl = _revocations(ark, crls, now)
     candidates = [c for c in intermediates if c.issuer == ark.subject and c.subject == leaf.issuer]
     if not candidates:
         raise ChainError(
@@ -125,15 +125,17 @@ def verify_chain(
         raise failures[0]
     for cert in (ark, chosen, leaf):
         check_validity(cert, now, _cn(cert))
+    note = _freshness(ark, current_crl, stale_crl, now, crl_mode)
     certs = (ark, chosen, leaf)
     valid_from = max(c.not_valid_before_utc for c in certs)
     valid_until = min(c.not_valid_after_utc for c in certs)
     not_after_limit = valid_until
-    if current_crl is not None:
-        valid_from = max(valid_from, current_crl.last_update_utc)
-        if current_crl.next_update_utc is not None:
-            valid_until = min(valid_until, current_crl.next_update_utc)
-            not_after_limit = min(not_after_limit, current_crl.next_update_utc)
+    if current_crl is not None and current_crl.next_update_utc is not None:
+        not_after_limit = min(not_after_limit, current_crl.next_update_utc)
+    # The same answer holds only while no CRL of this root starts or stops being current.
+    before, after = _crl_boundaries(ark, crls, now)
+    valid_from = max([valid_from, *before])
+    valid_until = min([valid_until, *after])
     summary = (
         _cn(ark) + f" (sha256 {fingerprint(ark)[:16]}...)",
         _cn(chosen) + f" serial 0x{serial_of(chosen):x}",
@@ -152,16 +154,50 @@ def verify_chain(
     )
 
 
-def _revocations(
-    ark: x509.Certificate,
-    crls: Sequence[x509.CertificateRevocationList],
-    now: datetime,
-    crl_mode: CrlMode,
-) -> tuple[set[int], x509.CertificateRevocationList | None, str]:
-    """Serials revoked by any genuine CRL of this ARK, and the current CRL if there is one.
+def _crl_boundaries(
+    ark: x509.Certificate, crls: Sequence[x509.CertificateRevocationList], now: datetime
+) -> tuple[list[datetime], list[datetime]]:
+    """Instants around ``now`` at which some CRL of ``ark`` becomes, or stops being, current."""
+    before: list[datetime] = []
+    after: list[datetime] = []
+    for crl in crls:
+        if crl.issuer != ark.subject:
+            continue
+        (before if crl.last_update_utc <= now else after).append(crl.last_update_utc)
+        if crl.next_update_utc is not None:
+            if crl.next_update_utc < now:
+                before.append(crl.next_update_utc + timedelta(microseconds=1))
+            else:
+                after.append(crl.next_update_utc)
+    return before, after
 
-    Revocation is permanent, so a stale but genuine CRL still revokes.
-    """
+
+def is_current(crl: x509.CertificateRevocationList, now: datetime) -> bool:
+    """Inside thisUpdate..nextUpdate. A CRL without nextUpdate (RFC 5280 requires one)
+    cannot prove its own freshness, so it is never current."""
+    next_update = crl.next_update_utc
+    return next_update is not None and crl.last_update_utc <= now <= next_update
+
+
+def why_not_current(crl: x509.CertificateRevocationList, now: datetime) -> str:
+    """Why a CRL is not current at ``now``, naming its dates."""
+    this_update = crl.last_update_utc.isoformat()
+    if crl.next_update_utc is None:
+        return f"its CRL of {this_update} has no nextUpdate, so its freshness cannot be told"
+    if now < crl.last_update_utc:
+        return f"its newest CRL is not valid before its thisUpdate {this_update}"
+    next_update = crl.next_update_utc.isoformat()
+    return f"its newest CRL (thisUpdate {this_update}) expired at nextUpdate {next_update}"
+
+
+_REQUIRED = ' (crl = "require": fetch a current CRL, or set crl = "if-available" knowingly)'
+
+
+def _revocations(
+    ark: x509.Certificate, crls: Sequence[x509.CertificateRevocationList], now: datetime
+) -> tuple[set[int], x509.CertificateRevocationList | None, x509.CertificateRevocationList | None]:
+    """Serials revoked by any genuine CRL of this ARK, its newest current CRL and its newest
+    other one. Revocation is permanent, so a stale but genuine CRL still revokes."""
     revoked: set[int] = set()
     current: x509.CertificateRevocationList | None = None
     stale: x509.CertificateRevocationList | None = None
@@ -171,25 +207,38 @@ def _revocations(
         if not verify_crl_signature(crl, ark):
             raise CrlSignatureError(f"a CRL issued in the name of {_cn(ark)} has a bad signature")
         revoked.update(entry.serial_number for entry in crl)
-        next_update = crl.next_update_utc
-        if crl.last_update_utc <= now and (next_update is None or now <= next_update):
+        if is_current(crl, now):
             if current is None or crl.last_update_utc > current.last_update_utc:
                 current = crl
-        else:
+        elif stale is None or crl.last_update_utc > stale.last_update_utc:
             stale = crl
+    return revoked, current, stale
+
+
+def _freshness(
+    ark: x509.Certificate,
+    current: x509.CertificateRevocationList | None,
+    stale: x509.CertificateRevocationList | None,
+    now: datetime,
+    crl_mode: CrlMode,
+) -> str:
+    """Without a current CRL, ``require`` refuses (stale and missing are distinct errors)
+    and ``if-available`` says plainly that revocation was not checked."""
     if current is not None:
-        note = f"{_cn(ark)} CRL of {current.last_update_utc.date()} checked"
-    elif crl_mode == "require":
-        if stale is not None:
-            raise CrlExpiredError(
-                f"{_cn(ark)} CRL is outside its validity window at {now.isoformat()} "
-                f"(next update {stale.next_update_utc})"
+        return f"{_cn(ark)} CRL of {current.last_update_utc.date()} checked"
+    if stale is not None:
+        why = why_not_current(stale, now)
+        if crl_mode == "require":
+            raise CrlStaleError(
+                f"no current CRL of {_cn(ark)} at {now.isoformat()}: {why}{_REQUIRED}"
             )
-        raise CollateralMissingError(
-            f"no CRL of {_cn(ark)} is available and the policy requires one"
+        return (
+            f'NOT CHECKED (crl = "if-available"): no current CRL of {_cn(ark)}: '
+            f"{why}; only its permanent revocations were applied"
         )
-    elif stale is not None:
-        note = "revocation list is stale: only its permanent revocations were applied"
-    else:
-        note = "no CRL available: revocation not checked"
-    return revoked, current, note
+    if crl_mode == "require":
+        raise CrlMissingError(
+            f"no CRL of {_cn(ark)} is available (none in the evidence, the trust directory "
+            f"or the collateral cache){_REQUIRED}"
+        )
+    return f'NOT CHECKED (crl = "if-available"): no CRL of {_cn(ark)} is available'

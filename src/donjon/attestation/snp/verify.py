@@ -23,8 +23,9 @@ from donjon.attestation.errors import (
     CertificateExpiredError,
     CertificateRevokedError,
     CollateralMissingError,
-    CrlExpiredError,
+    CrlMissingError,
     CrlSignatureError,
+    CrlStaleError,
     MalformedEvidenceError,
     ProductMismatchError,
     SignatureError,
@@ -32,6 +33,7 @@ from donjon.attestation.errors import (
     VerifierInternalError,
     WrongEndorsementKeyError,
 )
+from donjon.attestation.kds import AMD_KDS_URL
 from donjon.attestation.roots import AMD_ARK_SHA256
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.chain import (
@@ -85,7 +87,7 @@ def verify_snp(
     now: datetime,
     checks: Checklist,
     product_hint: Product | None = None,
-    crl_mode: CrlMode = "if-available",
+    crl_mode: CrlMode = "require",
     sim_root: SimRoot | None = None,
 ) -> SnpVerified:
     """Run the fail-fast SNP checks; raises :class:`Stop` after recording a failure."""
@@ -183,7 +185,8 @@ def _signing_key(report: SnpReport, key: EndorsementKeyInfo) -> tuple[None, str]
 
 _CHAIN_CHECK_IDS: tuple[tuple[type[AttestationError], str], ...] = (
     (CrlSignatureError, "snp.crl"),
-    (CrlExpiredError, "snp.crl"),
+    (CrlStaleError, "snp.crl"),
+    (CrlMissingError, "snp.crl"),
     (CertificateRevokedError, "snp.revocation"),
     (CertificateExpiredError, "snp.validity"),
 )
@@ -203,6 +206,8 @@ def _chain_step(
     try:
         chain = _chain(evidence, leaf, key, product, trust, now, crl_mode, sim_root)
     except AttestationError as error:
+        if isinstance(error, (CrlStaleError, CrlMissingError)) and error.hint is None:
+            error.hint = _crl_hint(product, key.kind, sim=sim_root is not None)
         check_id = next((cid for t, cid in _CHAIN_CHECK_IDS if isinstance(error, t)), "snp.chain")
         checks.fail(check_id, error)
         raise Stop from error
@@ -216,6 +221,18 @@ def _chain_step(
     checks.ok("snp.validity", f"every certificate valid at {now.isoformat()}")
     checks.ok("snp.revocation", chain.crl_note)
     return chain
+
+
+def _crl_hint(product: Product, kind: str, *, sim: bool) -> str:
+    """What an operator can do about a missing or stale ARK CRL."""
+    if sim:
+        return "the simulator publishes no CRL: verify sim evidence with crl = if-available"
+    url = f"{AMD_KDS_URL}/{kind.lower()}/v1/{product.value}/crl"
+    return (
+        f"fetch a current CRL from AMD KDS ({url}) into the trust directory, or let Donjon "
+        "fetch it (`donjon attest verify --fetch`, a Steward started without --trust-dir); "
+        'or set [snp] crl = "if-available" knowingly (revocation is then not checked)'
+    )
 
 
 def _chain(
