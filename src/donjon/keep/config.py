@@ -20,12 +20,15 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from donjon.attestation.claims import PLATFORMS
+
 #: fds 0-2 are stdio in WASI; these kinds may sit there.
 STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
 #: Names the Keep exports itself; a config may not set them.
 RESERVED_ENV = frozenset({"FD_COUNT", "FD_NAMES"})
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_WORKLOAD = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 
 
 class Prot(StrEnum):
@@ -145,8 +148,42 @@ class ConnectFile(_Strict):
     connect_timeout: Annotated[float, Field(gt=0, le=3600)] = 10.0
     retries: Annotated[int, Field(ge=0, le=100)] = 3
     retry_delay: Annotated[float, Field(ge=0, le=60)] = 0.5
+    # Donjon workload identity: what the peer Keep's Steward-issued certificate must attest.
+    #: ``"sha256:<hex>"`` of the peer's main.wasm.
+    expect_workload: str | None = None
+    #: Attested platforms accepted (``"snp"`` or a list); ``nil``/``sim``/``kvm`` admit
+    #: development peers, which are refused otherwise.
+    expect_platform: str | list[str] | None = None
 
     _name = field_validator("name")(_check_name)
+
+    @field_validator("expect_workload")
+    @classmethod
+    def _expect_workload(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        match = _WORKLOAD.match(value)
+        if match is None:
+            raise ValueError(
+                f'{value!r} is not "sha256:" followed by 64 hex digits '
+                "(the SHA-256 of the peer's main.wasm)"
+            )
+        return f"sha256:{match.group(1).lower()}"
+
+    @field_validator("expect_platform")
+    @classmethod
+    def _expect_platform(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is None:
+            return None
+        names = [value] if isinstance(value, str) else value
+        if not names:
+            raise ValueError("must name at least one platform")
+        unknown = [n for n in names if n not in PLATFORMS]
+        if unknown:
+            raise ValueError(
+                f"unknown platform {unknown[0]!r} (expected one of {', '.join(sorted(PLATFORMS))})"
+            )
+        return value
 
     @field_validator("host")
     @classmethod
@@ -181,7 +218,37 @@ class ConnectFile(_Strict):
             )
         if self.pin is not None and self.ca_bundle is not None:
             raise ValueError("give either pin or ca_bundle, not both")
+        expects = [
+            k
+            for k, v in (
+                ("expect_workload", self.expect_workload),
+                ("expect_platform", self.expect_platform),
+            )
+            if v is not None
+        ]
+        if expects:
+            if self.prot is Prot.TCP:
+                raise ValueError(f'{", ".join(expects)} needs prot = "tls"')
+            trust = self.effective_trust(has_steward=True)
+            if trust not in (Trust.STEWARD, Trust.BUNDLE):
+                raise ValueError(
+                    f'{expects[0]} needs trust = "steward" or "bundle", not "{trust.value}": '
+                    "only a Steward's certificate attests which workload a peer runs"
+                )
         return self
+
+    def expected_workload_sha256(self) -> bytes | None:
+        """The digest ``expect_workload`` names, as bytes."""
+        if self.expect_workload is None:
+            return None
+        return bytes.fromhex(self.expect_workload.removeprefix("sha256:"))
+
+    def expected_platforms(self) -> frozenset[str] | None:
+        if self.expect_platform is None:
+            return None
+        if isinstance(self.expect_platform, str):
+            return frozenset({self.expect_platform})
+        return frozenset(self.expect_platform)
 
     def effective_name(self) -> str:
         return self.name or self.host
@@ -348,6 +415,20 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                 seen[name] = index
         if isinstance(entry, ConnectFile) and entry.trust is Trust.STEWARD and not config.steward:
             problems.append((index, 'trust = "steward" needs a steward URL in the config'))
+        elif (
+            isinstance(entry, ConnectFile)
+            and (entry.expect_workload is not None or entry.expect_platform is not None)
+            and entry.effective_trust(config.steward is not None) is not Trust.STEWARD
+            and entry.effective_trust(config.steward is not None) is not Trust.BUNDLE
+        ):
+            what = "expect_workload" if entry.expect_workload is not None else "expect_platform"
+            problems.append(
+                (
+                    index,
+                    f'{what} needs a steward URL in the config (or trust = "bundle" with '
+                    "the peer's Steward CA): the peer's workload is proven by its Steward",
+                )
+            )
         if isinstance(entry, ListenFile) and entry.client_ca == "steward" and not config.steward:
             problems.append((index, 'client_ca = "steward" needs a steward URL in the config'))
     return problems

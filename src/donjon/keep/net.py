@@ -20,6 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from donjon.attestation.peer import DEVELOPMENT_PLATFORMS, PeerError, PeerExpectations
 from donjon.errors import DonjonError
 from donjon.keep.config import ConnectFile, ListenFile, Prot
 from donjon.keep.tls import ClientTls, PinMismatch
@@ -48,6 +49,18 @@ class ListenError(NetError):
 
 class ConnectError(NetError):
     """A connect entry whose peer could not be reached or failed TLS."""
+
+
+class PeerRefused(ConnectError):
+    """The peer's attested claims do not meet the entry's ``expect_*`` (never retried).
+
+    ``code`` is the relying-party check that failed (``peer.workload``, ``peer.platform``,
+    ``peer.development``, ``peer.debug``, ``peer.no_attestation``, ...).
+    """
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _describe(exc: OSError) -> str:
@@ -113,11 +126,35 @@ class ConnectPlan:
     timeout_s: float
     retries: int
     retry_delay_s: float
+    #: What the peer's certificate must attest (``expect_workload``/``expect_platform``).
+    expect: PeerExpectations | None = None
 
 
 def plan(entry: ConnectFile) -> ConnectPlan:
     return ConnectPlan(
-        entry.host, entry.effective_port(), entry.connect_timeout, entry.retries, entry.retry_delay
+        entry.host,
+        entry.effective_port(),
+        entry.connect_timeout,
+        entry.retries,
+        entry.retry_delay,
+        expectations(entry),
+    )
+
+
+def expectations(entry: ConnectFile) -> PeerExpectations | None:
+    """The relying-party expectations of one ``connect`` entry, if it has any.
+
+    Development peers (nil, sim, kvm) are refused unless ``expect_platform`` names
+    one; a debug TEE is always refused.
+    """
+    workload = entry.expected_workload_sha256()
+    platforms = entry.expected_platforms()
+    if workload is None and platforms is None:
+        return None
+    return PeerExpectations(
+        workload_sha256=workload,
+        platforms=platforms,
+        allow_development=bool(platforms and platforms & DEVELOPMENT_PLATFORMS),
     )
 
 
@@ -125,6 +162,8 @@ def connect(
     target: ConnectPlan, tls: ClientTls | None, label: str
 ) -> socket.socket | ssl.SSLSocket:
     """Connect (and handshake) with retries; the result is blocking, ready for the guest."""
+    if target.expect is not None and tls is None:
+        raise ConnectError(f'{label}: expect_workload/expect_platform need prot = "tls"')
     last: Exception | None = None
     for attempt in range(target.retries + 1):
         if attempt:
@@ -140,23 +179,32 @@ def connect(
             return raw
         with contextlib.suppress(OSError):
             raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock: ssl.SSLSocket | None = None
         try:
             # The connect timeout bounds the handshake as well.
             sock = tls.context.wrap_socket(
                 raw, server_hostname=tls.server_name, suppress_ragged_eofs=True
             )
             tls.check_peer(sock)
+            if target.expect is not None:
+                tls.check_attestation(sock, target.expect)
         except PinMismatch as exc:
-            raw.close()
+            _close(raw, sock)
             raise ConnectError(f"{label}: {exc}") from exc
+        except PeerError as exc:
+            # Closed before the guest could see a byte; the Keep does not start.
+            _close(raw, sock)
+            raise PeerRefused(
+                f"{label}: peer {hostport(target.host, target.port)} refused: {exc}", exc.code
+            ) from exc
         except ssl.SSLCertVerificationError as exc:
-            raw.close()
+            _close(raw, sock)
             raise ConnectError(
                 f"{label}: TLS peer {hostport(target.host, target.port)} is not trusted: "
                 f"{exc.verify_message}"
             ) from exc
         except (OSError, ssl.SSLError) as exc:
-            raw.close()
+            _close(raw, sock)
             last = exc
             log.info("%s: TLS attempt %d failed: %s", label, attempt + 1, exc)
             continue
@@ -167,6 +215,13 @@ def connect(
         f"{label}: cannot connect to {hostport(target.host, target.port)} after "
         f"{target.retries + 1} attempt(s): {what}"
     )
+
+
+def _close(raw: socket.socket, sock: ssl.SSLSocket | None) -> None:
+    """Close a connection that failed; ``wrap_socket`` moved the fd from ``raw`` to ``sock``."""
+    raw.close()
+    if sock is not None:
+        sock.close()
 
 
 @dataclass

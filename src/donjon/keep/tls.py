@@ -21,11 +21,18 @@ import tempfile
 import threading
 from contextlib import suppress
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from donjon.attestation.peer import (
+    PeerExpectations,
+    PeerIdentity,
+    UntrustedChainError,
+    verify_peer_certificate,
+)
 from donjon.errors import DonjonError
 from donjon.keep.config import Trust
 from donjon.keep.identity import Identity
@@ -167,6 +174,8 @@ class ClientTls:
     server_name: str
     #: SHA-256 of the pinned certificate's DER, checked on every handshake.
     pin_sha256: bytes | None = None
+    #: The Steward CAs trusted (steward or bundle trust): issuers of attested peers.
+    anchors: tuple[x509.Certificate, ...] = ()
 
     def check_peer(self, sock: ssl.SSLSocket) -> None:
         if self.pin_sha256 is None:
@@ -176,6 +185,35 @@ class ClientTls:
             raise PinMismatch(
                 f"{self.server_name}: peer certificate does not match the pinned certificate"
             )
+
+    def check_attestation(
+        self, sock: ssl.SSLSocket, expect: PeerExpectations, now: datetime | None = None
+    ) -> PeerIdentity:
+        """The attested claims in the peer's certificate meet ``expect``, or a PeerError.
+
+        OpenSSL has verified the chain during the handshake; this reads the Steward's
+        AttestationResult and WorkloadClaims with the relying-party checks of
+        :mod:`donjon.attestation.peer`, against the CA that issued the peer.
+        """
+        der = sock.getpeercert(binary_form=True)
+        if der is None:
+            raise UntrustedChainError("peer presented no certificate")
+        try:
+            leaf = x509.load_der_x509_certificate(der)
+        except ValueError as exc:
+            raise UntrustedChainError(f"peer certificate is unreadable: {exc}") from None
+        if not self.anchors:
+            raise UntrustedChainError("no Steward CA to check the peer's attestation against")
+        issuers = [ca for ca in self.anchors if ca.subject == leaf.issuer] or list(self.anchors)
+        when = now or datetime.now(UTC)
+        last: UntrustedChainError | None = None
+        for ca in issuers:  # a bundle may hold several CAs of one name (a rollover)
+            try:
+                return verify_peer_certificate(leaf, ca, now=when, expect=expect)
+            except UntrustedChainError as exc:
+                last = exc
+        assert last is not None
+        raise last
 
 
 def client_context(
@@ -196,12 +234,14 @@ def client_context(
     ctx = _base_context(ssl.Purpose.SERVER_AUTH)
     ctx.verify_mode = ssl.CERT_REQUIRED
     pin_sha256 = None
+    anchors: tuple[x509.Certificate, ...] = ()
     if trust is Trust.SYSTEM:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     elif trust is Trust.BUNDLE:
         if ca_bundle is None:
             raise TlsError('trust = "bundle" needs ca_bundle')
         _load_trust(ctx, cafile=ca_bundle)
+        anchors = _read_bundle(ca_bundle)
     elif trust is Trust.STEWARD:
         if identity is None or identity.ca is None:
             raise TlsError('trust = "steward" but this Keep has no Steward certificate')
@@ -209,6 +249,7 @@ def client_context(
         # in URIs. The peer is any Keep that Steward attested, unless a name is demanded.
         ctx.check_hostname = check_name
         _load_trust(ctx, cadata=_pem([identity.ca]))
+        anchors = (identity.ca,)
     else:
         if pin is None:
             raise TlsError('trust = "pin" needs pin')
@@ -223,4 +264,12 @@ def client_context(
         if identity is None:
             raise TlsError("client_cert = true but the Keep has no identity")
         load_identity(ctx, identity)
-    return ClientTls(ctx, server_name, pin_sha256)
+    return ClientTls(ctx, server_name, pin_sha256, anchors)
+
+
+def _read_bundle(path: Path) -> tuple[x509.Certificate, ...]:
+    """The CA certificates of a PEM bundle that OpenSSL has already accepted."""
+    try:
+        return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
+    except (OSError, ValueError) as exc:
+        raise TlsError(f"{path}: not a usable PEM certificate bundle: {exc}") from exc
