@@ -22,7 +22,7 @@ def snp_vectors(expected: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.fixture(scope="session")
 def load_report(vectors: Path) -> Callable[[dict[str, Any]], bytes]:
     def load(vector: dict[str, Any]) -> bytes:
-        raw = (vectors / vector["evidence"]).read_bytes()
+        raw: bytes = (vectors / vector["evidence"]).read_bytes()
         if vector["evidence"].endswith(".hex"):
             raw = bytes.fromhex(raw.decode().strip())
         if vector["evidence"].endswith("hcl-report.bin"):

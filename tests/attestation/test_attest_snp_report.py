@@ -190,7 +190,7 @@ def test_fuzz_full_size_reports_never_crash(data: bytes, version: int) -> None:
 
 def test_struct_format_agrees_with_field_offsets() -> None:
     # Pack a distinct value into every field, then find each one at its documented offset.
-    values = []
+    values: list[bytes | int] = []
     for i, name in enumerate(layout.REPORT_STRUCT_FIELDS):
         spec = layout.FIELD_BY_NAME[name]
         if spec.kind == "bytes":

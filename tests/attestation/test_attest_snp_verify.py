@@ -142,7 +142,11 @@ def test_debug_report_rejected_by_default_accepted_with_allow_debug(
 ) -> None:
     vector = vector_by_id("snp-milan-v2-go-sev-guest")
     assert vector["computed"]["report"]["policy_decoded"]["debug_allowed"] is True
-    args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
+    args: dict[str, Any] = {
+        "trust": amd_trust,
+        "now": at("2025-01-01T00:00:00Z"),
+        "vcek": load_vcek(vector),
+    }
     refused = verify_report(load_report(vector), policy=stale_ok(), **args)
     assert not refused.accepted
     assert refused.reason == "snp.debug"
@@ -381,7 +385,11 @@ def test_crl_mode_argument_overrides_the_policy(
     amd_trust: TrustStore,
 ) -> None:
     vector = vector_by_id("snp-milan-v2-virtee")
-    args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
+    args: dict[str, Any] = {
+        "trust": amd_trust,
+        "now": at("2025-01-01T00:00:00Z"),
+        "vcek": load_vcek(vector),
+    }
     verdict = verify_report(load_report(vector), policy=stale_ok(), crl_mode="require", **args)
     assert isinstance(verdict.error, CrlStaleError)
     assert isinstance(verdict.error, CrlExpiredError)  # the older name still catches it
@@ -399,7 +407,7 @@ def test_no_crl_at_all_is_its_own_error(
 ) -> None:
     shutil.copy(vectors / "amd-roots/ask_ark_milan.pem", tmp_path / "milan.pem")  # no CRL
     vector = vector_by_id("snp-milan-v2-steward-csr")
-    args = {
+    args: dict[str, Any] = {
         "trust": TrustStore.offline(tmp_path),
         "now": at("2023-02-01T00:00:00Z"),  # the Milan CRL would be current: it is absent
         "vcek": load_vcek(vector),
@@ -459,7 +467,7 @@ def test_chain_cache_respects_time(
 ) -> None:
     trust = TrustStore.offline(vectors / "amd-roots")
     vector = vector_by_id("snp-milan-v2-virtee")
-    args = {"policy": stale_ok(), "trust": trust, "vcek": load_vcek(vector)}
+    args: dict[str, Any] = {"policy": stale_ok(), "trust": trust, "vcek": load_vcek(vector)}
     assert verify_report(load_report(vector), now=at("2025-01-01T00:00:00Z"), **args).accepted
     late = verify_report(load_report(vector), now=at("2031-01-01T00:00:00Z"), **args)
     assert isinstance(late.error, CertificateExpiredError)  # not served from the cache
@@ -481,7 +489,11 @@ def test_policy_tcb_minimums(
     from donjon.attestation import TcbBelowMinimumError
 
     vector = vector_by_id("snp-milan-v2-virtee")  # reported TCB bl=3 tee=0 snp=8 ucode=115
-    args = {"trust": amd_trust, "now": at("2025-01-01T00:00:00Z"), "vcek": load_vcek(vector)}
+    args: dict[str, Any] = {
+        "trust": amd_trust,
+        "now": at("2025-01-01T00:00:00Z"),
+        "vcek": load_vcek(vector),
+    }
     ok = verify_report(
         load_report(vector),
         policy=stale_ok("min_reported_tcb = { bl = 3, snp = 8, ucode = 115 }"),
