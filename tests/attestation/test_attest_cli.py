@@ -62,9 +62,12 @@ def test_verify_human_output_and_rejection(
         str(vectors / "amd-roots"),
         "--at",
         "2025-01-01",
+        "--crl-mode",
+        "if-available",  # the only Milan CRL expired on 2023-05-09
     ]
     code, out, err = run(args, capsys)
     assert code == 1
+    assert 'revocation       crl = "if-available" (from --crl-mode): NOT CHECKED' in out
     assert "✗ snp.debug" in out and "✔ snp.signature" in out
     assert "REJECTED at snp.debug" in out
     assert err.startswith("donjon: error: ") and err.count("\n") == 1
@@ -85,12 +88,67 @@ def test_verify_hex_report_with_chain_file(
             str(vectors / "amd-roots/ask_ark_milan.pem"),
             "--at",
             "2025-01-01T00:00:00Z",
+            "--crl-mode",
+            "if-available",  # no CRL given at all
         ],
         capsys,
     )
     assert code == 0
-    assert "hex SNP report" in out and "ACCEPTED" in out
+    assert "hex SNP report" in out and "ACCEPTED (revocation NOT checked)" in out
     assert "7a1e5c266c0108dbc9bb94fa926951320940915d0aafb42464bd88b579ea158d" in out
+
+
+def _virtee(vectors: Path, *extra: str) -> list[str]:
+    return [
+        "attest",
+        "verify",
+        str(vectors / "sev-snp/virtee-sev/report_milan.hex"),
+        "--vcek",
+        str(vectors / "sev-snp/virtee-sev/vcek_milan.der"),
+        "--chain",
+        str(vectors / "amd-roots/ask_ark_milan.pem"),
+        *extra,
+    ]
+
+
+def test_verify_requires_a_current_crl_by_default(
+    vectors: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    crl = str(vectors / "amd-roots/crl_milan_2022-05-09.der")  # 2022-05-09..2023-05-09
+    code, out, err = run(_virtee(vectors, "--crl", crl, "--at", "2025-01-01"), capsys)
+    assert code == 1
+    assert 'crl = "require" (from policy <default policy>)' in out
+    assert "REJECTED at snp.crl (crl.stale)" in out
+    lines = err.splitlines()
+    assert lines[0].startswith("donjon: error: no current CRL of ARK-Milan")
+    assert "2023-05-09T23:00:00+00:00" in lines[0]
+    assert lines[1].startswith("donjon: hint: ") and "kdsintf.amd.com/vcek/v1/Milan/crl" in lines[1]
+    code, out, _ = run(_virtee(vectors, "--at", "2025-01-01", "--json"), capsys)
+    data = json.loads(out)
+    assert code == 1 and data["error"]["code"] == "crl.missing"
+    assert data["revocation"] == {"crl_mode": "require", "checked": None, "crl_mode_from": "policy"}
+    # Inside the CRL's window (and the VCEK's, from 2023-04-03) it is checked and accepted.
+    code, out, _ = run(_virtee(vectors, "--crl", crl, "--at", "2023-04-10", "--json"), capsys)
+    data = json.loads(out)
+    assert code == 0 and data["revocation"]["checked"] is True
+    assert data["result"]["advisories"] == []
+
+
+def test_crl_mode_flag_overrides_the_policy(
+    vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lenient = tmp_path / "lenient.toml"
+    lenient.write_text('[snp]\ncrl = "if-available"\n')
+    code, out, _ = run(_virtee(vectors, "--policy", str(lenient), "--at", "2025-01-01"), capsys)
+    assert code == 0 and f'crl = "if-available" (from policy {lenient})' in out
+    args = _virtee(vectors, "--policy", str(lenient), "--at", "2025-01-01", "--json")
+    code, out, _ = run([*args, "--crl-mode", "require"], capsys)
+    data = json.loads(out)
+    assert code == 1 and data["error"]["code"] == "crl.missing"
+    assert data["revocation"]["crl_mode"] == "require"
+    assert data["revocation"]["crl_mode_from"] == "flag"
+    code, _, err = run([*args, "--crl-mode", "if-available", "--require-crl"], capsys)
+    assert code == 2 and "--require-crl" in err
 
 
 def test_show_report_and_csr(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:

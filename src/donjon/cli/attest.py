@@ -203,7 +203,8 @@ def show(file: Path, as_json: bool) -> None:
     "--policy",
     "policy_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Verification policy (TOML). Default: genuine SNP only, no debug, VMPL 0.",
+    help="Verification policy (TOML). Default: genuine SNP only, no debug, VMPL 0, "
+    "a current ARK CRL required.",
 )
 @click.option(
     "--trust-dir",
@@ -222,7 +223,13 @@ def show(file: Path, as_json: bool) -> None:
     metavar="TIME",
     help="Evaluate at this ISO 8601 time instead of now (e.g. 2023-02-01T00:00Z).",
 )
-@click.option("--require-crl", is_flag=True, help="Refuse unless a current ARK CRL is available.")
+@click.option(
+    "--crl-mode",
+    type=click.Choice(["require", "if-available"]),
+    help="Revocation: 'require' refuses without a current ARK CRL; 'if-available' accepts "
+    "and says revocation was not checked. Default: the policy's [snp] crl (require).",
+)
+@click.option("--require-crl", is_flag=True, hidden=True, help="Same as --crl-mode require.")
 @click.option(
     "--fetch",
     is_flag=True,
@@ -238,6 +245,7 @@ def verify(
     trust_dir: Path | None,
     product: str | None,
     at_time: str | None,
+    crl_mode: str | None,
     require_crl: bool,
     fetch: bool,
     as_json: bool,
@@ -245,11 +253,17 @@ def verify(
     """Verify FILE (an SNP report or a Keep CSR) and judge it against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
+    Revocation fails closed: without a current CRL of the AMD root (from the
+    evidence, --crl, --trust-dir or --fetch) the evidence is refused, unless
+    --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
 
     \b
     Examples:
-      donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/
-      donjon attest verify report.hex --vcek vcek.der --chain ask_ark_milan.pem --at 2025-01-01
+      donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ --fetch
+      donjon attest verify report.hex --vcek vcek.der --chain ask_ark_milan.pem \\
+          --crl crl_milan.der --at 2023-04-10
+      donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ \\
+          --crl-mode if-available
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
     """
     evidence = recognise(file)
@@ -267,7 +281,9 @@ def verify(
         trust_dir, cache_dir=cache, fetcher=fetcher, certificates=chain_certs, crls=crls
     )
     chosen = Product.parse(product) if product else None
-    mode: CrlMode = "require" if require_crl else "if-available"
+    if require_crl and crl_mode == "if-available":
+        raise UsageError("--require-crl contradicts --crl-mode if-available")
+    mode: CrlMode | None = "require" if require_crl else _crl_mode(crl_mode)
     if evidence.kind == "csr":
         verdict = verify_csr(
             evidence.data, policy=policy, trust=trust, now=now, product=chosen, crl_mode=mode
@@ -292,11 +308,20 @@ def verify(
         data["file"] = str(file)
         data["form"] = evidence.form
         data["policy"] = policy.source
+        data["revocation"]["crl_mode_from"] = "flag" if mode else "policy"
         print_json(data)
     else:
-        _print_verdict(file, evidence, verdict, policy)
+        _print_verdict(file, evidence, verdict, policy, from_flag=mode is not None)
     if not verdict.accepted and verdict.error is not None:
         raise verdict.error
+
+
+def _crl_mode(text: str | None) -> CrlMode | None:
+    if text == "require":
+        return "require"
+    if text == "if-available":
+        return "if-available"
+    return None
 
 
 def _cache_dir() -> Path:
@@ -354,7 +379,9 @@ def _print_report(report: SnpReport) -> None:
         click.echo(f"  cpuid            family 0x{fam:x} model 0x{mod:x} stepping {step}")
 
 
-def _print_verdict(file: Path, evidence: Evidence, verdict: Verdict, policy: Policy) -> None:
+def _print_verdict(
+    file: Path, evidence: Evidence, verdict: Verdict, policy: Policy, *, from_flag: bool
+) -> None:
     when = verdict.evaluated_at.isoformat() if verdict.evaluated_at else "?"
     product = (verdict.details or {}).get("product", "")
     click.echo(f"{file}: {evidence.form}")
@@ -372,10 +399,18 @@ def _print_verdict(file: Path, evidence: Evidence, verdict: Verdict, policy: Pol
     chain = (verdict.details or {}).get("chain")
     if chain:
         click.echo("  chain            " + " -> ".join(chain))
+    if verdict.crl_mode is not None:
+        source = "--crl-mode" if from_flag else f"policy {policy.source}"
+        checked = verdict.revocation_checked
+        state = "" if checked is None else ": checked" if checked else ": NOT CHECKED"
+        color = "red" if checked is False else None
+        text = f'  revocation       crl = "{verdict.crl_mode}" (from {source}){state}'
+        click.echo(click.style(text, fg=color))
     for check in verdict.checks:
         click.echo(f"  {mark(check.passed)} {check.id:<24} {check.reason}")
     if verdict.accepted:
-        click.echo(click.style("ACCEPTED", fg="green", bold=True))
+        caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
+        click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"
         click.echo(click.style(f"REJECTED at {verdict.reason} ({code})", fg="red", bold=True))
