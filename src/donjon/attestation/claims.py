@@ -43,6 +43,9 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, univ, useful
 
 CLAIMS_VERSION = 1
+#: Advisory set by the Steward when no current CRL of the vendor root was checked
+#: (policy ``crl = "if-available"``, or the simulator, which publishes none).
+REVOCATION_NOT_CHECKED = "revocation-not-checked"
 PLATFORMS = frozenset({"snp", "sgx", "tdx", "cca", "sim", "kvm", "nil"})
 
 

@@ -18,7 +18,12 @@ from cryptography.x509.oid import ExtensionOID
 
 from donjon.attestation import binding, oids
 from donjon.attestation.appraise import appraise_snp, tcb_status
-from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
+from donjon.attestation.claims import (
+    REVOCATION_NOT_CHECKED,
+    AttestationResult,
+    ClaimsError,
+    WorkloadClaims,
+)
 from donjon.attestation.errors import (
     AttestationError,
     CsrError,
@@ -50,9 +55,6 @@ _STANDARD = frozenset(
         ExtensionOID.BASIC_CONSTRAINTS,
     }
 )
-#: Advisory in the AttestationResult when no current CRL of the vendor root was checked.
-REVOCATION_NOT_CHECKED = "revocation-not-checked"
-
 _PLATFORM = {
     oids.ENARX_SNP: "snp",
     oids.EVIDENCE_SIM: "sim",
