@@ -159,6 +159,59 @@ def test_expired_endorsement_key_is_refused(start_steward: StewardFactory, vecto
     assert s.steward.store.counts()["issued"] == 0
 
 
+#: After the nextUpdate (2023-05-09) of the Milan CRL the CSR carries, inside the VCEK's life.
+AFTER_CRL = datetime(2023, 6, 1, tzinfo=UTC)
+
+
+def test_stale_crl_is_refused_under_the_enarx_policy(
+    start_steward: StewardFactory, vectors: Path
+) -> None:
+    engine = _engine()
+    s = start_steward(
+        verifier=engine.verify_csr,
+        policy=engine.load_policy(vectors / "enarx-steward" / "steward_testdata_policy.toml"),
+        trust=engine.TrustStore.offline(vectors),
+        clock=fixed_clock(AFTER_CRL),
+    )
+    r = s.client.post("/", content=_vector(vectors, "snp_milan.signed.crl.csr"), headers=PKCS10)
+    assert r.status_code in (401, 403), r.text
+    body = r.json()
+    assert body["check"] == "snp.crl"
+    assert "ARK-Milan" in body["detail"] and "2023-05-09T23:00:00+00:00" in body["detail"]
+    assert s.steward.store.counts()["issued"] == 0
+
+
+def test_if_available_issues_with_an_advisory_and_a_warning(
+    start_steward: StewardFactory,
+    vectors: Path,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = (vectors / "enarx-steward" / "steward_testdata_policy.toml").read_text()
+    assert text.rstrip().splitlines()[-1].startswith("platform_info_flags")  # still in [snp]
+    policy = tmp_path / "lenient.toml"
+    policy.write_text(text.rstrip() + '\ncrl = "if-available"\n')
+    engine = _engine()
+    s = start_steward(
+        verifier=engine.verify_csr,
+        policy=engine.load_policy(policy),
+        trust=engine.TrustStore.offline(vectors),
+        clock=fixed_clock(AFTER_CRL),
+    )
+    with caplog.at_level("WARNING", logger="donjon.steward"):
+        csr = _vector(vectors, "snp_milan.signed.crl.csr")
+        r = s.client.post("/", content=csr, headers=PKCS10)
+    assert r.status_code == 200, r.text
+    leaf = x509.load_der_x509_certificate(wire.split_sequence(r.content, "answer")[1])
+    ext = leaf.extensions.get_extension_for_oid(oids.ATTESTATION_RESULT).value
+    assert isinstance(ext, x509.UnrecognizedExtension)
+    assert AttestationResult.from_der(ext.value).advisories == ("revocation-not-checked",)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "REVOCATION NOT CHECKED" in w and format(leaf.serial_number, "x") in w for w in warnings
+    )
+
+
 def test_cli_steward_with_the_clock_from_the_environment(
     vectors: Path, tls_files: TlsFiles, tmp_path: Path
 ) -> None:

@@ -114,6 +114,12 @@ def build_steward(
                 "DEVELOPMENT MODE: policy accepts %s evidence; those certificates say so",
                 ", ".join(dev_platforms),
             )
+    if getattr(getattr(policy, "snp", None), "crl", "require") != "require":
+        log.warning(
+            'REVOCATION MAY GO UNCHECKED: the policy says [snp] crl = "if-available"; '
+            "certificates issued without a current AMD CRL carry the advisory "
+            '"revocation-not-checked"'
+        )
     store = AuditStore.open(config.db_url)
     steward = Steward(
         ca=ca,

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography import x509
 
+from donjon.attestation.claims import REVOCATION_NOT_CHECKED
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike, Verifier
 from donjon.steward.crl import REASONS, build_crl
@@ -279,6 +280,15 @@ class Steward:
                 item.result.development,
                 verdict.evidence_sha256,
             )
+            if REVOCATION_NOT_CHECKED in item.result.advisories:
+                revocation = next((c for c in verdict.checks if c.id == "snp.revocation"), None)
+                log.warning(
+                    "REVOCATION NOT CHECKED for certificate serial=%s platform=%s (policy crl = "
+                    '"if-available"; advisory in the certificate): %s',
+                    item.serial_hex,
+                    item.result.platform,
+                    revocation.reason if revocation is not None else "no current vendor CRL",
+                )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
 
     def crl(self) -> x509.CertificateRevocationList:
