@@ -52,7 +52,7 @@ def attested(
         tcb="bl=3 tee=0 snp=8 ucode=115",
         tcb_status="UpToDate",
         advisories=(),
-        debug=debug,
+        debug=debug or platform in ("nil", "kvm"),  # as Donjon's Steward says for them
         development=platform in ("nil", "sim", "kvm"),
         policy_id="test",
         evaluated_at=dt.datetime.now(dt.UTC),
@@ -122,6 +122,11 @@ def test_expect_workload_is_normalised_to_lower_case() -> None:
         ({"expect_workload": "sha256:abc"}, 'is not "sha256:" followed by 64 hex digits'),
         ({"expect_platform": "sev"}, "unknown platform 'sev' (expected one of cca, kvm, nil,"),
         ({"expect_platform": []}, "must name at least one platform"),
+        (
+            {"expect_platform": ["snp", "sim"]},
+            "mixes TEE platforms (snp) with development ones (sim): a development peer is "
+            "never confidential, so list one kind only",
+        ),
         ({"expect_platform": "snp", "prot": "tcp"}, 'expect_platform needs prot = "tls"'),
         (
             {"expect_workload": "sha256:" + "00" * 32, "trust": "system"},
@@ -166,13 +171,17 @@ def test_expectations_of_an_entry() -> None:
     assert only_digest is not None
     assert (only_digest.workload_sha256, only_digest.platforms) == (PEER_WASM, None)
     assert not only_digest.allow_development  # a digest alone demands a real TEE
-    dev = net.expectations(entry(trust="steward", expect_platform=["snp", "sim"]))
+    dev = net.expectations(entry(trust="steward", expect_platform=["nil", "sim"]))
     assert dev is not None
+    # nil and kvm results always say debug: a development peer is never confidential.
     assert (dev.platforms, dev.allow_development, dev.allow_debug) == (
-        frozenset({"snp", "sim"}),
+        frozenset({"nil", "sim"}),
         True,
-        False,
+        True,
     )
+    tee = net.expectations(entry(trust="steward", expect_platform=["snp", "tdx"]))
+    assert tee is not None
+    assert (tee.allow_development, tee.allow_debug) == (False, False)
 
 
 # After the handshake ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from donjon.attestation.claims import PLATFORMS
+from donjon.attestation.peer import DEVELOPMENT_PLATFORMS
 
 #: fds 0-2 are stdio in WASI; these kinds may sit there.
 STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
@@ -182,6 +183,14 @@ class ConnectFile(_Strict):
         if unknown:
             raise ValueError(
                 f"unknown platform {unknown[0]!r} (expected one of {', '.join(sorted(PLATFORMS))})"
+            )
+        dev = sorted(set(names) & DEVELOPMENT_PLATFORMS)
+        tee = sorted(set(names) - DEVELOPMENT_PLATFORMS)
+        if dev and tee:
+            raise ValueError(
+                f"mixes TEE platforms ({', '.join(tee)}) with development ones "
+                f"({', '.join(dev)}): a development peer is never confidential, so list "
+                "one kind only"
             )
         return value
 

@@ -145,16 +145,19 @@ def expectations(entry: ConnectFile) -> PeerExpectations | None:
     """The relying-party expectations of one ``connect`` entry, if it has any.
 
     Development peers (nil, sim, kvm) are refused unless ``expect_platform`` names
-    one; a debug TEE is always refused.
+    only those; their memory is never confidential, so their debug flag (always set
+    for nil and kvm) is moot then. A TEE that allows debugging is always refused.
     """
     workload = entry.expected_workload_sha256()
     platforms = entry.expected_platforms()
     if workload is None and platforms is None:
         return None
+    development = platforms is not None and platforms <= DEVELOPMENT_PLATFORMS
     return PeerExpectations(
         workload_sha256=workload,
         platforms=platforms,
-        allow_development=bool(platforms and platforms & DEVELOPMENT_PLATFORMS),
+        allow_development=development,
+        allow_debug=development,
     )
 
 
