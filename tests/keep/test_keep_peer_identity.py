@@ -158,7 +158,7 @@ def test_expectations_without_a_steward_are_a_layout_problem() -> None:
         (
             3,
             'expect_platform needs a steward URL in the config (or trust = "bundle" with the '
-            "peer's Steward CA): the peer's workload is proven by its Steward",
+            "peer's Steward CA): only a Steward's certificate attests what the peer runs",
         )
     ]
     with_steward = config.model_copy(update={"steward": "https://steward.example/"})

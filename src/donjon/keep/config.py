@@ -435,7 +435,8 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                 (
                     index,
                     f'{what} needs a steward URL in the config (or trust = "bundle" with '
-                    "the peer's Steward CA): the peer's workload is proven by its Steward",
+                    "the peer's Steward CA): only a Steward's certificate attests what the "
+                    "peer runs",
                 )
             )
         if isinstance(entry, ListenFile) and entry.client_ca == "steward" and not config.steward:
