@@ -97,6 +97,25 @@ class FakeAmd:
             )
         return builder.sign(key or self.ark_key, hashes.SHA384(), rsa_padding=PSS)
 
+    def crl_without_next_update(self, this_update: datetime = T0) -> x509.CertificateRevocationList:
+        """A genuine ARK-signed CRL with no nextUpdate (RFC 5280 requires one; builders
+        refuse to omit it, so the TBSCertList is re-encoded and signed here)."""
+        from pyasn1.codec.der import decoder
+        from pyasn1_modules import rfc5280
+
+        signed = self.crl(this_update=this_update)
+        tbs, _ = decoder.decode(signed.tbs_certlist_bytes, asn1Spec=rfc5280.TBSCertList())
+        bare = rfc5280.TBSCertList()
+        for name in ("version", "signature", "issuer", "thisUpdate"):
+            bare[name] = tbs[name]
+        tbs_der = bytes(encoder.encode(bare))
+        signature = self.ark_key.sign(tbs_der, PSS, hashes.SHA384())
+        outer = rfc5280.CertificateList()
+        outer["tbsCertList"] = bare
+        outer["signatureAlgorithm"] = tbs["signature"]
+        outer["signature"] = univ.BitString.fromOctetString(signature)
+        return x509.load_der_x509_crl(bytes(encoder.encode(outer)))
+
     def report(self, **fields: object) -> SnpReport:
         """A report for this chip and TCB; override any field."""
         base = SnpReport(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from datetime import timedelta
@@ -572,3 +573,39 @@ def test_guest_abi_above_firmware_is_unsupported(fake_milan: FakeAmd) -> None:
     assert checks.first_failed == "snp.firmware_abi"
     assert isinstance(checks.error, TcbUnsupportedError)
     assert checks.error.code == "tcb.unsupported"
+
+
+def test_a_crl_without_next_update_is_never_current(fake_milan: FakeAmd) -> None:
+    from donjon.attestation.snp.verify import SimRoot, SnpEvidence, verify_snp
+    from donjon.attestation.verdict import Checklist, Stop
+
+    raw = fake_milan.sign(fake_milan.report())
+    root = SimRoot(fake_milan.ark.fingerprint(hashes.SHA256()).hex())
+    now = at("2024-06-01T00:00:00Z")  # CRLs from 2024-01-01; the dated one runs 365 days
+
+    def run(crl: x509.CertificateRevocationList) -> Checklist:
+        checks = Checklist()
+        evidence = SnpEvidence(
+            raw,
+            endorsement=fake_milan.vcek,
+            intermediates=(fake_milan.ask,),
+            ark=fake_milan.ark,
+            crls=(crl,),
+        )
+        with contextlib.suppress(Stop):
+            verify_snp(
+                evidence,
+                trust=TrustStore(),
+                now=now,
+                checks=checks,
+                sim_root=root,
+                crl_mode="require",
+            )
+        return checks
+
+    dated = run(fake_milan.crl())  # current at now
+    assert dated.passed, dated.error
+    undated = run(fake_milan.crl_without_next_update())
+    assert undated.first_failed == "snp.crl"
+    assert isinstance(undated.error, CrlStaleError)
+    assert "has no nextUpdate" in undated.error.message
