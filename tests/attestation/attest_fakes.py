@@ -81,6 +81,7 @@ class FakeAmd:
         this_update: datetime = T0,
         next_update: datetime | None = None,
         key: rsa.RSAPrivateKey | None = None,
+        extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
     ) -> x509.CertificateRevocationList:
         builder = (
             x509.CertificateRevocationListBuilder()
@@ -88,6 +89,8 @@ class FakeAmd:
             .last_update(this_update)
             .next_update(next_update or this_update + timedelta(days=365))
         )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
         for serial in revoked:
             builder = builder.add_revoked_certificate(
                 x509.RevokedCertificateBuilder()
@@ -138,6 +141,21 @@ class FakeAmd:
         return report.with_signature(r, s).to_bytes()
 
 
+def _ca_usage(*, crl_sign: bool) -> x509.KeyUsage:
+    """AMD's ARK and ASK key usages (keyCertSign; the ARK also cRLSign)."""
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=crl_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def make_amd(
     product: str = "Milan",
     *,
@@ -160,6 +178,8 @@ def make_amd(
         .serial_number(0x10000)
         .not_valid_before(not_before)
         .not_valid_after(later)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_usage(crl_sign=True), critical=True)
         .sign(ark_key, hashes.SHA384(), rsa_padding=PSS)
     )
     ask = (
@@ -170,6 +190,8 @@ def make_amd(
         .serial_number(0x10001)
         .not_valid_before(not_before)
         .not_valid_after(later)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_usage(crl_sign=False), critical=True)
         .sign(ark_key, hashes.SHA384(), rsa_padding=PSS)
     )
     builder = (

@@ -10,14 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attest_fakes import SNP_IDS, VERIFY_AT, FakeAmd, at, make_amd
+from attest_fakes import PSS, SNP_IDS, VERIFY_AT, FakeAmd, at, make_amd
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
     CertificateExpiredError,
     CertificateRevokedError,
+    ChainError,
     CrlExpiredError,
     CrlMissingError,
     CrlSignatureError,
@@ -33,6 +35,9 @@ from donjon.attestation import (
     verify_report,
 )
 from donjon.attestation.snp import layout
+from donjon.attestation.snp.chain import CrlMode
+from donjon.attestation.snp.verify import SimRoot, SnpEvidence, verify_snp
+from donjon.attestation.verdict import Checklist, Stop
 from donjon.attestation.x509util import load_certificate
 
 MILAN_VLEK = "snp-milan-v3-vlek-trustee"
@@ -609,3 +614,100 @@ def test_a_crl_without_next_update_is_never_current(fake_milan: FakeAmd) -> None
     assert undated.first_failed == "snp.crl"
     assert isinstance(undated.error, CrlStaleError)
     assert "has no nextUpdate" in undated.error.message
+
+
+def _sim_checks(
+    fake: FakeAmd,
+    *,
+    vcek: x509.Certificate | None = None,
+    ask: x509.Certificate | None = None,
+    crls: tuple[x509.CertificateRevocationList, ...] = (),
+    crl_mode: CrlMode = "if-available",
+) -> Checklist:
+    """Verify a fresh report of ``fake`` as sim evidence, with parts swapped in."""
+    raw = fake.sign(fake.report())
+    checks = Checklist()
+    evidence = SnpEvidence(
+        raw,
+        endorsement=vcek or fake.vcek,
+        intermediates=(ask or fake.ask,),
+        ark=fake.ark,
+        crls=crls,
+    )
+    with contextlib.suppress(Stop):
+        verify_snp(
+            evidence,
+            trust=TrustStore(),
+            now=at("2024-06-01T00:00:00Z"),
+            checks=checks,
+            sim_root=SimRoot(fake.ark.fingerprint(hashes.SHA256()).hex()),
+            crl_mode=crl_mode,
+        )
+    return checks
+
+
+def _resign(
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    *,
+    drop: tuple[type[x509.ExtensionType], ...] = (),
+    add: tuple[tuple[x509.ExtensionType, bool], ...] = (),
+) -> x509.Certificate:
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .public_key(cert.public_key())
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+    )
+    for ext in cert.extensions:
+        if not isinstance(ext.value, drop):
+            builder = builder.add_extension(ext.value, critical=ext.critical)
+    for value, critical in add:
+        builder = builder.add_extension(value, critical=critical)
+    return builder.sign(key, hashes.SHA384(), rsa_padding=PSS)
+
+
+UNKNOWN_CRITICAL = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00")
+
+
+def test_unknown_critical_extension_in_the_chain_is_refused(fake_milan: FakeAmd) -> None:
+    assert _sim_checks(fake_milan).passed  # the untouched hierarchy verifies
+    vcek = _resign(fake_milan.vcek, fake_milan.ask_key, add=((UNKNOWN_CRITICAL, True),))
+    checks = _sim_checks(fake_milan, vcek=vcek)
+    assert checks.first_failed == "snp.chain" and isinstance(checks.error, ChainError)
+    assert "unknown critical extension 1.2.3.4.5" in checks.error.message
+    # The same extension, not critical, is fine (RFC 5280: ignore unknown non-critical ones).
+    vcek = _resign(fake_milan.vcek, fake_milan.ask_key, add=((UNKNOWN_CRITICAL, False),))
+    assert _sim_checks(fake_milan, vcek=vcek).passed
+
+
+def test_an_intermediate_that_is_not_a_ca_is_refused(fake_milan: FakeAmd) -> None:
+    ask = _resign(fake_milan.ask, fake_milan.ark_key, drop=(x509.BasicConstraints,))
+    checks = _sim_checks(fake_milan, ask=ask)
+    assert checks.first_failed == "snp.chain" and isinstance(checks.error, ChainError)
+    assert "SEV-Milan has no basicConstraints" in checks.error.message
+
+
+@pytest.mark.parametrize(
+    ("extension", "critical", "why"),
+    [
+        (x509.DeltaCRLIndicator(1), True, "is a delta CRL"),
+        (UNKNOWN_CRITICAL, True, "unknown critical extension 1.2.3.4.5"),
+    ],
+)
+def test_an_incomplete_crl_does_not_count_as_current(
+    fake_milan: FakeAmd, extension: x509.ExtensionType, critical: bool, why: str
+) -> None:
+    complete = fake_milan.crl()
+    assert _sim_checks(fake_milan, crls=(complete,), crl_mode="require").passed
+    partial = fake_milan.crl(extensions=((extension, critical),))
+    checks = _sim_checks(fake_milan, crls=(partial,), crl_mode="require")
+    assert checks.first_failed == "snp.crl" and isinstance(checks.error, CrlStaleError)
+    assert why in checks.error.message
+    # Its revocations still apply: revoking the ASK through it is refused in any mode.
+    revoking = fake_milan.crl((0x10001,), extensions=((extension, critical),))
+    checks = _sim_checks(fake_milan, crls=(revoking,))
+    assert isinstance(checks.error, CertificateRevokedError)

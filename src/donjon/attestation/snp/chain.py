@@ -26,6 +26,11 @@ from donjon.attestation.errors import (
     CrlStaleError,
     FingerprintMismatchError,
 )
+from donjon.attestation.snp.profile import (
+    check_critical_extensions,
+    check_issuer_profile,
+    crl_scope_problem,
+)
 from donjon.attestation.x509util import (
     check_validity,
     serial_of,
@@ -80,6 +85,7 @@ def check_ark(ark: x509.Certificate, pinned_sha256: str, what: str) -> None:
     if ark.issuer != ark.subject:
         raise ChainError(f"{what} {_cn(ark)} is not self-signed")
     verify_issued_by(ark, ark, f"{what} {_cn(ark)}")
+    check_issuer_profile(ark, crl_sign=True)
 
 
 def verify_chain(
@@ -112,7 +118,9 @@ def verify_chain(
             continue
         try:
             verify_issued_by(candidate, ark, _cn(candidate))
+            check_issuer_profile(candidate, crl_sign=False)
             verify_issued_by(leaf, candidate, _cn(leaf))
+            check_critical_extensions(leaf)
         except ChainError as exc:
             failures.append(exc)
             continue
@@ -173,15 +181,21 @@ def _crl_boundaries(
 
 
 def is_current(crl: x509.CertificateRevocationList, now: datetime) -> bool:
-    """Inside thisUpdate..nextUpdate. A CRL without nextUpdate (RFC 5280 requires one)
-    cannot prove its own freshness, so it is never current."""
+    """A complete CRL inside thisUpdate..nextUpdate. A CRL without nextUpdate (RFC 5280
+    requires one) cannot prove its own freshness, and a delta or partitioned CRL is not
+    the whole list, so neither is ever current (their revocations still apply)."""
     next_update = crl.next_update_utc
-    return next_update is not None and crl.last_update_utc <= now <= next_update
+    if next_update is None or crl_scope_problem(crl) is not None:
+        return False
+    return crl.last_update_utc <= now <= next_update
 
 
 def why_not_current(crl: x509.CertificateRevocationList, now: datetime) -> str:
     """Why a CRL is not current at ``now``, naming its dates."""
     this_update = crl.last_update_utc.isoformat()
+    problem = crl_scope_problem(crl)
+    if problem is not None:
+        return f"its newest CRL (thisUpdate {this_update}) {problem}"
     if crl.next_update_utc is None:
         return f"its CRL of {this_update} has no nextUpdate, so its freshness cannot be told"
     if now < crl.last_update_utc:
