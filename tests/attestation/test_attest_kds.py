@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
     CollateralMissingError,
+    CrlMissingError,
     FingerprintMismatchError,
     KdsFetcher,
     Policy,
@@ -187,3 +188,34 @@ def test_a_forged_root_from_the_network_is_refused(
         vcek=load_vcek(vector),
     )
     assert isinstance(verdict.error, FingerprintMismatchError)
+
+
+def test_a_failed_crl_fetch_is_named_in_the_refusal(
+    kds: FakeKds,
+    vectors: Path,
+    tmp_path: Path,
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], Any],
+) -> None:
+    serve_milan(kds, vectors)
+    kds.failures["/vcek/v1/Milan/crl"] = [503] * 10
+    vector = vector_by_id("snp-milan-v2-virtee")
+    trust = TrustStore(cache_dir=tmp_path, fetcher=fetcher(kds, retries=0))
+    args: dict[str, Any] = {"trust": trust, "now": at("2025-01-01T00:00:00Z")}
+    refused = verify_report(
+        load_report(vector), policy=Policy.default(), vcek=load_vcek(vector), **args
+    )
+    assert refused.reason == "snp.crl"
+    assert isinstance(refused.error, CrlMissingError)
+    assert "/vcek/v1/Milan/crl failed (HTTP 503)" in (refused.error.hint or "")
+    lenient = verify_report(
+        load_report(vector),
+        policy=Policy.default(),
+        vcek=load_vcek(vector),
+        crl_mode="if-available",
+        **args,
+    )
+    assert lenient.accepted
+    revocation = next(c for c in lenient.checks if c.id == "snp.revocation")
+    assert revocation.reason.startswith("NOT CHECKED") and "HTTP 503" in revocation.reason

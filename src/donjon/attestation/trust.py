@@ -148,6 +148,8 @@ class TrustStore:
         self._key_infos: OrderedDict[str, EndorsementKeyInfo] = OrderedDict()
         self._by_name: dict[tuple[str, str], list[x509.Certificate]] = {}
         self._crls_by_issuer: dict[str, list[x509.CertificateRevocationList]] = {}
+        # Why the last CRL fetch failed, so that "no current CRL" can say so.
+        self._crl_fetch_errors: dict[tuple[Product, str], str] = {}
         if trust_dir is not None:
             self._scan(trust_dir)
         if cache_dir is not None and (cache_dir / "amd").is_dir():
@@ -224,15 +226,23 @@ class TrustStore:
         if not any(is_current(c, now) for c in found) and self.fetcher is not None:
             try:
                 data = self.fetcher.crl(product, kind)
-            except AttestationError:
+            except AttestationError as exc:
+                self._crl_fetch_errors[(product, kind)] = exc.message
                 return found
             crl = _load_crl(data)
-            if crl is not None:
+            if crl is None:
+                self._crl_fetch_errors[(product, kind)] = "AMD KDS answered with no valid CRL"
+            else:
+                self._crl_fetch_errors.pop((product, kind), None)
                 self._loaded.add_crl(crl)
                 self._crls_by_issuer.clear()
                 found.append(crl)
                 self._cache_write(f"{product.value}_{kind}.crl", data)
         return found
+
+    def crl_fetch_error(self, product: Product, kind: str) -> str | None:
+        """Why the last attempt to fetch this ARK's CRL failed (None: it did not, or none)."""
+        return self._crl_fetch_errors.get((product, kind))
 
     def endorsement_key(
         self, product: Product, chip_id: bytes, tcb: TcbVersion

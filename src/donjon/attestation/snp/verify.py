@@ -208,6 +208,9 @@ def _chain_step(
     except AttestationError as error:
         if isinstance(error, (CrlStaleError, CrlMissingError)) and error.hint is None:
             error.hint = _crl_hint(product, key.kind, sim=sim_root is not None)
+            fetch_error = trust.crl_fetch_error(product, key.kind)
+            if fetch_error is not None and sim_root is None:
+                error.hint = f"{fetch_error}; {error.hint}"
         check_id = next((cid for t, cid in _CHAIN_CHECK_IDS if isinstance(error, t)), "snp.chain")
         checks.fail(check_id, error)
         raise Stop from error
@@ -219,7 +222,10 @@ def _chain_step(
         raise Stop from exc
     checks.ok("snp.chain", " -> ".join(chain.describe()))
     checks.ok("snp.validity", f"every certificate valid at {now.isoformat()}")
-    checks.ok("snp.revocation", chain.crl_note)
+    fetched = chain.crl_checked or sim_root is not None  # sim: nothing is ever fetched
+    fetch_error = None if fetched else trust.crl_fetch_error(product, key.kind)
+    note = chain.crl_note if fetch_error is None else f"{chain.crl_note} ({fetch_error})"
+    checks.ok("snp.revocation", note)
     return chain
 
 
