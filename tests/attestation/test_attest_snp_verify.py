@@ -515,6 +515,17 @@ def test_policy_tcb_minimums(
     assert isinstance(low.error, TcbBelowMinimumError)
     failed = {c.id for c in low.checks if not c.passed}
     assert failed == {"tcb.reported", "tcb.firmware"}  # firmware 1.52.4 < 1.55 as well
+    # A Milan report has no FMC SPL (Turin only): a minimum on it cannot be shown to be met.
+    no_fmc = verify_report(
+        load_report(vector), policy=stale_ok("min_reported_tcb = { fmc = 1 }"), **args
+    )
+    assert no_fmc.reason == "tcb.reported"
+    assert isinstance(no_fmc.error, TcbBelowMinimumError)
+    assert "fmc=absent<1" in no_fmc.error.message
+    zero = verify_report(
+        load_report(vector), policy=stale_ok("min_reported_tcb = { fmc = 0 }"), **args
+    )
+    assert zero.accepted
 
 
 def test_fake_turin_report_verifies_with_its_own_root(tmp_path: Path) -> None:

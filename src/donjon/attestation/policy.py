@@ -67,13 +67,20 @@ class TcbMinimum:
     fmc: int | None = None
 
     def shortfalls(self, actual: Mapping[str, int]) -> list[str]:
-        """Components below the minimum, as ``name=actual<min`` strings."""
+        """Components below the minimum, as ``name=actual<min`` strings.
+
+        A component the report does not have (``fmc`` before Turin) cannot show that it
+        meets a minimum above 0, so it falls short rather than being skipped.
+        """
         out = []
         for name in TCB_COMPONENTS:
             minimum = getattr(self, name)
-            if minimum is None or name not in actual:
+            if minimum is None:
                 continue
-            if actual[name] < minimum:
+            if name not in actual:
+                if minimum > 0:
+                    out.append(f"{name}=absent<{minimum}")
+            elif actual[name] < minimum:
                 out.append(f"{name}={actual[name]}<{minimum}")
         return out
 
