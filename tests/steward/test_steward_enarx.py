@@ -259,3 +259,25 @@ def test_mangled_enarx_csrs_are_always_4xx(
     assert 400 <= r.status_code < 500, (r.status_code, r.text)
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["check"]
+
+
+def test_a_lenient_crl_policy_is_announced_at_start(
+    vectors: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from donjon.steward.bootstrap import StewardConfig, build_steward
+
+    _engine()
+    strict, lenient = tmp_path / "strict.toml", tmp_path / "lenient.toml"
+    text = (vectors / "enarx-steward" / "steward_testdata_policy.toml").read_text().rstrip()
+    strict.write_text(text + "\n")
+    lenient.write_text(text + '\ncrl = "if-available"\n')
+    for policy, announced in ((strict, False), (lenient, True)):
+        caplog.clear()
+        config = StewardConfig(
+            state_dir=tmp_path / policy.stem, init=True, policy=policy, trust_dir=vectors, now=AT
+        )
+        with caplog.at_level("WARNING", logger="donjon.steward"):
+            steward, _ = build_steward(config)
+        steward.store.close()
+        said = any("REVOCATION MAY GO UNCHECKED" in r.getMessage() for r in caplog.records)
+        assert said is announced, policy.name
