@@ -423,6 +423,15 @@ def test_no_crl_at_all_is_its_own_error(
     assert isinstance(verdict.error, CrlMissingError)
     assert verdict.error.code == "crl.missing"
     assert "ARK-Milan" in verdict.error.message
+    assert "unreadable" not in (verdict.error.hint or "")
+    # A damaged CRL file is not silently ignored: the refusal names it.
+    crl = (vectors / "amd-roots/crl_milan_2022-05-09.der").read_bytes()
+    (tmp_path / "milan.crl").write_bytes(crl[: len(crl) // 2])
+    damaged = verify_report(
+        load_report(vector), policy=policy(), **{**args, "trust": TrustStore.offline(tmp_path)}
+    )
+    assert isinstance(damaged.error, CrlMissingError)
+    assert f"unreadable files were skipped: {tmp_path / 'milan.crl'}" in (damaged.error.hint or "")
     lenient = verify_report(load_report(vector), policy=stale_ok(), **args)
     assert lenient.accepted and lenient.revocation_checked is False
     revocation = next(c for c in lenient.checks if c.id == "snp.revocation")

@@ -148,6 +148,8 @@ class TrustStore:
         self._key_infos: OrderedDict[str, EndorsementKeyInfo] = OrderedDict()
         self._by_name: dict[tuple[str, str], list[x509.Certificate]] = {}
         self._crls_by_issuer: dict[str, list[x509.CertificateRevocationList]] = {}
+        #: Files of the trust directory (or cache) that are neither certificates nor CRLs.
+        self.skipped: list[Path] = []
         # Why the last CRL fetch failed, so that "no current CRL" can say so.
         self._crl_fetch_errors: dict[tuple[Product, str], str] = {}
         if trust_dir is not None:
@@ -182,6 +184,8 @@ class TrustStore:
             crl = _load_crl(data)
             if crl is not None:
                 self._loaded.add_crl(crl)
+            else:
+                self.skipped.append(path)
 
     # --- queries -----------------------------------------------------------------------
     def ark(self, product: Product) -> x509.Certificate:

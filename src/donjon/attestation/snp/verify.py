@@ -211,6 +211,9 @@ def _chain_step(
             fetch_error = trust.crl_fetch_error(product, key.kind)
             if fetch_error is not None and sim_root is None:
                 error.hint = f"{fetch_error}; {error.hint}"
+            if trust.skipped and sim_root is None:
+                names = ", ".join(str(path) for path in trust.skipped[:3])
+                error.hint = f"unreadable files were skipped: {names}; {error.hint}"
         check_id = next((cid for t, cid in _CHAIN_CHECK_IDS if isinstance(error, t)), "snp.chain")
         checks.fail(check_id, error)
         raise Stop from error
