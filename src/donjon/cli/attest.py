@@ -373,7 +373,7 @@ def _print_report(report: SnpReport) -> None:
         "report_id",
         "chip_id",
     ):
-        click.echo(f"  {name:<17}{fields[name]}")
+        click.echo(f"  {name:<16} {fields[name]}")
     if report.cpuid is not None:
         fam, mod, step = report.cpuid
         click.echo(f"  cpuid            family 0x{fam:x} model 0x{mod:x} stepping {step}")
