@@ -237,7 +237,16 @@ def test_snp_peer_accepted_with_tcb_minimum(ca: CertificateAuthority) -> None:
         ),
     )
     assert ident.result.product == "Milan"
-    assert [c.id for c in ident.checks] == ["chain", "attestation", "debug", "tcb"]
+    assert [c.id for c in ident.checks] == [
+        "chain",
+        "profile",
+        "revocation",
+        "attestation",
+        "debug",
+        "advisories",
+        "tcb_status",
+        "tcb",
+    ]
 
 
 def test_tcb_below_minimum(ca: CertificateAuthority) -> None:
@@ -280,6 +289,7 @@ def test_certificate_without_attestation_result(ca: CertificateAuthority) -> Non
         .serial_number(7)
         .not_valid_before(NOW - timedelta(minutes=1))
         .not_valid_after(NOW + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
         )

@@ -5,6 +5,14 @@ an optional CRL and the caller's expectations, verify the chain and read the
 AttestationResult extension the Steward wrote. Each way to fail has its own
 error type and ``code``, so a client can tell an expired certificate from a
 revoked one, a debug TEE or the wrong workload.
+
+The X.509 checks are in :mod:`donjon.attestation.peer_x509` and the error
+types in :mod:`donjon.attestation.peer_errors`; both are re-exported here.
+
+The checks fail closed: a leaf with an unknown critical extension, a CA leaf,
+a CRL that cannot prove it is current, an advisory or TCB status the caller did
+not accept are each refused. What was *not* checked (no CRL given) is recorded
+as a skipped check, never silently passed over.
 """
 
 from __future__ import annotations
@@ -16,79 +24,155 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from donjon.attestation import oids
-from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
-from donjon.errors import DonjonError, UsageError
+from donjon.attestation.claims import (
+    REVOCATION_NOT_CHECKED,
+    AttestationResult,
+    ClaimsError,
+    WorkloadClaims,
+)
+from donjon.attestation.peer_errors import (
+    AdvisoryNotAllowedError,
+    ClaimsBindingError,
+    CrlError,
+    CrlNotYetValidError,
+    CrlScopeError,
+    CrlSignatureError,
+    CrlStaleError,
+    DebugPeerError,
+    DevelopmentPeerError,
+    LeafProfileError,
+    MissingAttestationError,
+    PeerError,
+    PeerExpiredError,
+    PeerIsCAError,
+    PeerRevokedError,
+    PlatformNotAllowedError,
+    TcbStatusNotAllowedError,
+    TcbTooLowError,
+    UntrustedChainError,
+    WorkloadMismatchError,
+    WrongPurposeError,
+)
+from donjon.attestation.peer_x509 import (
+    PeerRole,
+    check_chain,
+    check_crl,
+    check_leaf_profile,
+    load_certificate,
+    load_crl,
+)
+from donjon.errors import UsageError
+
+__all__ = [
+    "DEFAULT_TCB_STATUSES",
+    "DEVELOPMENT_ADVISORIES",
+    "DEVELOPMENT_PLATFORMS",
+    "KNOWN_TCB_STATUSES",
+    "NOT_APPRAISED",
+    "AdvisoryNotAllowedError",
+    "ClaimsBindingError",
+    "CrlError",
+    "CrlNotYetValidError",
+    "CrlScopeError",
+    "CrlSignatureError",
+    "CrlStaleError",
+    "DebugPeerError",
+    "DevelopmentPeerError",
+    "LeafProfileError",
+    "MissingAttestationError",
+    "PeerCheck",
+    "PeerError",
+    "PeerExpectations",
+    "PeerExpiredError",
+    "PeerIdentity",
+    "PeerIsCAError",
+    "PeerRevokedError",
+    "PeerRole",
+    "PlatformNotAllowedError",
+    "TcbStatusNotAllowedError",
+    "TcbTooLowError",
+    "UntrustedChainError",
+    "WorkloadMismatchError",
+    "WrongPurposeError",
+    "check_crl",
+    "check_leaf_profile",
+    "client_context",
+    "load_certificate",
+    "load_crl",
+    "parse_tcb",
+    "read_attestation",
+    "verify_peer_certificate",
+]
 
 DEVELOPMENT_PLATFORMS = frozenset({"nil", "sim", "kvm"})
 
-
-class PeerError(DonjonError):
-    """The peer is not an attested Keep this relying party accepts."""
-
-    code = "peer.refused"
-
-
-class UntrustedChainError(PeerError):
-    code = "peer.chain"
-
-
-class PeerExpiredError(PeerError):
-    code = "peer.expired"
-
-
-class PeerRevokedError(PeerError):
-    code = "peer.revoked"
-
-
-class CrlError(PeerError):
-    code = "peer.crl"
-
-
-class MissingAttestationError(PeerError):
-    code = "peer.no_attestation"
-
-
-class DevelopmentPeerError(PeerError):
-    """The peer runs outside a TEE (nil/sim/kvm); refused unless asked for."""
-
-    code = "peer.development"
-
-
-class DebugPeerError(PeerError):
-    code = "peer.debug"
-
-
-class PlatformNotAllowedError(PeerError):
-    code = "peer.platform"
-
-
-class WorkloadMismatchError(PeerError):
-    code = "peer.workload"
-
-
-class ClaimsBindingError(PeerError):
-    """The certificate's workload claims and its attestation result disagree."""
-
-    code = "peer.claims_binding"
-
-
-class TcbTooLowError(PeerError):
-    code = "peer.tcb"
+#: TCB statuses accepted from a TEE peer by default: the TCB was appraised and found current.
+#: ``MeetsMinimum``/``NotAppraised`` are Donjon's SNP statuses (AMD publishes none), the others
+#: Intel's (TDX/SGX).
+DEFAULT_TCB_STATUSES = frozenset({"UpToDate", "MeetsMinimum"})
+#: The Steward compared the TCB to no minimum; accepted from a TEE peer by default only when
+#: the caller gives its own ``min_tcb`` (then the TCB is appraised here).
+NOT_APPRAISED = "NotAppraised"
+#: Statuses that ``--allow-tcb-status`` knows (a typo there would only refuse more, but say so).
+KNOWN_TCB_STATUSES = frozenset(
+    {
+        *DEFAULT_TCB_STATUSES,
+        NOT_APPRAISED,
+        "NoTEE",
+        "SWHardeningNeeded",
+        "ConfigurationNeeded",
+        "ConfigurationAndSWHardeningNeeded",
+        "OutOfDate",
+        "OutOfDateConfigurationNeeded",
+        "Revoked",
+        "Unknown",
+    }
+)
+#: Advisories a development peer accepted under ``allow_development`` may carry by default:
+#: a simulated vendor publishes no CRL and nil/kvm have no vendor, so nothing can be revoked.
+DEVELOPMENT_ADVISORIES = frozenset({REVOCATION_NOT_CHECKED})
 
 
 @dataclass(frozen=True)
 class PeerExpectations:
-    """What the caller demands. The defaults refuse development and debug peers."""
+    """What the caller demands. The defaults refuse development and debug peers, every
+    advisory on a TEE peer, and a TEE peer's TCB statuses other than UpToDate/MeetsMinimum.
+
+    ``allowed_advisories``/``tcb_statuses`` left at None mean those defaults (see
+    :meth:`accepted_advisories` and :meth:`accepted_tcb_statuses`); a set given replaces
+    them for every peer, so ``allowed_advisories=frozenset()`` refuses any advisory at all.
+    """
 
     workload_sha256: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
     platforms: frozenset[str] | None = None  # None: any TEE platform
     allow_development: bool = False
     allow_debug: bool = False
+    allowed_advisories: frozenset[str] | None = None
+    tcb_statuses: frozenset[str] | None = None
+
+    def accepted_advisories(self, development: bool) -> frozenset[str]:
+        """None for a TEE peer; for an allowed development peer, revocation-not-checked,
+        which the Steward always writes for it (there is no vendor CRL to check)."""
+        if self.allowed_advisories is not None:
+            return self.allowed_advisories
+        return DEVELOPMENT_ADVISORIES if development else frozenset()
+
+    def accepted_tcb_statuses(self, development: bool) -> frozenset[str] | None:
+        """UpToDate/MeetsMinimum, and NotAppraised when ``min_tcb`` is appraised here.
+
+        None (any status) for an allowed development peer: nil/kvm have no TCB and a
+        simulated one means nothing, so its status cannot make it more or less trusted.
+        """
+        if self.tcb_statuses is not None:
+            return self.tcb_statuses
+        if development:
+            return None
+        if self.min_tcb:
+            return DEFAULT_TCB_STATUSES | {NOT_APPRAISED}
+        return DEFAULT_TCB_STATUSES
 
 
 @dataclass(frozen=True)
@@ -96,6 +180,8 @@ class PeerCheck:
     id: str
     passed: bool
     reason: str
+    #: Not performed (``passed`` is then True: nothing failed); shown, never hidden.
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +197,11 @@ class PeerIdentity:
     def serial_hex(self) -> str:
         return format(self.certificate.serial_number, "x")
 
+    @property
+    def revocation_checked(self) -> bool:
+        """False when no CRL was given: the peer may have been revoked since."""
+        return any(c.id == "revocation" and not c.skipped for c in self.checks)
+
 
 def parse_tcb(text: str) -> dict[str, int]:
     """``"bl=3 tee=0 snp=8 ucode=115"`` (spaces or commas) -> components."""
@@ -124,24 +215,6 @@ def parse_tcb(text: str) -> dict[str, int]:
         except ValueError:
             raise UsageError(f"TCB component {part!r} has a non-numeric value") from None
     return out
-
-
-def load_certificate(data: bytes, what: str) -> x509.Certificate:
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
-        raise UsageError(f"{what} is not a certificate: {exc}") from None
-
-
-def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
-    try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
-        raise CrlError(f"{what} is not a CRL: {exc}") from None
 
 
 def client_context(
@@ -163,56 +236,6 @@ def client_context(
     if certfile is not None:
         context.load_cert_chain(certfile, keyfile)
     return context
-
-
-def _check_chain(leaf: x509.Certificate, ca: x509.Certificate, now: datetime) -> None:
-    try:
-        bc = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        bc = None
-    if bc is None or not bc.ca:
-        raise UntrustedChainError("the given Steward CA certificate is not a CA")
-    if leaf.issuer != ca.subject:
-        raise UntrustedChainError(
-            f"peer certificate is issued by {leaf.issuer.rfc4514_string()!r}, "
-            f"not by the Steward CA {ca.subject.rfc4514_string()!r}"
-        )
-    try:
-        leaf.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise UntrustedChainError(
-            f"peer certificate is not signed by the Steward CA: {exc}"
-        ) from None
-    for cert, who in ((ca, "Steward CA"), (leaf, "peer certificate")):
-        if now < cert.not_valid_before_utc:
-            raise PeerExpiredError(
-                f"{who} is not valid before {cert.not_valid_before_utc.isoformat()}"
-            )
-        if now > cert.not_valid_after_utc:
-            raise PeerExpiredError(f"{who} expired at {cert.not_valid_after_utc.isoformat()}")
-    try:
-        eku = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound:
-        raise UntrustedChainError("peer certificate has no extendedKeyUsage") from None
-    if ExtendedKeyUsageOID.SERVER_AUTH not in eku and ExtendedKeyUsageOID.CLIENT_AUTH not in eku:
-        raise UntrustedChainError("peer certificate is not for TLS (no serverAuth/clientAuth)")
-
-
-def _check_crl(
-    leaf: x509.Certificate, ca: x509.Certificate, crl: x509.CertificateRevocationList, now: datetime
-) -> None:
-    if crl.issuer != ca.subject or not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
-        raise CrlError("the CRL is not signed by the Steward CA")
-    if crl.next_update_utc is not None and now > crl.next_update_utc:
-        raise CrlError(f"the CRL is stale (nextUpdate {crl.next_update_utc.isoformat()})")
-    if now < crl.last_update_utc:
-        raise CrlError(f"the CRL is from the future (thisUpdate {crl.last_update_utc.isoformat()})")
-    entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
-    if entry is not None:
-        raise PeerRevokedError(
-            f"peer certificate {leaf.serial_number:x} was revoked at "
-            f"{entry.revocation_date_utc.isoformat()}"
-        )
 
 
 def _extension_bytes(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bytes | None:
@@ -254,18 +277,28 @@ def verify_peer_certificate(
     now: datetime,
     crl: x509.CertificateRevocationList | None = None,
     expect: PeerExpectations | None = None,
+    role: PeerRole = "server",
 ) -> PeerIdentity:
-    """Accept ``leaf`` as an attested Keep, or raise the PeerError that says why not."""
+    """Accept ``leaf`` as an attested Keep, or raise the PeerError that says why not.
+
+    ``role`` is what the peer is to the caller: the TLS ``"server"`` it connected to
+    (its certificate needs serverAuth), or a ``"client"`` that connected to it (clientAuth).
+    """
     expect = expect or PeerExpectations()
     checks: list[PeerCheck] = []
-    _check_chain(leaf, ca, now)
+    check_chain(leaf, ca, now)
     checks.append(PeerCheck("chain", True, "signed by the Steward CA, in its validity period"))
+    purpose = check_leaf_profile(leaf, role)
+    checks.append(PeerCheck("profile", True, f"end-entity certificate for TLS ({purpose})"))
     if crl is not None:
-        _check_crl(leaf, ca, crl, now)
-        checks.append(PeerCheck("revocation", True, "not in the Steward's CRL"))
+        check_crl(leaf, ca, crl, now)
+        checks.append(PeerCheck("revocation", True, "not in the Steward's current CRL"))
+    else:
+        checks.append(PeerCheck("revocation", True, "not checked (no CRL given)", skipped=True))
     result, workload = read_attestation(leaf)
     checks.append(PeerCheck("attestation", True, f"platform {result.platform}"))
-    if result.development or result.platform in DEVELOPMENT_PLATFORMS:
+    development = result.development or result.platform in DEVELOPMENT_PLATFORMS
+    if development:
         if not expect.allow_development:
             raise DevelopmentPeerError(
                 f"peer is not in a TEE (platform {result.platform}, development certificate)"
@@ -278,6 +311,8 @@ def verify_peer_certificate(
     if result.debug and not expect.allow_debug:
         raise DebugPeerError("peer TEE allows debugging: its memory is not confidential")
     checks.append(PeerCheck("debug", True, "debug " + ("allowed" if result.debug else "off")))
+    checks.append(_check_advisories(result, expect, development))
+    checks.append(_check_tcb_status(result, expect, development))
     if expect.workload_sha256 is not None:
         if workload is None:
             raise WorkloadMismatchError("peer certificate names no workload")
@@ -298,3 +333,39 @@ def verify_peer_certificate(
             raise TcbTooLowError(f"peer TCB below the minimum: {', '.join(short)}")
         checks.append(PeerCheck("tcb", True, f"TCB {result.tcb} meets the minimum"))
     return PeerIdentity(certificate=leaf, result=result, workload=workload, checks=tuple(checks))
+
+
+def _check_advisories(
+    result: AttestationResult, expect: PeerExpectations, development: bool
+) -> PeerCheck:
+    accepted = expect.accepted_advisories(development)
+    refused = [a for a in result.advisories if a not in accepted]
+    if refused:
+        raise AdvisoryNotAllowedError(
+            f"peer certificate carries advisory {', '.join(refused)}, not accepted "
+            f"(allowed: {', '.join(sorted(accepted)) or 'none'})",
+            hint="accept it explicitly if you know why the Steward wrote it "
+            "(donjon verify-peer --allow-advisory NAME)",
+        )
+    if not result.advisories:
+        return PeerCheck("advisories", True, "none")
+    why = "allowed by the caller" if expect.allowed_advisories is not None else "development peer"
+    return PeerCheck("advisories", True, f"{', '.join(result.advisories)} accepted ({why})")
+
+
+def _check_tcb_status(
+    result: AttestationResult, expect: PeerExpectations, development: bool
+) -> PeerCheck:
+    accepted = expect.accepted_tcb_statuses(development)
+    status = result.tcb_status
+    if accepted is None:
+        return PeerCheck("tcb_status", True, f"{status} (development peer: no TCB to appraise)")
+    if status not in accepted:
+        hint = " (give a minimum TCB to appraise it here)" if status == NOT_APPRAISED else ""
+        raise TcbStatusNotAllowedError(
+            f"peer TCB status {status or '(empty)'} is not accepted "
+            f"(accepted: {', '.join(sorted(accepted)) or 'none'}){hint}"
+        )
+    if status == NOT_APPRAISED and expect.min_tcb:
+        return PeerCheck("tcb_status", True, f"{status} by the Steward; appraised here")
+    return PeerCheck("tcb_status", True, status)
