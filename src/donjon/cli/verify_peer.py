@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from donjon.cli.output import print_checks, print_json
+from donjon.cli.output import mark, print_json
 
 
 def _digest(text: str | None) -> bytes | None:
@@ -23,6 +23,32 @@ def _digest(text: str | None) -> bytes | None:
     if len(raw) != 32:
         raise UsageError(f"--expect-workload must be 32 bytes (64 hex digits), got {len(raw)}")
     return raw
+
+
+def _tcb_statuses(given: tuple[str, ...]) -> frozenset[str] | None:
+    if not given:
+        return None
+    from donjon.attestation.peer import KNOWN_TCB_STATUSES
+    from donjon.errors import UsageError
+
+    unknown = sorted(set(given) - KNOWN_TCB_STATUSES)
+    if unknown:
+        raise UsageError(
+            f"--allow-tcb-status {unknown[0]!r} is not a TCB status "
+            f"(known: {', '.join(sorted(KNOWN_TCB_STATUSES))})"
+        )
+    return frozenset(given)
+
+
+def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
+    if not given:
+        return None
+    from donjon.errors import UsageError
+
+    names = frozenset(a.strip() for a in given)
+    if "" in names:
+        raise UsageError("--allow-advisory needs an advisory name, e.g. revocation-not-checked")
+    return names
 
 
 @click.command("verify-peer")
@@ -44,6 +70,22 @@ def _digest(text: str | None) -> bytes | None:
 @click.option("--crl", "crl_source", metavar="FILE|URL", help="Check revocation with this CRL.")
 @click.option("--allow-development", is_flag=True, help="Accept nil/sim/kvm (non-TEE) peers.")
 @click.option("--allow-debug", is_flag=True, help="Accept a TEE that allows debugging.")
+@click.option(
+    "--allow-advisory",
+    "allow_advisories",
+    multiple=True,
+    metavar="NAME",
+    help="Accept a certificate carrying this advisory (repeatable), e.g. "
+    "revocation-not-checked. Any advisory not listed is refused.",
+)
+@click.option(
+    "--allow-tcb-status",
+    "allow_tcb_statuses",
+    multiple=True,
+    metavar="STATUS",
+    help="Accepted TCB status (repeatable); replaces the default UpToDate, MeetsMinimum "
+    "(and NotAppraised with --min-tcb).",
+)
 @click.option("--server-name", help="SNI name to send [default: HOST].")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
@@ -56,6 +98,8 @@ def verify_peer(
     crl_source: str | None,
     allow_development: bool,
     allow_debug: bool,
+    allow_advisories: tuple[str, ...],
+    allow_tcb_statuses: tuple[str, ...],
     server_name: str | None,
     timeout: float,
     as_json: bool,
@@ -65,11 +109,20 @@ def verify_peer(
     Exits 0 only when the peer is an attested Keep meeting every expectation;
     otherwise one line says which check failed (and --json says it as "code").
 
+    Fails closed: development (nil/sim/kvm) and debug peers, any advisory the
+    Steward wrote (e.g. revocation-not-checked) and a TCB status other than
+    UpToDate/MeetsMinimum are refused unless allowed. An allowed development
+    peer may carry revocation-not-checked (no vendor CRL exists for it).
+    Without --crl, revocation is NOT checked, and the output says so.
+
     \b
     Examples:
-      donjon verify-peer keep.example:8443 --ca steward-ca.pem
+      donjon verify-peer keep.example:8443 --ca steward-ca.pem \\
+          --crl https://steward.example/v1/crl
       donjon verify-peer 10.0.0.5:443 --ca ca.pem --expect-workload 5f3a...e1 \\
           --min-tcb snp=8,ucode=115 --crl https://steward.example/v1/crl --json
+      donjon verify-peer 127.0.0.1:8443 --ca ca.pem --allow-development \\
+          --platform sim --allow-advisory revocation-not-checked
     """
     from donjon.attestation.peer import PeerError, PeerExpectations, parse_tcb
     from donjon.steward.relying import connect_and_verify, fetch_crl, parse_address, read_ca
@@ -82,6 +135,8 @@ def verify_peer(
         platforms=frozenset(platforms) if platforms else None,
         allow_development=allow_development,
         allow_debug=allow_debug,
+        allowed_advisories=_advisories(allow_advisories),
+        tcb_statuses=_tcb_statuses(allow_tcb_statuses),
     )
     try:
         crl = fetch_crl(crl_source, timeout=timeout) if crl_source else None
@@ -118,17 +173,27 @@ def verify_peer(
             "config_sha256": identity.workload.config_sha256.hex(),
             "package_name": identity.workload.package_name,
         },
-        "checks": [{"id": c.id, "passed": c.passed, "reason": c.reason} for c in identity.checks],
+        "revocation": {
+            "checked": identity.revocation_checked,
+            "reason": next(c.reason for c in identity.checks if c.id == "revocation"),
+        },
+        "checks": [
+            {"id": c.id, "passed": c.passed, "skipped": c.skipped, "reason": c.reason}
+            for c in identity.checks
+        ],
     }
     if as_json:
         print_json(doc)
         return
     click.echo(f"{host}:{port}: attested Keep ({report.tls_version}, {report.cipher})")
-    print_checks((1, c.passed, f"{c.id}: {c.reason}") for c in identity.checks)
+    for c in identity.checks:
+        sign = click.style("!", fg="yellow") if c.skipped else mark(c.passed)
+        click.echo(f"  {sign} {c.id}: {c.reason}")
     dev = "  (DEVELOPMENT: not in a TEE)" if r.development else ""
     click.echo(f"  platform:    {r.platform} {r.product}{dev}")
     click.echo(f"  measurement: {r.measurement.hex() or '-'}")
     click.echo(f"  tcb:         {r.tcb or '-'} ({r.tcb_status})")
+    click.echo(f"  advisories:  {', '.join(r.advisories) or 'none'}")
     if identity.workload is not None:
         click.echo(
             f"  workload:    {identity.workload.package_name} "
@@ -137,3 +202,5 @@ def verify_peer(
     click.echo(
         f"  certificate: serial {identity.serial_hex}, until {doc['not_after']:%Y-%m-%d %H:%M}Z"
     )
+    if not identity.revocation_checked:
+        click.echo("  revocation:  NOT CHECKED (no CRL given; pass --crl to check it)")

@@ -109,7 +109,11 @@ def connect_and_verify(
     server_name: str | None = None,
     now: datetime | None = None,
 ) -> PeerReport:
-    """Handshake (TLS 1.3, chain to the Steward CA), then check the attested claims."""
+    """Handshake (TLS 1.3, chain to the Steward CA), then check the attested claims.
+
+    The peer is the TLS server here, so its certificate must allow serverAuth. Without
+    ``crl`` the report's identity records revocation as not checked.
+    """
     ca_pem = ca.public_bytes(serialization.Encoding.PEM)
     context = client_context(ca_pem)
     try:
@@ -138,8 +142,11 @@ def connect_and_verify(
         ) from None
     if not der:
         raise UntrustedChainError(f"{host}:{port} presented no certificate")
-    leaf = x509.load_der_x509_certificate(der)
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise UntrustedChainError(f"{host}:{port}: peer certificate is unreadable: {exc}") from None
     identity = verify_peer_certificate(
-        leaf, ca, now=now or datetime.now(UTC), crl=crl, expect=expect
+        leaf, ca, now=now or datetime.now(UTC), crl=crl, expect=expect, role="server"
     )
     return PeerReport(host=host, port=port, tls_version=version, cipher=cipher, identity=identity)

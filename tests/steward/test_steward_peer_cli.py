@@ -1,0 +1,172 @@
+"""``donjon verify-peer`` against a TLS 1.3 server presenting a Steward-issued certificate:
+the advisory and TCB-status options, and revocation shown as not checked without --crl."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from steward_fakes import CLAIMS, FakePolicy, FakeVerdict, make_csr, make_key
+from test_steward_peer import KeepServer
+
+from donjon.attestation.claims import REVOCATION_NOT_CHECKED, AttestationResult
+from donjon.cli.main import main
+from donjon.steward.ca import CertificateAuthority
+from donjon.steward.crl import build_crl
+from donjon.steward.issue import issue_certificate
+
+NOW = datetime.now(UTC)
+
+Serve = Callable[..., KeepServer]
+
+
+@pytest.fixture(scope="module")
+def ca() -> CertificateAuthority:
+    return CertificateAuthority.create(curve="p256", now=NOW)
+
+
+@pytest.fixture
+def serve(ca: CertificateAuthority, tmp_path: Path) -> Iterator[Serve]:
+    """Start a server whose certificate the Steward issued for these AttestationResult fields."""
+    servers: list[KeepServer] = []
+    (tmp_path / "ca.pem").write_bytes(ca.certificate_pem)
+
+    def start(**changes: object) -> KeepServer:
+        fields: dict[str, object] = {
+            "platform": "snp",
+            "product": "Milan",
+            "measurement": b"\x11" * 48,
+            "tcb": "bl=3 tee=0 snp=8 ucode=115",
+            "tcb_status": "UpToDate",
+            "advisories": (),
+            "debug": False,
+            "development": False,
+            "policy_id": "cd" * 32,
+            "evaluated_at": NOW,
+            "workload": CLAIMS,
+        }
+        fields.update(changes)
+        key = make_key(ec.SECP384R1())
+        csr = x509.load_der_x509_csr(make_csr(key, claims=CLAIMS))
+        result = AttestationResult(**fields)  # type: ignore[arg-type]
+        verdict = FakeVerdict(True, (), None, None, result.platform, result, "ee" * 32, None, csr)
+        leaf = issue_certificate(ca, verdict, FakePolicy(), now=NOW).certificate
+        directory = tmp_path / f"keep{len(servers)}"
+        directory.mkdir()
+        server = KeepServer(leaf.public_bytes(serialization.Encoding.PEM), key, directory)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, port: int, *args: str
+) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(["verify-peer", f"127.0.0.1:{port}", "--ca", str(tmp_path / "ca.pem"), *args])
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_without_crl_the_json_says_revocation_was_not_checked(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve()
+    code, out, _ = run(capsys, tmp_path, server.port, "--json")
+    doc = json.loads(out)
+    assert (code, doc["accepted"]) == (0, True)
+    assert doc["revocation"] == {"checked": False, "reason": "not checked (no CRL given)"}
+    revocation = [c for c in doc["checks"] if c["id"] == "revocation"]
+    assert revocation == [
+        {
+            "id": "revocation",
+            "passed": True,
+            "skipped": True,
+            "reason": "not checked (no CRL given)",
+        }
+    ]
+
+
+def test_without_crl_the_text_says_not_checked(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve()
+    code, out, _ = run(capsys, tmp_path, server.port)
+    assert code == 0
+    lines = [line.strip() for line in out.splitlines()]
+    assert "! revocation: not checked (no CRL given)" in lines
+    assert "revocation:  NOT CHECKED (no CRL given; pass --crl to check it)" in lines
+    assert "advisories:  none" in lines
+
+
+def test_with_a_crl_file_revocation_is_checked(
+    serve: Serve, ca: CertificateAuthority, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve()
+    crl_file = tmp_path / "steward.crl"
+    crl_file.write_bytes(build_crl(ca, [], now=NOW).public_bytes(serialization.Encoding.DER))
+    code, out, _ = run(capsys, tmp_path, server.port, "--crl", str(crl_file), "--json")
+    doc = json.loads(out)
+    assert code == 0
+    assert doc["revocation"] == {"checked": True, "reason": "not in the Steward's current CRL"}
+
+
+def test_an_advisory_is_refused_unless_allowed(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve(advisories=(REVOCATION_NOT_CHECKED,))
+    code, out, _ = run(capsys, tmp_path, server.port, "--json")
+    assert code == 1
+    assert json.loads(out) == {
+        "accepted": False,
+        "code": "peer.advisory",
+        "error": "peer certificate carries advisory revocation-not-checked, "
+        "not accepted (allowed: none)",
+    }
+    code, _, err = run(capsys, tmp_path, server.port)
+    assert code == 1
+    assert err.splitlines()[0] == (
+        "donjon: error: peer certificate carries advisory revocation-not-checked, "
+        "not accepted (allowed: none)"
+    )
+    code, out, _ = run(
+        capsys, tmp_path, server.port, "--allow-advisory", REVOCATION_NOT_CHECKED, "--json"
+    )
+    doc = json.loads(out)
+    assert (code, doc["accepted"], doc["advisories"]) == (0, True, [REVOCATION_NOT_CHECKED])
+
+
+def test_tcb_status_allow_list(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve(tcb_status="OutOfDate")
+    code, out, _ = run(capsys, tmp_path, server.port, "--json")
+    assert (code, json.loads(out)["code"]) == (1, "peer.tcb_status")
+    code, out, _ = run(capsys, tmp_path, server.port, "--allow-tcb-status", "OutOfDate", "--json")
+    assert (code, json.loads(out)["tcb_status"]) == (0, "OutOfDate")
+
+
+def test_an_unknown_tcb_status_option_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], ca: CertificateAuthority
+) -> None:
+    (tmp_path / "ca.pem").write_bytes(ca.certificate_pem)
+    code, _, err = run(capsys, tmp_path, 9, "--allow-tcb-status", "uptodate")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "donjon: error: --allow-tcb-status 'uptodate' is not a TCB status (known: "
+        "ConfigurationAndSWHardeningNeeded, ConfigurationNeeded, MeetsMinimum, NoTEE, "
+        "NotAppraised, OutOfDate, OutOfDateConfigurationNeeded, Revoked, SWHardeningNeeded, "
+        "Unknown, UpToDate)"
+    ]
