@@ -150,7 +150,9 @@ def test_current_tcb_statuses_are_accepted_by_default(
 
 def test_not_appraised_needs_a_minimum_tcb_here(ca: CertificateAuthority) -> None:
     leaf = issued(ca, tcb_status="NotAppraised")
-    with pytest.raises(TcbStatusNotAllowedError, match="give a minimum TCB to appraise it here"):
+    with pytest.raises(
+        TcbStatusNotAllowedError, match="sets no minimum TCB; set one there, or give one here"
+    ):
         check(ca, leaf)
     checks = check(ca, leaf, min_tcb={"snp": 8, "ucode": 115})
     assert checks["tcb_status"] == "NotAppraised by the Steward; appraised here"

@@ -361,7 +361,11 @@ def _check_tcb_status(
     if accepted is None:
         return PeerCheck("tcb_status", True, f"{status} (development peer: no TCB to appraise)")
     if status not in accepted:
-        hint = " (give a minimum TCB to appraise it here)" if status == NOT_APPRAISED else ""
+        hint = (
+            ": the Steward's policy sets no minimum TCB; set one there, or give one here"
+            if status == NOT_APPRAISED
+            else ""
+        )
         raise TcbStatusNotAllowedError(
             f"peer TCB status {status or '(empty)'} is not accepted "
             f"(accepted: {', '.join(sorted(accepted)) or 'none'}){hint}"
