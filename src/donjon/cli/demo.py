@@ -89,6 +89,7 @@ def run_demo(
     keep_files: bool = False,
 ) -> Outcome:
     """Run every step; each failure is recorded, and stops the run unless ``keep_going``."""
+    from donjon.attestation.claims import REVOCATION_NOT_CHECKED
     from donjon.attestation.peer import PeerExpectations
     from donjon.keep.sim import lab as labmod
 
@@ -142,10 +143,13 @@ def run_demo(
             )
 
         def fetch() -> str:
+            # Said explicitly: a sim certificate always carries this advisory (a simulated
+            # vendor publishes no CRL); a relying party refuses any advisory it did not allow.
             expect = PeerExpectations(
                 workload_sha256=ctx["digest"],
                 platforms=frozenset({"sim"}),
                 allow_development=True,
+                allowed_advisories=frozenset({REVOCATION_NOT_CHECKED}),
             )
             request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
             got = labmod.fetch(ctx["port"], ctx["steward"].ca_pem, request, expect=expect)
@@ -157,7 +161,10 @@ def run_demo(
             outcome.page = body.decode("utf-8", "replace")
             if not status.startswith("HTTP/1.1 200"):
                 raise DemoFailed(f"the Keep answered {status!r}")
-            return f"{got.tls_version}, {status}, {len(body)} bytes, chain and claims verified"
+            return (
+                f"{got.tls_version}, {status}, {len(body)} bytes, chain and claims verified "
+                f"(allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE)"
+            )
 
         def stop() -> str:
             procs = list(lab.procs)
@@ -208,6 +215,7 @@ def _claims(identity: Any) -> dict[str, Any]:
         "measurement": r.measurement.hex(),
         "tcb": r.tcb,
         "tcb_status": r.tcb_status,
+        "advisories": ", ".join(r.advisories) or "none",
         "policy_id": r.policy_id,
         "workload_sha256": w.wasm_sha256.hex() if w else None,
         "package": w.package_name if w else None,
