@@ -246,6 +246,8 @@ FDFLAGS_DSYNC = 2
 FDFLAGS_NONBLOCK = 4
 FDFLAGS_RSYNC = 8
 FDFLAGS_SYNC = 16
+#: the durability flags: fixed at path_open (the host fd carries them), reported by fd_fdstat_get
+FDFLAGS_SYNCS = FDFLAGS_DSYNC | FDFLAGS_RSYNC | FDFLAGS_SYNC
 FDFLAGS_ALL = 31
 
 OFLAGS_CREAT = 1

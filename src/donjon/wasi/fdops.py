@@ -408,7 +408,9 @@ class FdCalls:
         if flags & ~abi.FDFLAGS_ALL:
             raise WasiError(abi.EINVAL)
         entry.require(abi.RIGHT_FD_FDSTAT_SET_FLAGS)
-        if flags & (abi.FDFLAGS_DSYNC | abi.FDFLAGS_RSYNC | abi.FDFLAGS_SYNC):
+        # The sync flags cannot change after open, but handing back the ones the fd
+        # has (fcntl(F_SETFL, F_GETFL | O_NONBLOCK)) is no change.
+        if (flags ^ entry.flags) & abi.FDFLAGS_SYNCS:
             raise WasiError(abi.EINVAL)
         append = bool(flags & abi.FDFLAGS_APPEND)
         if append != bool(entry.flags & abi.FDFLAGS_APPEND):
@@ -419,7 +421,7 @@ class FdCalls:
             fcntl.fcntl(entry.hostfd, fcntl.F_SETFL, host)
         # NONBLOCK is the guest's view only: the host fd may be shared (inherited stdio),
         # so the host calls wait with a zero timeout instead.
-        entry.flags = flags & (abi.FDFLAGS_APPEND | abi.FDFLAGS_NONBLOCK)
+        entry.flags = flags & (abi.FDFLAGS_APPEND | abi.FDFLAGS_NONBLOCK | abi.FDFLAGS_SYNCS)
         self.ctx.fds.refresh(entry)
         return abi.SUCCESS
 

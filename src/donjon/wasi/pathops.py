@@ -140,7 +140,8 @@ class PathCalls:
                 hostfd,
                 base,
                 inheriting,
-                flags=fdflags & (abi.FDFLAGS_APPEND | abi.FDFLAGS_NONBLOCK),
+                # the sync flags were applied to the host fd above: fdstat must say so
+                flags=fdflags & (abi.FDFLAGS_APPEND | abi.FDFLAGS_NONBLOCK | abi.FDFLAGS_SYNCS),
                 readonly=parent.readonly,
             )
             new_fd = self.ctx.fds.add(entry)
