@@ -187,7 +187,10 @@ def check_crl(
     usage = _key_usage(ca)
     if usage is not None and not usage.crl_sign:
         raise CrlSignatureError("the Steward CA may not sign CRLs (no cRLSign)")
-    entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+    try:
+        entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+    except ValueError as exc:
+        raise CrlError(f"the CRL has a malformed entry: {exc}") from None
     if entry is not None:
         raise PeerRevokedError(
             f"peer certificate {leaf.serial_number:x} was revoked at "
