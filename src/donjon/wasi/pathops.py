@@ -252,8 +252,10 @@ class PathCalls:
         if target.startswith("/"):
             raise WasiError(ESCAPE)  # as wasmtime: an absolute link could only point out
         with self._resolve(fd, abi.RIGHT_PATH_SYMLINK, new_path, new_len, False) as where:
-            if where.name == "." or where.must_be_dir:
-                raise WasiError(abi.EEXIST if _exists(where) else abi.ENOENT)
+            if where.name == ".":
+                raise WasiError(abi.EEXIST)
+            if where.must_be_dir:  # "name/": never creates; says what is there, as Linux
+                raise WasiError(_trailing_slash_errno(where))
             os.symlink(target, where.name, dir_fd=where.dirfd)
         return abi.SUCCESS
 
@@ -296,9 +298,14 @@ def _is_dir(where: Resolved) -> bool:
     return stat.S_ISDIR(st.st_mode)
 
 
-def _exists(where: Resolved) -> bool:
+def _trailing_slash_errno(where: Resolved) -> int:
+    """Why ``name/`` cannot be created: ENOENT, EEXIST (a directory), ENOTDIR (anything
+    else). The resolver already expanded a final link inside the sandbox; lstat keeps
+    it that way if one appeared since (EEXIST, not followed)."""
     try:
-        os.stat(where.name, dir_fd=where.dirfd, follow_symlinks=False)
+        st = os.stat(where.name, dir_fd=where.dirfd, follow_symlinks=False)
     except OSError:
-        return False
-    return True
+        return abi.ENOENT
+    if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return abi.EEXIST
+    return abi.ENOTDIR
