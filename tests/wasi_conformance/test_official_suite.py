@@ -14,7 +14,7 @@ directory being the suite folder), ``root`` (a folder preopened as ``/``),
 Each run gets a fresh copy of the suite folder's fixtures, so a test that
 fails half-way cannot change the next one's inputs.
 
-A summary for both runtimes::
+A summary for both runtimes (``WASI_TESTSUITE_ERRNO_MODE=unix`` for the strict errnos)::
 
     export WASI_TESTSUITE_DIR=/tmp/wasi-testsuite/built
     python tests/wasi_conformance/test_official_suite.py
@@ -34,6 +34,10 @@ from pathlib import Path
 import pytest
 
 ENV_VAR = "WASI_TESTSUITE_DIR"
+#: ``unix`` (or ``macos``/``windows``): the Rust tests then want that platform's errno,
+#: not any of the ones the suite allows (ERRNO_MODE_*, given to the ``rust`` suite only)
+ERRNO_MODE_VAR = "WASI_TESTSUITE_ERRNO_MODE"
+ERRNO_MODES = ("permissive", "unix", "macos", "windows")
 TIMEOUT_S = 120.0
 KNOWN_KEYS = frozenset({"args", "dirs", "root", "env", "exit_code", "stdout", "stderr"})
 
@@ -102,11 +106,16 @@ class Result:
         return "; ".join(self.failures) + (f" | stderr: {' / '.join(tail)}" if tail else "")
 
 
+def skipped_folder(part: str) -> bool:
+    """Fixture trees, and suites for other targets (upstream keeps wasm32-wasip3 next door)."""
+    return part.endswith(".dir") or (part.startswith("wasm32-wasip") and part != "wasm32-wasip1")
+
+
 def discover(root: Path) -> list[Case]:
-    """Every ``*.wasm`` under ``root`` (fixture folders excepted), with its spec."""
+    """Every ``*.wasm`` under ``root`` (fixtures, other targets excepted), with its spec."""
     cases = []
     for wasm in sorted(root.rglob("*.wasm")):
-        if any(part.endswith(".dir") for part in wasm.relative_to(root).parts[:-1]):
+        if any(skipped_folder(part) for part in wasm.relative_to(root).parts[:-1]):
             continue
         suite = wasm.parent.relative_to(root).as_posix() or "."
         cases.append(Case(suite, wasm.stem, wasm, Spec.load(wasm.with_suffix(".json"))))
@@ -139,9 +148,21 @@ def stage(case: Case, work: Path) -> None:
             shutil.copy2(entry, target, follow_symlinks=False)
 
 
+def errno_mode() -> str:
+    mode = os.environ.get(ERRNO_MODE_VAR, "permissive").lower()
+    if mode not in ERRNO_MODES:
+        raise SpecError(f"{ERRNO_MODE_VAR}={mode!r}: expected one of {', '.join(ERRNO_MODES)}")
+    return mode
+
+
 def command(runtime: list[str], case: Case, work: Path) -> list[str]:
     argv = list(runtime)
-    for key, value in case.spec.env:
+    env = list(case.spec.env)
+    mode = errno_mode()
+    # only the Rust tests' helper crate reads it; others count their variables
+    if mode != "permissive" and "rust" in case.suite.split("/"):
+        env.append((f"ERRNO_MODE_{mode.upper()}", "1"))
+    for key, value in env:
         argv += ["--env", f"{key}={value}"]
     if case.spec.root is not None:
         argv += ["--dir", f"{work / case.spec.root}::/"]
@@ -220,6 +241,32 @@ def test_spec_rejects_unknown_fields(tmp_path: Path) -> None:
         Spec.load(spec)
 
 
+def test_discovery_skips_fixtures_and_other_targets(tmp_path: Path) -> None:
+    for rel in (
+        "c/wasm32-wasip1/a.wasm",
+        "c/wasm32-wasip1/fs-tests.dir/b.wasm",
+        "rust/wasm32-wasip3/c.wasm",
+        "as/d.wasm",
+    ):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    assert [c.id for c in discover(tmp_path)] == ["as/d", "c/wasm32-wasip1/a"]
+
+
+def test_errno_mode_adds_the_suite_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    case = Case("rust", "t", tmp_path / "t.wasm", Spec(env=(("A", "1"),)))
+    monkeypatch.setenv(ERRNO_MODE_VAR, "unix")
+    argv = command(["rt"], case, tmp_path)
+    assert argv == ["rt", "--env", "A=1", "--env", "ERRNO_MODE_UNIX=1", str(tmp_path / "t.wasm")]
+    other = Case("c", "t", tmp_path / "t.wasm", Spec(env=(("A", "1"),)))
+    assert command(["rt"], other, tmp_path) == ["rt", "--env", "A=1", str(tmp_path / "t.wasm")]
+    monkeypatch.setenv(ERRNO_MODE_VAR, "bsd")
+    with pytest.raises(SpecError, match="bsd"):
+        command(["rt"], case, tmp_path)
+
+
 def test_spec_defaults_and_fields(tmp_path: Path) -> None:
     assert Spec.load(tmp_path / "missing.json") == Spec()
     spec = tmp_path / "t.json"
@@ -237,6 +284,7 @@ def main(argv: list[str]) -> int:
         print(f"usage: {argv[0]} SUITE_DIR (or set {ENV_VAR})", file=sys.stderr)
         return 2
     cases = discover(root)
+    print(f"{len(cases)} tests under {root}, errno mode {errno_mode()}", flush=True)
     passed = dict.fromkeys(RUNTIMES, 0)
     with tempfile.TemporaryDirectory(prefix="wasi-testsuite-") as tmp:
         for case in cases:
