@@ -33,8 +33,6 @@ HANDSHAKE_TIMEOUT_S = 10.0
 MAX_PENDING_HANDSHAKES = 256
 #: Handshaken connections the guest has not accepted yet (also bounds the wakeup pipe).
 MAX_READY = 1024
-#: How often a paused accept loop looks whether the guest has made room.
-PAUSED_POLL_S = 0.05
 #: Linux only: a one-shot "acknowledge now" (see :func:`ack_now`).
 _TCP_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
@@ -258,9 +256,15 @@ class TlsListener:
         self._lock = threading.Lock()
         self._ready_r, self._ready_w = os.pipe()
         self._stop_r, self._stop_w = os.pipe()
-        for fd in (self._ready_r, self._ready_w, self._stop_r, self._stop_w):
+        # The guest's accept() wakes a paused worker through this pipe: no polling tick.
+        self._room_r, self._room_w = os.pipe()
+        for fd in self._pipes():
             os.set_inheritable(fd, False)
         os.set_blocking(self._ready_r, False)
+        os.set_blocking(self._room_r, False)
+        os.set_blocking(self._room_w, False)
+        #: the worker stopped accepting (back-pressure); guarded by ``_lock``
+        self._paused = False
         self._timeout: float | None = None  # blocking, like a fresh socket
         self._closed = False
         self.handshakes_ok = 0
@@ -309,6 +313,11 @@ class TlsListener:
                 continue
             with self._lock:
                 conn, addr = self._ready.popleft()
+                wake = self._paused
+                self._paused = False
+            if wake:
+                with contextlib.suppress(BlockingIOError):  # full: a wakeup is pending anyway
+                    os.write(self._room_w, b"\0")
             return conn, addr
 
     def close(self) -> None:
@@ -320,9 +329,19 @@ class TlsListener:
         with self._lock:
             while self._ready:
                 self._ready.popleft()[0].close()
-        for fd in (self._ready_r, self._ready_w, self._stop_r, self._stop_w):
+        for fd in self._pipes():
             os.close(fd)
         self._sock.close()
+
+    def _pipes(self) -> tuple[int, ...]:
+        return (
+            self._ready_r,
+            self._ready_w,
+            self._stop_r,
+            self._stop_w,
+            self._room_r,
+            self._room_w,
+        )
 
     def __enter__(self) -> TlsListener:
         return self
@@ -337,25 +356,31 @@ class TlsListener:
         pending: dict[int, _Pending] = {}
         sel.register(self._sock, selectors.EVENT_READ, None)
         sel.register(self._stop_r, selectors.EVENT_READ, None)
+        sel.register(self._room_r, selectors.EVENT_READ, None)
         accepting = True
         try:
             while True:
-                timeout = None if accepting else PAUSED_POLL_S
+                timeout = None
                 if pending:
-                    first = max(0.0, min(p.deadline for p in pending.values()) - time.monotonic())
-                    timeout = first if timeout is None else min(timeout, first)
+                    timeout = max(0.0, min(p.deadline for p in pending.values()) - time.monotonic())
                 for key, _ in sel.select(timeout):
                     if key.fileobj == self._stop_r:
                         return
                     if key.fileobj is self._sock:
                         self._accept_raw(sel, pending)
+                    elif key.fileobj == self._room_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._room_r, 4096)
                     else:
                         self._step(sel, pending, key.fd)
                 self._expire(sel, pending)
                 # Back-pressure: past the limit, new clients wait in the kernel's backlog.
+                # Deciding under the lock that accept() takes means a guest accept either
+                # lands before (and is counted) or sees _paused and wakes us.
                 with self._lock:
                     queued = len(self._ready)
-                full = len(pending) >= MAX_PENDING_HANDSHAKES or queued >= MAX_READY
+                    full = len(pending) >= MAX_PENDING_HANDSHAKES or queued >= MAX_READY
+                    self._paused = queued >= MAX_READY
                 if full and accepting:
                     sel.unregister(self._sock)
                 elif not full and not accepting:
