@@ -39,6 +39,10 @@ ENV_VAR = "WASI_TESTSUITE_DIR"
 ERRNO_MODE_VAR = "WASI_TESTSUITE_ERRNO_MODE"
 ERRNO_MODES = ("permissive", "unix", "macos", "windows")
 TIMEOUT_S = 120.0
+#: the reference's own failures (wasmtime 49), by test name: xfail there, never for Donjon
+WASMTIME_KNOWN_FAILURES = {
+    "remove_directory_trailing_slashes": 'wasmtime answers EINVAL to rmdir("dir/")',
+}
 KNOWN_KEYS = frozenset({"args", "dirs", "root", "env", "exit_code", "stdout", "stderr"})
 
 
@@ -216,7 +220,9 @@ CASES = collect()
 
 @pytest.mark.parametrize("runtime", sorted(RUNTIMES))
 @pytest.mark.parametrize("case", CASES or [None], ids=[c.id for c in CASES] or ["no-suite"])
-def test_official_suite(case: Case | None, runtime: str, tmp_path: Path) -> None:
+def test_official_suite(
+    case: Case | None, runtime: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     root = suite_root()
     if case is None:
         if root is None:
@@ -229,6 +235,9 @@ def test_official_suite(case: Case | None, runtime: str, tmp_path: Path) -> None
             toolchain.wasmtime_cli()
         except toolchain.ToolchainMissing as exc:
             pytest.skip(str(exc))
+        if case.name in WASMTIME_KNOWN_FAILURES:
+            reason = WASMTIME_KNOWN_FAILURES[case.name]
+            request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
     result = run_case(runtime, case, tmp_path / runtime)
     assert result.passed, f"{runtime} {case.id}: {result.why()}"
 
