@@ -120,6 +120,7 @@ def conn_headers(conn: Conn, length: int) -> dict[str, str]:
 
 
 def test_keep_alive_serves_many_requests_on_one_connection(tls_server: Server) -> None:
+    first_line = len(tls_server.log)  # the server is shared by this module's tests
     conn = tls_server.connect()
     try:
         for _ in range(5):
@@ -128,9 +129,17 @@ def test_keep_alive_serves_many_requests_on_one_connection(tls_server: Server) -
             assert status == 200 and PAGE_TITLE in body
     finally:
         conn.close()
-    served = [line for line in tls_server.log if line.endswith(" GET /index.html -> 200\n")]
-    assert len(served) == 5
-    assert len({line.split()[0] for line in served}) == 1  # one client number: one connection
+
+    def served() -> list[str]:
+        new_lines = tls_server.log[first_line:]
+        return [line for line in new_lines if line.endswith(" GET /index.html -> 200\n")]
+
+    # The workload logs after it answers, and a reader thread collects the lines: wait for them.
+    deadline = time.monotonic() + 10
+    while len(served()) < 5 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(served()) == 5
+    assert len({line.split()[0] for line in served()}) == 1  # one client number: one connection
 
 
 def test_pipelined_requests_are_answered_in_order(tls_server: Server) -> None:
