@@ -42,6 +42,7 @@ def attested(
     *,
     debug: bool = False,
     dns_name: str | None = None,
+    advisories: tuple[str, ...] = (),
 ) -> Identity:
     """A Keep identity as Donjon's Steward issues it: claims and attestation result inside."""
     workload = WorkloadClaims(wasm_sha256, hashlib.sha256(b"cfg").digest(), "peer")
@@ -51,7 +52,7 @@ def attested(
         measurement=b"\x11" * 48,
         tcb="bl=3 tee=0 snp=8 ucode=115",
         tcb_status="UpToDate",
-        advisories=(),
+        advisories=advisories,
         debug=debug or platform in ("nil", "kvm"),  # as Donjon's Steward says for them
         development=platform in ("nil", "sim", "kvm"),
         policy_id="test",
@@ -265,6 +266,25 @@ def test_a_debug_tee_is_refused(steward_ca: StandInCA, claims: WorkloadClaims) -
     ):
         dial(listener, steward_ca, claims, expect_platform="snp")
     assert info.value.code == "peer.debug"
+
+
+def test_a_tee_peer_with_an_advisory_is_refused(
+    steward_ca: StandInCA, claims: WorkloadClaims
+) -> None:
+    # Its Steward could not check the vendor CRL: the relying-party default refuses that.
+    ident = attested(steward_ca, "snp", PEER_WASM, advisories=("revocation-not-checked",))
+    with (
+        TlsListener(net.bind("127.0.0.1", 0), tls.server_context(ident), name="adv") as listener,
+        pytest.raises(PeerRefused, match="advisory revocation-not-checked") as info,
+    ):
+        dial(listener, steward_ca, claims, expect_workload="sha256:" + PEER_WASM.hex())
+    assert info.value.code == "peer.advisory"
+    good = attested(steward_ca, "snp", PEER_WASM)
+    with (
+        TlsListener(net.bind("127.0.0.1", 0), tls.server_context(good), name="ok") as listener,
+        dial(listener, steward_ca, claims, expect_workload="sha256:" + PEER_WASM.hex()),
+    ):
+        listener.accept()[0].close()
 
 
 def test_a_certificate_without_attestation_is_refused(
