@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from donjon.atomicfile import write_bytes
 from donjon.errors import DonjonError
 
 DEBIAN_RUSTC = Path("/usr/bin/rustc")
@@ -269,9 +270,5 @@ def wasmtime_cli() -> Path:
     except OSError:
         copy = default_cache_dir() / "wasmtime-cli"
         if not copy.exists():
-            copy.parent.mkdir(parents=True, exist_ok=True)
-            tmp = copy.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(binary, tmp)
-            tmp.chmod(0o755)
-            os.replace(tmp, copy)
+            write_bytes(copy, binary.read_bytes(), mode=0o755, durable=False)
         return copy

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from donjon.atomicfile import write_bytes
 from donjon.errors import UsageError
 from donjon.keep.sim import state
 from donjon.keep.sim.errors import SimAlreadyInitialised, SimNotInitialised, SimStateCorrupt
-from donjon.keep.sim.files import write_atomic
 from donjon.keep.sim.products import Product, TcbVersion, parse_tcb
 
 
@@ -135,6 +135,6 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "f"
     target.write_bytes(b"old")
     with pytest.raises(TypeError):
-        write_atomic(target, "not bytes")  # type: ignore[arg-type]
+        write_bytes(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]

@@ -13,8 +13,6 @@ the directory or in the evidence.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 
+from donjon.atomicfile import write_bytes
 from donjon.attestation.errors import (
     AttestationError,
     CollateralMissingError,
@@ -79,21 +78,6 @@ def parse_cert_bundle(data: bytes, what: str) -> list[x509.Certificate]:
     if rest:
         raise MalformedEvidenceError(f"{what}: trailing bytes after the PkiPath")
     return [load_certificate(bytes(encoder.encode(item)), what=what) for item in seq]
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a cache file so that a reader never sees it half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass
@@ -262,7 +246,7 @@ class TrustStore:
         data = self.fetcher.vcek(product, chip_id, tcb)
         cert = load_certificate(data, what="VCEK from AMD KDS")
         if self.cache_dir is not None:
-            write_atomic(self.cache_dir / "vcek" / name, data)
+            write_bytes(self.cache_dir / "vcek" / name, data, mode=0o600)
         return cert
 
     # --- memos -------------------------------------------------------------------------
@@ -313,7 +297,7 @@ class TrustStore:
 
     def _cache_write(self, name: str, data: bytes) -> None:
         if self.cache_dir is not None:
-            write_atomic(self.cache_dir / "amd" / name, data)
+            write_bytes(self.cache_dir / "amd" / name, data, mode=0o600)
 
 
 def _load_crl(data: bytes) -> x509.CertificateRevocationList | None:

@@ -8,13 +8,12 @@ stdout stays clean for pipes.
 from __future__ import annotations
 
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
 
+from donjon.atomicfile import write_text
 from donjon.cli.output import mark, print_checks, print_json
 from donjon.errors import UsageError
 
@@ -210,14 +209,7 @@ def config_init(directory: Path | None, enarx: bool, force: bool) -> None:
     target = directory / ("Enarx.toml" if enarx else "Donjon.toml")
     if target.exists() and not force:
         raise UsageError(f"{target}: already exists (use --force to overwrite)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(CONFIG_TEMPLATE)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(target, CONFIG_TEMPLATE, mode=0o600)
     click.echo(f"wrote {target}")
 
 

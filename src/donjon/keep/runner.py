@@ -10,16 +10,15 @@ finds every socket already in its fd table at the position ``[[files]]`` gave it
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import ssl
 import sys
-import tempfile
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from donjon.atomicfile import write_bytes
 from donjon.attestation.claims import WorkloadClaims
 from donjon.keep import identity as ident
 from donjon.keep import net, platforms, tls
@@ -176,7 +175,7 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         claims = workload_claims(package)
         identity = obtain_identity(package, platform, claims, report)
         if options.export_cert is not None:
-            _write_atomically(options.export_cert, identity.certificate_pem())
+            write_bytes(options.export_cert, identity.certificate_pem(), mode=0o600)
             report(f"wrote the Keep's certificate to {options.export_cert}")
 
         streams: list[Listener | ByteStream] = []
@@ -261,20 +260,6 @@ def run(package: Package, options: KeepOptions) -> RunResult:
 
     with prepare(package, options) as keep:
         return wasi.run(keep.spec)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["KeepOptions", "PreparedKeep", "obtain_identity", "prepare", "run"]

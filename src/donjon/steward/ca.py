@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from donjon.atomicfile import write_bytes
 from donjon.steward.errors import CAError
-from donjon.steward.files import atomic_write
 
 CURVES: dict[str, ec.EllipticCurve] = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
 CA_CERT_NAME = "ca.pem"
@@ -106,8 +106,8 @@ class CertificateAuthority:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        atomic_write(key_path, key_pem, mode=0o600, overwrite=overwrite)
-        atomic_write(cert_path, self.certificate_pem, mode=0o644, overwrite=overwrite)
+        write_bytes(key_path, key_pem, mode=0o600, overwrite=overwrite)
+        write_bytes(cert_path, self.certificate_pem, mode=0o644, overwrite=overwrite)
         return cert_path, key_path
 
     @classmethod

@@ -9,16 +9,15 @@ replaced instead of being handed to the engine. Files are written atomically
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from donjon.atomicfile import write_bytes
 from donjon.wasi.errors import ModuleError
 
 MAGIC = b"DJMC1\0"
@@ -108,14 +107,7 @@ class ModuleCache:
         """Best effort: a read-only or full cache directory must not fail the run."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".cwasm")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(MAGIC + hashlib.sha256(payload).digest() + payload)
-                os.replace(tmp, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            blob = MAGIC + hashlib.sha256(payload).digest() + payload
+            write_bytes(path, blob, mode=0o600, durable=False, prefix=".tmp-", suffix=".cwasm")
         except OSError:
             pass

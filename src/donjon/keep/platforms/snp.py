@@ -24,6 +24,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from donjon.atomicfile import write_bytes
 from donjon.attestation import oids
 from donjon.attestation.errors import AttestationError
 from donjon.attestation.evidence import encode_enarx_snp
@@ -35,7 +36,6 @@ from donjon.keep.platforms import default_state_dir
 from donjon.keep.platforms.base import PlatformError, PlatformUnavailable, check_report_data
 from donjon.keep.platforms.configfs import ConfigfsTsm
 from donjon.keep.platforms.devguest import SevGuestDevice
-from donjon.keep.sim.files import write_atomic
 
 PROVIDERS = frozenset({"sev_guest"})
 
@@ -191,7 +191,7 @@ class SnpPlatform:
         cert = _load_cert(der, "the VCEK from AMD KDS")
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(cached, der)
+            write_bytes(cached, der)
         return cert
 
     def _cache_path(self, product: Product, hwid: bytes, tcb: int) -> Path | None:

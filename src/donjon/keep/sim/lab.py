@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from donjon.atomicfile import write_bytes
 from donjon.attestation.peer import (
     PeerExpectations,
     PeerExpiredError,
@@ -49,7 +50,6 @@ from donjon.attestation.peer import (
 from donjon.errors import DonjonError
 from donjon.keep.sim import sim_dir
 from donjon.keep.sim import state as sim_state
-from donjon.keep.sim.files import write_atomic
 from donjon.keep.sim.products import DEFAULT_TCB, Product
 
 LOCALHOST = "127.0.0.1"
@@ -256,14 +256,14 @@ def make_tls(directory: Path, now: datetime) -> TlsFiles:
         .sign(ca_key, hashes.SHA256())
     )
     files = TlsFiles(directory / "https-ca.pem", directory / "https.pem", directory / "https.key")
-    write_atomic(files.ca, ca.public_bytes(serialization.Encoding.PEM))
-    write_atomic(files.cert, cert.public_bytes(serialization.Encoding.PEM))
+    write_bytes(files.ca, ca.public_bytes(serialization.Encoding.PEM))
+    write_bytes(files.cert, cert.public_bytes(serialization.Encoding.PEM))
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    write_atomic(files.key, key_pem, mode=0o600)
+    write_bytes(files.key, key_pem, mode=0o600)
     return files
 
 
@@ -351,7 +351,7 @@ class Lab:
         digests = ", ".join(toml_string(d.hex()) for d in allowed_wasm)
         text = f"[sim]\ntrust = {toml_string(str(self.ark))}\nallowed_workloads = [{digests}]\n"
         path = self.root / f"policy-{len(list(self.root.glob('policy-*')))}.toml"
-        write_atomic(path, (extra + "\n" + text).encode())
+        write_bytes(path, (extra + "\n" + text).encode())
         return path
 
     def start_steward(
@@ -384,7 +384,7 @@ class Lab:
         directory = self.root / "packages" / name
         directory.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(wasm, directory / "main.wasm")
-        write_atomic(directory / "Donjon.toml", config.encode())
+        write_bytes(directory / "Donjon.toml", config.encode())
         return directory
 
     def steward_config(self, steward: Steward | str) -> str:

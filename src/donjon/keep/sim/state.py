@@ -24,6 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from donjon.atomicfile import make_private_dir, write_bytes
 from donjon.attestation.snp import layout
 from donjon.errors import UsageError
 from donjon.keep.sim import hierarchy
@@ -32,7 +33,6 @@ from donjon.keep.sim.errors import (
     SimNotInitialised,
     SimStateCorrupt,
 )
-from donjon.keep.sim.files import make_private_dir, write_atomic
 from donjon.keep.sim.products import Product, TcbVersion, parse_product, parse_tcb
 
 STATE_VERSION = 1
@@ -163,15 +163,15 @@ def init(
     make_private_dir(directory)
     h = hierarchy.generate(config.product, config.tcb, config.hwid, now=now)
     for name, key in (("ark", h.ark_key), ("ask", h.ask_key), ("vcek", h.vcek_key)):
-        write_atomic(directory / f"{name}.key", _key_pem(key), mode=0o600)
+        write_bytes(directory / f"{name}.key", _key_pem(key), mode=0o600)
     for name, cert in (("ark", h.ark), ("ask", h.ask), ("vcek", h.vcek)):
-        write_atomic(directory / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
+        write_bytes(directory / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
     created = config.created or now or datetime.now(UTC)
     stamped = SimConfig(
         config.product, config.tcb, config.chip_id, config.report_version, config.policy, created
     )
     # The config goes last: its presence is what marks the directory as initialised.
-    write_atomic(directory / CONFIG_FILE, json.dumps(stamped.to_json(), indent=2).encode())
+    write_bytes(directory / CONFIG_FILE, json.dumps(stamped.to_json(), indent=2).encode())
     return SimState(directory, stamped, h.ark, h.ask, h.vcek, h.vcek_key)
 
 
@@ -218,9 +218,9 @@ def reissue_vcek(directory: Path, tcb: TcbVersion, now: datetime | None = None) 
     key, cert = hierarchy.make_vcek(
         config.product, tcb, config.hwid, ask_key, state.ask, now or datetime.now(UTC)
     )
-    write_atomic(directory / "vcek.key", _key_pem(key), mode=0o600)
-    write_atomic(directory / "vcek.pem", cert.public_bytes(serialization.Encoding.PEM))
-    write_atomic(directory / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
+    write_bytes(directory / "vcek.key", _key_pem(key), mode=0o600)
+    write_bytes(directory / "vcek.pem", cert.public_bytes(serialization.Encoding.PEM))
+    write_bytes(directory / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
     return SimState(directory, config, state.ark, state.ask, cert, key)
 
 
