@@ -24,6 +24,13 @@ from typing import IO
 REPO = Path(__file__).resolve().parent.parent
 PROGRAMS = REPO / "tests" / "programs"
 
+# Certificates, TLS contexts and free ports come from the tests' shared support package.
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
+from support.net import free_port as free_port  # noqa: E402
+from support.pki import unverified_client_context as unverified_client_context  # noqa: E402
+from support.pki import write_self_signed as write_self_signed  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Row:

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, Row, report
+from common import REPO, Row, report, unverified_client_context
 from echo_throughput import donjon_server, python_server
 
 PROGRAM = REPO / "tests" / "keep" / "programs" / "echo.c"
@@ -46,15 +46,6 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser.parse_args()
-
-
-def _client_context() -> ssl.SSLContext:
-    # Certificates are not checked here: this measures transport latency only.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
 
 
 def one_connection(port: int, ctx: ssl.SSLContext | None, nodelay: bool) -> tuple[float, float]:
@@ -112,7 +103,7 @@ def main() -> None:
                 kind = "NODELAY" if nodelay else "Nagle"
                 got = measure(
                     {"keep": d_tls, "python": p_tls, "python0": p_tls0},
-                    _client_context(),
+                    unverified_client_context(),
                     nodelay,
                     args.connections,
                 )

@@ -21,12 +21,10 @@ keeps the median.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import re
 import shutil
 import socket
-import ssl
 import statistics
 import subprocess
 import sys
@@ -37,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import REPO, Row, report
+from common import REPO, Row, free_port, report, unverified_client_context, write_self_signed
 
 PROGRAM = REPO / "tests" / "keep" / "programs" / "echo.c"
 CHUNK = 16 * 1024
@@ -152,9 +150,7 @@ def wasmtime_listen_cmd(wasm: Path, port: int) -> list[str] | None:
 
 @contextmanager
 def wasmtime_server(wasm: Path) -> Iterator[int | None]:
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
+    port = free_port()
     cmd = wasmtime_listen_cmd(wasm, port)
     if cmd is None:
         yield None
@@ -176,7 +172,10 @@ def python_server(
     ``tickets``: TLS 1.3 session tickets sent after each handshake (0, like the Keep).
     ``nodelay``: TCP_NODELAY on accepted sockets (the Keep sets it on TLS connections).
     """
-    extra = [*(str(p) for p in _self_signed(tmp)), str(tickets)] if tls else []
+    extra: list[str] = []
+    if tls:
+        cert, key = write_self_signed(tmp, cert_name="baseline.pem", key_name="baseline.key")
+        extra = [str(cert), str(key), str(tickets)]
     argv = [sys.executable, "-c", PY_SERVER, "nodelay" if nodelay else "nagle", *extra]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
@@ -188,53 +187,13 @@ def python_server(
         _stop(proc)
 
 
-def _self_signed(tmp: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "baseline.pem", tmp / "baseline.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 # Clients ---------------------------------------------------------------------------------------
-
-
-def _client_context() -> ssl.SSLContext:
-    # The bench measures transport cost; each server's identity is checked by the tests.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
-    return ctx
 
 
 def _connect(port: int, tls: bool) -> socket.socket:
     raw = socket.create_connection(("127.0.0.1", port), timeout=30)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return _client_context().wrap_socket(raw) if tls else raw
+    return unverified_client_context().wrap_socket(raw) if tls else raw
 
 
 def throughput(port: int, tls: bool, clients: int, seconds: float) -> float:
@@ -274,7 +233,7 @@ def throughput(port: int, tls: bool, clients: int, seconds: float) -> float:
 
 def connection_rate(port: int, seconds: float) -> float:
     """New TLS connections per second: connect, handshake, 1-byte echo, close."""
-    ctx = _client_context()
+    ctx = unverified_client_context()
     count = 0
     deadline = time.monotonic() + seconds
     begin = time.monotonic()

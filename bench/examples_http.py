@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from common import REPO, Row, report
+from common import REPO, Row, free_port, report
 
 SOURCE = REPO / "examples" / "http" / "main.c"
 REQUEST = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -97,9 +97,7 @@ def native_server(binary: Path) -> Iterator[Served]:
 
 @contextmanager
 def run_wasm_server(wasm: Path) -> Iterator[Served]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     cmd = [sys.executable, "-m", "donjon.cli.main", "run-wasm"]
     proc = subprocess.Popen(
         [*cmd, "--listen", f"127.0.0.1:{port}", str(wasm)], stdout=subprocess.DEVNULL

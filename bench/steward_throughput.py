@@ -14,9 +14,7 @@ no HTTP and no store. Goal: end to end >= 50% of the crypto-only bound.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -24,10 +22,10 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
-from common import REPO, Row, report
+from common import REPO, Row, free_port, report, write_self_signed
 
 AT = datetime(2023, 2, 1, tzinfo=UTC)
 # On Linux the Steward (and the crypto-only loop) run pinned to one CPU and the clients to
@@ -80,50 +78,15 @@ def crypto_only(vectors: Path, csr: bytes, n: int) -> tuple[float, list[float]]:
     return n / (time.perf_counter() - start), latencies
 
 
-def tls_files(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.pem", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 def end_to_end(
     vectors: Path, csr: bytes, n: int, clients: int, work: Path
 ) -> tuple[float, list[float], int]:
     import httpx
 
-    cert, key = tls_files(work)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    cert, key = write_self_signed(
+        work, common_name="bench", cert_name="tls.pem", key_name="tls.key"
+    )
+    port = free_port()
     cmd = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve",
         "--dir", str(work / "state"), "--init",

@@ -11,7 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from example_helpers import KeepProcess, build_example
+from example_helpers import build_example
+
+from support.keepproc import KeepProcess
 
 
 @pytest.fixture(scope="session")

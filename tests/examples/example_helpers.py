@@ -11,18 +11,15 @@ import shutil
 import socket
 import ssl
 import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from donjon import toolchain
+from support.keepproc import collect_lines, donjon_cmd, wait_for_output
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \((tls|tcp)\)")
 RUN_TIMEOUT = 60
 
 
@@ -42,10 +39,6 @@ def build_example(name: str) -> Path:
         return toolchain.build(src)
     except toolchain.ToolchainMissing as exc:
         pytest.skip(str(exc))
-
-
-def donjon_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "donjon.cli.main", *args]
 
 
 def make_package(root: Path, name: str, wasm: Path, config: str | None = None) -> Path:
@@ -68,66 +61,6 @@ def local_listener(config: str, port: int = 0, prot: str | None = None) -> str:
     if prot is not None:
         config = re.sub(r'(?m)^prot = "\w+"', f'prot = "{prot}"', config)
     return config
-
-
-class KeepProcess:
-    """A ``donjon run`` server whose stderr is collected as it arrives."""
-
-    def __init__(self, pkg: Path, *args: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            donjon_cmd("run", str(pkg), *args),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.err: list[str] = []
-        self.out: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-            for stream, lines in ((self.proc.stderr, self.err), (self.proc.stdout, self.out))
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: object, lines: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            lines.append(line)
-
-    def port(self, timeout: float = RUN_TIMEOUT) -> int:
-        """The port from the Keep's "listening on" line, once it is listening."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.err):
-                if match := LISTENING.search(line):
-                    return int(match.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"the Keep did not start listening: {''.join(self.err)}")
-
-    def wait_for_stdout(self, text: str, timeout: float = 10) -> None:
-        wait_for_output(self.out, text, self.proc, timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        for reader in self._readers:
-            reader.join(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def free_port() -> int:
-    """A port that was free a moment ago, for runtimes that do not report the one they bound."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Conn:
@@ -194,19 +127,6 @@ class Conn:
         self.sock.close()
 
 
-def wait_for_output(
-    lines: list[str], text: str, proc: subprocess.Popen[str], timeout: float
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(text in line for line in list(lines)):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    raise AssertionError(f"{text!r} never appeared on stdout: {''.join(lines)}")
-
-
 class RunWasmServer:
     """A ``donjon run-wasm --listen`` server: the plain-TCP way to run a server module."""
 
@@ -220,10 +140,7 @@ class RunWasmServer:
             env=env,
         )
         self.out: list[str] = []
-        self._reader = threading.Thread(
-            target=KeepProcess._read, args=(self.proc.stdout, self.out), daemon=True
-        )
-        self._reader.start()
+        self._reader = collect_lines(self.proc.stdout, self.out)
         wait_for_output(self.out, ready, self.proc, RUN_TIMEOUT)
 
     def stop(self) -> None:

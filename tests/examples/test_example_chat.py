@@ -11,15 +11,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from example_helpers import (
-    EXAMPLES,
-    Conn,
-    KeepProcess,
-    RunWasmServer,
-    free_port,
-    local_listener,
-    make_package,
-)
+from example_helpers import EXAMPLES, Conn, RunWasmServer, local_listener, make_package
+
+from support.keepproc import KeepProcess
+from support.net import free_port
 
 Connect = Callable[..., Conn]
 

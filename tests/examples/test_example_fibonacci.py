@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from example_helpers import RUN_TIMEOUT, donjon_cmd, make_package
+from example_helpers import RUN_TIMEOUT, make_package
+
+from support.keepproc import donjon_cmd
 
 LANGUAGES = ["c", "cpp", "rust", "zig", "assemblyscript"]
 EXPECTED = "fib(7) = 13\nfib(21) = 10946\nfib(25) = 75025\n"

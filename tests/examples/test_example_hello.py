@@ -6,7 +6,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from example_helpers import RUN_TIMEOUT, donjon_cmd, make_package
+from example_helpers import RUN_TIMEOUT, make_package
+
+from support.keepproc import donjon_cmd
 
 
 def test_wasmtime_cli(example_wasm: Callable[[str], Path], wasmtime_cli: Path) -> None:

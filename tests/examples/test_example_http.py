@@ -15,15 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from example_helpers import (
-    EXAMPLES,
-    Conn,
-    KeepProcess,
-    RunWasmServer,
-    free_port,
-    local_listener,
-    make_package,
-)
+from example_helpers import EXAMPLES, Conn, RunWasmServer, local_listener, make_package
+
+from support.keepproc import KeepProcess
+from support.net import free_port
 
 PAGE_TITLE = b"<h1>Hello from a Donjon Keep</h1>"
 

@@ -8,14 +8,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from example_helpers import (
-    EXAMPLES,
-    RUN_TIMEOUT,
-    KeepProcess,
-    donjon_cmd,
-    local_listener,
-    make_package,
-)
+from example_helpers import EXAMPLES, RUN_TIMEOUT, local_listener, make_package
+
+from support.keepproc import KeepProcess, donjon_cmd
 
 
 def run_client(pkg: Path, env: dict[str, str]) -> tuple[int, bytes, str]:

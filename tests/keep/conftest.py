@@ -20,6 +20,7 @@ from donjon.attestation.claims import WorkloadClaims
 from donjon.keep import identity, tls
 from donjon.keep.identity import Identity
 from donjon.keep.platforms import nil
+from donjon.steward.ca import CertificateAuthority
 
 
 @dataclass
@@ -90,35 +91,9 @@ def der(cert: x509.Certificate) -> bytes:
 
 
 def make_ca(name: str = "Test Steward CA") -> StandInCA:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return StandInCA(key, cert)
+    """The Steward's own CA builder, on P-256."""
+    ca = CertificateAuthority.create(name=name, curve="p256", now=dt.datetime.now(dt.UTC))
+    return StandInCA(ca.key, ca.certificate)
 
 
 @pytest.fixture

@@ -8,31 +8,19 @@ digest stops before its guest runs, with a one-line error naming both digests.
 from __future__ import annotations
 
 import hashlib
-import socket
-import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 # The Steward and simulated-vendor fixtures of the Keep-with-Steward tests, reused.
-from test_keep_with_steward import PROGRAMS, STDIO, _free_port, _pkg, _run, real_steward, sim_state
+from test_keep_with_steward import PROGRAMS, STDIO, _pkg, _run, real_steward, sim_state
+
+from support.net import free_port, wait_port
 
 pytestmark = pytest.mark.slow
 
 __all__ = ["real_steward", "sim_state"]  # fixtures used by name
-
-
-def _wait_listening(port: int, server: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
-            time.sleep(0.1)
 
 
 def test_client_keep_connects_only_to_the_expected_workload(
@@ -43,7 +31,7 @@ def test_client_keep_connects_only_to_the_expected_workload(
     echo = build_wasm(PROGRAMS / "echo.c")
     echo_digest = hashlib.sha256(echo.read_bytes()).hexdigest()
     wrong_digest = hashlib.sha256(b"some other workload").hexdigest()
-    port = _free_port()
+    port = free_port()
     # Serves until 2 connections closed: the accepted client and the refused one (the wait
     # probe never finishes a handshake, so the guest never sees it).
     server_cfg = (
@@ -52,7 +40,7 @@ def test_client_keep_connects_only_to_the_expected_workload(
     )
     server = _run(_pkg(tmp_path, "server", echo, server_cfg))
     try:
-        _wait_listening(port, server)
+        wait_port(port, server, why=lambda: str(server.communicate()))
         client_wasm = build_wasm(PROGRAMS / "client.c")
 
         def client(name: str, digest: str) -> tuple[int, str, str]:

@@ -13,9 +13,6 @@ import socket
 import ssl
 import struct
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,60 +20,11 @@ import pytest
 
 from donjon.keep import package
 from donjon.keep.runner import KeepOptions, prepare
+from support.keepproc import KeepProcess
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
-LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \(tls\)")
-
-
-class Keep:
-    """A ``donjon run`` subprocess whose stderr is collected as it arrives."""
-
-    def __init__(self, pkg: Path, *args: str, env: dict[str, str]) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "donjon.cli.main", "run", str(pkg), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.err: list[str] = []
-        assert self.proc.stderr is not None
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stderr,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            self.err.append(line)
-
-    def port(self, timeout: float = 60) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.err):
-                if match := LISTENING.search(line):
-                    return int(match.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.02)
-        raise AssertionError(f"the Keep did not start listening: {''.join(self.err)}")
-
-    def finish(self, timeout: float = 60) -> tuple[int, str, str]:
-        # Not communicate(): it would read stderr too, racing the reader thread for lines.
-        assert self.proc.stdout is not None
-        out = self.proc.stdout.read()
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code, out, "".join(self.err)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 @pytest.fixture
@@ -88,11 +36,11 @@ def keep_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def keeps(keep_env: dict[str, str]) -> Iterator[Callable[..., Keep]]:
-    started: list[Keep] = []
+def keeps(keep_env: dict[str, str]) -> Iterator[Callable[..., KeepProcess]]:
+    started: list[KeepProcess] = []
 
-    def start(pkg: Path, *args: str) -> Keep:
-        keep = Keep(pkg, *args, env=keep_env)
+    def start(pkg: Path, *args: str) -> KeepProcess:
+        keep = KeepProcess(pkg, *args, env=keep_env)
         started.append(keep)
         return keep
 
@@ -144,7 +92,7 @@ def tls_echo(port: int, cafile: Path, payload: bytes) -> bytes:
 
 
 def test_python_and_openssl_clients_talk_tls_to_a_plaintext_guest(
-    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., Keep]
+    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     openssl = shutil.which("openssl")
     pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(2 if openssl else 1))
@@ -174,7 +122,7 @@ def test_python_and_openssl_clients_talk_tls_to_a_plaintext_guest(
 
 
 def test_failed_handshake_never_reaches_the_guest(
-    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., Keep]
+    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     # The guest exits after ONE connection closes; a dropped client must not count.
     pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1))
@@ -196,7 +144,7 @@ def test_failed_handshake_never_reaches_the_guest(
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 def test_peer_vanishing_mid_stream_ends_the_guests_connection_cleanly(
-    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., Keep], reset: bool
+    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess], reset: bool
 ) -> None:
     # The guest exits 0 once one connection has ended (EOF or ECONNRESET): no trap, no hang.
     pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1))
@@ -219,7 +167,7 @@ def test_peer_vanishing_mid_stream_ends_the_guests_connection_cleanly(
 
 
 def test_curl_gets_a_page_from_the_http_example(
-    tmp_path: Path, build_wasm: Callable[[Path], Path], keeps: Callable[..., Keep]
+    tmp_path: Path, build_wasm: Callable[[Path], Path], keeps: Callable[..., KeepProcess]
 ) -> None:
     curl = shutil.which("curl")
     source = REPO / "examples" / "http" / "main.c"
@@ -239,7 +187,7 @@ def test_curl_gets_a_page_from_the_http_example(
 
 
 def test_two_keeps_with_a_pinned_certificate(
-    tmp_path: Path, echo_wasm: Path, client_wasm: Path, keeps: Callable[..., Keep]
+    tmp_path: Path, echo_wasm: Path, client_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     server_cert = tmp_path / "server.pem"
     server = keeps(
@@ -258,7 +206,7 @@ def test_two_keeps_with_a_pinned_certificate(
 
 
 def test_pinned_certificate_mismatch_stops_the_client_keep(
-    tmp_path: Path, echo_wasm: Path, client_wasm: Path, keeps: Callable[..., Keep]
+    tmp_path: Path, echo_wasm: Path, client_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     server = keeps(make_pkg(tmp_path, "server", echo_wasm, echo_config(1)))
     port = server.port()
@@ -287,7 +235,7 @@ def test_two_keeps_through_a_steward_ca_with_client_certificates(
     tmp_path: Path,
     echo_wasm: Path,
     client_wasm: Path,
-    keeps: Callable[..., Keep],
+    keeps: Callable[..., KeepProcess],
     steward,
     steward_ca,  # type: ignore[no-untyped-def]
 ) -> None:
@@ -314,7 +262,7 @@ def test_two_keeps_through_a_steward_ca_with_client_certificates(
 def test_steward_refusal_stops_the_keep_before_the_guest_runs(
     tmp_path: Path,
     echo_wasm: Path,
-    keeps: Callable[..., Keep],
+    keeps: Callable[..., KeepProcess],
     steward,  # type: ignore[no-untyped-def]
 ) -> None:
     url, bundle, responders = steward
@@ -331,7 +279,9 @@ def test_steward_refusal_stops_the_keep_before_the_guest_runs(
     assert "Traceback" not in err
 
 
-def test_listen_address_in_use(tmp_path: Path, echo_wasm: Path, keeps: Callable[..., Keep]) -> None:
+def test_listen_address_in_use(
+    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -346,7 +296,7 @@ def test_listen_address_in_use(tmp_path: Path, echo_wasm: Path, keeps: Callable[
 
 
 def test_bad_config_is_one_line(
-    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., Keep]
+    tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1) + 'prot = "udp"\n')
     code, out, err = keeps(pkg).finish()

@@ -6,65 +6,29 @@ it issues, and two Keeps it certified must accept each other over mutual TLS.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
 from donjon.attestation.oids import ATTESTATION_RESULT, WORKLOAD_CLAIMS
+from support.net import free_port, stop, wait_port
+from support.pki import write_self_signed
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _https_identity(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "https.pem", tmp / "https.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
 
 
 @pytest.fixture(scope="module")
@@ -88,36 +52,23 @@ def real_steward(
     if not (REPO / "src" / "donjon" / "cli" / "steward.py").exists():
         pytest.skip("donjon steward is not in this tree")
     tmp = tmp_path_factory.mktemp("steward")
-    cert, key = _https_identity(tmp)
+    cert, key = write_self_signed(tmp, cert_name="https.pem", key_name="https.key")
     ark = sim_state / "sim" / "ark.pem"
     (tmp / "dev.toml").write_text(f'[nil]\nallow = true\n\n[sim]\ntrust = "{ark}"\n')
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
         "--dir", str(tmp / "state"), "--port", str(port), "--policy", str(tmp / "dev.toml"),
         "--tls-cert", str(cert), "--tls-key", str(key),
     ]  # fmt: skip
-    log = (tmp / "steward.log").open("wb")
+    log_path = tmp / "steward.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"steward did not start: {(tmp / 'steward.log').read_text()[-500:]}")
-            time.sleep(0.1)
+    wait_port(port, proc, why=lambda: f"steward did not start: {log_path.read_text()[-500:]}")
     try:
         yield f"https://localhost:{port}/", cert
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()
 
 
@@ -165,20 +116,13 @@ def test_two_keeps_of_one_steward_authenticate_each_other(
 ) -> None:
     url, https_ca = real_steward
     head = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
-    port = _free_port()
+    port = free_port()
     server_cfg = (
         f'{head}args = ["1"]\n{STDIO}[[files]]\nkind = "listen"\nname = "echo"\n'
         f'addr = "127.0.0.1"\nport = {port}\nclient_ca = "steward"\n'
     )
     server = _run(_pkg(tmp_path, "server", build_wasm(PROGRAMS / "echo.c"), server_cfg))
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, server.communicate()
-            time.sleep(0.1)
+    wait_port(port, server, why=lambda: str(server.communicate()))
     client_cfg = (
         f'{head}args = ["attested hello"]\n{STDIO}[[files]]\nkind = "connect"\nname = "peer"\n'
         f'host = "localhost"\nport = {port}\nclient_cert = true\n'

@@ -8,25 +8,19 @@ running as root) and skipped with the reason when it is not installed.
 from __future__ import annotations
 
 import glob
-import ipaddress
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from steward_fakes import FakePolicy, FakeVerifier
 from steward_harness import RunningSteward, ServerThread, StewardFactory, TlsFiles
 
@@ -34,37 +28,16 @@ from donjon.steward.app import AppSettings, create_app
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.service import Steward
 from donjon.steward.store import AuditStore
+from support.net import free_port
+from support.pki import write_self_signed
 
 
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A self-signed server certificate for 127.0.0.1 (the Steward's own HTTPS identity)."""
     directory = tmp_path_factory.mktemp("tls")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "steward.test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "tls.pem", directory / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+    cert_path, key_path = write_self_signed(
+        directory, common_name="steward.test", cert_name="tls.pem", key_name="tls.key"
     )
     context = ssl.create_default_context(cafile=str(cert_path))
     return TlsFiles(cert_path, key_path, context)
@@ -120,12 +93,6 @@ def _pg_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A throwaway PostgreSQL cluster from Debian's package, or a skip with the reason."""
@@ -152,7 +119,7 @@ def postgres_url() -> Iterator[str]:
     data = base / "data"
     if prefix:
         shutil.chown(base, "postgres")
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str) -> None:
         subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=60)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import ssl
 import subprocess
 import threading
@@ -63,12 +62,6 @@ class ServerThread:
 
 
 StewardFactory = Callable[..., RunningSteward]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class StewardProcess:

@@ -18,12 +18,13 @@ import pytest
 from cryptography import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from steward_harness import RunningSteward, StewardFactory, StewardProcess, TlsFiles, free_port
+from steward_harness import RunningSteward, StewardFactory, StewardProcess, TlsFiles
 
 from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult
 from donjon.steward import wire
 from donjon.steward.clock import NOW_ENV, fixed_clock
+from support.net import free_port
 
 AT = datetime(2023, 2, 1, tzinfo=UTC)
 PKCS10 = {"Content-Type": "application/pkcs10"}

@@ -22,10 +22,11 @@ import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from steward_fakes import make_csr, make_key
-from steward_harness import StewardFactory, StewardProcess, TlsFiles, free_port
+from steward_harness import StewardFactory, StewardProcess, TlsFiles
 
 from donjon.steward import wire
 from donjon.steward.store import AuditStore
+from support.net import free_port
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
 NIL_POLICY = 'san_dns = ["keep.example.test"]\n\n[nil]\nallow = true\n'

@@ -19,14 +19,16 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from tls_listener import TlsListener, client_context, self_signed, server_context
+from tls_listener import TlsListener
 from wasi_harness import REPO, build, require_donjon
+
+from support.net import free_port, wait_port
+from support.pki import client_context, server_context, write_self_signed
 
 SERVERS = {
     "c": (REPO / "examples" / "echo-c" / "main.c", "echo-c"),
@@ -115,24 +117,10 @@ def exercise(connect: Connect) -> tuple[int, int]:
     return connections, echoed
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the server exited early: {proc.stderr.read().decode()!r}")  # type: ignore[union-attr]
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError("the server never listened")
+    assert proc.stderr is not None
+    stderr = proc.stderr
+    wait_port(port, proc, timeout=30, why=lambda: repr(stderr.read().decode()))
 
 
 @pytest.mark.slow
@@ -178,7 +166,7 @@ def test_echo_tls(lang: str, tmp_path: Path) -> None:
     from donjon.wasi.api import Limits, RunResult, RunSpec, Stdio, StdioKind
     from donjon.wasi.runner import run
 
-    cert, key = self_signed(tmp_path)
+    cert, key = write_self_signed(tmp_path)
     raw = socket.create_server(("127.0.0.1", 0))
     port = raw.getsockname()[1]
     listener = TlsListener(raw, server_context(cert, key))

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from tls_listener import TlsListener, client_context, self_signed, server_context
+from tls_listener import TlsListener
 from wasi_harness import PROGRAMS, build, require_donjon
 
 from donjon import toolchain
+from support.pki import client_context, server_context, write_self_signed
 
 
 def client_script(port: int, out: IO[bytes], seen: list[str], wrap: Wrap) -> None:
@@ -104,7 +105,7 @@ def test_sock_calls_over_tls(tmp_path: Path) -> None:
     from donjon.wasi.api import Limits, RunResult, RunSpec, Stdio, StdioKind
     from donjon.wasi.runner import run
 
-    cert, key = self_signed(tmp_path)
+    cert, key = write_self_signed(tmp_path)
     raw = socket.create_server(("127.0.0.1", 0))
     port = raw.getsockname()[1]
     listener = TlsListener(raw, server_context(cert, key))
