@@ -18,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import encoder
 from pyasn1.type import char, univ
 
+from donjon.attestation.certprofile import key_usage
 from donjon.attestation.snp.report import SnpReport, TcbVersion
 
 #: Instants inside every vector's validity window (expected.json "verify_at").
@@ -143,17 +144,7 @@ class FakeAmd:
 
 def _ca_usage(*, crl_sign: bool) -> x509.KeyUsage:
     """AMD's ARK and ASK key usages (keyCertSign; the ARK also cRLSign)."""
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=crl_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(key_cert_sign=True, crl_sign=crl_sign)
 
 
 def make_amd(

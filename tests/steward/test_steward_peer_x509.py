@@ -20,6 +20,7 @@ from pyasn1_modules import rfc5280
 from steward_fakes import CLAIMS
 
 from donjon.attestation import oids
+from donjon.attestation.certprofile import key_usage
 from donjon.attestation.claims import AttestationResult
 from donjon.attestation.peer import (
     CrlError,
@@ -114,17 +115,7 @@ def verify(
 
 
 def usage(*, digital_signature: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=digital_signature,
-        content_commitment=False,
-        key_encipherment=not digital_signature,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=False,
-        crl_sign=False,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(digital_signature=digital_signature, key_encipherment=not digital_signature)
 
 
 # --- the leaf's profile --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from donjon.attestation import oids
+from donjon.attestation.certprofile import parse_certificate
 from donjon.attestation.peer_errors import (
     CrlError,
     CrlNotYetValidError,
@@ -52,9 +53,7 @@ _SCOPED_CRL = {
 
 def load_certificate(data: bytes, what: str) -> x509.Certificate:
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+        return parse_certificate(data)
     except ValueError as exc:
         raise UsageError(f"{what} is not a certificate: {exc}") from None
 

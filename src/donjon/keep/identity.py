@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from donjon.attestation import binding, oids
+from donjon.attestation.certprofile import signature_hash, with_keep_leaf_profile
 from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
 from donjon.errors import DonjonError
 from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
@@ -101,11 +102,6 @@ def spki_der(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def signature_hash(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SHA384:
-    """SHA-384 for P-384 keys and SHA-256 for P-256: the pairs TLS 1.3 defines."""
-    return hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256()
-
-
 def report_data(key: ec.EllipticCurvePrivateKey, claims: WorkloadClaims) -> bytes:
     return binding.donjon_report_data(spki_der(key), claims.to_der())
 
@@ -167,7 +163,7 @@ def self_signed(
             x509.IPAddress(ipaddress.IPv6Address("::1")),
         ]
     )
-    builder = (
+    builder = with_keep_leaf_profile(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -175,29 +171,9 @@ def self_signed(
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=SELF_SIGNED_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(san, critical=False)
-        .add_extension(x509.UnrecognizedExtension(oids.WORKLOAD_CLAIMS, claims.to_der()), False)
+    )
+    builder = builder.add_extension(san, critical=False).add_extension(
+        x509.UnrecognizedExtension(oids.WORKLOAD_CLAIMS, claims.to_der()), False
     )
     return builder.sign(key, signature_hash(key))
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from donjon.attestation.certprofile import parse_certificate
 from donjon.attestation.peer import (
     PeerExpectations,
     PeerIdentity,
@@ -136,9 +137,7 @@ def read_pin(path: Path) -> x509.Certificate:
     except OSError as exc:
         raise TlsError(f"{path}: cannot read pinned certificate: {exc.strerror}") from exc
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+        return parse_certificate(data)
     except ValueError as exc:
         raise TlsError(f"{path}: not a certificate: {exc}") from exc
 

@@ -19,17 +19,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from donjon.atomicfile import write_bytes
+from donjon.attestation.certprofile import key_usage, parse_certificate, signature_hash
 from donjon.steward.errors import CAError
 
 CURVES: dict[str, ec.EllipticCurve] = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
 CA_CERT_NAME = "ca.pem"
 CA_KEY_NAME = "ca.key"
 DEFAULT_CA_LIFETIME = timedelta(days=3650)
-
-
-def signature_hash(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SHA384:
-    """The hash that matches the key's strength (SHA-384 for P-384)."""
-    return hashes.SHA384() if key.curve.key_size >= 384 else hashes.SHA256()
 
 
 @dataclass(frozen=True)
@@ -74,20 +70,7 @@ class CertificateAuthority:
             .not_valid_before(now - timedelta(minutes=5))
             .not_valid_after(now + lifetime)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=False,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
+            .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
             .sign(key, signature_hash(key))
         )
@@ -132,9 +115,7 @@ def _load_certificate(path: Path) -> x509.Certificate:
     except OSError as exc:
         raise CAError(f"cannot read CA certificate {path}: {exc.strerror}") from None
     try:
-        if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
+        return parse_certificate(data)
     except ValueError as exc:
         raise CAError(f"CA certificate {path} is not a valid certificate: {exc}") from None
 

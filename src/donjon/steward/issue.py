@@ -14,9 +14,10 @@ from datetime import datetime, timedelta
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import NameOID
 
 from donjon.attestation import oids
+from donjon.attestation.certprofile import with_keep_leaf_profile
 from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike
@@ -206,7 +207,7 @@ def issue_certificate(
     label = dns[0] if dns else f"Donjon Keep ({result.platform})"
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label[:64])])
 
-    builder = (
+    builder = with_keep_leaf_profile(
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(ca.certificate.subject)
@@ -214,28 +215,9 @@ def issue_certificate(
         .serial_number(x509.random_serial_number())
         .not_valid_before(max(now - BACKDATE, ca.certificate.not_valid_before_utc))
         .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+    )
+    builder = (
+        builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),

@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from pyasn1.codec.der import encoder
 from pyasn1.type import char, univ
 
+from donjon.attestation.certprofile import key_usage
 from donjon.keep.sim.products import VCEK_PRODUCT_NAMES, Product, TcbVersion
 
 #: AMD's arc for VCEK/VLEK extensions (AMD KDS interface spec, "VCEK certificate").
@@ -191,14 +192,4 @@ def generate(
 
 
 def _ca_key_usage(*, crl_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=False,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=crl_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
+    return key_usage(key_cert_sign=True, crl_sign=crl_sign)
