@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
@@ -119,6 +120,14 @@ class WorkloadClaims:
     def from_der(cls, der: bytes) -> WorkloadClaims:
         return cls._from_asn1(_decode(der, _WorkloadClaimsAsn1(), "workload claims"))
 
+    def to_json(self) -> dict[str, str]:
+        """The claims as the JSON outputs (verdicts, Steward answers, verify-peer) show them."""
+        return {
+            "wasm_sha256": self.wasm_sha256.hex(),
+            "config_sha256": self.config_sha256.hex(),
+            "package_name": self.package_name,
+        }
+
 
 @dataclass(frozen=True)
 class AttestationResult:
@@ -139,6 +148,21 @@ class AttestationResult:
             raise ClaimsError(f"unknown platform {self.platform!r}")
         if self.evaluated_at.tzinfo is None:
             raise ClaimsError("evaluated_at must be timezone-aware")
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field but ``workload`` (whose source callers choose), as JSON shows it."""
+        return {
+            "platform": self.platform,
+            "product": self.product,
+            "measurement": self.measurement.hex(),
+            "tcb": self.tcb,
+            "tcb_status": self.tcb_status,
+            "advisories": list(self.advisories),
+            "debug": self.debug,
+            "development": self.development,
+            "policy_id": self.policy_id,
+            "evaluated_at": self.evaluated_at.isoformat(),
+        }
 
     def to_der(self) -> bytes:
         value = _AttestationResultAsn1()
