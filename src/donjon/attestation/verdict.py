@@ -98,25 +98,7 @@ class Verdict:
 
 def _result_dict(result: AttestationResult) -> dict[str, Any]:
     workload = result.workload
-    return {
-        "platform": result.platform,
-        "product": result.product,
-        "measurement": result.measurement.hex(),
-        "tcb": result.tcb,
-        "tcb_status": result.tcb_status,
-        "advisories": list(result.advisories),
-        "debug": result.debug,
-        "development": result.development,
-        "policy_id": result.policy_id,
-        "evaluated_at": result.evaluated_at.isoformat(),
-        "workload": None
-        if workload is None
-        else {
-            "wasm_sha256": workload.wasm_sha256.hex(),
-            "config_sha256": workload.config_sha256.hex(),
-            "package_name": workload.package_name,
-        },
-    }
+    return {**result.to_json(), "workload": None if workload is None else workload.to_json()}
 
 
 class Stop(Exception):

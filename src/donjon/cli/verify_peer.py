@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from donjon.cli.options import FILE, JSON
 from donjon.cli.output import mark, print_json
 
 
@@ -57,7 +58,7 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
     "--ca",
     "ca_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="The Steward CA certificate (PEM or DER).",
 )
 @click.option(
@@ -88,7 +89,7 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
 )
 @click.option("--server-name", help="SNI name to send [default: HOST].")
 @click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@JSON
 def verify_peer(
     address: str,
     ca_path: Path,
@@ -156,23 +157,8 @@ def verify_peer(
         "tls": {"version": report.tls_version, "cipher": report.cipher},
         "serial": identity.serial_hex,
         "not_after": identity.certificate.not_valid_after_utc,
-        "platform": r.platform,
-        "product": r.product,
-        "measurement": r.measurement.hex(),
-        "tcb": r.tcb,
-        "tcb_status": r.tcb_status,
-        "advisories": list(r.advisories),
-        "debug": r.debug,
-        "development": r.development,
-        "policy_id": r.policy_id,
-        "evaluated_at": r.evaluated_at,
-        "workload": None
-        if identity.workload is None
-        else {
-            "wasm_sha256": identity.workload.wasm_sha256.hex(),
-            "config_sha256": identity.workload.config_sha256.hex(),
-            "package_name": identity.workload.package_name,
-        },
+        **r.to_json(),
+        "workload": None if identity.workload is None else identity.workload.to_json(),
         "revocation": {
             "checked": identity.revocation_checked,
             "reason": next(c.reason for c in identity.checks if c.id == "revocation"),

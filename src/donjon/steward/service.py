@@ -109,25 +109,9 @@ def verdict_json(verdict: VerdictLike) -> dict[str, Any]:
 
 
 def result_json(issued: Issued) -> dict[str, Any]:
-    r = issued.result
-    claims: dict[str, Any] = {
-        "platform": r.platform,
-        "product": r.product,
-        "measurement": r.measurement.hex(),
-        "tcb": r.tcb,
-        "tcb_status": r.tcb_status,
-        "advisories": list(r.advisories),
-        "debug": r.debug,
-        "development": r.development,
-        "policy_id": r.policy_id,
-        "evaluated_at": r.evaluated_at.isoformat(),
-    }
+    claims = issued.result.to_json()
     if issued.workload is not None:
-        claims["workload"] = {
-            "wasm_sha256": issued.workload.wasm_sha256.hex(),
-            "config_sha256": issued.workload.config_sha256.hex(),
-            "package_name": issued.workload.package_name,
-        }
+        claims["workload"] = issued.workload.to_json()
     return claims
 
 
