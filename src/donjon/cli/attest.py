@@ -32,6 +32,7 @@ from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.snp.report import SnpReport, parse_report
 from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.x509util import quiet_serials
+from donjon.cli.options import DIRECTORY, EXISTING_FILE
 from donjon.cli.output import mark, print_json
 from donjon.errors import UsageError
 
@@ -151,7 +152,7 @@ def attest() -> None:
 
 
 @attest.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
     """Decode FILE without verifying it: a raw or hex SNP report, or a CSR.
@@ -181,34 +182,34 @@ def show(file: Path, as_json: bool) -> None:
 
 
 @attest.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=EXISTING_FILE)
 @click.option(
     "--vcek",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="VCEK or VLEK certificate (DER or PEM) for a bare report.",
 )
 @click.option(
     "--chain",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="ASK/ASVK and ARK (PEM bundle or PkiPath); the ARK must be a pinned AMD root.",
 )
 @click.option(
     "--crl",
     "crl_files",
     multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="An ARK CRL (DER or PEM); may be repeated.",
 )
 @click.option(
     "--policy",
     "policy_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    type=EXISTING_FILE,
     help="Verification policy (TOML). Default: genuine SNP only, no debug, VMPL 0, "
     "a current ARK CRL required.",
 )
 @click.option(
     "--trust-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIRECTORY,
     envvar="DONJON_TRUST_DIR",
     help="Directory of AMD roots and CRLs [$DONJON_TRUST_DIR].",
 )

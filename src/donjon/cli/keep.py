@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from donjon.atomicfile import write_text
+from donjon.cli.options import DIRECTORY, FILE
 from donjon.cli.output import mark, print_checks, print_json
 from donjon.errors import UsageError
 
@@ -79,12 +80,17 @@ def _say(line: str) -> None:
     click.echo(f"donjon: {line}", err=True)
 
 
+_STATE_DIR = click.option(
+    "--state-dir", type=DIRECTORY, help="Where platforms keep local state ($DONJON_STATE_DIR)."
+)
+
+
 @click.command("run")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option(
     "--config",
     "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Use this config instead of the package's Donjon.toml/Enarx.toml.",
 )
 @click.option(
@@ -93,14 +99,10 @@ def _say(line: str) -> None:
     metavar="NAME",
     help="sgx, snp, tdx, sim or nil (default: $DONJON_PLATFORM, else the first available).",
 )
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where platforms keep local state ($DONJON_STATE_DIR).",
-)
+@_STATE_DIR
 @click.option(
     "--export-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Write the Keep's certificate (public, PEM) here, for a peer to pin.",
 )
 @click.option("--memory", metavar="SIZE", help="Memory limit, e.g. 256MiB (overrides [limits]).")
@@ -194,7 +196,7 @@ def config() -> None:
 
 
 @config.command("init")
-@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.argument("directory", required=False, type=DIRECTORY)
 @click.option("--enarx", is_flag=True, help="Name the file Enarx.toml instead of Donjon.toml.")
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def config_init(directory: Path | None, enarx: bool, force: bool) -> None:
@@ -271,14 +273,10 @@ def platform() -> None:
 
 @platform.command("info")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
-@click.option(
-    "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where platforms keep local state ($DONJON_STATE_DIR).",
-)
+@_STATE_DIR
 @click.option(
     "--root",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIRECTORY,
     default=Path("/"),
     hidden=True,
     help="Probe a fake root (tests).",

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from donjon.cli.options import FILE
 from donjon.errors import UsageError
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
@@ -65,7 +66,7 @@ def open_listener(text: str) -> socket.socket:
     "run-wasm",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
-@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("module", type=FILE)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @click.option(
     "--dir",

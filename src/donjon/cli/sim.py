@@ -9,6 +9,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from donjon.cli.options import DIRECTORY, JSON
 from donjon.cli.output import print_json
 from donjon.keep.platforms import default_state_dir
 from donjon.keep.sim import sim_dir
@@ -18,12 +19,11 @@ from donjon.keep.sim.products import DEFAULT_TCB, Product, parse_product, parse_
 
 _STATE_DIR = click.option(
     "--state-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIRECTORY,
     envvar="DONJON_STATE_DIR",
     help="Donjon's state directory; the simulator lives in its 'sim' subdirectory "
     "[default: ~/.local/share/donjon, or $DONJON_STATE_DIR].",
 )
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 def _directory(state_dir: Path | None) -> Path:
@@ -73,7 +73,7 @@ def sim() -> None:
 )
 @click.option("--debug", is_flag=True, help="Launch guests with debugging allowed (policy bit 19).")
 @click.option("--force", is_flag=True, help="Replace an existing hierarchy.")
-@_JSON
+@JSON
 def init(
     state_dir: Path | None,
     product: str,
@@ -109,7 +109,7 @@ def init(
 
 @sim.command()
 @_STATE_DIR
-@_JSON
+@JSON
 def show(state_dir: Path | None, as_json: bool) -> None:
     """Show the simulated chip, its TCB, and the policy line that trusts it.
 
@@ -123,7 +123,7 @@ def show(state_dir: Path | None, as_json: bool) -> None:
 @sim.command()
 @_STATE_DIR
 @click.argument("tcb_text", metavar="bl=N,tee=N,snp=N,ucode=N[,fmc=N]")
-@_JSON
+@JSON
 def tcb(state_dir: Path | None, tcb_text: str, as_json: bool) -> None:
     """Move the simulated chip to a new TCB (a new VCEK; ARK and ASK stay).
 
@@ -141,7 +141,7 @@ def tcb(state_dir: Path | None, tcb_text: str, as_json: bool) -> None:
 
 @sim.command()
 @_STATE_DIR
-@_JSON
+@JSON
 def reset(state_dir: Path | None, as_json: bool) -> None:
     """Delete the simulated hierarchy (keys and certificates).
 

@@ -10,12 +10,13 @@ from typing import Any
 
 import click
 
+from donjon.cli.options import DIRECTORY, FILE, JSON
 from donjon.cli.output import print_json
 
 _STATE_DIR = click.option(
     "--dir",
     "state_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIRECTORY,
     default=Path("steward"),
     show_default=True,
     help="Steward state directory (ca.pem, ca.key, audit.db).",
@@ -27,7 +28,6 @@ _DB = click.option(
     help="Audit store: sqlite:///path or postgresql://user@host/db "
     "[default: sqlite:///<dir>/audit.db].",
 )
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 
 
 def _setup_logging(level: str = "INFO") -> None:
@@ -59,7 +59,7 @@ def steward() -> None:
 @click.option("--name", default="Donjon Steward CA", show_default=True, help="CA common name.")
 @click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing CA (its certificates die).")
-@_JSON
+@JSON
 def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json: bool) -> None:
     """Create the Steward CA: ca.key (mode 0600) and ca.pem in --dir.
 
@@ -100,23 +100,21 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
 @_STATE_DIR
 @click.option("--addr", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
-@click.option(
-    "--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="HTTPS certificate (PEM)."
-)
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="HTTPS key (PEM).")
+@click.option("--tls-cert", type=FILE, help="HTTPS certificate (PEM).")
+@click.option("--tls-key", type=FILE, help="HTTPS key (PEM).")
 @click.option(
     "--policy",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Policy TOML (superset of Enarx steward.toml).",
 )
 @click.option(
     "--ca-cert",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="CA certificate [default: <dir>/ca.pem].",
 )
 @click.option(
     "--ca-key",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="CA key [default: <dir>/ca.key].",
 )
 @click.option("--init", is_flag=True, help="Create the CA first if it does not exist.")
@@ -130,12 +128,12 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
 @_DB
 @click.option(
     "--trust-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIRECTORY,
     help="Vendor roots and collateral (offline).",
 )
 @click.option(
     "--admin-token-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Bearer token of POST /v1/revoke [or $DONJON_STEWARD_ADMIN_TOKEN].",
 )
 @click.option(
@@ -269,7 +267,7 @@ def certs() -> None:
 @click.option("--revoked/--active", "revoked", default=None, help="Only revoked / only active.")
 @click.option("--platform", help="Only this platform (snp, sgx, sim, nil...).")
 @click.option("--limit", type=click.IntRange(1, 100000), default=100, show_default=True)
-@_JSON
+@JSON
 def list_(
     state_dir: Path,
     db: str | None,
@@ -306,7 +304,7 @@ def list_(
 @click.argument("serial")
 @_STATE_DIR
 @_DB
-@_JSON
+@JSON
 def show(serial: str, state_dir: Path, db: str | None, as_json: bool) -> None:
     """Show the audit record of one certificate (serial in hex)."""
     store = _open_store(state_dir, db)
@@ -360,7 +358,7 @@ def show(serial: str, state_dir: Path, db: str | None, as_json: bool) -> None:
 )
 @_STATE_DIR
 @_DB
-@_JSON
+@JSON
 def revoke(serial: str, reason: str, state_dir: Path, db: str | None, as_json: bool) -> None:
     """Revoke a certificate; it appears in the next /v1/crl."""
     store = _open_store(state_dir, db)
