@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -38,6 +39,16 @@ def at(text: str) -> datetime:
 
 
 SNP_IDS = list(VERIFY_AT)
+
+
+@dataclass(frozen=True)
+class SnpVector:
+    """One SEV-SNP vector of expected.json, loaded: its entry, report and endorsement key."""
+
+    data: dict[str, Any]
+    report: bytes
+    vcek: x509.Certificate
+
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
 T0 = datetime(2024, 1, 1, tzinfo=UTC)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attest_fakes import FakeAmd, make_amd
+from attest_fakes import FakeAmd, SnpVector, make_amd
 
 from donjon.attestation import TrustStore
 from donjon.attestation.x509util import load_certificate
@@ -60,3 +60,18 @@ def vector_by_id(snp_vectors: list[dict[str, Any]]) -> Callable[[str], dict[str,
 def json_expected(vectors: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((vectors / "expected.json").read_text())
     return data
+
+
+@pytest.fixture(scope="session")
+def snp_vector(
+    vector_by_id: Callable[[str], dict[str, Any]],
+    load_report: Callable[[dict[str, Any]], bytes],
+    load_vcek: Callable[[dict[str, Any]], Any],
+) -> Callable[[str], SnpVector]:
+    """An SNP vector by id, with its report and VCEK (or VLEK) loaded."""
+
+    def load(vid: str) -> SnpVector:
+        data = vector_by_id(vid)
+        return SnpVector(data, load_report(data), load_vcek(data))
+
+    return load

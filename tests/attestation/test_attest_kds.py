@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attest_fakes import at, make_amd
+from attest_fakes import SnpVector, at, make_amd
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
@@ -171,21 +171,19 @@ def test_vlek_and_turin_urls(kds: FakeKds) -> None:
 def test_a_forged_root_from_the_network_is_refused(
     kds: FakeKds,
     tmp_path: Path,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], Any],
+    snp_vector: Callable[[str], SnpVector],
 ) -> None:
     forged = make_amd("Milan")
     kds.routes["/vcek/v1/Milan/cert_chain"] = forged.ask.public_bytes(
         Encoding.PEM
     ) + forged.ark.public_bytes(Encoding.PEM)
-    vector = vector_by_id("snp-milan-v2-virtee")
+    vector = snp_vector("snp-milan-v2-virtee")
     verdict = verify_report(
-        load_report(vector),
+        vector.report,
         policy=Policy.default(),
         trust=TrustStore(cache_dir=tmp_path, fetcher=fetcher(kds)),
         now=at("2025-01-01T00:00:00Z"),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert isinstance(verdict.error, FingerprintMismatchError)
 
@@ -194,25 +192,21 @@ def test_a_failed_crl_fetch_is_named_in_the_refusal(
     kds: FakeKds,
     vectors: Path,
     tmp_path: Path,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], Any],
+    snp_vector: Callable[[str], SnpVector],
 ) -> None:
     serve_milan(kds, vectors)
     kds.failures["/vcek/v1/Milan/crl"] = [503] * 10
-    vector = vector_by_id("snp-milan-v2-virtee")
+    vector = snp_vector("snp-milan-v2-virtee")
     trust = TrustStore(cache_dir=tmp_path, fetcher=fetcher(kds, retries=0))
     args: dict[str, Any] = {"trust": trust, "now": at("2025-01-01T00:00:00Z")}
-    refused = verify_report(
-        load_report(vector), policy=Policy.default(), vcek=load_vcek(vector), **args
-    )
+    refused = verify_report(vector.report, policy=Policy.default(), vcek=vector.vcek, **args)
     assert refused.reason == "snp.crl"
     assert isinstance(refused.error, CrlMissingError)
     assert "/vcek/v1/Milan/crl failed (HTTP 503)" in (refused.error.hint or "")
     lenient = verify_report(
-        load_report(vector),
+        vector.report,
         policy=Policy.default(),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
         crl_mode="if-available",
         **args,
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attest_fakes import PSS, SNP_IDS, VERIFY_AT, FakeAmd, at
+from attest_fakes import PSS, SNP_IDS, VERIFY_AT, FakeAmd, SnpVector, at
 from attest_policies import (
     MILAN_CRL_NEXT_UPDATE,
     MILAN_VLEK,
@@ -42,18 +42,16 @@ from donjon.attestation.x509util import load_certificate
 @pytest.mark.parametrize("vid", [v for v in SNP_IDS if at(VERIFY_AT[v]) > MILAN_CRL_NEXT_UPDATE])
 def test_require_refuses_the_same_vector_with_a_stale_crl(
     vid: str,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id(vid)
+    vector = snp_vector(vid)
     verdict = verify_report(
-        load_report(vector),
+        vector.report,
         policy=vector_policy(vid, crl_line=False),  # no crl key: the default is "require"
         trust=amd_trust,
         now=at(VERIFY_AT[vid]),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert not verdict.accepted
     assert verdict.reason == "snp.crl" and verdict.crl_mode == "require"
@@ -130,21 +128,19 @@ def test_revoked_genoa_ask_is_refused_and_the_current_one_chosen(
 def test_crl_with_bad_signature_is_its_own_error(
     vectors: Path,
     tmp_path: Path,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
 ) -> None:
     shutil.copy(vectors / "amd-roots/ask_ark_milan.pem", tmp_path / "milan.pem")
     crl = bytearray((vectors / "amd-roots/crl_milan_2022-05-09.der").read_bytes())
     crl[-10] ^= 0x01  # inside the signature BIT STRING at the end of the DER
     (tmp_path / "milan.crl").write_bytes(bytes(crl))
-    vector = vector_by_id("snp-milan-v2-steward-csr")
+    vector = snp_vector("snp-milan-v2-steward-csr")
     verdict = verify_report(
-        load_report(vector),
+        vector.report,
         policy=policy(),
         trust=TrustStore.offline(tmp_path),
         now=at("2023-02-01T00:00:00Z"),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert verdict.reason == "snp.crl"
     assert isinstance(verdict.error, CrlSignatureError)
@@ -152,40 +148,36 @@ def test_crl_with_bad_signature_is_its_own_error(
 
 
 def test_crl_mode_argument_overrides_the_policy(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id("snp-milan-v2-virtee")
+    vector = snp_vector("snp-milan-v2-virtee")
     args: dict[str, Any] = {
         "trust": amd_trust,
         "now": at("2025-01-01T00:00:00Z"),
-        "vcek": load_vcek(vector),
+        "vcek": vector.vcek,
     }
-    verdict = verify_report(load_report(vector), policy=stale_ok(), crl_mode="require", **args)
+    verdict = verify_report(vector.report, policy=stale_ok(), crl_mode="require", **args)
     assert isinstance(verdict.error, CrlStaleError)
     assert isinstance(verdict.error, CrlExpiredError)  # the older name still catches it
     assert verdict.crl_mode == "require"
-    lenient = verify_report(load_report(vector), policy=policy(), crl_mode="if-available", **args)
+    lenient = verify_report(vector.report, policy=policy(), crl_mode="if-available", **args)
     assert lenient.accepted and lenient.crl_mode == "if-available"
 
 
 def test_no_crl_at_all_is_its_own_error(
     vectors: Path,
     tmp_path: Path,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
 ) -> None:
     shutil.copy(vectors / "amd-roots/ask_ark_milan.pem", tmp_path / "milan.pem")  # no CRL
-    vector = vector_by_id("snp-milan-v2-steward-csr")
+    vector = snp_vector("snp-milan-v2-steward-csr")
     args: dict[str, Any] = {
         "trust": TrustStore.offline(tmp_path),
         "now": at("2023-02-01T00:00:00Z"),  # the Milan CRL would be current: it is absent
-        "vcek": load_vcek(vector),
+        "vcek": vector.vcek,
     }
-    verdict = verify_report(load_report(vector), policy=policy(), **args)
+    verdict = verify_report(vector.report, policy=policy(), **args)
     assert verdict.reason == "snp.crl"
     assert isinstance(verdict.error, CrlMissingError)
     assert verdict.error.code == "crl.missing"
@@ -195,11 +187,11 @@ def test_no_crl_at_all_is_its_own_error(
     crl = (vectors / "amd-roots/crl_milan_2022-05-09.der").read_bytes()
     (tmp_path / "milan.crl").write_bytes(crl[: len(crl) // 2])
     damaged = verify_report(
-        load_report(vector), policy=policy(), **{**args, "trust": TrustStore.offline(tmp_path)}
+        vector.report, policy=policy(), **{**args, "trust": TrustStore.offline(tmp_path)}
     )
     assert isinstance(damaged.error, CrlMissingError)
     assert f"unreadable files were skipped: {tmp_path / 'milan.crl'}" in (damaged.error.hint or "")
-    lenient = verify_report(load_report(vector), policy=stale_ok(), **args)
+    lenient = verify_report(vector.report, policy=stale_ok(), **args)
     assert lenient.accepted and lenient.revocation_checked is False
     revocation = next(c for c in lenient.checks if c.id == "snp.revocation")
     assert (

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from attest_fakes import SNP_IDS, VERIFY_AT, FakeAmd, at, make_amd
+from attest_fakes import SNP_IDS, VERIFY_AT, FakeAmd, SnpVector, at, make_amd
 from attest_policies import (
     MILAN_CRL_NEXT_UPDATE,
     MILAN_VLEK,
@@ -16,7 +16,6 @@ from attest_policies import (
     stale_ok,
     vector_policy,
 )
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -39,24 +38,22 @@ from donjon.attestation.verdict import Checklist, Stop
 @pytest.mark.parametrize("vid", SNP_IDS)
 def test_every_vector_verifies_at_its_time(
     vid: str,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id(vid)
+    vector = snp_vector(vid)
     verdict = verify_report(
-        load_report(vector),
+        vector.report,
         policy=vector_policy(vid),
         trust=amd_trust,
         now=at(VERIFY_AT[vid]),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert verdict.accepted, (verdict.reason, verdict.error)
     assert verdict.result is not None
     assert verdict.result.product == "Milan"
-    assert verdict.result.measurement.hex() == vector["computed"]["report"]["measurement"]
-    ext = vector["computed"]["cert_extensions"]
+    assert verdict.result.measurement.hex() == vector.data["computed"]["report"]["measurement"]
+    ext = vector.data["computed"]["cert_extensions"]
     tcb = " ".join(f"{k}={ext[k]}" for k in ("bl", "tee", "snp", "ucode"))
     assert verdict.result.tcb == tcb
     ids = [c.id for c in verdict.checks]
@@ -64,7 +61,9 @@ def test_every_vector_verifies_at_its_time(
         assert required in ids
     assert verdict.not_after_limit is not None
     # The Milan CRL (nextUpdate 2023-05-09, SOURCES.md) bounds validity when it is current.
-    limit = "2023-05-09" if vid == "snp-milan-v2-steward-csr" else vector["cert_validity"][1][:10]
+    limit = (
+        "2023-05-09" if vid == "snp-milan-v2-steward-csr" else vector.data["cert_validity"][1][:10]
+    )
     assert verdict.not_after_limit.isoformat().startswith(limit)
     revocation = next(c for c in verdict.checks if c.id == "snp.revocation")
     if at(VERIFY_AT[vid]) > MILAN_CRL_NEXT_UPDATE:
@@ -79,40 +78,36 @@ def test_every_vector_verifies_at_its_time(
 
 
 def test_debug_report_rejected_by_default_accepted_with_allow_debug(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id("snp-milan-v2-go-sev-guest")
-    assert vector["computed"]["report"]["policy_decoded"]["debug_allowed"] is True
+    vector = snp_vector("snp-milan-v2-go-sev-guest")
+    assert vector.data["computed"]["report"]["policy_decoded"]["debug_allowed"] is True
     args: dict[str, Any] = {
         "trust": amd_trust,
         "now": at("2025-01-01T00:00:00Z"),
-        "vcek": load_vcek(vector),
+        "vcek": vector.vcek,
     }
-    refused = verify_report(load_report(vector), policy=stale_ok(), **args)
+    refused = verify_report(vector.report, policy=stale_ok(), **args)
     assert not refused.accepted
     assert refused.reason == "snp.debug"
     assert isinstance(refused.error, DebugNotAllowedError)
-    allowed = verify_report(load_report(vector), policy=stale_ok("allow_debug = true"), **args)
+    allowed = verify_report(vector.report, policy=stale_ok("allow_debug = true"), **args)
     assert allowed.accepted
     assert allowed.result is not None and allowed.result.debug is True
 
 
 def test_vlek_report_goes_through_the_asvk(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id(MILAN_VLEK)
+    vector = snp_vector(MILAN_VLEK)
     verdict = verify_report(
-        load_report(vector),
+        vector.report,
         policy=vector_policy(MILAN_VLEK),
         trust=amd_trust,
         now=at("2025-06-01T00:00:00Z"),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert verdict.accepted
     chain = next(c for c in verdict.checks if c.id == "snp.chain")
@@ -121,11 +116,11 @@ def test_vlek_report_goes_through_the_asvk(
     assert verdict.details["endorsement_key"]["csp_id"] == "CN=cc-us-east-2.amazonaws.com"
     # Outside the VLEK's one-year life (2024-12-10..2025-12-10) it is refused.
     late = verify_report(
-        load_report(vector),
+        vector.report,
         policy=vector_policy(MILAN_VLEK),
         trust=amd_trust,
         now=at("2026-01-01T00:00:00Z"),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert isinstance(late.error, CertificateExpiredError)
 
@@ -145,52 +140,46 @@ def _field_offsets() -> list[int]:
 @pytest.mark.parametrize("offset", _field_offsets())
 def test_flipping_any_signed_byte_is_refused(
     offset: int,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id("snp-milan-v2-virtee")
-    raw = bytearray(load_report(vector))
+    vector = snp_vector("snp-milan-v2-virtee")
+    raw = bytearray(vector.report)
     raw[offset] ^= 0x80
     verdict = verify_report(
         bytes(raw),
         policy=stale_ok(),
         trust=amd_trust,
         now=at("2025-01-01T00:00:00Z"),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert not verdict.accepted
     assert verdict.error is not None
 
 
 def test_upstream_negative_vectors(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
     # expected.json: trustee "byte[42] += 1 -> signature invalid",
     # "byte[384] += 1 (reported_tcb.bl) -> TCB mismatch vs VCEK extensions".
-    vector = vector_by_id("snp-milan-v2-trustee")
+    vector = snp_vector("snp-milan-v2-trustee")
     now = at("2025-01-01T00:00:00Z")
     for index, error in ((42, SignatureError), (384, WrongEndorsementKeyError)):
-        raw = bytearray(load_report(vector))
+        raw = bytearray(vector.report)
         raw[index] = (raw[index] + 1) % 256
         verdict = verify_report(
-            bytes(raw), policy=stale_ok(), trust=amd_trust, now=now, vcek=load_vcek(vector)
+            bytes(raw), policy=stale_ok(), trust=amd_trust, now=now, vcek=vector.vcek
         )
         assert isinstance(verdict.error, error), (index, verdict.error)
 
 
 def test_wrong_vcek_is_its_own_error(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    report = load_report(vector_by_id("snp-milan-v2-virtee"))
-    other = load_vcek(vector_by_id("snp-milan-v2-trustee"))  # same TCB, another chip
+    report = snp_vector("snp-milan-v2-virtee").report
+    other = snp_vector("snp-milan-v2-trustee").vcek  # same TCB, another chip
     verdict = verify_report(
         report, policy=stale_ok(), trust=amd_trust, now=at("2025-01-01T00:00:00Z"), vcek=other
     )
@@ -200,19 +189,17 @@ def test_wrong_vcek_is_its_own_error(
 
 
 def test_wrong_product_line_is_its_own_error(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
     for vid in ("snp-milan-v2-virtee", "snp-milan-v5-gcp-zero-reportdata"):
-        vector = vector_by_id(vid)
+        vector = snp_vector(vid)
         verdict = verify_report(
-            load_report(vector),
+            vector.report,
             policy=stale_ok(),
             trust=amd_trust,
             now=at(VERIFY_AT[vid]),
-            vcek=load_vcek(vector),
+            vcek=vector.vcek,
             product=Product.GENOA,
         )
         assert isinstance(verdict.error, ProductMismatchError), vid
@@ -220,19 +207,17 @@ def test_wrong_product_line_is_its_own_error(
 
 
 def test_expired_vcek_is_its_own_error(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
-    vector = vector_by_id("snp-milan-v2-virtee")  # VCEK valid 2023-04-03..2030-04-03
+    vector = snp_vector("snp-milan-v2-virtee")  # VCEK valid 2023-04-03..2030-04-03
     for when in ("2030-04-04T00:00:00Z", "2023-04-01T00:00:00Z"):
         verdict = verify_report(
-            load_report(vector),
+            vector.report,
             policy=stale_ok(),
             trust=amd_trust,
             now=at(when),
-            vcek=load_vcek(vector),
+            vcek=vector.vcek,
         )
         assert verdict.reason == "snp.validity"
         assert isinstance(verdict.error, CertificateExpiredError)
@@ -241,19 +226,17 @@ def test_expired_vcek_is_its_own_error(
 
 def test_ark_with_wrong_fingerprint_is_refused(
     tmp_path: Path,
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
 ) -> None:
     impostor = make_amd("Milan")  # a self-signed "ARK-Milan" that AMD never made
     (tmp_path / "ark.pem").write_bytes(impostor.ark.public_bytes(Encoding.PEM))
-    vector = vector_by_id("snp-milan-v2-virtee")
+    vector = snp_vector("snp-milan-v2-virtee")
     verdict = verify_report(
-        load_report(vector),
+        vector.report,
         policy=policy(),
         trust=TrustStore.offline(tmp_path),
         now=at("2025-01-01T00:00:00Z"),
-        vcek=load_vcek(vector),
+        vcek=vector.vcek,
     )
     assert isinstance(verdict.error, FingerprintMismatchError)
     assert verdict.error.code == "chain.fingerprint"
@@ -272,48 +255,44 @@ def test_fake_hierarchy_is_not_trusted_as_amd(fake_milan: FakeAmd, amd_trust: Tr
 
 
 def test_chain_cache_respects_time(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     vectors: Path,
 ) -> None:
     trust = TrustStore.offline(vectors / "amd-roots")
-    vector = vector_by_id("snp-milan-v2-virtee")
-    args: dict[str, Any] = {"policy": stale_ok(), "trust": trust, "vcek": load_vcek(vector)}
-    assert verify_report(load_report(vector), now=at("2025-01-01T00:00:00Z"), **args).accepted
-    late = verify_report(load_report(vector), now=at("2031-01-01T00:00:00Z"), **args)
+    vector = snp_vector("snp-milan-v2-virtee")
+    args: dict[str, Any] = {"policy": stale_ok(), "trust": trust, "vcek": vector.vcek}
+    assert verify_report(vector.report, now=at("2025-01-01T00:00:00Z"), **args).accepted
+    late = verify_report(vector.report, now=at("2031-01-01T00:00:00Z"), **args)
     assert isinstance(late.error, CertificateExpiredError)  # not served from the cache
-    assert verify_report(load_report(vector), now=at("2025-01-02T00:00:00Z"), **args).accepted
+    assert verify_report(vector.report, now=at("2025-01-02T00:00:00Z"), **args).accepted
     # The cache also follows the CRL window (2022-05-09..2023-05-09): checked inside it,
     # not checked after it, checked again inside it.
     inside, after = at("2023-04-10T00:00:00Z"), at("2023-06-01T00:00:00Z")
     for when, checked in ((inside, True), (after, False), (inside, True), (after, False)):
-        verdict = verify_report(load_report(vector), now=when, **args)
+        verdict = verify_report(vector.report, now=when, **args)
         assert verdict.accepted and verdict.revocation_checked is checked, when
 
 
 def test_policy_tcb_minimums(
-    vector_by_id: Callable[[str], dict[str, Any]],
-    load_report: Callable[[dict[str, Any]], bytes],
-    load_vcek: Callable[[dict[str, Any]], x509.Certificate],
+    snp_vector: Callable[[str], SnpVector],
     amd_trust: TrustStore,
 ) -> None:
     from donjon.attestation import TcbBelowMinimumError
 
-    vector = vector_by_id("snp-milan-v2-virtee")  # reported TCB bl=3 tee=0 snp=8 ucode=115
+    vector = snp_vector("snp-milan-v2-virtee")  # reported TCB bl=3 tee=0 snp=8 ucode=115
     args: dict[str, Any] = {
         "trust": amd_trust,
         "now": at("2025-01-01T00:00:00Z"),
-        "vcek": load_vcek(vector),
+        "vcek": vector.vcek,
     }
     ok = verify_report(
-        load_report(vector),
+        vector.report,
         policy=stale_ok("min_reported_tcb = { bl = 3, snp = 8, ucode = 115 }"),
         **args,
     )
     assert ok.accepted and ok.result is not None and ok.result.tcb_status == "MeetsMinimum"
     low = verify_report(
-        load_report(vector),
+        vector.report,
         policy=stale_ok('min_reported_tcb = { snp = 9 }\nmin_firmware = "1.55"'),
         **args,
     )
@@ -322,15 +301,11 @@ def test_policy_tcb_minimums(
     failed = {c.id for c in low.checks if not c.passed}
     assert failed == {"tcb.reported", "tcb.firmware"}  # firmware 1.52.4 < 1.55 as well
     # A Milan report has no FMC SPL (Turin only): a minimum on it cannot be shown to be met.
-    no_fmc = verify_report(
-        load_report(vector), policy=stale_ok("min_reported_tcb = { fmc = 1 }"), **args
-    )
+    no_fmc = verify_report(vector.report, policy=stale_ok("min_reported_tcb = { fmc = 1 }"), **args)
     assert no_fmc.reason == "tcb.reported"
     assert isinstance(no_fmc.error, TcbBelowMinimumError)
     assert "fmc=absent<1" in no_fmc.error.message
-    zero = verify_report(
-        load_report(vector), policy=stale_ok("min_reported_tcb = { fmc = 0 }"), **args
-    )
+    zero = verify_report(vector.report, policy=stale_ok("min_reported_tcb = { fmc = 0 }"), **args)
     assert zero.accepted
 
 
