@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
+from donjon.steward.ca import CertificateAuthority
+from donjon.steward.issue import issue_certificate
 
 NIL_EVIDENCE = b"\x05\x00"  # DER NULL: "no TEE", said explicitly
 
@@ -154,3 +156,31 @@ def make_csr(
 
 WASM_DIGEST = bytes.fromhex("5f" * 32)
 CLAIMS = WorkloadClaims(wasm_sha256=WASM_DIGEST, config_sha256=b"", package_name="hello")
+
+
+def issue_snp_leaf(
+    ca: CertificateAuthority,
+    *,
+    now: datetime,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    **changes: object,
+) -> x509.Certificate:
+    """A leaf as the Steward issues it for an accepted SNP verdict; ``changes`` edit the claims."""
+    fields: dict[str, object] = {
+        "platform": "snp",
+        "product": "Milan",
+        "measurement": b"\x11" * 48,
+        "tcb": "bl=3 tee=0 snp=8 ucode=115",
+        "tcb_status": "UpToDate",
+        "advisories": (),
+        "debug": False,
+        "development": False,
+        "policy_id": "cd" * 32,
+        "evaluated_at": now,
+        "workload": CLAIMS,
+    }
+    fields.update(changes)
+    result = AttestationResult(**fields)  # type: ignore[arg-type]
+    csr = x509.load_der_x509_csr(make_csr(key or make_key(ec.SECP384R1()), claims=CLAIMS))
+    verdict = FakeVerdict(True, (), None, None, result.platform, result, "ee" * 32, None, csr)
+    return issue_certificate(ca, verdict, FakePolicy(), now=now).certificate

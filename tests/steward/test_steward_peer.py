@@ -15,10 +15,15 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from steward_fakes import CLAIMS, WASM_DIGEST, FakePolicy, FakeVerdict, make_csr, make_key
+from steward_fakes import (
+    CLAIMS,
+    WASM_DIGEST,
+    issue_snp_leaf,
+    make_csr,
+    make_key,
+)
 from steward_harness import RunningSteward, StewardFactory
 
-from donjon.attestation.claims import AttestationResult
 from donjon.attestation.peer import (
     DebugPeerError,
     DevelopmentPeerError,
@@ -36,7 +41,6 @@ from donjon.attestation.peer import (
 from donjon.cli.main import main
 from donjon.steward import wire
 from donjon.steward.ca import CertificateAuthority
-from donjon.steward.issue import issue_certificate
 from donjon.steward.relying import connect_and_verify, fetch_crl
 
 NOW = datetime.now(UTC)
@@ -199,26 +203,7 @@ def test_cli_verify_peer_refusal_is_one_line(
 
 def _snp_cert(ca: CertificateAuthority, **changes: object) -> x509.Certificate:
     """A leaf as the Steward would issue it for an SNP verdict with the given claims."""
-    fields: dict[str, object] = {
-        "platform": "snp",
-        "product": "Milan",
-        "measurement": b"\x11" * 48,
-        "tcb": "bl=3 tee=0 snp=8 ucode=115",
-        "tcb_status": "UpToDate",
-        "advisories": (),
-        "debug": False,
-        "development": False,
-        "policy_id": "cd" * 32,
-        "evaluated_at": NOW,
-        "workload": CLAIMS,
-    }
-    fields.update(changes)
-    result = AttestationResult(**fields)  # type: ignore[arg-type]
-    csr = x509.load_der_x509_csr(make_csr(make_key(ec.SECP384R1()), claims=CLAIMS))
-    verdict = FakeVerdict(
-        True, (), None, None, str(fields["platform"]), result, "ee" * 32, None, csr
-    )
-    return issue_certificate(ca, verdict, FakePolicy(), now=NOW).certificate
+    return issue_snp_leaf(ca, now=NOW, **changes)
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from steward_fakes import CLAIMS, FakePolicy, FakeVerdict, make_csr, make_key
+from steward_fakes import issue_snp_leaf, make_key
 from test_steward_peer import KeepServer
 
-from donjon.attestation.claims import REVOCATION_NOT_CHECKED, AttestationResult
+from donjon.attestation.claims import REVOCATION_NOT_CHECKED
 from donjon.cli.main import main
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.crl import build_crl
-from donjon.steward.issue import issue_certificate
 
 NOW = datetime.now(UTC)
 
@@ -38,25 +36,8 @@ def serve(ca: CertificateAuthority, tmp_path: Path) -> Iterator[Serve]:
     (tmp_path / "ca.pem").write_bytes(ca.certificate_pem)
 
     def start(**changes: object) -> KeepServer:
-        fields: dict[str, object] = {
-            "platform": "snp",
-            "product": "Milan",
-            "measurement": b"\x11" * 48,
-            "tcb": "bl=3 tee=0 snp=8 ucode=115",
-            "tcb_status": "UpToDate",
-            "advisories": (),
-            "debug": False,
-            "development": False,
-            "policy_id": "cd" * 32,
-            "evaluated_at": NOW,
-            "workload": CLAIMS,
-        }
-        fields.update(changes)
         key = make_key(ec.SECP384R1())
-        csr = x509.load_der_x509_csr(make_csr(key, claims=CLAIMS))
-        result = AttestationResult(**fields)  # type: ignore[arg-type]
-        verdict = FakeVerdict(True, (), None, None, result.platform, result, "ee" * 32, None, csr)
-        leaf = issue_certificate(ca, verdict, FakePolicy(), now=NOW).certificate
+        leaf = issue_snp_leaf(ca, now=NOW, key=key, **changes)
         directory = tmp_path / f"keep{len(servers)}"
         directory.mkdir()
         server = KeepServer(leaf.public_bytes(serialization.Encoding.PEM), key, directory)

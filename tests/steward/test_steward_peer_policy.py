@@ -11,10 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
-from steward_fakes import CLAIMS, FakePolicy, FakeVerdict, make_csr, make_key
+from steward_fakes import issue_snp_leaf
 
-from donjon.attestation.claims import REVOCATION_NOT_CHECKED, AttestationResult
+from donjon.attestation.claims import REVOCATION_NOT_CHECKED
 from donjon.attestation.peer import (
     AdvisoryNotAllowedError,
     PeerExpectations,
@@ -24,7 +23,6 @@ from donjon.attestation.peer import (
 )
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.crl import build_crl
-from donjon.steward.issue import issue_certificate
 
 NOW = datetime.now(UTC)
 #: A hand-written advisory name in Intel's style, never in any default allow-list.
@@ -38,28 +36,10 @@ def ca() -> CertificateAuthority:
 
 def issued(ca: CertificateAuthority, **changes: object) -> x509.Certificate:
     """A leaf as the Steward issues it for an accepted SNP verdict with these claims."""
-    fields: dict[str, object] = {
-        "platform": "snp",
-        "product": "Milan",
-        "measurement": b"\x11" * 48,
-        "tcb": "bl=3 tee=0 snp=8 ucode=115",
-        "tcb_status": "MeetsMinimum",
-        "advisories": (),
-        "debug": False,
-        "development": False,
-        "policy_id": "cd" * 32,
-        "evaluated_at": NOW,
-        "workload": CLAIMS,
-    }
-    fields.update(changes)
-    if fields["platform"] in ("sim", "nil", "kvm"):
-        fields["development"] = True
-    result = AttestationResult(**fields)  # type: ignore[arg-type]
-    csr = x509.load_der_x509_csr(make_csr(make_key(ec.SECP384R1()), claims=CLAIMS))
-    verdict = FakeVerdict(
-        True, (), None, None, str(fields["platform"]), result, "ee" * 32, None, csr
-    )
-    return issue_certificate(ca, verdict, FakePolicy(), now=NOW).certificate
+    changes.setdefault("tcb_status", "MeetsMinimum")
+    if changes.get("platform", "snp") in ("sim", "nil", "kvm"):
+        changes["development"] = True
+    return issue_snp_leaf(ca, now=NOW, **changes)
 
 
 def check(ca: CertificateAuthority, leaf: x509.Certificate, **expect: object) -> dict[str, str]:
