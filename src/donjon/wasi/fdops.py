@@ -44,26 +44,24 @@ _IOV_MAX = _iov_max()
 
 def writev(fd: int, bufs: list[memoryview]) -> int:
     """``os.writev`` for any number of buffers (the host refuses more than IOV_MAX)."""
-    if len(bufs) <= _IOV_MAX:
+    if len(bufs) <= _IOV_MAX:  # the hot path: one system call, no extra frame
         return os.writev(fd, bufs) if bufs else 0
-    done = 0
-    for start in range(0, len(bufs), _IOV_MAX):
-        chunk = bufs[start : start + _IOV_MAX]
-        n = os.writev(fd, chunk)
-        done += n
-        if n < sum(len(b) for b in chunk):
-            break
-    return done
+    return _in_chunks(os.writev, fd, bufs)
 
 
 def readv(fd: int, bufs: list[memoryview]) -> int:
     """``os.readv`` for any number of buffers; stops at the first short read."""
     if len(bufs) <= _IOV_MAX:
         return os.readv(fd, bufs) if bufs else 0
+    return _in_chunks(os.readv, fd, bufs)
+
+
+def _in_chunks(op: Callable[[int, list[memoryview]], int], fd: int, bufs: list[memoryview]) -> int:
+    """IOV_MAX buffers per call, stopping at the first short transfer."""
     done = 0
     for start in range(0, len(bufs), _IOV_MAX):
         chunk = bufs[start : start + _IOV_MAX]
-        n = os.readv(fd, chunk)
+        n = op(fd, chunk)
         done += n
         if n < sum(len(b) for b in chunk):
             break
