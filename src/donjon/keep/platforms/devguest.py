@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from donjon.keep.platforms.base import PlatformError, PlatformUnavailable
 
@@ -94,21 +94,29 @@ class SnpDeviceReport:
     certs: bytes  # the GHCB certificate table, b"" when the host provides none
 
 
-class SevGuestDevice:
-    """``/dev/sev-guest``: SNP_GET_EXT_REPORT, falling back to SNP_GET_REPORT."""
+class _GuestDevice:
+    """A guest attestation device node; tests inject the path, the ioctl and the opener."""
+
+    DEFAULT_PATH: ClassVar[Path]
 
     def __init__(
         self,
-        path: Path = SEV_GUEST_DEVICE,
+        path: Path | None = None,
         ioctl: Ioctl = fcntl.ioctl,
         opener: Callable[[Path], int] | None = None,
     ) -> None:
-        self.path = path
+        self.path = self.DEFAULT_PATH if path is None else path
         self._ioctl = ioctl
         self._open = opener or (lambda p: os.open(p, os.O_RDWR))
 
     def present(self) -> bool:
         return self.path.exists()
+
+
+class SevGuestDevice(_GuestDevice):
+    """``/dev/sev-guest``: SNP_GET_EXT_REPORT, falling back to SNP_GET_REPORT."""
+
+    DEFAULT_PATH = SEV_GUEST_DEVICE
 
     def report(self, report_data: bytes, vmpl: int = 0, extended: bool = True) -> SnpDeviceReport:
         fd = self._open_device()
@@ -199,21 +207,10 @@ def _report_from_resp(resp: SnpReportResp, path: Path) -> bytes:
     return raw[start : start + SNP_REPORT_SIZE]
 
 
-class TdxGuestDevice:
+class TdxGuestDevice(_GuestDevice):
     """``/dev/tdx_guest``: TDX_CMD_GET_REPORT0 gives a TDREPORT (local, MAC'd, not a quote)."""
 
-    def __init__(
-        self,
-        path: Path = TDX_GUEST_DEVICE,
-        ioctl: Ioctl = fcntl.ioctl,
-        opener: Callable[[Path], int] | None = None,
-    ) -> None:
-        self.path = path
-        self._ioctl = ioctl
-        self._open = opener or (lambda p: os.open(p, os.O_RDWR))
-
-    def present(self) -> bool:
-        return self.path.exists()
+    DEFAULT_PATH = TDX_GUEST_DEVICE
 
     def tdreport(self, report_data: bytes) -> bytes:
         try:
