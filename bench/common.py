@@ -48,12 +48,18 @@ class Row:
         return self.donjon / self.baseline if self.baseline else float("inf")
 
 
-def parse_args(description: str, default_repeat: int = 5) -> argparse.Namespace:
+def parse_args(
+    description: str, default_repeat: int = 5, *, size: tuple[str, int, str] | None = None
+) -> argparse.Namespace:
+    """``--json``, ``--repeat`` and, when given as (flag, default, help), the workload's size."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument(
         "--repeat", type=int, default=default_repeat, help="runs per runtime (median is kept)"
     )
+    if size is not None:
+        flag, default, help_text = size
+        parser.add_argument(flag, type=int, default=default, help=help_text)
     return parser.parse_args()
 
 

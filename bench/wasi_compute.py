@@ -9,20 +9,24 @@ the same module with stdout into a pipe. Goal: Donjon within 1.05x.
 from __future__ import annotations
 
 import statistics
-import sys
 
-from common import Row, build, donjon_cmd, report, run_self_timed, samples, wasmtime_cmd
+from common import (
+    Row,
+    build,
+    donjon_cmd,
+    parse_args,
+    report,
+    run_self_timed,
+    samples,
+    wasmtime_cmd,
+)
 
 
 def main() -> None:
-    millions = "300"
-    if "--millions" in sys.argv:
-        i = sys.argv.index("--millions")
-        millions = sys.argv[i + 1]
-        del sys.argv[i : i + 2]
-    from common import parse_args
-
-    args = parse_args(__doc__ or "", default_repeat=5)
+    args = parse_args(
+        __doc__ or "", default_repeat=5, size=("--millions", 300, "loop iterations, in millions")
+    )
+    millions = str(args.millions)
     wasm = build("bench/compute.c")
     # warm both module caches first
     run_self_timed(donjon_cmd(wasm, "1"))

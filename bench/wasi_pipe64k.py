@@ -10,7 +10,6 @@ EOF. The guest times itself in both. Goal: Donjon >= 100% of wasmtime's rate.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from common import (
@@ -44,12 +43,8 @@ def read_rate(cmd: list[str], mib: int) -> float:
 
 
 def main() -> None:
-    mib = 512
-    if "--mib" in sys.argv:
-        i = sys.argv.index("--mib")
-        mib = int(sys.argv[i + 1])
-        del sys.argv[i : i + 2]
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", size=("--mib", 512, "MiB written and read per run"))
+    mib: int = args.mib
     wasm: Path = build("bench/pipe64k.c")
     write_rate(donjon_cmd(wasm, "write", "1"))  # warm both module caches
     write_rate(wasmtime_cmd(wasm, "write", "1"))

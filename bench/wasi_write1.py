@@ -8,8 +8,6 @@ bench, and times the loop itself. Goal: Donjon's rate >= 50% of wasmtime's.
 
 from __future__ import annotations
 
-import sys
-
 from common import (
     Row,
     alternate,
@@ -28,12 +26,8 @@ def rate(cmd: list[str]) -> float:
 
 
 def main() -> None:
-    calls = "300000"
-    if "--calls" in sys.argv:
-        i = sys.argv.index("--calls")
-        calls = sys.argv[i + 1]
-        del sys.argv[i : i + 2]
-    args = parse_args(__doc__ or "")
+    args = parse_args(__doc__ or "", size=("--calls", 300000, "fd_write calls per run"))
+    calls = str(args.calls)
     wasm = build("bench/write1.c")
     rate(donjon_cmd(wasm, "1000"))  # warm both module caches
     rate(wasmtime_cmd(wasm, "1000"))
