@@ -11,12 +11,14 @@ import argparse
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -46,6 +48,35 @@ class Row:
     @property
     def ratio(self) -> float:
         return self.donjon / self.baseline if self.baseline else float("inf")
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until ``proc`` listens on 127.0.0.1:``port``; the bench stops if it never does."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server did not listen on {port}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.kill()
+    proc.wait()
+
+
+@contextmanager
+def serving(proc: subprocess.Popen[bytes], port: int) -> Iterator[int]:
+    """``port`` once ``proc`` listens on it; ``proc`` is killed when the block ends."""
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        stop(proc)
 
 
 def parse_args(

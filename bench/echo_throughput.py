@@ -35,7 +35,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import REPO, Row, free_port, report, unverified_client_context, write_self_signed
+from common import (
+    REPO,
+    Row,
+    free_port,
+    report,
+    serving,
+    stop,
+    unverified_client_context,
+    wait_port,
+    write_self_signed,
+)
 
 PROGRAM = REPO / "tests" / "keep" / "programs" / "echo.c"
 CHUNK = 16 * 1024
@@ -78,24 +88,6 @@ def parse_args() -> argparse.Namespace:
 # Servers ---------------------------------------------------------------------------------------
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server did not listen on {port}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.kill()
-    proc.wait()
-
-
 @contextmanager
 def donjon_server(wasm: Path, prot: str, tmp: Path) -> Iterator[int]:
     pkg = tmp / f"echo-{prot}"
@@ -119,14 +111,11 @@ def donjon_server(wasm: Path, prot: str, tmp: Path) -> Iterator[int]:
             port = int(match.group(1))
             break
     if port is None:
-        _stop(proc)
+        stop(proc)
         raise SystemExit("donjon run did not start listening")
     threading.Thread(target=lambda: proc.stderr.read(), daemon=True).start()  # type: ignore[union-attr]
-    try:
-        _wait_port(port, proc)
+    with serving(proc, port):
         yield port
-    finally:
-        _stop(proc)
 
 
 def wasmtime_listen_cmd(wasm: Path, port: int) -> list[str] | None:
@@ -140,11 +129,11 @@ def wasmtime_listen_cmd(wasm: Path, port: int) -> list[str] | None:
     cmd = [str(toolchain.wasmtime_cli()), "run", "-S", f"tcplisten=127.0.0.1:{port}", str(wasm)]
     probe = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        _wait_port(port, probe, timeout=10)
+        wait_port(port, probe, timeout=10)
     except SystemExit:
         return None
     finally:
-        _stop(probe)
+        stop(probe)
     return cmd
 
 
@@ -156,11 +145,8 @@ def wasmtime_server(wasm: Path) -> Iterator[int | None]:
         yield None
         return
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_port(port, proc)
+    with serving(proc, port):
         yield port
-    finally:
-        _stop(proc)
 
 
 @contextmanager
@@ -180,11 +166,8 @@ def python_server(
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     port = int(proc.stdout.readline())
-    try:
-        _wait_port(port, proc)
+    with serving(proc, port):
         yield port
-    finally:
-        _stop(proc)
 
 
 # Clients ---------------------------------------------------------------------------------------

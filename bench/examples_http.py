@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from common import REPO, Row, free_port, report
+from common import REPO, Row, free_port, report, serving
 
 SOURCE = REPO / "examples" / "http" / "main.c"
 REQUEST = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -64,17 +64,6 @@ def build_wasm() -> Path:
 Served = tuple[int, ssl.SSLContext | None]
 
 
-def wait_port(port: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listens on port {port}")
-
-
 @contextmanager
 def native_server(binary: Path) -> Iterator[Served]:
     sock = socket.create_server(("127.0.0.1", 0), backlog=128)
@@ -87,12 +76,8 @@ def native_server(binary: Path) -> Iterator[Served]:
         pass_fds=(fd,),
     )
     sock.close()
-    try:
-        wait_port(port)
+    with serving(proc, port):
         yield port, None
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager
@@ -102,12 +87,8 @@ def run_wasm_server(wasm: Path) -> Iterator[Served]:
     proc = subprocess.Popen(
         [*cmd, "--listen", f"127.0.0.1:{port}", str(wasm)], stdout=subprocess.DEVNULL
     )
-    try:
-        wait_port(port)
+    with serving(proc, port):
         yield port, None
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 @contextmanager
