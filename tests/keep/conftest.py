@@ -21,6 +21,7 @@ from donjon.keep import identity, tls
 from donjon.keep.identity import Identity
 from donjon.keep.platforms import nil
 from donjon.steward.ca import CertificateAuthority
+from support.pki import der, der_sequence
 
 
 @dataclass
@@ -76,18 +77,6 @@ class StandInCA:
 
 
 Responder = Callable[[bytes, str], tuple[int, str, bytes]]
-
-
-def der_sequence(items: list[bytes]) -> bytes:
-    """DER SEQUENCE header written out by hand (long-form length)."""
-    body = b"".join(items)
-    n = len(body)
-    length = bytes([n]) if n < 128 else bytes([0x82, n >> 8, n & 0xFF])
-    return b"\x30" + length + body
-
-
-def der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
 
 
 def make_ca(name: str = "Test Steward CA") -> StandInCA:

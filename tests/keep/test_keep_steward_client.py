@@ -20,17 +20,7 @@ from donjon.keep.steward_client import (
     StewardUnreachable,
     parse_chain,
 )
-
-
-def der_sequence(items: list[bytes]) -> bytes:
-    body = b"".join(items)
-    n = len(body)
-    length = bytes([n]) if n < 128 else bytes([0x82, n >> 8, n & 0xFF])
-    return b"\x30" + length + body
-
-
-def der(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.DER)
+from support.pki import der, der_sequence
 
 
 def make_csr(claims: WorkloadClaims) -> x509.CertificateSigningRequest:

@@ -93,3 +93,16 @@ def unverified_client_context() -> ssl.SSLContext:
     ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     return ctx
+
+
+def der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def der_sequence(items: list[bytes]) -> bytes:
+    """A DER SEQUENCE written out by hand (short or two-byte long-form length), as a
+    Steward answers: independent of the ASN.1 code under test."""
+    body = b"".join(items)
+    n = len(body)
+    length = bytes([n]) if n < 128 else bytes([0x82, n >> 8, n & 0xFF])
+    return b"\x30" + length + body
