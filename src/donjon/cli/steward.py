@@ -12,6 +12,7 @@ import click
 
 from donjon.cli.options import DIRECTORY, FILE, JSON
 from donjon.cli.output import print_json
+from donjon.steward.reasons import REVOCATION_REASONS
 
 _STATE_DIR = click.option(
     "--dir",
@@ -343,16 +344,7 @@ def show(serial: str, state_dir: Path, db: str | None, as_json: bool) -> None:
 @click.argument("serial")
 @click.option(
     "--reason",
-    type=click.Choice(
-        [
-            "unspecified",
-            "key-compromise",
-            "affiliation-changed",
-            "superseded",
-            "cessation-of-operation",
-            "privilege-withdrawn",
-        ]
-    ),
+    type=click.Choice(REVOCATION_REASONS),
     default="unspecified",
     show_default=True,
 )

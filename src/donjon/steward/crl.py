@@ -8,16 +8,12 @@ from datetime import datetime, timedelta
 from cryptography import x509
 
 from donjon.steward.ca import CertificateAuthority
+from donjon.steward.reasons import REVOCATION_REASONS
 
 CRL_VALIDITY = timedelta(hours=24)
 
 REASONS: dict[str, x509.ReasonFlags] = {
-    "unspecified": x509.ReasonFlags.unspecified,
-    "key-compromise": x509.ReasonFlags.key_compromise,
-    "affiliation-changed": x509.ReasonFlags.affiliation_changed,
-    "superseded": x509.ReasonFlags.superseded,
-    "cessation-of-operation": x509.ReasonFlags.cessation_of_operation,
-    "privilege-withdrawn": x509.ReasonFlags.privilege_withdrawn,
+    name: x509.ReasonFlags[name.replace("-", "_")] for name in REVOCATION_REASONS
 }
 
 

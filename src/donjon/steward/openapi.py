@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from donjon.steward.reasons import REVOCATION_REASONS
 from donjon.steward.wire import BUNDLE, PKCS10
 
 _PROBLEM = {"$ref": "#/components/responses/Problem"}
@@ -115,14 +116,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                         "serial": {"type": "string"},
                                         "reason": {
                                             "type": "string",
-                                            "enum": [
-                                                "unspecified",
-                                                "key-compromise",
-                                                "affiliation-changed",
-                                                "superseded",
-                                                "cessation-of-operation",
-                                                "privilege-withdrawn",
-                                            ],
+                                            "enum": list(REVOCATION_REASONS),
                                         },
                                     },
                                 }
