@@ -130,6 +130,16 @@ class Rejection:
     detail: str
 
 
+def _select(conn: Connection, serial: str) -> sa.Row[Any] | None:
+    return conn.execute(sa.select(certificates).where(certificates.c.serial == serial)).first()
+
+
+def _found(row: sa.Row[Any] | None, serial: str) -> CertificateRecord:
+    if row is None:
+        raise NotFound(f"no certificate with serial {serial} in the audit store")
+    return _row_to_record(row)
+
+
 def _row_to_record(row: sa.Row[Any]) -> CertificateRecord:
     m = row._mapping
     issued_at = _aware(m["issued_at"])
@@ -275,12 +285,8 @@ class AuditStore:
     def get(self, serial: str) -> CertificateRecord:
         serial = normalize_serial(serial)
         with self._tx() as conn:
-            row = conn.execute(
-                sa.select(certificates).where(certificates.c.serial == serial)
-            ).first()
-        if row is None:
-            raise NotFound(f"no certificate with serial {serial} in the audit store")
-        return _row_to_record(row)
+            row = _select(conn, serial)
+        return _found(row, serial)
 
     def records(
         self,
@@ -312,12 +318,8 @@ class AuditStore:
                 .where(certificates.c.serial == serial, certificates.c.revoked_at.is_(None))
                 .values(revoked_at=_utc(at), revocation_reason=reason)
             )
-            row = conn.execute(
-                sa.select(certificates).where(certificates.c.serial == serial)
-            ).first()
-        if row is None:
-            raise NotFound(f"no certificate with serial {serial} in the audit store")
-        return _row_to_record(row)
+            row = _select(conn, serial)
+        return _found(row, serial)
 
     def revoked(self) -> list[tuple[str, datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
