@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from example_helpers import build_example
 
-from support.keepproc import KeepProcess
+from support.keepproc import KeepProcess, keep_starter
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +45,5 @@ def donjon_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def servers(donjon_env: dict[str, str]) -> Iterator[Callable[..., KeepProcess]]:
     """Starts ``donjon run`` servers, and kills them when the module is done."""
-    started: list[KeepProcess] = []
-
-    def start(pkg: Path, *args: str) -> KeepProcess:
-        keep = KeepProcess(pkg, *args, env=donjon_env)
-        started.append(keep)
-        return keep
-
-    yield start
-    for keep in started:
-        keep.stop()
+    with keep_starter(donjon_env) as start:
+        yield start

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 # The Steward and simulated-vendor fixtures of the Keep-with-Steward tests, reused.
-from test_keep_with_steward import PROGRAMS, STDIO, _pkg, _run, real_steward, sim_state
+from test_keep_with_steward import PROGRAMS, STDIO, _run, real_steward, sim_state
 
+from support.keepproc import make_package
 from support.net import free_port, wait_port
 
 pytestmark = pytest.mark.slow
@@ -38,7 +39,7 @@ def test_client_keep_connects_only_to_the_expected_workload(
         f'{head}args = ["2"]\n{STDIO}[[files]]\nkind = "listen"\nname = "echo"\n'
         f'addr = "127.0.0.1"\nport = {port}\n'
     )
-    server = _run(_pkg(tmp_path, "server", echo, server_cfg))
+    server = _run(make_package(tmp_path, "server", echo, server_cfg))
     try:
         wait_port(port, server, why=lambda: str(server.communicate()))
         client_wasm = build_wasm(PROGRAMS / "client.c")
@@ -49,7 +50,7 @@ def test_client_keep_connects_only_to_the_expected_workload(
                 f'name = "peer"\nhost = "localhost"\nport = {port}\n'
                 f'expect_workload = "sha256:{digest}"\nexpect_platform = "nil"\n'
             )
-            proc = _run(_pkg(tmp_path, name, client_wasm, cfg))
+            proc = _run(make_package(tmp_path, name, client_wasm, cfg))
             out, err = proc.communicate(timeout=120)
             return proc.returncode, out, err
 

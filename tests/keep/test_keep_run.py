@@ -20,7 +20,7 @@ import pytest
 
 from donjon.keep import package
 from donjon.keep.runner import KeepOptions, prepare
-from support.keepproc import KeepProcess
+from support.keepproc import KeepProcess, keep_starter, make_package
 
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
@@ -37,24 +37,8 @@ def keep_env(tmp_path: Path) -> dict[str, str]:
 
 @pytest.fixture
 def keeps(keep_env: dict[str, str]) -> Iterator[Callable[..., KeepProcess]]:
-    started: list[KeepProcess] = []
-
-    def start(pkg: Path, *args: str) -> KeepProcess:
-        keep = KeepProcess(pkg, *args, env=keep_env)
-        started.append(keep)
-        return keep
-
-    yield start
-    for keep in started:
-        keep.stop()
-
-
-def make_pkg(root: Path, name: str, wasm: Path, config: str) -> Path:
-    pkg = root / name
-    pkg.mkdir()
-    shutil.copyfile(wasm, pkg / "main.wasm")
-    (pkg / "Donjon.toml").write_text(config)
-    return pkg
+    with keep_starter(keep_env) as start:
+        yield start
 
 
 def echo_config(connections: int, extra: str = "") -> str:
@@ -95,7 +79,7 @@ def test_python_and_openssl_clients_talk_tls_to_a_plaintext_guest(
     tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     openssl = shutil.which("openssl")
-    pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(2 if openssl else 1))
+    pkg = make_package(tmp_path, "echo", echo_wasm, echo_config(2 if openssl else 1))
     cert = tmp_path / "keep.pem"
     keep = keeps(pkg, "--export-cert", str(cert))
     port = keep.port()
@@ -125,7 +109,7 @@ def test_failed_handshake_never_reaches_the_guest(
     tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
     # The guest exits after ONE connection closes; a dropped client must not count.
-    pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1))
+    pkg = make_package(tmp_path, "echo", echo_wasm, echo_config(1))
     cert = tmp_path / "keep.pem"
     keep = keeps(pkg, "--export-cert", str(cert))
     port = keep.port()
@@ -147,7 +131,7 @@ def test_peer_vanishing_mid_stream_ends_the_guests_connection_cleanly(
     tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess], reset: bool
 ) -> None:
     # The guest exits 0 once one connection has ended (EOF or ECONNRESET): no trap, no hang.
-    pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1))
+    pkg = make_package(tmp_path, "echo", echo_wasm, echo_config(1))
     cert = tmp_path / "keep.pem"
     keep = keeps(pkg, "--export-cert", str(cert))
     port = keep.port()
@@ -174,7 +158,7 @@ def test_curl_gets_a_page_from_the_http_example(
     if curl is None or not source.exists():
         pytest.skip("needs curl and examples/http/main.c")
     config = STDIO + '[[files]]\nkind = "listen"\nname = "http"\naddr = "127.0.0.1"\nport = 0\n'
-    pkg = make_pkg(tmp_path, "http", build_wasm(source), config)
+    pkg = make_package(tmp_path, "http", build_wasm(source), config)
     cert = tmp_path / "keep.pem"
     keep = keeps(pkg, "--export-cert", str(cert))
     port = keep.port()
@@ -191,7 +175,9 @@ def test_two_keeps_with_a_pinned_certificate(
 ) -> None:
     server_cert = tmp_path / "server.pem"
     server = keeps(
-        make_pkg(tmp_path, "server", echo_wasm, echo_config(1)), "--export-cert", str(server_cert)
+        make_package(tmp_path, "server", echo_wasm, echo_config(1)),
+        "--export-cert",
+        str(server_cert),
     )
     port = server.port()
     client_config = (
@@ -199,7 +185,7 @@ def test_two_keeps_with_a_pinned_certificate(
         f'[[files]]\nkind = "connect"\nname = "peer"\nhost = "localhost"\nport = {port}\n'
         f'pin = "{server_cert}"\n'
     )
-    client = keeps(make_pkg(tmp_path, "client", client_wasm, client_config))
+    client = keeps(make_package(tmp_path, "client", client_wasm, client_config))
     code, out, err = client.finish()
     assert (code, out) == (0, "reply: hello, other keep\n"), err
     assert server.finish()[0] == 0
@@ -208,11 +194,11 @@ def test_two_keeps_with_a_pinned_certificate(
 def test_pinned_certificate_mismatch_stops_the_client_keep(
     tmp_path: Path, echo_wasm: Path, client_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
-    server = keeps(make_pkg(tmp_path, "server", echo_wasm, echo_config(1)))
+    server = keeps(make_package(tmp_path, "server", echo_wasm, echo_config(1)))
     port = server.port()
     # Pin a certificate of a different Keep.
     other = keeps(
-        make_pkg(tmp_path, "other", echo_wasm, echo_config(1)),
+        make_package(tmp_path, "other", echo_wasm, echo_config(1)),
         "--export-cert",
         str(tmp_path / "o.pem"),
     )
@@ -222,7 +208,7 @@ def test_pinned_certificate_mismatch_stops_the_client_keep(
         f'[[files]]\nkind = "connect"\nname = "peer"\nhost = "localhost"\nport = {port}\n'
         f'pin = "{tmp_path / "o.pem"}"\nretries = 0\n'
     )
-    code, out, err = keeps(make_pkg(tmp_path, "client", client_wasm, client_config)).finish()
+    code, out, err = keeps(make_package(tmp_path, "client", client_wasm, client_config)).finish()
     assert code != 0 and out == ""
     assert re.search(
         r'donjon: error: \[\[files\]\] #4 "peer" \(fd 3\): TLS peer localhost:\d+ is not trusted',
@@ -243,7 +229,9 @@ def test_two_keeps_through_a_steward_ca_with_client_certificates(
     responders.append(steward_ca.responder())
     head = f'steward = "{url}"\nsteward_ca = "{bundle}"\n'
     server = keeps(
-        make_pkg(tmp_path, "server", echo_wasm, head + echo_config(1, 'client_ca = "steward"\n'))
+        make_package(
+            tmp_path, "server", echo_wasm, head + echo_config(1, 'client_ca = "steward"\n')
+        )
     )
     port = server.port()
     client_config = (
@@ -251,7 +239,7 @@ def test_two_keeps_through_a_steward_ca_with_client_certificates(
         f'[[files]]\nkind = "connect"\nname = "peer"\nhost = "localhost"\nport = {port}\n'
         "client_cert = true\n"
     )
-    code, out, err = keeps(make_pkg(tmp_path, "client", client_wasm, client_config)).finish()
+    code, out, err = keeps(make_package(tmp_path, "client", client_wasm, client_config)).finish()
     assert (code, out) == (0, "reply: mutual tls\n"), err
     assert "certificate from CN=Test Steward CA for platform nil: DEVELOPMENT only" in err, err
     server_code, _, server_err = server.finish()
@@ -269,7 +257,7 @@ def test_steward_refusal_stops_the_keep_before_the_guest_runs(
     body = b'{"title": "Forbidden", "detail": "debug TEE refused by policy"}'
     responders.append(lambda b, c: (403, "application/problem+json", body))
     config = f'steward = "{url}"\nsteward_ca = "{bundle}"\n' + echo_config(1)
-    code, out, err = keeps(make_pkg(tmp_path, "echo", echo_wasm, config)).finish()
+    code, out, err = keeps(make_package(tmp_path, "echo", echo_wasm, config)).finish()
     assert code == 1
     assert out == ""
     assert err.splitlines()[-1] == (
@@ -287,7 +275,7 @@ def test_listen_address_in_use(
         taken.listen()
         port = taken.getsockname()[1]
         config = echo_config(1).replace("port = 0", f"port = {port}")
-        code, out, err = keeps(make_pkg(tmp_path, "echo", echo_wasm, config)).finish()
+        code, out, err = keeps(make_package(tmp_path, "echo", echo_wasm, config)).finish()
     assert code == 1 and out == ""
     assert err.splitlines()[-1] == (
         f'donjon: error: [[files]] #4 "echo" (fd 3): cannot listen on 127.0.0.1:{port}: '
@@ -298,7 +286,7 @@ def test_listen_address_in_use(
 def test_bad_config_is_one_line(
     tmp_path: Path, echo_wasm: Path, keeps: Callable[..., KeepProcess]
 ) -> None:
-    pkg = make_pkg(tmp_path, "echo", echo_wasm, echo_config(1) + 'prot = "udp"\n')
+    pkg = make_package(tmp_path, "echo", echo_wasm, echo_config(1) + 'prot = "udp"\n')
     code, out, err = keeps(pkg).finish()
     assert code == 2 and out == ""
     assert err.strip().startswith(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
 from donjon.attestation.oids import ATTESTATION_RESULT, WORKLOAD_CLAIMS
+from support.keepproc import make_package
 from support.net import free_port, stop, wait_port
 from support.pki import write_self_signed
 
@@ -80,21 +80,13 @@ def _run(pkg: Path, *args: str, platform: str = "nil") -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-def _pkg(root: Path, name: str, wasm: Path, config: str) -> Path:
-    pkg = root / name
-    pkg.mkdir()
-    shutil.copyfile(wasm, pkg / "main.wasm")
-    (pkg / "Donjon.toml").write_text(config)
-    return pkg
-
-
 def test_keep_gets_a_development_certificate_naming_its_workload(
     tmp_path: Path, real_steward: tuple[str, Path], build_wasm: Callable[[Path], Path]
 ) -> None:
     url, https_ca = real_steward
     wasm = build_wasm(PROGRAMS / "client.c")
     config = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
-    pkg = _pkg(tmp_path, "claims-check", wasm, config)
+    pkg = make_package(tmp_path, "claims-check", wasm, config)
     cert_path = tmp_path / "keep.pem"
     proc = _run(pkg, "--export-cert", str(cert_path))
     _, err = proc.communicate(timeout=120)
@@ -121,13 +113,13 @@ def test_two_keeps_of_one_steward_authenticate_each_other(
         f'{head}args = ["1"]\n{STDIO}[[files]]\nkind = "listen"\nname = "echo"\n'
         f'addr = "127.0.0.1"\nport = {port}\nclient_ca = "steward"\n'
     )
-    server = _run(_pkg(tmp_path, "server", build_wasm(PROGRAMS / "echo.c"), server_cfg))
+    server = _run(make_package(tmp_path, "server", build_wasm(PROGRAMS / "echo.c"), server_cfg))
     wait_port(port, server, why=lambda: str(server.communicate()))
     client_cfg = (
         f'{head}args = ["attested hello"]\n{STDIO}[[files]]\nkind = "connect"\nname = "peer"\n'
         f'host = "localhost"\nport = {port}\nclient_cert = true\n'
     )
-    client = _run(_pkg(tmp_path, "client", build_wasm(PROGRAMS / "client.c"), client_cfg))
+    client = _run(make_package(tmp_path, "client", build_wasm(PROGRAMS / "client.c"), client_cfg))
     out, err = client.communicate(timeout=120)
     assert (client.returncode, out) == (0, "reply: attested hello\n"), err
     _, server_err = server.communicate(timeout=60)
@@ -144,7 +136,7 @@ def test_sim_keep_evidence_is_verified_and_bound_to_key_and_workload(
     SHA-512(SPKI || claims): a Keep that bound the wrong bytes would be refused."""
     url, https_ca = real_steward
     config = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
-    pkg = _pkg(tmp_path, "sim-keep", build_wasm(PROGRAMS / "client.c"), config)
+    pkg = make_package(tmp_path, "sim-keep", build_wasm(PROGRAMS / "client.c"), config)
     cert_path = tmp_path / "keep.pem"
     proc = _run(pkg, "--state-dir", str(sim_state), "--export-cert", str(cert_path), platform="sim")
     _, err = proc.communicate(timeout=120)

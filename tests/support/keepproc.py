@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \((tls|tcp)\)")
@@ -15,6 +17,15 @@ LISTENING = re.compile(r"listening on 127\.0\.0\.1:(\d+) \((tls|tcp)\)")
 
 def donjon_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "donjon.cli.main", *args]
+
+
+def make_package(root: Path, name: str, wasm: Path, config: str) -> Path:
+    """``root/name`` holding ``main.wasm`` and ``Donjon.toml``: a package ``donjon run`` takes."""
+    pkg = root / name
+    pkg.mkdir()
+    shutil.copyfile(wasm, pkg / "main.wasm")
+    (pkg / "Donjon.toml").write_text(config)
+    return pkg
 
 
 def collect_lines(stream: Iterable[str] | None, lines: list[str]) -> threading.Thread:
@@ -94,3 +105,20 @@ class KeepProcess:
     def _join(self) -> None:
         for reader in self._readers:
             reader.join(timeout=5)
+
+
+@contextmanager
+def keep_starter(env: dict[str, str]) -> Iterator[Callable[..., KeepProcess]]:
+    """``start(pkg, *args)`` runs a Keep server; every one started is stopped on exit."""
+    started: list[KeepProcess] = []
+
+    def start(pkg: Path, *args: str) -> KeepProcess:
+        keep = KeepProcess(pkg, *args, env=env)
+        started.append(keep)
+        return keep
+
+    try:
+        yield start
+    finally:
+        for keep in started:
+            keep.stop()
