@@ -103,21 +103,9 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
 @click.option("--tls-cert", type=FILE, help="HTTPS certificate (PEM).")
 @click.option("--tls-key", type=FILE, help="HTTPS key (PEM).")
-@click.option(
-    "--policy",
-    type=FILE,
-    help="Policy TOML (superset of Enarx steward.toml).",
-)
-@click.option(
-    "--ca-cert",
-    type=FILE,
-    help="CA certificate [default: <dir>/ca.pem].",
-)
-@click.option(
-    "--ca-key",
-    type=FILE,
-    help="CA key [default: <dir>/ca.key].",
-)
+@click.option("--policy", type=FILE, help="Policy TOML (superset of Enarx steward.toml).")
+@click.option("--ca-cert", type=FILE, help="CA certificate [default: <dir>/ca.pem].")
+@click.option("--ca-key", type=FILE, help="CA key [default: <dir>/ca.key].")
 @click.option("--init", is_flag=True, help="Create the CA first if it does not exist.")
 @click.option(
     "--curve",
@@ -127,11 +115,7 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
     help="Curve of a CA made by --init.",
 )
 @_DB
-@click.option(
-    "--trust-dir",
-    type=DIRECTORY,
-    help="Vendor roots and collateral (offline).",
-)
+@click.option("--trust-dir", type=DIRECTORY, help="Vendor roots and collateral (offline).")
 @click.option(
     "--admin-token-file",
     type=FILE,
