@@ -82,6 +82,38 @@ def cpu_flags(root: Path, system: str, sysctl: Sysctl) -> set[str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class _CvmGuest:
+    """What a confidential-VM guest (SNP, TDX) needs: a report path and the CPU flag."""
+
+    device: str
+    device_what: str
+    device_hint: str
+    cpu_flag: str
+    flag_what: str
+    flag_hint: str
+
+
+_CVM_GUESTS = {
+    "snp": _CvmGuest(
+        SEV_GUEST,
+        "SEV guest device",
+        "load sev-guest (modprobe sev-guest)",
+        "sev_snp",
+        "SEV-SNP active",
+        "boot this VM as an SEV-SNP guest",
+    ),
+    "tdx": _CvmGuest(
+        TDX_GUEST,
+        "TDX guest device",
+        "load tdx-guest (modprobe tdx_guest)",
+        "tdx_guest",
+        "TDX guest",
+        "boot this VM as a TDX trust domain",
+    ),
+}
+
+
 def _exists(root: Path, rel: str, what: str, hint: str) -> Check:
     present = (root / rel).exists()
     return Check(present, f"{what}: /{rel}", None if present else hint)
@@ -130,30 +162,14 @@ def probe(
     for name in PLATFORM_NAMES:
         checks: list[Check] = []
         usable = False
-        if name == "snp":
+        if name in _CVM_GUESTS:
             if linux:
+                guest = _CVM_GUESTS[name]
                 tsm = _exists(root, TSM_REPORT, "configfs-tsm", tsm_hint)
-                dev = _exists(
-                    root, SEV_GUEST, "SEV guest device", "load sev-guest (modprobe sev-guest)"
-                )
-                checks += [tsm, dev]
-                checks.append(
-                    _flag(flags, "sev_snp", "SEV-SNP active", "boot this VM as an SEV-SNP guest")
-                )
-                usable = (tsm.ok or dev.ok) and checks[-1].ok
-            else:
-                checks.append(not_linux)
-        elif name == "tdx":
-            if linux:
-                tsm = _exists(root, TSM_REPORT, "configfs-tsm", tsm_hint)
-                dev = _exists(
-                    root, TDX_GUEST, "TDX guest device", "load tdx-guest (modprobe tdx_guest)"
-                )
-                checks += [tsm, dev]
-                checks.append(
-                    _flag(flags, "tdx_guest", "TDX guest", "boot this VM as a TDX trust domain")
-                )
-                usable = (tsm.ok or dev.ok) and checks[-1].ok
+                dev = _exists(root, guest.device, guest.device_what, guest.device_hint)
+                active = _flag(flags, guest.cpu_flag, guest.flag_what, guest.flag_hint)
+                checks += [tsm, dev, active]
+                usable = (tsm.ok or dev.ok) and active.ok
             else:
                 checks.append(not_linux)
         elif name == "sgx":
