@@ -22,18 +22,21 @@ from pyasn1.codec.der import encoder
 from pyasn1.type import char, univ
 
 from donjon.attestation.certprofile import key_usage
+from donjon.attestation.snp.vcek import (
+    OID_BL_SPL,
+    OID_FMC_SPL,
+    OID_HWID,
+    OID_PRODUCT_NAME,
+    OID_SNP_SPL,
+    OID_STRUCT_VERSION,
+    OID_TEE_SPL,
+    OID_UCODE_SPL,
+)
 from donjon.keep.sim.products import VCEK_PRODUCT_NAMES, Product, TcbVersion
 
-#: AMD's arc for VCEK/VLEK extensions (AMD KDS interface spec, "VCEK certificate").
+#: AMD's arc for VCEK/VLEK extensions (AMD KDS interface spec, "VCEK certificate"); the
+#: named ones are the verifier's (:mod:`donjon.attestation.snp.vcek`).
 AMD_ARC = "1.3.6.1.4.1.3704.1"
-OID_STRUCT_VERSION = x509.ObjectIdentifier(f"{AMD_ARC}.1")
-OID_PRODUCT_NAME = x509.ObjectIdentifier(f"{AMD_ARC}.2")
-OID_BL_SPL = x509.ObjectIdentifier(f"{AMD_ARC}.3.1")
-OID_TEE_SPL = x509.ObjectIdentifier(f"{AMD_ARC}.3.2")
-OID_SNP_SPL = x509.ObjectIdentifier(f"{AMD_ARC}.3.3")
-OID_UCODE_SPL = x509.ObjectIdentifier(f"{AMD_ARC}.3.8")
-OID_FMC_SPL = x509.ObjectIdentifier(f"{AMD_ARC}.3.9")
-OID_HWID = x509.ObjectIdentifier(f"{AMD_ARC}.4")
 #: SPL slots that AMD fills with zero: 4..7 on Milan/Genoa, 5..7 on Turin (as in real VCEKs).
 OID_RESERVED_SPLS = tuple(x509.ObjectIdentifier(f"{AMD_ARC}.3.{i}") for i in (4, 5, 6, 7))
 

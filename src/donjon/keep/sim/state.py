@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from donjon.atomicfile import make_private_dir, write_bytes
 from donjon.attestation.snp import layout
+from donjon.attestation.snp.vcek import OID_HWID
 from donjon.errors import UsageError
 from donjon.keep.sim import hierarchy
 from donjon.keep.sim.errors import (
@@ -195,7 +196,7 @@ def load(directory: Path) -> SimState:
         raise SimStateCorrupt(f"{directory / 'vcek.key'}: not an EC P-384 key")
     if vcek_key.public_key() != certs["vcek"].public_key():
         raise SimStateCorrupt(f"{directory / 'vcek.key'}: does not match vcek.pem")
-    hwid = certs["vcek"].extensions.get_extension_for_oid(hierarchy.OID_HWID).value
+    hwid = certs["vcek"].extensions.get_extension_for_oid(OID_HWID).value
     if not isinstance(hwid, x509.UnrecognizedExtension) or hwid.value != config.hwid:
         raise SimStateCorrupt(f"{directory / 'vcek.pem'}: hwID does not match chip_id in sim.json")
     return SimState(directory, config, certs["ark"], certs["ask"], certs["vcek"], vcek_key)
