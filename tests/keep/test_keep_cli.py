@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -113,7 +114,9 @@ def test_platform_info_tree(tmp_path: Path) -> None:
 def test_config_init_then_check(tmp_path: Path) -> None:
     proc = run_cli("config", "init", str(tmp_path / "app"))
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "app" / "Donjon.toml").is_file()
+    template = tmp_path / "app" / "Donjon.toml"
+    assert template.is_file()
+    assert stat.S_IMODE(template.stat().st_mode) == 0o644  # a config holds no secret
     again = run_cli("config", "init", str(tmp_path / "app"))
     assert again.returncode == 2
     assert again.stderr.strip().endswith("Donjon.toml: already exists (use --force to overwrite)")

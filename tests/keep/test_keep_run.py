@@ -11,6 +11,7 @@ import re
 import shutil
 import socket
 import ssl
+import stat
 import struct
 import subprocess
 from collections.abc import Callable, Iterator
@@ -83,6 +84,7 @@ def test_python_and_openssl_clients_talk_tls_to_a_plaintext_guest(
     cert = tmp_path / "keep.pem"
     keep = keeps(pkg, "--export-cert", str(cert))
     port = keep.port()
+    assert stat.S_IMODE(cert.stat().st_mode) == 0o644  # the public certificate only
     payload = os.urandom(200_000)
     assert tls_echo(port, cert, payload) == payload
     if openssl:

@@ -211,7 +211,7 @@ def config_init(directory: Path | None, enarx: bool, force: bool) -> None:
     target = directory / ("Enarx.toml" if enarx else "Donjon.toml")
     if target.exists() and not force:
         raise UsageError(f"{target}: already exists (use --force to overwrite)")
-    write_text(target, CONFIG_TEMPLATE, mode=0o600)
+    write_text(target, CONFIG_TEMPLATE, mode=0o644)
     click.echo(f"wrote {target}")
 
 

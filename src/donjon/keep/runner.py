@@ -175,7 +175,7 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         claims = workload_claims(package)
         identity = obtain_identity(package, platform, claims, report)
         if options.export_cert is not None:
-            write_bytes(options.export_cert, identity.certificate_pem(), mode=0o600)
+            write_bytes(options.export_cert, identity.certificate_pem(), mode=0o644)
             report(f"wrote the Keep's certificate to {options.export_cert}")
 
         streams: list[Listener | ByteStream] = []
