@@ -47,6 +47,7 @@ CLAIMS_VERSION = 1
 #: Advisory set by the Steward when no current CRL of the vendor root was checked
 #: (policy ``crl = "if-available"``, or the simulator, which publishes none).
 REVOCATION_NOT_CHECKED = "revocation-not-checked"
+#: Platforms an issued result may name (a refused verdict may also say "unknown").
 PLATFORMS = frozenset({"snp", "sgx", "tdx", "cca", "sim", "kvm", "nil"})
 
 

@@ -44,7 +44,7 @@ from donjon.attestation.snp.chain import CrlMode, fingerprint
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.verify import SimRoot, SnpEvidence, SnpVerified, verify_snp
 from donjon.attestation.trust import TrustStore, parse_cert_bundle
-from donjon.attestation.verdict import Checklist, Stop, Verdict
+from donjon.attestation.verdict import UNKNOWN_PLATFORM, Checklist, Stop, Verdict
 
 #: Standard extensions a CSR may carry; the Steward ignores them (it decides SANs and usage).
 _STANDARD = frozenset(
@@ -93,7 +93,7 @@ def verify_csr(
     """
     checks = Checklist()
     ctx = _Context(checks, policy, trust, now, product, crl_mode)
-    platform = "nil"
+    platform = UNKNOWN_PLATFORM  # until the evidence extension is read: never "nil"
     evidence_sha256 = ""
     csr: x509.CertificateSigningRequest | None = None
     try:

@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: The platform of a verdict refused before its evidence extension was read (unparsable
+#: CSR, bad self-signature, no evidence): nothing says which it is. Never in an issued
+#: result (``claims.PLATFORMS`` refuses it).
+UNKNOWN_PLATFORM = "unknown"
+
 
 @dataclass(frozen=True)
 class Check:
@@ -44,7 +49,7 @@ class Verdict:
     checks: tuple[Check, ...]
     reason: str | None  # id of the first failed check, None if accepted
     error: AttestationError | None  # the typed error of the first failure
-    platform: str  # snp | sim | nil | kvm | sgx | tdx | cca
+    platform: str  # snp | sim | nil | kvm | sgx | tdx | cca, or "unknown" before evidence is read
     result: AttestationResult | None  # claims for the certificate, when accepted
     evidence_sha256: str  # hex digest of the evidence extension value
     not_after_limit: datetime | None  # latest validity the collateral allows
