@@ -71,23 +71,28 @@ class FakeVerifier:
         checks: list[FakeCheck] = []
         digest = hashlib.sha256(csr_der).hexdigest()
 
-        def refuse(check: str, why: str, csr: x509.CertificateSigningRequest | None) -> FakeVerdict:
+        def refuse(
+            check: str,
+            why: str,
+            csr: x509.CertificateSigningRequest | None,
+            platform: str = "nil",
+        ) -> FakeVerdict:
             checks.append(FakeCheck(check, False, why))
             return FakeVerdict(
-                False, tuple(checks), check, FakeError(check), "nil", None, digest, None, csr
+                False, tuple(checks), check, FakeError(check), platform, None, digest, None, csr
             )
 
         try:
             csr = x509.load_der_x509_csr(csr_der)
         except (ValueError, x509.InvalidVersion) as exc:
-            return refuse("csr-parse", f"not a DER CSR: {exc}", None)
+            return refuse("csr-parse", f"not a DER CSR: {exc}", None, "unknown")
         if not csr.is_signature_valid:
-            return refuse("csr-signature", "the CSR self-signature does not verify", csr)
+            return refuse("csr-signature", "the CSR self-signature does not verify", csr, "unknown")
         checks.append(FakeCheck("csr-signature", True, "valid"))
         try:
             ext = csr.extensions.get_extension_for_oid(oids.EVIDENCE_NIL)
         except x509.ExtensionNotFound:
-            return refuse("evidence-missing", "no evidence extension", csr)
+            return refuse("evidence-missing", "no evidence extension", csr, "unknown")
         value = ext.value
         assert isinstance(value, x509.UnrecognizedExtension)
         digest = hashlib.sha256(value.value).hexdigest()

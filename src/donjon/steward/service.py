@@ -19,6 +19,7 @@ from typing import Any
 from cryptography import x509
 
 from donjon.attestation.claims import REVOCATION_NOT_CHECKED
+from donjon.attestation.verdict import UNKNOWN_PLATFORM
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike, Verifier
 from donjon.steward.crl import REASONS, build_crl
@@ -171,10 +172,11 @@ class Steward:
         self, error: StewardError, *, platform: str, evidence_sha256: str, now: datetime
     ) -> StewardError:
         reason = error.check or error.code
-        self.metrics.verdicts.labels(platform or "unknown", "refused", reason).inc()
+        platform = platform or UNKNOWN_PLATFORM
+        self.metrics.verdicts.labels(platform, "refused", reason).inc()
         log.warning(
             "refused attestation: platform=%s reason=%s status=%d evidence_sha256=%s: %s",
-            platform or "unknown",
+            platform,
             reason,
             error.status,
             evidence_sha256,
@@ -186,7 +188,7 @@ class Steward:
                     at=now,
                     reason=reason,
                     status=error.status,
-                    platform=platform or "unknown",
+                    platform=platform,
                     evidence_sha256=evidence_sha256,
                     detail=error.message,
                 )
@@ -207,7 +209,7 @@ class Steward:
             except StewardError as exc:
                 raise self._refuse(
                     exc,
-                    platform="unknown",
+                    platform=UNKNOWN_PLATFORM,
                     evidence_sha256=hashlib.sha256(der).hexdigest(),
                     now=now,
                 ) from None
@@ -224,7 +226,8 @@ class Steward:
                         check=check,
                         checks=checks_json(verdict),
                     ),
-                    platform=verdict.platform,
+                    # No CSR was parsed, so nothing names a platform, whatever the verdict says.
+                    platform=verdict.platform if verdict.csr is not None else UNKNOWN_PLATFORM,
                     evidence_sha256=digest,
                     now=now,
                 )
