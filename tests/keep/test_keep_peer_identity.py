@@ -315,7 +315,12 @@ def test_bundle_trust_checks_against_the_peer_steward(
         port = listener.getsockname()[1]  # type: ignore[index]
 
         def plan(wasm: bytes) -> net.ConnectPlan:
-            fields = {"expect_workload": "sha256:" + wasm.hex(), "expect_platform": "nil"}
+            fields = {
+                "expect_workload": "sha256:" + wasm.hex(),
+                "expect_platform": "nil",
+                # The Keep fetches only its own Steward's CRL: say that none is checked here.
+                "revocation": "if-available",
+            }
             return net.plan(entry(port=port, ca_bundle=str(bundle), **fields))
 
         with pytest.raises(PeerRefused, match=f"expected {OTHER_WASM.hex()}$"):

@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from donjon.attestation.claims import PLATFORMS
-from donjon.attestation.peer import DEVELOPMENT_PLATFORMS
+from donjon.keep import config_peer
+from donjon.keep.config_peer import Revocation
 
 #: fds 0-2 are stdio in WASI; these kinds may sit there.
 STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
@@ -29,7 +29,6 @@ STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
 RESERVED_ENV = frozenset({"FD_COUNT", "FD_NAMES"})
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_WORKLOAD = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 
 
 class Prot(StrEnum):
@@ -106,14 +105,52 @@ class ListenFile(_Strict):
     prot: Prot = Prot.TLS
     #: Donjon: require a client certificate that chains to this trust ("steward", a PEM path).
     client_ca: str | None = None
+    # Donjon workload identity: what every client Keep's Steward-issued certificate must attest.
+    #: ``"sha256:<hex>"`` of the client's main.wasm, or a list of them.
+    expect_client_workload: str | list[str] | None = None
+    expect_client_platform: str | list[str] | None = None
+    #: ``"bl=3,tee=0,snp=8,ucode=115"``: each component at least this.
+    expect_client_min_tcb: str | None = None
+    #: Advisories accepted in a TEE client's certificate (default: none).
+    allow_client_advisories: list[str] | None = None
+    #: ``"if-available"``: admit clients without a revocation check when the CRL is unreachable.
+    revocation: Revocation = Revocation.REQUIRED
 
     _name = field_validator("name")(_check_name)
+    _workloads = field_validator("expect_client_workload")(
+        lambda v: config_peer.workloads(v, "the client's")
+    )
+    _platforms = field_validator("expect_client_platform")(config_peer.platforms)
+    _tcb = field_validator("expect_client_min_tcb")(config_peer.min_tcb)
+    _advisories = field_validator("allow_client_advisories")(config_peer.advisories)
 
     @model_validator(mode="after")
     def _tls_only_options(self) -> ListenFile:
-        if self.prot is Prot.TCP and self.client_ca is not None:
-            raise ValueError('client_ca needs prot = "tls"')
+        expects = self.client_expects()
+        if self.prot is Prot.TCP:
+            given = ["client_ca"] if self.client_ca is not None else []
+            if given or expects:
+                raise ValueError(f'{", ".join(given + expects)} needs prot = "tls"')
+        _check_loosening(
+            self,
+            expects,
+            ("allow_client_advisories", "revocation"),
+            "expect_client_workload, expect_client_platform or expect_client_min_tcb",
+        )
+        if expects and self.effective_client_ca() != "steward":
+            _check_revocation_possible(self.revocation, 'client_ca = "<bundle>"')
         return self
+
+    def client_expects(self) -> list[str]:
+        """The ``expect_client_*`` options given: each makes clients prove their workload."""
+        fields = ("expect_client_workload", "expect_client_platform", "expect_client_min_tcb")
+        return [k for k in fields if getattr(self, k) is not None]
+
+    def effective_client_ca(self) -> str | None:
+        """``client_ca``, or ``"steward"`` when clients must prove what they run."""
+        if self.client_ca is None and self.client_expects():
+            return "steward"
+        return self.client_ca
 
     def effective_name(self) -> str:
         return self.name
@@ -122,6 +159,25 @@ class ListenFile(_Strict):
         if self.port is not None:
             return self.port
         return 443 if self.prot is Prot.TLS else 80
+
+
+def _check_loosening(
+    entry: BaseModel, expects: list[str], options: tuple[str, ...], needs: str
+) -> None:
+    """An option that only loosens peer checks is refused where no check runs: a sign
+    that the entry does not do what its author thinks."""
+    given = [k for k in options if k in entry.model_fields_set]
+    if given and not expects:
+        raise ValueError(f"{given[0]} applies only with {needs}")
+
+
+def _check_revocation_possible(revocation: Revocation, trust: str) -> None:
+    if revocation is Revocation.REQUIRED:
+        raise ValueError(
+            f"with {trust} the Keep cannot fetch the peer Steward's CRL (only its own "
+            'Steward\'s), so revocation cannot be checked: set revocation = "if-available" '
+            "to accept peers without that check"
+        )
 
 
 class Trust(StrEnum):
@@ -155,44 +211,21 @@ class ConnectFile(_Strict):
     #: Attested platforms accepted (``"snp"`` or a list); ``nil``/``sim``/``kvm`` admit
     #: development peers, which are refused otherwise.
     expect_platform: str | list[str] | None = None
+    #: ``"bl=3,tee=0,snp=8,ucode=115"``: each component at least this; also accepts a
+    #: peer whose Steward appraised no TCB (NotAppraised), since it is appraised here.
+    expect_min_tcb: str | None = None
+    #: Advisories accepted in a TEE peer's certificate (default: none).
+    allow_advisories: list[str] | None = None
+    #: ``"if-available"``: connect without a revocation check when the CRL is unreachable.
+    revocation: Revocation = Revocation.REQUIRED
 
     _name = field_validator("name")(_check_name)
-
-    @field_validator("expect_workload")
-    @classmethod
-    def _expect_workload(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        match = _WORKLOAD.match(value)
-        if match is None:
-            raise ValueError(
-                f'{value!r} is not "sha256:" followed by 64 hex digits '
-                "(the SHA-256 of the peer's main.wasm)"
-            )
-        return f"sha256:{match.group(1).lower()}"
-
-    @field_validator("expect_platform")
-    @classmethod
-    def _expect_platform(cls, value: str | list[str] | None) -> str | list[str] | None:
-        if value is None:
-            return None
-        names = [value] if isinstance(value, str) else value
-        if not names:
-            raise ValueError("must name at least one platform")
-        unknown = [n for n in names if n not in PLATFORMS]
-        if unknown:
-            raise ValueError(
-                f"unknown platform {unknown[0]!r} (expected one of {', '.join(sorted(PLATFORMS))})"
-            )
-        dev = sorted(set(names) & DEVELOPMENT_PLATFORMS)
-        tee = sorted(set(names) - DEVELOPMENT_PLATFORMS)
-        if dev and tee:
-            raise ValueError(
-                f"mixes TEE platforms ({', '.join(tee)}) with development ones "
-                f"({', '.join(dev)}): a development peer is never confidential, so list "
-                "one kind only"
-            )
-        return value
+    _workload = field_validator("expect_workload")(
+        lambda v: None if v is None else config_peer.workload(v)
+    )
+    _platforms = field_validator("expect_platform")(config_peer.platforms)
+    _tcb = field_validator("expect_min_tcb")(config_peer.min_tcb)
+    _advisories = field_validator("allow_advisories")(config_peer.advisories)
 
     @field_validator("host")
     @classmethod
@@ -227,14 +260,7 @@ class ConnectFile(_Strict):
             )
         if self.pin is not None and self.ca_bundle is not None:
             raise ValueError("give either pin or ca_bundle, not both")
-        expects = [
-            k
-            for k, v in (
-                ("expect_workload", self.expect_workload),
-                ("expect_platform", self.expect_platform),
-            )
-            if v is not None
-        ]
+        expects = self.expects()
         if expects:
             if self.prot is Prot.TCP:
                 raise ValueError(f'{", ".join(expects)} needs prot = "tls"')
@@ -244,7 +270,20 @@ class ConnectFile(_Strict):
                     f'{expects[0]} needs trust = "steward" or "bundle", not "{trust.value}": '
                     "only a Steward's certificate attests which workload a peer runs"
                 )
+            if trust is Trust.BUNDLE:
+                _check_revocation_possible(self.revocation, 'trust = "bundle"')
+        _check_loosening(
+            self,
+            expects,
+            ("allow_advisories", "revocation"),
+            "expect_workload, expect_platform or expect_min_tcb",
+        )
         return self
+
+    def expects(self) -> list[str]:
+        """The ``expect_*`` options given: each makes the peer prove its workload."""
+        fields = ("expect_workload", "expect_platform", "expect_min_tcb")
+        return [k for k in fields if getattr(self, k) is not None]
 
     def expected_workload_sha256(self) -> bytes | None:
         """The digest ``expect_workload`` names, as bytes."""
@@ -253,11 +292,7 @@ class ConnectFile(_Strict):
         return bytes.fromhex(self.expect_workload.removeprefix("sha256:"))
 
     def expected_platforms(self) -> frozenset[str] | None:
-        if self.expect_platform is None:
-            return None
-        if isinstance(self.expect_platform, str):
-            return frozenset({self.expect_platform})
-        return frozenset(self.expect_platform)
+        return config_peer.as_set(self.expect_platform)
 
     def effective_name(self) -> str:
         return self.name or self.host
@@ -426,19 +461,28 @@ def check_files(config: Config) -> list[tuple[int, str]]:
             problems.append((index, 'trust = "steward" needs a steward URL in the config'))
         elif (
             isinstance(entry, ConnectFile)
-            and (entry.expect_workload is not None or entry.expect_platform is not None)
+            and entry.expects()
             and entry.effective_trust(config.steward is not None) is not Trust.STEWARD
             and entry.effective_trust(config.steward is not None) is not Trust.BUNDLE
         ):
-            what = "expect_workload" if entry.expect_workload is not None else "expect_platform"
             problems.append(
                 (
                     index,
-                    f'{what} needs a steward URL in the config (or trust = "bundle" with '
-                    "the peer's Steward CA): only a Steward's certificate attests what the "
+                    f'{entry.expects()[0]} needs a steward URL in the config (or trust = "bundle" '
+                    "with the peer's Steward CA): only a Steward's certificate attests what the "
                     "peer runs",
                 )
             )
-        if isinstance(entry, ListenFile) and entry.client_ca == "steward" and not config.steward:
-            problems.append((index, 'client_ca = "steward" needs a steward URL in the config'))
+        if isinstance(entry, ListenFile) and not config.steward:
+            if entry.client_ca == "steward":
+                problems.append((index, 'client_ca = "steward" needs a steward URL in the config'))
+            elif entry.effective_client_ca() == "steward":
+                problems.append(
+                    (
+                        index,
+                        f"{entry.client_expects()[0]} needs a steward URL in the config (or "
+                        "client_ca with the clients' Steward CA): only a Steward's certificate "
+                        "attests what a client runs",
+                    )
+                )
     return problems

@@ -18,11 +18,15 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from donjon.attestation.peer import DEVELOPMENT_PLATFORMS, PeerError, PeerExpectations
+from donjon.attestation.peer import PeerError, PeerExpectations
 from donjon.errors import DonjonError
 from donjon.keep.config import ConnectFile, ListenFile, Prot
+from donjon.keep.config_peer import Revocation
+from donjon.keep.peercheck import connect_expectations
+from donjon.keep.revocation import CrlCache, CrlUnavailableError, current_crl
 from donjon.keep.tls import ClientTls, PinMismatch
 
 log = logging.getLogger("donjon.keep.net")
@@ -124,39 +128,32 @@ class ConnectPlan:
     timeout_s: float
     retries: int
     retry_delay_s: float
-    #: What the peer's certificate must attest (``expect_workload``/``expect_platform``).
+    #: What the peer's certificate must attest (``expect_workload``/``expect_platform``/...).
     expect: PeerExpectations | None = None
+    #: The Steward's CRL, checked when ``expect`` is set; None: revocation not checked.
+    crl: CrlCache | None = None
+    revocation: Revocation = Revocation.REQUIRED
 
 
-def plan(entry: ConnectFile) -> ConnectPlan:
+def plan(entry: ConnectFile, crl: CrlCache | None = None) -> ConnectPlan:
+    """``crl`` is the Keep's own Steward's: the runner gives it for ``trust = "steward"``."""
+    expect = expectations(entry)
     return ConnectPlan(
         entry.host,
         entry.effective_port(),
         entry.connect_timeout,
         entry.retries,
         entry.retry_delay,
-        expectations(entry),
+        expect,
+        crl if expect is not None else None,
+        entry.revocation,
     )
 
 
 def expectations(entry: ConnectFile) -> PeerExpectations | None:
-    """The relying-party expectations of one ``connect`` entry, if it has any.
-
-    Development peers (nil, sim, kvm) are refused unless ``expect_platform`` names
-    only those; their memory is never confidential, so their debug flag (always set
-    for nil and kvm) is moot then. A TEE that allows debugging is always refused.
-    """
-    workload = entry.expected_workload_sha256()
-    platforms = entry.expected_platforms()
-    if workload is None and platforms is None:
-        return None
-    development = platforms is not None and platforms <= DEVELOPMENT_PLATFORMS
-    return PeerExpectations(
-        workload_sha256=workload,
-        platforms=platforms,
-        allow_development=development,
-        allow_debug=development,
-    )
+    """The relying-party expectations of one ``connect`` entry, if it has any (see
+    :func:`donjon.keep.config_peer.expectations` for the development-peer rules)."""
+    return connect_expectations(entry)
 
 
 def connect(
@@ -165,6 +162,15 @@ def connect(
     """Connect (and handshake) with retries; the result is blocking, ready for the guest."""
     if target.expect is not None and tls is None:
         raise ConnectError(f'{label}: expect_workload/expect_platform need prot = "tls"')
+    crl = None
+    if target.expect is not None:
+        # Before dialling: a peer that cannot be checked is not worth a connection.
+        try:
+            crl = current_crl(target.crl, target.revocation, label)
+        except CrlUnavailableError as exc:
+            raise PeerRefused(
+                f"{label}: cannot check the peer's revocation: {exc}", exc.code
+            ) from exc
     last: Exception | None = None
     for attempt in range(target.retries + 1):
         if attempt:
@@ -188,7 +194,7 @@ def connect(
             )
             tls.check_peer(sock)
             if target.expect is not None:
-                tls.check_attestation(sock, target.expect)
+                tls.check_attestation(sock, target.expect, crl=crl)
         except PinMismatch as exc:
             _close(raw, sock)
             raise ConnectError(f"{label}: {exc}") from exc
@@ -247,8 +253,12 @@ class TlsListener:
         *,
         name: str = "listener",
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        verify: Callable[[ssl.SSLSocket], object] | None = None,
     ) -> None:
         self.name = name
+        #: Checks each client after its handshake (e.g. its attested workload); raising
+        #: drops the client before the guest sees it.
+        self._verify = verify
         self._sock = sock
         self._context = context
         self._handshake_timeout_s = handshake_timeout_s
@@ -269,6 +279,7 @@ class TlsListener:
         self._closed = False
         self.handshakes_ok = 0
         self.handshakes_failed = 0
+        self.clients_refused = 0
         self._sock.setblocking(False)
         self._thread = threading.Thread(target=self._serve, name=f"donjon-tls-{name}", daemon=True)
         self._thread.start()
@@ -439,12 +450,28 @@ class TlsListener:
             return
         sel.unregister(item.sock)
         del pending[fd]
+        if self._verify is not None and not self._verified(item):
+            return
         ack_now(item.sock)
         item.sock.setblocking(True)
         self.handshakes_ok += 1
         with self._lock:
             self._ready.append((item.sock, item.addr))
         os.write(self._ready_w, b"\1")
+
+    def _verified(self, item: _Pending) -> bool:
+        try:
+            assert self._verify is not None
+            self._verify(item.sock)
+        except Exception as exc:  # fail closed: a check that cannot finish refuses
+            item.sock.close()
+            self.clients_refused += 1
+            code = getattr(exc, "code", None) or type(exc).__name__
+            log.warning(
+                "%s: refused TLS client %s: %s [%s]", self.name, _peer(item.addr), exc, code
+            )
+            return False
+        return True
 
     def _expire(self, sel: selectors.BaseSelector, pending: dict[int, _Pending]) -> None:
         now = time.monotonic()
@@ -459,6 +486,12 @@ class TlsListener:
         self.handshakes_failed += 1
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
         log.warning("%s: dropped TLS client %s: %s", self.name, addr, reason)
+
+
+def _peer(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return hostport(str(addr[0]), int(addr[1]))
+    return str(addr)
 
 
 def ack_now(sock: socket.socket) -> None:
@@ -476,7 +509,10 @@ def ack_now(sock: socket.socket) -> None:
 
 
 def open_listener(
-    entry: ListenFile, label: str, context: ssl.SSLContext | None
+    entry: ListenFile,
+    label: str,
+    context: ssl.SSLContext | None,
+    verify: Callable[[ssl.SSLSocket], object] | None = None,
 ) -> socket.socket | TlsListener:
     """Bind ``entry`` and, for ``prot = "tls"``, put a :class:`TlsListener` in front of it."""
     sock = listen(entry, label)
@@ -485,4 +521,4 @@ def open_listener(
     if context is None:
         sock.close()
         raise ListenError(f'{label}: prot = "tls" but the Keep has no TLS context')
-    return TlsListener(sock, context, name=entry.name)
+    return TlsListener(sock, context, name=entry.name, verify=verify)

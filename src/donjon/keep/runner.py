@@ -18,10 +18,12 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from donjon.atomicfile import write_bytes
 from donjon.attestation.claims import WorkloadClaims
 from donjon.keep import identity as ident
-from donjon.keep import net, platforms, tls
+from donjon.keep import net, peercheck, platforms, revocation, tls
 from donjon.keep.config import (
     STDIO_KINDS,
     Config,
@@ -29,11 +31,13 @@ from donjon.keep.config import (
     DirFile,
     ListenFile,
     Prot,
+    Trust,
     file_label,
 )
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
 from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
+from donjon.keep.revocation import CrlCache
 from donjon.keep.steward_client import StewardClient
 from donjon.wasi.api import (
     ByteStream,
@@ -182,6 +186,7 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         preopens: list[Preopen] = []
         listening: dict[str, tuple[str, int]] = {}
         server_contexts: dict[str | None, ssl.SSLContext] = {}
+        crls = _StewardCrl(config, package.base_dir)
         for index, entry in enumerate(config.files):
             label = file_label(index, entry)
             if entry.kind in STDIO_KINDS:
@@ -197,21 +202,27 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                 if entry.prot is Prot.TCP:
                     streams.append(sock)
                 else:
-                    client_ca = entry.client_ca
+                    client_ca = entry.effective_client_ca()
                     if client_ca is not None and client_ca != "steward":
                         client_ca = str(resolve(package.base_dir, Path(client_ca)))
                     if client_ca not in server_contexts:
                         server_contexts[client_ca] = tls.server_context(identity, client_ca)
-                    listener = net.TlsListener(sock, server_contexts[client_ca], name=entry.name)
+                    verify = _client_verifier(entry, label, client_ca, identity, crls)
+                    listener = net.TlsListener(
+                        sock, server_contexts[client_ca], name=entry.name, verify=verify
+                    )
                     stack.callback(listener.close)
                     streams.append(listener)
                 host, port = where
                 report(f"{label}: listening on {net.hostport(host, port)} ({entry.prot.value})")
             elif isinstance(entry, ConnectFile):
                 client = None
+                crl = None
                 if entry.prot is Prot.TLS:
                     client = _client_tls(entry, package, identity)
-                stream = net.connect(net.plan(entry), client, label)
+                    if entry.effective_trust(config.steward is not None) is Trust.STEWARD:
+                        crl = crls.get()
+                stream = net.connect(net.plan(entry, crl), client, label)
                 stack.callback(stream.close)
                 streams.append(stream)
                 report(
@@ -240,6 +251,66 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
     except BaseException:
         stack.close()
         raise
+
+
+class _StewardCrl:
+    """The one CRL cache of the Keep's own Steward, made when an entry first needs it."""
+
+    def __init__(self, config: Config, base_dir: Path) -> None:
+        self._config = config
+        self._base_dir = base_dir
+        self._cache: CrlCache | None = None
+
+    def get(self) -> CrlCache | None:
+        config = self._config
+        if config.steward is None:
+            return None
+        if self._cache is None:
+            ca_bundle = resolve(self._base_dir, config.steward_ca) if config.steward_ca else None
+            client = StewardClient.from_config(config.steward, ca_bundle)
+            self._cache = CrlCache(
+                lambda: client.fetch_crl(revocation.FETCH_TIMEOUT_S), client.crl_url
+            )
+        return self._cache
+
+
+def _client_verifier(
+    entry: ListenFile,
+    label: str,
+    client_ca: str | None,
+    identity: Identity,
+    crls: _StewardCrl,
+) -> peercheck.ClientVerifier | None:
+    """The check each client of ``entry`` must pass after its handshake, if any.
+
+    With ``client_ca = "steward"`` the CRL is fetched now, so that a Keep that cannot
+    check revocation fails at start (or warns, with ``if-available``), not on a client.
+    """
+    wanted = peercheck.client_expectations(entry)
+    if wanted is None:
+        return None
+    expect, workloads = wanted
+    crl = None
+    if client_ca == "steward":
+        if identity.ca is None:
+            raise tls.TlsError(f'{label}: client_ca = "steward" but this Keep has no Steward')
+        anchors: tuple[x509.Certificate, ...] = (identity.ca,)
+        crl = crls.get()
+        try:
+            revocation.current_crl(crl, entry.revocation, label)
+        except revocation.CrlUnavailableError as exc:
+            raise net.ListenError(f"{label}: cannot check client revocation: {exc}") from exc
+    else:
+        assert client_ca is not None  # a listen entry with expectations has one
+        anchors = tls.read_bundle(Path(client_ca))
+    return peercheck.ClientVerifier(
+        name=entry.name,
+        anchors=anchors,
+        expect=expect,
+        workloads=workloads,
+        crl=crl,
+        revocation=entry.revocation,
+    )
 
 
 def _client_tls(entry: ConnectFile, package: Package, identity: Identity) -> tls.ClientTls:

@@ -103,6 +103,30 @@ class StewardClient:
         check_chain(chain, csr)
         return chain
 
+    @property
+    def crl_url(self) -> str:
+        """The Steward's CRL endpoint, next to its Enarx ``POST /``."""
+        return self.url.rstrip("/") + "/v1/crl"
+
+    def fetch_crl(self, timeout_s: float) -> bytes:
+        """``GET <steward>/v1/crl`` (DER) over the same verified HTTPS as the CSR."""
+        import httpx
+
+        try:
+            with httpx.Client(verify=self.ssl_context(), timeout=timeout_s) as client:
+                response = client.get(self.crl_url, headers={"Accept": "application/pkix-crl"})
+        except httpx.TimeoutException as exc:
+            raise StewardUnreachable(f"{self.crl_url}: no answer within {timeout_s:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise StewardUnreachable(f"{self.crl_url}: unreachable: {_reason(exc)}") from exc
+        if response.status_code != 200:
+            raise StewardRefused(
+                f"{self.crl_url}: HTTP {response.status_code}: {_problem_detail(response.content)}"
+            )
+        if len(response.content) > MAX_RESPONSE:
+            raise StewardBadResponse(f"{self.crl_url}: response larger than {MAX_RESPONSE} bytes")
+        return response.content
+
 
 def _reason(exc: Exception) -> str:
     cause: BaseException = exc

@@ -21,22 +21,18 @@ import tempfile
 import threading
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from donjon.attestation.certprofile import parse_certificate
-from donjon.attestation.peer import (
-    PeerExpectations,
-    PeerIdentity,
-    UntrustedChainError,
-    verify_peer_certificate,
-)
+from donjon.attestation.peer import PeerExpectations, PeerIdentity
 from donjon.errors import DonjonError
 from donjon.keep.config import Trust
 from donjon.keep.identity import Identity
+from donjon.keep.peercheck import verify_peer
 
 
 class TlsError(DonjonError):
@@ -186,33 +182,28 @@ class ClientTls:
             )
 
     def check_attestation(
-        self, sock: ssl.SSLSocket, expect: PeerExpectations, now: datetime | None = None
+        self,
+        sock: ssl.SSLSocket,
+        expect: PeerExpectations,
+        now: datetime | None = None,
+        *,
+        crl: x509.CertificateRevocationList | None = None,
     ) -> PeerIdentity:
         """The attested claims in the peer's certificate meet ``expect``, or a PeerError.
 
         OpenSSL has verified the chain during the handshake; this reads the Steward's
         AttestationResult and WorkloadClaims with the relying-party checks of
-        :mod:`donjon.attestation.peer`, against the CA that issued the peer.
+        :mod:`donjon.attestation.peer`, against the CA that issued the peer, and refuses
+        a peer that ``crl`` (the Steward's, when given) lists.
         """
-        der = sock.getpeercert(binary_form=True)
-        if der is None:
-            raise UntrustedChainError("peer presented no certificate")
-        try:
-            leaf = x509.load_der_x509_certificate(der)
-        except ValueError as exc:
-            raise UntrustedChainError(f"peer certificate is unreadable: {exc}") from None
-        if not self.anchors:
-            raise UntrustedChainError("no Steward CA to check the peer's attestation against")
-        issuers = [ca for ca in self.anchors if ca.subject == leaf.issuer] or list(self.anchors)
-        when = now or datetime.now(UTC)
-        last: UntrustedChainError | None = None
-        for ca in issuers:  # a bundle may hold several CAs of one name (a rollover)
-            try:
-                return verify_peer_certificate(leaf, ca, now=when, expect=expect)
-            except UntrustedChainError as exc:
-                last = exc
-        assert last is not None
-        raise last
+        return verify_peer(
+            sock.getpeercert(binary_form=True),
+            self.anchors,
+            expect,
+            role="server",
+            crl=crl,
+            now=now,
+        )
 
 
 def client_context(
@@ -240,7 +231,7 @@ def client_context(
         if ca_bundle is None:
             raise TlsError('trust = "bundle" needs ca_bundle')
         _load_trust(ctx, cafile=ca_bundle)
-        anchors = _read_bundle(ca_bundle)
+        anchors = read_bundle(ca_bundle)
     elif trust is Trust.STEWARD:
         if identity is None or identity.ca is None:
             raise TlsError('trust = "steward" but this Keep has no Steward certificate')
@@ -266,7 +257,7 @@ def client_context(
     return ClientTls(ctx, server_name, pin_sha256, anchors)
 
 
-def _read_bundle(path: Path) -> tuple[x509.Certificate, ...]:
+def read_bundle(path: Path) -> tuple[x509.Certificate, ...]:
     """The CA certificates of a PEM bundle that OpenSSL has already accepted."""
     try:
         return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
