@@ -21,6 +21,7 @@ from donjon.steward.ca import CertificateAuthority
 from donjon.steward.clock import fixed_clock
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
+ADMIN = {"Authorization": "Bearer s3cret-token"}  # the conftest Steward's admin token
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_every_issued_certificate_has_an_audit_record(steward: RunningSteward) -
     r = steward.client.post("/", content=make_csr(claims=CLAIMS), headers=PKCS10)
     leaf = _chain(r.content)[1]
     serial = format(leaf.serial_number, "x")
-    record = steward.client.get(f"/v1/certificates/{serial}")
+    record = steward.client.get(f"/v1/certificates/{serial}", headers=ADMIN)
     assert record.status_code == 200
     data = record.json()
     assert data["serial"] == serial
@@ -88,10 +89,10 @@ def test_every_issued_certificate_has_an_audit_record(steward: RunningSteward) -
 
 
 def test_unknown_serial_is_404_and_bad_serial_400(steward: RunningSteward) -> None:
-    r = steward.client.get("/v1/certificates/abcdef")
+    r = steward.client.get("/v1/certificates/abcdef", headers=ADMIN)
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
-    assert steward.client.get("/v1/certificates/not-hex").status_code == 400
+    assert steward.client.get("/v1/certificates/not-hex", headers=ADMIN).status_code == 400
 
 
 def test_tampered_csr_signature_is_401_naming_the_check(steward: RunningSteward) -> None:
@@ -207,7 +208,8 @@ def test_revocation_needs_the_token_and_shows_in_the_crl(steward: RunningSteward
     assert entry is not None
     reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason
     assert reason is x509.ReasonFlags.key_compromise
-    assert steward.client.get(f"/v1/certificates/{serial}").json()["revoked"] is True
+    record = steward.client.get(f"/v1/certificates/{serial}", headers=ADMIN)
+    assert record.json()["revoked"] is True
 
 
 def test_revocation_rejects_unknown_fields(steward: RunningSteward) -> None:

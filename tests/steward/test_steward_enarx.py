@@ -86,7 +86,10 @@ def test_enarx_snp_csr_gets_a_certificate(
     assert (result.debug, result.development) == (False, False)
     # The policy id is the SHA-256 of the policy file (SHA256SUMS in the vector folder).
     assert result.policy_id == "bdd6c6cf25298459000ce5728f3988591a3b6758ca8c93d80ec7b94a144181f1"
-    record = enarx_steward.client.get(f"/v1/certificates/{leaf.serial_number:x}").json()
+    record = enarx_steward.client.get(
+        f"/v1/certificates/{leaf.serial_number:x}",
+        headers={"Authorization": "Bearer s3cret-token"},  # the conftest's admin token
+    ).json()
     assert record["platform"] == "snp"
     assert record["evidence_sha256"] == record["verdict"]["evidence_sha256"]
 

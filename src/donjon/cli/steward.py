@@ -119,7 +119,19 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
 @click.option(
     "--admin-token-file",
     type=FILE,
-    help="Bearer token of POST /v1/revoke [or $DONJON_STEWARD_ADMIN_TOKEN].",
+    help="Bearer token of POST /v1/revoke [or $DONJON_STEWARD_ADMIN_TOKEN]; "
+    "also reads audit records.",
+)
+@click.option(
+    "--audit-token-file",
+    type=FILE,
+    help="Read-only bearer token of GET /v1/certificates/{serial} "
+    "[or $DONJON_STEWARD_AUDIT_TOKEN]. By default audit reads need the admin token.",
+)
+@click.option(
+    "--public-audit",
+    is_flag=True,
+    help="Serve audit records (which workload runs where) without a token; logged at start.",
 )
 @click.option(
     "--now",
@@ -167,6 +179,8 @@ def serve(
     db: str | None,
     trust_dir: Path | None,
     admin_token_file: Path | None,
+    audit_token_file: Path | None,
+    public_audit: bool,
     now_text: str | None,
     development: bool,
     max_body: int,
@@ -180,6 +194,8 @@ def serve(
       donjon steward serve --dir ./steward --policy steward.toml \\
           --tls-cert tls.pem --tls-key tls.key --trust-dir ./vendor-roots
       donjon steward serve --dev --init --port 3000 --policy dev.toml
+      donjon steward serve ... --admin-token-file admin.token \\
+          --audit-token-file audit.token     (auditors read, cannot revoke)
       DONJON_STEWARD_NOW=2023-02-01T00:00Z donjon steward serve ...   (Enarx vectors)
     """
     from donjon.steward.app import create_app
@@ -200,6 +216,8 @@ def serve(
         db=db,
         now=parse_time(now_text, what="--now") if now_text else None,
         admin_token_file=admin_token_file,
+        audit_token_file=audit_token_file,
+        public_audit=public_audit,
         development=development,
         max_body=max_body,
         max_concurrent=max_concurrent,

@@ -12,7 +12,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,10 @@ class AppSettings:
     queue_timeout: float = 10.0  # seconds a request may wait for a slot
     attest_timeout: float = 30.0  # seconds one attestation may take
     admin_token: str | None = None  # bearer token of POST /v1/revoke; None disables it
+    # Audit records show which workloads run where: reading them takes the read-only audit
+    # token or the admin token; with neither, audit reads over HTTP are disabled.
+    audit_token: str | None = None
+    public_audit: bool = False  # the operator's explicit opt-out: audit reads need no token
     development: bool = False
 
 
@@ -97,6 +101,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise RequestTooLarge(f"request body exceeds the {limit}-byte limit", check="body-size")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _check_bearer(request: Request, accepted: Sequence[str], *, check: str) -> None:
+    """Refuse (401) unless the request carries one of ``accepted``, compared in constant time."""
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Unauthorized("missing bearer token", check=check)
+    offered = given.strip().encode()
+    matched = False
+    for token in accepted:  # no early exit: the time does not say which token matched
+        matched |= hmac.compare_digest(offered, token.encode())
+    if not matched:
+        raise Unauthorized("wrong bearer token", check=check)
 
 
 def _pem(der: bytes) -> str:
@@ -191,7 +209,21 @@ class _Handlers:
             )
         return Response(crl.public_bytes(serialization.Encoding.DER), media_type=PKIX_CRL)
 
+    def _authorize_audit(self, request: Request) -> None:
+        """Before the serial is even parsed: an unauthorized caller learns nothing, not even 404."""
+        if self.settings.public_audit:
+            return
+        tokens = [t for t in (self.settings.audit_token, self.settings.admin_token) if t]
+        if not tokens:
+            raise Forbidden(
+                "audit reads over HTTP are disabled: start the Steward with an audit or admin "
+                "token, or --public-audit",
+                check="audit-token",
+            )
+        _check_bearer(request, tokens, check="audit-token")
+
     async def certificate(self, request: Request) -> Response:
+        self._authorize_audit(request)
         serial = str(request.path_params["serial"])
         record = await run_in_threadpool(self.steward.store.get, serial)
         return JSONResponse(record.to_json())
@@ -203,12 +235,7 @@ class _Handlers:
                 "revocation over HTTP is disabled: start the Steward with an admin token",
                 check="admin-token",
             )
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            raise Unauthorized("missing bearer token", check="admin-token")
-        if not hmac.compare_digest(given.strip().encode(), token.encode()):
-            raise Unauthorized("wrong bearer token", check="admin-token")
+        _check_bearer(request, [token], check="admin-token")
 
     async def revoke(self, request: Request) -> Response:
         self._authorize(request)
@@ -244,7 +271,7 @@ class _Handlers:
         )
 
     async def openapi(self, request: Request) -> Response:
-        return JSONResponse(openapi_document(__version__))
+        return JSONResponse(openapi_document(__version__, public_audit=self.settings.public_audit))
 
 
 async def _steward_error(request: Request, exc: Exception) -> Response:

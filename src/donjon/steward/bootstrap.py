@@ -25,6 +25,7 @@ from donjon.steward.store import AuditStore
 log = logging.getLogger("donjon.steward")
 
 ADMIN_TOKEN_ENV = "DONJON_STEWARD_ADMIN_TOKEN"
+AUDIT_TOKEN_ENV = "DONJON_STEWARD_AUDIT_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class StewardConfig:
     db: str | None = None  # default: sqlite:///<state_dir>/audit.db
     now: datetime | None = None  # fixed evaluation time (tests, expired vectors)
     admin_token_file: Path | None = None
+    audit_token_file: Path | None = None  # read-only token of GET /v1/certificates/{serial}
+    public_audit: bool = False  # audit reads need no token (an explicit opt-out, logged)
     development: bool = False
     max_body: int = 256 * 1024
     max_concurrent: int = 8
@@ -58,20 +61,53 @@ class StewardConfig:
         return self.db or f"sqlite:///{(self.state_dir / 'audit.db').resolve()}"
 
 
-def read_admin_token(path: Path | None) -> str | None:
-    """The revocation token from a file (first line) or ``$DONJON_STEWARD_ADMIN_TOKEN``."""
+def read_token(path: Path | None, env: str, what: str) -> str | None:
+    """A bearer token from a file (first line) or the environment variable ``env``."""
     if path is not None:
         try:
             token = Path(path).read_text().strip()
         except OSError as exc:
-            raise UsageError(f"cannot read the admin token file {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot read the {what} token file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"the {what} token file {path} is not text") from None
         if len(token) < 16:
-            raise UsageError(f"admin token in {path} is too short (at least 16 characters)")
+            raise UsageError(f"{what} token in {path} is too short (at least 16 characters)")
         return token
-    token = os.environ.get(ADMIN_TOKEN_ENV, "").strip()
+    token = os.environ.get(env, "").strip()
     if token and len(token) < 16:
-        raise UsageError(f"${ADMIN_TOKEN_ENV} is too short (at least 16 characters)")
+        raise UsageError(f"${env} is too short (at least 16 characters)")
     return token or None
+
+
+def read_admin_token(path: Path | None) -> str | None:
+    """The revocation token from a file (first line) or ``$DONJON_STEWARD_ADMIN_TOKEN``."""
+    return read_token(path, ADMIN_TOKEN_ENV, "admin")
+
+
+def audit_access(config: StewardConfig, admin_token: str | None) -> tuple[str | None, bool]:
+    """The audit token and public flag, refusing a contradiction, and said once at start."""
+    audit_token = read_token(config.audit_token_file, AUDIT_TOKEN_ENV, "audit")
+    if config.public_audit:
+        if audit_token is not None:
+            raise UsageError(
+                "--public-audit contradicts an audit token "
+                f"(--audit-token-file or ${AUDIT_TOKEN_ENV}): choose one"
+            )
+        log.warning(
+            "AUDIT RECORDS ARE PUBLIC (--public-audit): GET /v1/certificates/{serial} "
+            "answers anyone, and says which workloads run where"
+        )
+    elif audit_token is None and admin_token is None:
+        log.warning(
+            "audit reads over HTTP are disabled (no audit or admin token): "
+            "use `donjon steward certs` on the store, or pass --audit-token-file"
+        )
+    else:
+        log.info(
+            "audit reads (GET /v1/certificates/{serial}) need the %s bearer token",
+            "audit or admin" if audit_token is not None else "admin",
+        )
+    return audit_token, config.public_audit
 
 
 def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthority:
@@ -93,6 +129,9 @@ def build_steward(
     config: StewardConfig, *, verifier: Verifier | None = None
 ) -> tuple[Steward, AppSettings]:
     """A ready Steward and its HTTP settings. ``verifier`` defaults to the engine's."""
+    # Tokens first: a bad token file must not leave a new CA or an open store behind.
+    admin_token = read_admin_token(config.admin_token_file)
+    audit_token, public_audit = audit_access(config, admin_token)
     now_text = os.environ.get(NOW_ENV)
     instant = config.now or (parse_time(now_text, what=f"${NOW_ENV}") if now_text else None)
     clock = fixed_clock(instant) if instant is not None else system_clock
@@ -133,7 +172,9 @@ def build_steward(
         max_body=config.max_body,
         max_concurrent=config.max_concurrent,
         attest_timeout=config.attest_timeout,
-        admin_token=read_admin_token(config.admin_token_file),
+        admin_token=admin_token,
+        audit_token=audit_token,
+        public_audit=public_audit,
         development=config.development,
     )
     return steward, settings

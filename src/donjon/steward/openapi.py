@@ -41,7 +41,44 @@ def _attest_op(summary: str, *, json_answer: bool) -> dict[str, Any]:
     }
 
 
-def openapi_document(version: str) -> dict[str, Any]:
+def _audit_op(public_audit: bool) -> dict[str, Any]:
+    access = (
+        "This Steward serves audit records to anyone (started with --public-audit)."
+        if public_audit
+        else "Audit records show which workloads run where, so reading one takes a bearer "
+        "token: the read-only audit token (--audit-token-file) or the admin token. With "
+        "neither configured, audit reads over HTTP are disabled (403). The token is checked "
+        "before the serial: without it the answer is 401, never 404."
+    )
+    return {
+        "summary": "Audit record of an issued certificate",
+        "description": access,
+        "security": [] if public_audit else [{"bearer": []}],
+        "parameters": [
+            {
+                "name": "serial",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9a-fA-F:]+$"},
+            }
+        ],
+        "responses": {
+            "200": {
+                "description": "the record",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Record"}}
+                },
+            },
+            "400": _PROBLEM,
+            "401": _PROBLEM,
+            "403": _PROBLEM,
+            "404": _PROBLEM,
+        },
+    }
+
+
+def openapi_document(version: str, *, public_audit: bool = False) -> dict[str, Any]:
+    """The API as this Steward serves it (``public_audit`` drops the audit read's security)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -75,31 +112,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "responses": {"200": {"description": "application/pkix-crl"}},
                 }
             },
-            "/v1/certificates/{serial}": {
-                "get": {
-                    "summary": "Audit record of an issued certificate",
-                    "parameters": [
-                        {
-                            "name": "serial",
-                            "in": "path",
-                            "required": True,
-                            "schema": {"type": "string", "pattern": "^[0-9a-fA-F:]+$"},
-                        }
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "the record",
-                            "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Record"}
-                                }
-                            },
-                        },
-                        "400": _PROBLEM,
-                        "404": _PROBLEM,
-                    },
-                }
-            },
+            "/v1/certificates/{serial}": {"get": _audit_op(public_audit)},
             "/v1/revoke": {
                 "post": {
                     "summary": "Revoke a certificate (admin)",
@@ -140,7 +153,14 @@ def openapi_document(version: str) -> dict[str, Any]:
             },
         },
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "POST /v1/revoke: the admin token. GET "
+                    "/v1/certificates/{serial}: the audit token or the admin token.",
+                }
+            },
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem; `check` names the failed check",
