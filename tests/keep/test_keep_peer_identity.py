@@ -43,6 +43,7 @@ def attested(
     debug: bool = False,
     dns_name: str | None = None,
     advisories: tuple[str, ...] = (),
+    tcb_status: str = "UpToDate",
 ) -> Identity:
     """A Keep identity as Donjon's Steward issues it: claims and attestation result inside."""
     workload = WorkloadClaims(wasm_sha256, hashlib.sha256(b"cfg").digest(), "peer")
@@ -51,7 +52,7 @@ def attested(
         product="Milan" if platform == "snp" else "",
         measurement=b"\x11" * 48,
         tcb="bl=3 tee=0 snp=8 ucode=115",
-        tcb_status="UpToDate",
+        tcb_status=tcb_status,
         advisories=advisories,
         debug=debug or platform in ("nil", "kvm"),  # as Donjon's Steward says for them
         development=platform in ("nil", "sim", "kvm"),

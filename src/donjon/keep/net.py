@@ -464,12 +464,12 @@ class TlsListener:
             assert self._verify is not None
             self._verify(item.sock)
         except Exception as exc:  # fail closed: a check that cannot finish refuses
-            item.sock.close()
             self.clients_refused += 1
             code = getattr(exc, "code", None) or type(exc).__name__
             log.warning(
                 "%s: refused TLS client %s: %s [%s]", self.name, _peer(item.addr), exc, code
             )
+            item.sock.close()
             return False
         return True
 
