@@ -27,6 +27,8 @@ from support.pki import write_self_signed
 REPO = Path(__file__).resolve().parents[2]
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+#: Bearer token of the test Steward's POST /v1/revoke (the revocation tests use it).
+ADMIN_TOKEN = "keep-tests-admin-token"
 
 pytestmark = pytest.mark.slow
 
@@ -55,11 +57,13 @@ def real_steward(
     cert, key = write_self_signed(tmp, cert_name="https.pem", key_name="https.key")
     ark = sim_state / "sim" / "ark.pem"
     (tmp / "dev.toml").write_text(f'[nil]\nallow = true\n\n[sim]\ntrust = "{ark}"\n')
+    (tmp / "admin.token").write_text(ADMIN_TOKEN)
     port = free_port()
     cmd = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
         "--dir", str(tmp / "state"), "--port", str(port), "--policy", str(tmp / "dev.toml"),
         "--tls-cert", str(cert), "--tls-key", str(key),
+        "--admin-token-file", str(tmp / "admin.token"),
     ]  # fmt: skip
     log_path = tmp / "steward.log"
     log = log_path.open("wb")
