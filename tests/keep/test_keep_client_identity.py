@@ -16,6 +16,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -27,16 +28,17 @@ from test_keep_peer_identity import OTHER_WASM, PEER_WASM, attested, entry
 
 from donjon.attestation.claims import WorkloadClaims
 from donjon.attestation.peer import AdvisoryNotAllowedError, CrlStaleError, WrongPurposeError
-from donjon.keep import net, peercheck, tls
+from donjon.keep import net, package, peercheck, tls
 from donjon.keep.config import Config, ListenFile, Trust, check_files
 from donjon.keep.config_peer import Revocation
 from donjon.keep.identity import Identity
 from donjon.keep.net import PeerRefused, TlsListener
 from donjon.keep.revocation import CrlCache, CrlUnavailableError
+from donjon.keep.runner import KeepOptions, prepare
 from donjon.keep.steward_client import StewardUnreachable
 
 if TYPE_CHECKING:
-    from conftest import StandInCA
+    from conftest import Responder, StandInCA
 
 LABEL = '[[files]] #4 "peer" (fd 3)'
 #: The TCB the ``attested`` helper writes, and advisories a real TEE peer may carry.
@@ -534,3 +536,53 @@ def test_a_crl_that_is_not_a_crl_is_unavailable(steward_ca: StandInCA) -> None:
         CrlUnavailableError, match=re.escape("the answer of https://steward.test/v1/crl")
     ):
         cache.get()
+
+
+# The runner: the CRL is fetched when the Keep starts ---------------------------------------------
+
+
+def _package(tmp_path: Path, url: str, bundle: Path, listen: str) -> package.Package:
+    (tmp_path / "main.wasm").write_bytes(b"\0asm\1\0\0\0")
+    (tmp_path / "Donjon.toml").write_text(
+        f'steward = "{url}"\nsteward_ca = "{bundle}"\n'
+        '[[files]]\nkind = "null"\n[[files]]\nkind = "null"\n[[files]]\nkind = "null"\n'
+        '[[files]]\nkind = "listen"\nname = "api"\naddr = "127.0.0.1"\nport = 0\n'
+        'expect_client_platform = "nil"\n' + listen
+    )
+    return package.load(tmp_path)
+
+
+def test_a_keep_that_cannot_fetch_the_crl_does_not_start(
+    tmp_path: Path,
+    steward: tuple[str, Path, list[Responder]],
+    steward_ca: StandInCA,
+) -> None:
+    url, bundle, responders = steward
+    responders.append(steward_ca.responder())  # issues; GET /v1/crl is not served (501)
+    pkg = _package(tmp_path, url, bundle, "")
+    with pytest.raises(net.ListenError) as info:
+        prepare(pkg, KeepOptions(platform="nil", report=lambda _: None))
+    assert str(info.value) == (
+        '[[files]] #4 "api" (fd 3): cannot check client revocation: cannot fetch the '
+        f"Steward's CRL: {url}v1/crl: HTTP 501: Unsupported method ('GET'); peers are "
+        'refused while revocation cannot be checked (revocation = "if-available" accepts '
+        "them unchecked)"
+    )
+
+
+def test_if_available_starts_without_the_crl_and_says_so(
+    tmp_path: Path,
+    steward: tuple[str, Path, list[Responder]],
+    steward_ca: StandInCA,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, bundle, responders = steward
+    responders.append(steward_ca.responder())
+    caplog.set_level(logging.WARNING, "donjon.keep.revocation")
+    pkg = _package(tmp_path, url, bundle, 'revocation = "if-available"\n')
+    with prepare(pkg, KeepOptions(platform="nil", report=lambda _: None)) as keep:
+        assert keep.identity.attested
+    assert [r.getMessage() for r in caplog.records] == [
+        '[[files]] #4 "api" (fd 3): peer revocation NOT checked (revocation = "if-available"): '
+        f"cannot fetch the Steward's CRL: {url}v1/crl: HTTP 501: Unsupported method ('GET')"
+    ]

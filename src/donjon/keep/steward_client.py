@@ -120,9 +120,10 @@ class StewardClient:
         except httpx.HTTPError as exc:
             raise StewardUnreachable(f"{self.crl_url}: unreachable: {_reason(exc)}") from exc
         if response.status_code != 200:
-            raise StewardRefused(
-                f"{self.crl_url}: HTTP {response.status_code}: {_problem_detail(response.content)}"
-            )
+            # A problem+json detail says why; any other body (a proxy's HTML page) would not.
+            json_body = "json" in response.headers.get("content-type", "")
+            detail = _problem_detail(response.content) if json_body else response.reason_phrase
+            raise StewardRefused(f"{self.crl_url}: HTTP {response.status_code}: {detail}")
         if len(response.content) > MAX_RESPONSE:
             raise StewardBadResponse(f"{self.crl_url}: response larger than {MAX_RESPONSE} bytes")
         return response.content
