@@ -64,6 +64,8 @@ kind = "stderr"
 # port = 8443
 # addr = "::"
 # client_ca = "steward"               # Donjon: require client certificates
+# Donjon: accept only clients running this workload (sha256sum of their main.wasm)
+# expect_client_workload = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 # An outgoing connection, made before the workload starts.
 # [[files]]
@@ -73,6 +75,9 @@ kind = "stderr"
 # prot = "tls"
 # trust = "steward"                   # Donjon: steward | system | bundle | pin
 # client_cert = true                  # Donjon: present this Keep's certificate
+# Donjon: connect only to a peer Keep attested to run this workload on this platform
+# expect_workload = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+# expect_platform = "snp"
 """
 
 
