@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -125,7 +126,11 @@ def test_revoked_certificate_is_refused_by_a_client_checking_the_crl(
         check=True, capture_output=True, env=lab.env(),
     )  # fmt: skip
     assert lab.https_ca is not None
-    crl_der = httpx.get(f"{steward.url}/v1/crl", verify=str(lab.https_ca), timeout=10).content
+    crl_der = httpx.get(
+        f"{steward.url}/v1/crl",
+        verify=ssl.create_default_context(cafile=str(lab.https_ca)),
+        timeout=10,
+    ).content
     crl = x509.load_der_x509_crl(crl_der)
     assert crl.get_revoked_certificate_by_serial_number(int(serial, 16)) is not None
 
