@@ -89,15 +89,6 @@ def test_tdx_refuses_snp_provider(quotes: dict[str, tuple[bytes, bytes]], tmp_pa
         tdx_platform(fake, tmp_path).evidence_extension(bytes(64))
 
 
-def test_tdx_without_configfs_explains_why(tmp_path: Path) -> None:
-    device = TdxGuestDevice(path=tmp_path / "tdx_guest")
-    device.path.touch()
-    platform = TdxPlatform(tsm=ConfigfsTsm(tmp_path / "none"), device=device, linux=True)
-    assert not platform.available()
-    with pytest.raises(PlatformUnavailable, match=r"only a local TDREPORT.*configfs-tsm"):
-        platform.evidence_extension(bytes(64))
-
-
 def test_tdx_ioctl_number_and_struct(tmp_path: Path) -> None:
     import os
 

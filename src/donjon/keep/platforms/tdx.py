@@ -1,10 +1,13 @@
 """The ``tdx`` platform: a Keep inside an Intel TDX guest (a trust domain).
 
-A remotely verifiable TDX quote comes from configfs-tsm (provider
-``tdx_guest``, Linux >= 6.7): the kernel turns the TDREPORT into a DCAP quote
-through the host's quoting enclave. ``/dev/tdx_guest`` alone only yields the
-TDREPORT, which is MAC'd for the local platform and proves nothing remotely,
-so without configfs-tsm the platform refuses rather than sending it.
+A remotely verifiable TDX quote comes from the host's quoting service, which
+turns the trust domain's TDREPORT (MAC'd for the local platform only) into a DCAP
+quote. The guest kernel offers two ways to ask for it, tried in this order:
+
+1. configfs-tsm (provider ``tdx_guest``, Linux >= 6.7);
+2. ``/dev/tdx_guest``: TDX_CMD_GET_REPORT0, then TDX_CMD_GET_QUOTE, which only the
+   TDX kernels that predate configfs-tsm have. An upstream kernel without configfs-tsm
+   gives only the TDREPORT, which proves nothing remotely, so the platform refuses.
 
 The CSR extension is ``oids.EVIDENCE_TDX``::
 
@@ -94,25 +97,24 @@ class TdxPlatform:
         return ec.SECP256R1()
 
     def available(self) -> bool:
-        """A TDX guest has /dev/tdx_guest, and a quote needs configfs-tsm too."""
-        return self._linux and self.device.present() and self.tsm.present()
+        """A TDX guest has /dev/tdx_guest; whether its kernel can quote shows only on asking."""
+        return self._linux and self.device.present()
 
     def quote(self, report_data: bytes) -> bytes:
         check_report_data(report_data)
         if not self._linux:
             raise PlatformUnavailable("the tdx platform needs a Linux TDX guest")
-        if not self.tsm.present():
-            if self.device.present():
-                raise PlatformUnavailable(
-                    f"{self.device.path} gives only a local TDREPORT; a remotely verifiable "
-                    f"quote needs configfs-tsm ({self.tsm.root}, Linux >= 6.7)"
-                )
+        if self.tsm.present():
+            got = self.tsm.report(report_data, providers=PROVIDERS).outblob
+            where = f"{self.tsm.root}/*/outblob"
+        elif self.device.present():
+            got = self.device.quote(report_data)
+            where = f"{self.device.path} GetQuote"
+        else:
             raise PlatformUnavailable(f"not a TDX guest: {self.device.path} does not exist")
-        got = self.tsm.report(report_data, providers=PROVIDERS)
-        where = f"{self.tsm.root}/*/outblob"
-        if quote_report_data(got.outblob, where) != report_data:
+        if quote_report_data(got, where) != report_data:
             raise TdxPlatformError(f"{where}: the quote carries other report_data than requested")
-        return got.outblob
+        return got
 
     def evidence_extension(self, report_data: bytes) -> x509.UnrecognizedExtension:
         quote = self.quote(report_data)
