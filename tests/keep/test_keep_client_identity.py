@@ -36,6 +36,7 @@ from donjon.keep.net import PeerRefused, TlsListener
 from donjon.keep.revocation import CrlCache, CrlUnavailableError
 from donjon.keep.runner import KeepOptions, prepare
 from donjon.keep.steward_client import StewardUnreachable
+from support.net import hello_as
 
 if TYPE_CHECKING:
     from conftest import Responder, StandInCA
@@ -96,23 +97,7 @@ def serving(
 
 def talk(listener: TlsListener, client: Identity) -> bytes:
     """Connect as ``client`` with its certificate, send a line, return the guest's echo."""
-    port = listener.getsockname()[1]  # type: ignore[index]
-    ctx = tls.client_context(
-        trust=Trust.STEWARD,
-        server_name="localhost",
-        identity=client,
-        present_certificate=True,
-        check_name=False,
-    ).context
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        ctx.wrap_socket(raw, server_hostname="localhost") as conn,
-    ):
-        conn.sendall(b"hello")
-        try:
-            return conn.recv(16)
-        except (ConnectionResetError, ssl.SSLError):
-            return b""
+    return hello_as(listener.getsockname()[1], client)  # type: ignore[index]
 
 
 def echo_once(listener: TlsListener) -> Callable[[], None]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -24,11 +23,11 @@ from cryptography import x509
 from test_keep_with_steward import ADMIN_TOKEN, PROGRAMS, STDIO, _run, real_steward, sim_state
 
 from donjon.attestation.claims import WorkloadClaims
-from donjon.keep import identity, platforms, tls
-from donjon.keep.config import Trust
+from donjon.keep import identity, platforms
 from donjon.keep.identity import Identity
 from donjon.keep.steward_client import StewardClient
 from support.keepproc import KeepProcess, make_package
+from support.net import hello_as
 
 pytestmark = pytest.mark.slow
 
@@ -57,25 +56,6 @@ def steward_identity(url: str, https_ca: Path, wasm_sha256: bytes) -> Identity:
     key = identity.generate_key(platform)
     chain = StewardClient(url, https_ca).request(identity.build_csr(key, claims, platform))
     return Identity(key=key, chain=(chain[-1],), ca=chain[0], platform="nil", claims=claims)
-
-
-def talk(port: int, client: Identity) -> bytes:
-    ctx = tls.client_context(
-        trust=Trust.STEWARD,
-        server_name="localhost",
-        identity=client,
-        present_certificate=True,
-        check_name=False,
-    ).context
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
-        ctx.wrap_socket(raw, server_hostname="localhost") as conn,
-    ):
-        conn.sendall(b"hello")
-        try:
-            return conn.recv(16)
-        except (ConnectionResetError, ssl.SSLError):
-            return b""
 
 
 def wait_for_line(keep: KeepProcess, text: str, timeout: float = 30) -> str:
@@ -111,7 +91,7 @@ def test_server_keep_admits_only_the_expected_unrevoked_client_keep(
     server = KeepProcess(pkg, env={**os.environ, "DONJON_PLATFORM": "nil"})
     try:
         port = server.port()
-        assert talk(port, revoked) == b""
+        assert hello_as(port, revoked, timeout=30) == b""
         line = wait_for_line(server, "was revoked at")
         assert "echo: refused TLS client 127.0.0.1:" in line
         assert f"peer certificate {revoked.certificate.serial_number:x} was revoked" in line

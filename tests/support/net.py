@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
+
+from donjon.keep import tls
+from donjon.keep.config import Trust
+from donjon.keep.identity import Identity
 
 
 def free_port() -> int:
@@ -51,3 +56,24 @@ def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float =
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def hello_as(port: int, client: Identity, *, timeout: float = 5) -> bytes:
+    """Connect to a Keep's TLS listener as ``client`` (its certificate presented), send
+    ``hello`` and return what comes back: ``b""`` when the Keep closed the connection."""
+    ctx = tls.client_context(
+        trust=Trust.STEWARD,
+        server_name="localhost",
+        identity=client,
+        present_certificate=True,
+        check_name=False,
+    ).context
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw,
+        ctx.wrap_socket(raw, server_hostname="localhost") as conn,
+    ):
+        conn.sendall(b"hello")
+        try:
+            return conn.recv(16)
+        except (ConnectionResetError, ssl.SSLError):
+            return b""
