@@ -148,6 +148,8 @@ class _GuestDevice:
     """A guest attestation device node; tests inject the path, the ioctl and the opener."""
 
     DEFAULT_PATH: ClassVar[Path]
+    #: What a missing device node means, for the error message.
+    GUEST_KIND: ClassVar[str]
 
     def __init__(
         self,
@@ -162,11 +164,24 @@ class _GuestDevice:
     def present(self) -> bool:
         return self.path.exists()
 
+    def _open_device(self) -> int:
+        try:
+            return self._open(self.path)
+        except FileNotFoundError:
+            raise PlatformUnavailable(
+                f"{self.path} does not exist: not {self.GUEST_KIND}"
+            ) from None
+        except PermissionError:
+            raise DeviceError(f"cannot open {self.path}: permission denied (run as root)") from None
+        except OSError as exc:
+            raise DeviceError(f"cannot open {self.path}: {exc.strerror or exc}") from None
+
 
 class SevGuestDevice(_GuestDevice):
     """``/dev/sev-guest``: SNP_GET_EXT_REPORT, falling back to SNP_GET_REPORT."""
 
     DEFAULT_PATH = SEV_GUEST_DEVICE
+    GUEST_KIND = "an SEV-SNP guest"
 
     def report(self, report_data: bytes, vmpl: int = 0, extended: bool = True) -> SnpDeviceReport:
         fd = self._open_device()
@@ -176,16 +191,6 @@ class SevGuestDevice(_GuestDevice):
             return SnpDeviceReport(self._plain_report(fd, report_data, vmpl), b"")
         finally:
             os.close(fd)
-
-    def _open_device(self) -> int:
-        try:
-            return self._open(self.path)
-        except FileNotFoundError:
-            raise PlatformUnavailable(f"{self.path} does not exist: not an SEV-SNP guest") from None
-        except PermissionError:
-            raise DeviceError(f"cannot open {self.path}: permission denied (run as root)") from None
-        except OSError as exc:
-            raise DeviceError(f"cannot open {self.path}: {exc.strerror or exc}") from None
 
     @staticmethod
     def _request(req: ctypes.Structure, resp: SnpReportResp) -> SnpGuestRequestIoctl:
@@ -271,6 +276,7 @@ class TdxGuestDevice(_GuestDevice):
     """
 
     DEFAULT_PATH = TDX_GUEST_DEVICE
+    GUEST_KIND = "a TDX guest"
 
     def __init__(
         self,
@@ -302,16 +308,6 @@ class TdxGuestDevice(_GuestDevice):
             return self._get_quote(fd, request)
         finally:
             os.close(fd)
-
-    def _open_device(self) -> int:
-        try:
-            return self._open(self.path)
-        except FileNotFoundError:
-            raise PlatformUnavailable(f"{self.path} does not exist: not a TDX guest") from None
-        except PermissionError:
-            raise DeviceError(f"cannot open {self.path}: permission denied (run as root)") from None
-        except OSError as exc:
-            raise DeviceError(f"cannot open {self.path}: {exc.strerror or exc}") from None
 
     def _report0(self, fd: int, report_data: bytes) -> bytes:
         req = TdxReportReq()
