@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from donjon import __version__
 
 
@@ -35,3 +37,19 @@ def test_unknown_command_is_one_line_error_without_traceback() -> None:
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert "no-such-command" in proc.stderr
+
+
+def test_unexpected_exception_is_one_line_unless_debugging(monkeypatch: pytest.MonkeyPatch) -> None:
+    from donjon.cli import main as cli_main
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(cli_main.cli, "main", explode)
+    monkeypatch.delenv("DONJON_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        cli_main.main(["--version"])
+    assert exited.value.code == 70
+    monkeypatch.setenv("DONJON_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        cli_main.main(["--version"])

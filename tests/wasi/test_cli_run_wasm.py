@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from donjon.cli.run_wasm import parse_dir, parse_env, parse_size, run_wasm
+from donjon.cli.run_wasm import open_listener, parse_dir, parse_env, parse_size, run_wasm
 from donjon.errors import UsageError
 
 
@@ -33,6 +33,19 @@ def test_parse_dir_and_env() -> None:
         parse_env("NOVALUE")
     with pytest.raises(UsageError):
         parse_dir("::/x")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("127.0.0.1:99999", "out of range"),
+        ("127.0.0.1", "expected ADDR:PORT"),
+        ("x:y", "ADDR:PORT"),
+    ],
+)
+def test_bad_listen_address_is_a_usage_error(text: str, needle: str) -> None:
+    with pytest.raises(UsageError, match=needle):
+        open_listener(text)
 
 
 def test_help_has_examples() -> None:

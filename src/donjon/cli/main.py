@@ -9,6 +9,7 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -103,6 +104,16 @@ def main(argv: list[str] | None = None) -> Any:
         where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
         click.echo(f"donjon: error: {exc.strerror or exc}{where}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        # A bug of ours, not the user's input: still one line, with the way to see more.
+        if os.environ.get("DONJON_DEBUG"):
+            raise
+        click.echo(
+            f"donjon: internal error: {type(exc).__name__}: {exc} "
+            "(set DONJON_DEBUG=1 for the traceback, and please report it)",
+            err=True,
+        )
+        sys.exit(70)
 
 
 if __name__ == "__main__":

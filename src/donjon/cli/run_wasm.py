@@ -49,6 +49,8 @@ def open_listener(text: str) -> socket.socket:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         raise UsageError(f"--listen {text!r}: expected ADDR:PORT, e.g. 127.0.0.1:8080")
+    if int(port) > 65535:
+        raise UsageError(f"--listen {text!r}: port {port} is out of range (0-65535)")
     host = host.strip("[]") or "0.0.0.0"
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
