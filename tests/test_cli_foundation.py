@@ -53,3 +53,45 @@ def test_unexpected_exception_is_one_line_unless_debugging(monkeypatch: pytest.M
     monkeypatch.setenv("DONJON_DEBUG", "1")
     with pytest.raises(RuntimeError, match="boom"):
         cli_main.main(["--version"])
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "hint"),
+    [
+        (
+            ["run"],
+            "donjon: error: run: missing argument 'PATH'",
+            "donjon: hint: usage: donjon run [OPTIONS] PATH",
+        ),
+        (
+            ["run", "--expor", "x"],
+            "donjon: error: run: no such option '--expor' (did you mean '--export-cert'?)",
+            None,
+        ),
+        (
+            ["run", "--zzzz", "x"],
+            "donjon: error: run: no such option '--zzzz'",
+            "donjon: hint: 'donjon run --help' lists the options",
+        ),
+        (["rn"], "donjon: error: no such command 'rn' (did you mean 'run'?)", None),
+        (
+            ["steward", "serve", "--port", "abc"],
+            "donjon: error: steward serve: invalid value for '--port': "
+            "'abc' is not a valid integer range",
+            None,
+        ),
+    ],
+)
+def test_usage_errors_are_one_line_with_a_hint_only_where_it_helps(
+    args: list[str], error: str, hint: str | None
+) -> None:
+    proc = run_donjon(*args)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert lines == [error] if hint is None else lines == [error, hint]
+
+
+def test_a_group_without_its_subcommand_shows_its_help() -> None:
+    proc = run_donjon("config")
+    assert "donjon config init" in proc.stdout + proc.stderr

@@ -46,6 +46,35 @@ def test_verify_steward_csr_json(vectors: Path, capsys: pytest.CaptureFixture[st
     assert data["result"]["measurement"].startswith("ff717ae719840c93")
     assert data["evaluated_at"] == "2023-02-01T00:00:00+00:00"
     assert {c["id"] for c in data["checks"]} >= {"snp.signature", "binding.report_data"}
+    statuses = {c["id"]: c["status"] for c in data["checks"]}
+    # The CSR carries a current CRL at that time and binds the key: both really checked.
+    assert statuses["snp.revocation"] == "passed" and statuses["binding.report_data"] == "passed"
+    assert all(c["passed"] == (c["status"] != "failed") for c in data["checks"])
+
+
+def test_verify_json_marks_checks_not_done(
+    vectors: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(
+        [
+            "attest",
+            "verify",
+            str(vectors / "sev-snp/virtee-sev/report_milan.hex"),
+            "--vcek",
+            str(vectors / "sev-snp/virtee-sev/vcek_milan.der"),
+            "--chain",
+            str(vectors / "amd-roots/ask_ark_milan.pem"),
+            "--crl-mode",
+            "if-available",
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    checks = {c["id"]: c for c in json.loads(out)["checks"]}
+    assert checks["snp.revocation"]["status"] == "not_checked"
+    assert checks["binding.report_data"]["status"] == "not_checked"
+    assert checks["snp.signature"]["status"] == "passed"
 
 
 def test_verify_human_output_and_rejection(
@@ -69,6 +98,9 @@ def test_verify_human_output_and_rejection(
     assert code == 1
     assert 'revocation       crl = "if-available" (from --crl-mode): NOT CHECKED' in out
     assert "✗ snp.debug" in out and "✔ snp.signature" in out
+    # A check that was not done has its own mark, never ✔.
+    assert "– snp.revocation" in out and "– binding.report_data" in out
+    assert "✔ snp.revocation" not in out and "✔ binding.report_data" not in out
     assert "REJECTED at snp.debug" in out
     assert err.startswith("donjon: error: ") and err.count("\n") == 1
     assert "Traceback" not in err

@@ -303,6 +303,8 @@ def test_sim_evidence_with_donjon_binding(fake_milan: FakeAmd, tmp_path: Path) -
     assert verdict.crl_mode == "if-available" and verdict.revocation_checked is False
     revocation = next(c for c in verdict.checks if c.id == "snp.revocation")
     assert revocation.passed and revocation.reason.startswith("NOT CHECKED")
+    assert revocation.status == "not_checked" and revocation.to_dict()["status"] == "not_checked"
+    assert binding.status == "passed"
     assert verdict.result.advisories == ("revocation-not-checked",)
     allowed = _sim_policy(
         fake_milan, tmp_path, f'allowed_workloads = ["{hashlib.sha256(b"main.wasm").hexdigest()}"]'

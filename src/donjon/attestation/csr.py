@@ -136,7 +136,7 @@ def verify_report(
         verified = verify_snp(
             evidence, trust=trust, now=now, checks=checks, product_hint=product, crl_mode=mode
         )
-        checks.ok("binding.report_data", "not checked: a bare report binds no key")
+        checks.not_checked("binding.report_data", "not checked: a bare report binds no key")
         return _appraised(ctx, "snp", verified, policy.snp, None, sha, None, development=False)
     except Stop:
         pass

@@ -36,11 +36,32 @@ T = TypeVar("T")
 UNKNOWN_PLATFORM = "unknown"
 
 
+#: A check's status: done and passed, done and failed, or deliberately not done.
+PASSED = "passed"
+FAILED = "failed"
+NOT_CHECKED = "not_checked"
+
+
 @dataclass(frozen=True)
 class Check:
+    """One check. ``passed`` says whether it stopped the evidence (kept for callers that
+    only ask that); ``status`` also tells a check that was not done (revocation without a
+    CRL under ``if-available``, a key binding a bare report cannot have) from one that
+    passed, so no output shows ✔ for something nobody checked."""
+
     id: str
     passed: bool
     reason: str
+    not_checked: bool = False
+
+    @property
+    def status(self) -> str:
+        if self.not_checked:
+            return NOT_CHECKED
+        return PASSED if self.passed else FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "passed": self.passed, "status": self.status, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -95,7 +116,7 @@ class Verdict:
             "evidence_sha256": self.evidence_sha256,
             "not_after_limit": self.not_after_limit.isoformat() if self.not_after_limit else None,
             "revocation": {"crl_mode": self.crl_mode, "checked": self.revocation_checked},
-            "checks": [{"id": c.id, "passed": c.passed, "reason": c.reason} for c in self.checks],
+            "checks": [c.to_dict() for c in self.checks],
             "result": None if self.result is None else _result_dict(self.result),
             "details": self.details,
         }
@@ -120,6 +141,10 @@ class Checklist:
 
     def ok(self, check_id: str, reason: str) -> None:
         self.checks.append(Check(check_id, True, reason))
+
+    def not_checked(self, check_id: str, reason: str) -> None:
+        """Record a check that was deliberately not done; it stops nothing."""
+        self.checks.append(Check(check_id, True, reason, not_checked=True))
 
     def fail(self, check_id: str, error: AttestationError) -> None:
         self.checks.append(Check(check_id, False, error.message))

@@ -253,7 +253,8 @@ def verify(
 ) -> None:
     """Verify FILE (an SNP report or a Keep CSR) and judge it against a policy.
 
-    Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
+    Exits non-zero when the evidence is refused. Every check is shown with
+    ✔ (passed), ✗ (failed) or – (not checked).
     Revocation fails closed: without a current CRL of the AMD root (from the
     evidence, --crl, --trust-dir or --fetch) the evidence is refused, unless
     --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
@@ -408,7 +409,8 @@ def _print_verdict(
         text = f'  revocation       crl = "{verdict.crl_mode}" (from {source}){state}'
         click.echo(click.style(text, fg=color))
     for check in verdict.checks:
-        click.echo(f"  {mark(check.passed)} {check.id:<24} {check.reason}")
+        sign = mark(check.passed, not_checked=check.not_checked)
+        click.echo(f"  {sign} {check.id:<24} {check.reason}")
     if verdict.accepted:
         caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))

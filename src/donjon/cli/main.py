@@ -8,6 +8,7 @@ non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -36,6 +37,46 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class UnknownCommand(click.UsageError):
+    """A subcommand that does not exist, with the nearest one that does."""
+
+    def __init__(self, name: str, nearest: str | None, ctx: click.Context) -> None:
+        super().__init__(f"No such command '{name}'", ctx)
+        self.nearest = nearest
+
+
+def usage_error_lines(exc: click.UsageError) -> tuple[str, str | None]:
+    """Click's three-line usage error as Donjon's one line, and a hint where it helps.
+
+    ``donjon: error: run: missing argument 'PATH'`` then, because the usage line
+    tells what is missing, ``donjon: hint: usage: donjon run [OPTIONS] PATH``.
+    """
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "donjon"
+    where = path.removeprefix("donjon").strip()
+    prefix = f"{where}: " if where else ""
+    hint: str | None = None
+    if isinstance(exc, click.NoSuchOption):
+        message = f"no such option '{exc.option_name}'"
+        if exc.possibilities:
+            message += f" (did you mean '{exc.possibilities[0]}'?)"
+        else:
+            hint = f"'{path} --help' lists the options"
+    elif isinstance(exc, UnknownCommand):
+        message = exc.message[0].lower() + exc.message[1:]
+        if exc.nearest:
+            message += f" (did you mean '{exc.nearest}'?)"
+        else:
+            hint = f"'{path} --help' lists the commands"
+    else:
+        text = " ".join(exc.format_message().split())
+        message = (text[:1].lower() + text[1:]).rstrip(".")
+        usage_helps = isinstance(exc, click.MissingParameter) or "extra argument" in text
+        if usage_helps and ctx is not None:
+            hint = f"usage: {ctx.get_usage().removeprefix('Usage: ').strip()}"
+    return f"donjon: error: {prefix}{message}", None if hint is None else f"donjon: hint: {hint}"
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -56,6 +97,16 @@ class LazyGroup(click.Group):
         command = getattr(module, attribute, None)
         return command if isinstance(command, click.Command) else None
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        # Click says only "No such command"; name the nearest one, as for options.
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            near = difflib.get_close_matches(name, self.list_commands(ctx), n=1)
+            raise UnknownCommand(name, near[0] if near else None, ctx)
+        return super().resolve_command(ctx, args)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Show the short help without importing every module.
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -67,8 +118,10 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="donjon")
 def cli() -> None:
     """Donjon runs WebAssembly workloads in Keeps: instances inside hardware TEEs
-    (AMD SEV-SNP, Intel TDX and SGX, Arm CCA) that prove by remote attestation
-    what they run, get a certificate from a Steward, and serve over TLS.
+    that prove by remote attestation what they run, get a certificate from a
+    Steward, and serve over TLS. A Steward verifies AMD SEV-SNP evidence (and
+    the simulated TEE's, for development); Keeps also run on Intel TDX and SGX,
+    whose evidence the Steward does not verify yet.
 
     \b
     Quick start:
@@ -86,8 +139,17 @@ def main(argv: list[str] | None = None) -> Any:
     except click.exceptions.Abort:
         click.echo("donjon: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `donjon config`: the help is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        line, hint = usage_error_lines(exc)
+        click.echo(line, err=True)
+        if hint:
+            click.echo(hint, err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"donjon: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except DonjonError as exc:
         click.echo(f"donjon: error: {exc.message}", err=True)

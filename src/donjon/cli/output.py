@@ -15,6 +15,8 @@ import click
 
 OK = "✔"
 FAIL = "✗"
+#: A check that was deliberately not done: never shown as ✔.
+NOT_CHECKED = "–"
 
 
 def _default(value: Any) -> Any:
@@ -39,7 +41,9 @@ def print_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def mark(ok: bool) -> str:
+def mark(ok: bool, *, not_checked: bool = False) -> str:
+    if not_checked:
+        return click.style(NOT_CHECKED, fg="yellow")
     return click.style(OK, fg="green") if ok else click.style(FAIL, fg="red")
 
 

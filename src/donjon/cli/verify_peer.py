@@ -173,7 +173,7 @@ def verify_peer(
         return
     click.echo(f"{host}:{port}: attested Keep ({report.tls_version}, {report.cipher})")
     for c in identity.checks:
-        sign = click.style("!", fg="yellow") if c.skipped else mark(c.passed)
+        sign = mark(c.passed, not_checked=c.skipped)
         click.echo(f"  {sign} {c.id}: {c.reason}")
     dev = "  (DEVELOPMENT: not in a TEE)" if r.development else ""
     click.echo(f"  platform:    {r.platform} {r.product}{dev}")

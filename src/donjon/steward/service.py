@@ -94,7 +94,7 @@ def classify(verdict: VerdictLike) -> type[StewardError]:
 
 
 def checks_json(verdict: VerdictLike) -> list[dict[str, Any]]:
-    return [{"id": c.id, "passed": bool(c.passed), "reason": c.reason} for c in verdict.checks]
+    return [c.to_dict() for c in verdict.checks]
 
 
 def verdict_json(verdict: VerdictLike) -> dict[str, Any]:

@@ -228,7 +228,10 @@ def _chain_step(
     fetched = chain.crl_checked or sim_root is not None  # sim: nothing is ever fetched
     fetch_error = None if fetched else trust.crl_fetch_error(product, key.kind)
     note = chain.crl_note if fetch_error is None else f"{chain.crl_note} ({fetch_error})"
-    checks.ok("snp.revocation", note)
+    if chain.crl_checked:
+        checks.ok("snp.revocation", note)
+    else:
+        checks.not_checked("snp.revocation", note)
     return chain
 
 
