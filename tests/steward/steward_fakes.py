@@ -39,6 +39,10 @@ class FakeCheck:
     passed: bool
     reason: str
 
+    @property
+    def status(self) -> str:
+        return "passed" if self.passed else "failed"
+
 
 @dataclass(frozen=True)
 class FakeError:

@@ -40,6 +40,9 @@ class CheckLike(Protocol):
     @property
     def reason(self) -> str: ...
 
+    @property
+    def status(self) -> str: ...  # passed | failed | not_checked
+
 
 class VerdictLike(Protocol):
     """The engine's judgement of one CSR. ``verify_csr`` never raises for bad input."""

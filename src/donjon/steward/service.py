@@ -94,7 +94,10 @@ def classify(verdict: VerdictLike) -> type[StewardError]:
 
 
 def checks_json(verdict: VerdictLike) -> list[dict[str, Any]]:
-    return [c.to_dict() for c in verdict.checks]
+    return [
+        {"id": c.id, "passed": bool(c.passed), "status": c.status, "reason": c.reason}
+        for c in verdict.checks
+    ]
 
 
 def verdict_json(verdict: VerdictLike) -> dict[str, Any]:
