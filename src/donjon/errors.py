@@ -13,10 +13,14 @@ class DonjonError(Exception):
 
     exit_code: int = 1
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, more: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: Further problems found in the same input, one line each (all are reported).
+        self.more = more
 
     def __str__(self) -> str:
         return self.message

@@ -165,19 +165,19 @@ def test_sizes(text: int | str, size: int) -> None:
 LISTEN = '[[files]]\nkind="listen"\nname="L"\n'
 
 ERRORS = [
-    ("argz = []\n", ": unknown field 'argz'"),
+    ("argz = []\n", ": unknown field 'argz' (did you mean 'args'?)"),
     (STDIO + LISTEN + "portt = 7\n", ": [[files]] #4 \"L\" (fd 3): unknown field 'portt'"),
     (
         STDIO + LISTEN + "port = 70000\n",
-        ': [[files]] #4 "L" (fd 3): port: Input should be less than or equal to 65535',
+        ': [[files]] #4 "L" (fd 3): port: must be at most 65535',
     ),
     (
         STDIO + LISTEN + "port = -1\n",
-        ': [[files]] #4 "L" (fd 3): port: Input should be greater than or equal to 0',
+        ': [[files]] #4 "L" (fd 3): port: must be at least 0',
     ),
     (
         STDIO + '[[files]]\nkind="connect"\nhost="h"\nport=0\n',
-        ': [[files]] #4 "h" (fd 3): port: Input should be greater than or equal to 1',
+        ': [[files]] #4 "h" (fd 3): port: must be at least 1',
     ),
     (
         STDIO + '[[files]]\nkind="listen"\n',
@@ -242,7 +242,7 @@ ERRORS = [
     ),
     (
         STDIO + '[[files]]\nkind="connect"\nhost="h"\ntrust="moon"\n',
-        ': [[files]] #4 "h" (fd 3): trust: Input should be',
+        ': [[files]] #4 "h" (fd 3): trust: must be one of',
     ),
     (
         STDIO + '[[files]]\nkind="connect"\nhost="h"\npin="nope.pem"\n',
@@ -257,11 +257,11 @@ ERRORS = [
         ': [[files]] #4 "L" (fd 3): client_ca = "steward" needs a steward URL',
     ),
     ('[env]\nFD_COUNT = "3"\n', ": env: FD_COUNT is set by the Keep from [[files]]; remove it"),
-    ("[env]\nX = 1\n", ": env.X: Input should be a valid string"),
+    ("[env]\nX = 1\n", ": env.X: must be a string"),
     ("[limits]\nmemory = '12XB'\n", ": limits.memory: '12XB' is not a size"),
-    ("[limits]\ntimeout = 0\n", ": limits.timeout: Input should be greater than 0"),
+    ("[limits]\ntimeout = 0\n", ": limits.timeout: must be more than 0"),
     ("args = [\n'a'\nx =\n", ":3: invalid TOML: "),
-    ('args = "a"\n', ": args: Input should be a valid list"),
+    ('args = "a"\n', ": args: must be a list"),
 ]
 
 
@@ -270,9 +270,47 @@ def test_config_errors_name_file_entry_and_field(tmp_path: Path, text: str, expe
     assert error(tmp_path, text).startswith(expected)
 
 
-def test_several_problems_are_counted(tmp_path: Path) -> None:
-    message = error(tmp_path, "a = 1\nb = 2\n")
-    assert message == ": unknown field 'a' (and 1 more problems)"
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "Donjon.toml"
+    path.write_text(
+        'stewart = "https://s.example"\n'
+        '[[files]]\nkindd = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
+        '[[files]]\nkind = "listen"\nname = "web"\nportt = 8443\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        package.parse(path.read_bytes(), path)
+    lines = [caught.value.message, *caught.value.more]
+    assert lines == [
+        f"{path}: unknown field 'stewart' (did you mean 'steward'?)",
+        f"{path}: [[files]] #1 (fd 0): unknown field 'kindd' (did you mean 'kind'?)",
+        f'{path}: [[files]] #4 "web" (fd 3): unknown field \'portt\' (did you mean \'port\'?)',
+    ]
+    assert [p.entry for p in caught.value.problems] == [
+        None,
+        "[[files]] #1 (fd 0)",
+        '[[files]] #4 "web" (fd 3)',
+    ]
+
+
+def test_a_misspelt_kind_is_unknown_not_missing(tmp_path: Path) -> None:
+    message = error(tmp_path, '[[files]]\nkindd = "stdin"\n')
+    assert message == ": [[files]] #1 (fd 0): unknown field 'kindd' (did you mean 'kind'?)"
+
+
+def test_an_unknown_key_far_from_any_lists_the_valid_ones(tmp_path: Path) -> None:
+    message = error(tmp_path, STDIO + '[[files]]\nkind = "null"\nzzz = 1\n')
+    assert message.endswith("unknown field 'zzz' (valid: kind, name)")
+
+
+def test_layout_problems_are_all_reported(tmp_path: Path) -> None:
+    path = tmp_path / "Donjon.toml"
+    path.write_text(
+        STDIO + '[[files]]\nkind="null"\n[[files]]\nkind="dir"\nname="/d"\npath="nope"\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        package.parse(path.read_bytes(), path)
+    assert len(caught.value.problems) >= 2
+    assert "(and " not in caught.value.message
 
 
 def test_non_utf8_config(tmp_path: Path) -> None:

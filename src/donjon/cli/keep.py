@@ -229,7 +229,8 @@ def config_check(path: Path | None, as_json: bool, no_bind: bool) -> None:
 
     Checks the fields, the [[files]] order and names, that directories and PEM
     files exist and, unless --no-bind, that every listen address can be bound
-    now. The first problem is reported on one line with file, entry and field.
+    now. Every problem is reported, one line each, with file, entry and field;
+    with --json, as a "problems" list (exit status 2).
 
     \b
     Examples:
@@ -249,13 +250,20 @@ def config_check(path: Path | None, as_json: bool, no_bind: bool) -> None:
         path = found[0]
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
-    cfg = packages.parse(path.read_bytes(), path)
+    try:
+        cfg = packages.parse(path.read_bytes(), path)
+    except packages.ConfigError as exc:
+        if not as_json:
+            raise
+        problems = [p.to_json() for p in exc.problems]
+        print_json({"file": str(path), "valid": False, "problems": problems})
+        sys.exit(exc.exit_code)
     if not no_bind:
         for index, entry in enumerate(cfg.files):
             if isinstance(entry, ListenFile):
                 net.listen(entry, f"{path}: {file_label(index, entry)}").close()
     if as_json:
-        print_json({"file": str(path), "config": cfg, "fd_names": cfg.fd_names()})
+        print_json({"file": str(path), "valid": True, "config": cfg, "fd_names": cfg.fd_names()})
         return
     click.echo(f"{mark(True)} {path}: valid")
     for index, entry in enumerate(cfg.files):

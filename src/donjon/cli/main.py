@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo(f"donjon: error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
     except DonjonError as exc:
-        click.echo(f"donjon: error: {exc.message}", err=True)
+        for line in (exc.message, *exc.more):
+            click.echo(f"donjon: error: {line}", err=True)
         if exc.hint:
             click.echo(f"donjon: hint: {exc.hint}", err=True)
         sys.exit(exc.exit_code)

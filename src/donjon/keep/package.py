@@ -12,7 +12,6 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,14 +24,13 @@ from donjon.keep.config import (
     check_files,
     file_label,
 )
+from donjon.keep.config_problems import ConfigError, ConfigProblem, from_validation
+
+__all__ = ["ConfigError", "Package", "PackageError", "find", "load", "parse"]
 
 CONFIG_NAMES = ("Donjon.toml", "Enarx.toml")
 WASM_NAME = "main.wasm"
 _TOML_LINE = re.compile(r"\(at line (\d+), column (\d+)\)")
-
-
-class ConfigError(UsageError):
-    """A config file that is not valid TOML or not a valid Donjon/Enarx config."""
 
 
 class PackageError(UsageError):
@@ -97,21 +95,21 @@ def parse(data: bytes, where: Path) -> Config:
     try:
         raw = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from exc
+        raise ConfigError.one(where, f"not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(_toml_error(where, str(exc))) from exc
+        raise ConfigError([_toml_error(where, str(exc))]) from exc
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_validation_error(where, raw, exc)) from exc
+        raise ConfigError(from_validation(where, raw, exc)) from exc
     problems = check_files(config) + _check_paths(config, where.parent)
     if problems:
-        index, message = problems[0]
-        prefix = (
-            f"{where}: " if index < 0 else f"{where}: {file_label(index, config.files[index])}: "
+        raise ConfigError(
+            [
+                ConfigProblem(where, None if i < 0 else file_label(i, config.files[i]), message)
+                for i, message in problems
+            ]
         )
-        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise ConfigError(prefix + message + more)
     return config
 
 
@@ -145,47 +143,11 @@ def _check_paths(config: Config, base_dir: Path) -> list[tuple[int, str]]:
     return problems
 
 
-def _toml_error(where: Path, message: str) -> str:
+def _toml_error(where: Path, message: str) -> ConfigProblem:
     match = _TOML_LINE.search(message)
     if match is None:
-        return f"{where}: invalid TOML: {message}"
+        return ConfigProblem(where, None, f"invalid TOML: {message}")
     detail = message[: match.start()].strip()
-    return f"{where}:{match.group(1)}: invalid TOML: {detail} (column {match.group(2)})"
-
-
-def _validation_error(where: Path, raw: dict[str, Any], exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False)
-    first = errors[0]
-    loc = list(first["loc"])
-    prefix = f"{where}: "
-    if len(loc) >= 2 and loc[0] == "files" and isinstance(loc[1], int):
-        index = loc[1]
-        entries = raw.get("files")
-        entry = entries[index] if isinstance(entries, list) and index < len(entries) else {}
-        prefix += file_label(index, entry if isinstance(entry, dict) else {}) + ": "
-        # Drop the discriminator step pydantic inserts ("listen", "connect", ...).
-        loc = (
-            loc[3:]
-            if len(loc) > 2 and isinstance(entry, dict) and loc[2] == entry.get("kind")
-            else loc[2:]
-        )
-    field = ".".join(str(part) for part in loc)
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        text = f"unknown field {field!r}"
-    elif kind == "missing":
-        text = f"missing required field {field!r}"
-    elif kind in ("union_tag_not_found",):
-        text = "missing field 'kind' (null, stdin, stdout, stderr, dir, listen or connect)"
-    elif kind == "union_tag_invalid":
-        text = (
-            f"unknown kind {first['input'].get('kind')!r} "
-            "(expected null, stdin, stdout, stderr, dir, listen or connect)"
-            if isinstance(first["input"], dict)
-            else "unknown kind"
-        )
-    else:
-        msg = first["msg"].removeprefix("Value error, ")
-        text = f"{field}: {msg}" if field else msg
-    more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-    return prefix + text + more
+    return ConfigProblem(
+        Path(f"{where}:{match.group(1)}"), None, f"invalid TOML: {detail} (column {match.group(2)})"
+    )
