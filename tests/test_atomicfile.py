@@ -39,3 +39,29 @@ def test_private_dir(tmp_path: Path) -> None:
     directory = tmp_path / "state" / "sim"
     make_private_dir(directory)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_without_make_parents_a_missing_directory_is_named(tmp_path: Path) -> None:
+    target = tmp_path / "nope" / "x.pem"
+    with pytest.raises(FileNotFoundError) as caught:
+        write_bytes(target, b"x", make_parents=False)
+    assert caught.value.filename == str(tmp_path / "nope")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_an_error_names_the_target_never_the_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import os
+
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link", src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    target = tmp_path / "x.pem"
+    with pytest.raises(OSError) as caught:
+        write_bytes(target, b"x")
+    assert caught.value.filename == str(target)
+    assert ".tmp" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # and the temporary file is gone

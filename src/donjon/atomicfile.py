@@ -25,19 +25,39 @@ def write_bytes(
     durable: bool = True,
     prefix: str | None = None,
     suffix: str = ".tmp",
+    make_parents: bool = True,
 ) -> None:
-    """Replace ``path`` with ``data`` atomically; parents are created.
+    """Replace ``path`` with ``data`` atomically; parents are created unless ``make_parents``
+    is False (then a missing directory is FileNotFoundError naming the directory).
 
     ``overwrite=False`` refuses an existing target (FileExistsError).
     ``durable=False`` skips the fsyncs, for caches that can be rebuilt.
+    An error names ``path`` (or its directory), never the temporary file.
     """
     path = Path(path)
     if not overwrite and path.exists():
         raise FileExistsError(errno.EEXIST, "refusing to overwrite an existing file", str(path))
     directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        directory.mkdir(parents=True, exist_ok=True)
+    elif not directory.is_dir():
+        raise FileNotFoundError(errno.ENOENT, "no such directory", str(directory))
+    try:
+        _write(path, data, mode=mode, durable=durable, prefix=prefix, suffix=suffix)
+    except OSError as exc:
+        if exc.filename is None or exc.filename == str(path):
+            raise
+        # mkstemp, write and rename report the temporary name: say which file it was for.
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    if durable:
+        _fsync_dir(directory)
+
+
+def _write(
+    path: Path, data: bytes, *, mode: int, durable: bool, prefix: str | None, suffix: str
+) -> None:
     fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix, dir=directory
+        prefix=f".{path.name}." if prefix is None else prefix, suffix=suffix, dir=path.parent
     )
     try:
         os.fchmod(fd, mode)
@@ -51,8 +71,6 @@ def write_bytes(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    if durable:
-        _fsync_dir(directory)
 
 
 def write_text(

@@ -23,7 +23,7 @@ from cryptography import x509
 from donjon.atomicfile import write_bytes
 from donjon.attestation.claims import WorkloadClaims
 from donjon.keep import identity as ident
-from donjon.keep import net, peercheck, platforms, revocation, tls
+from donjon.keep import net, peercheck, platforms, precheck, revocation, tls
 from donjon.keep.config import (
     STDIO_KINDS,
     Config,
@@ -159,6 +159,9 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
     """Do everything up to starting the guest; the caller runs ``spec`` and then closes."""
     report = options.report
     config = package.config
+    precheck.check_module(package.wasm)  # before any key, certificate or file is made
+    if options.export_cert is not None:
+        precheck.check_export_target(options.export_cert)
     platform = platforms.select(options.platform, options.state_dir)
     if platform.name in HARDWARE_PLATFORMS:
         report(f"platform {platform.name}: memory and registers are protected by the TEE")
@@ -179,7 +182,9 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         claims = workload_claims(package)
         identity = obtain_identity(package, platform, claims, report)
         if options.export_cert is not None:
-            write_bytes(options.export_cert, identity.certificate_pem(), mode=0o644)
+            write_bytes(
+                options.export_cert, identity.certificate_pem(), mode=0o644, make_parents=False
+            )
             report(f"wrote the Keep's certificate to {options.export_cert}")
 
         streams: list[Listener | ByteStream] = []
