@@ -43,6 +43,8 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, univ, useful
 
+from donjon.errors import plain
+
 CLAIMS_VERSION = 1
 #: Advisory set by the Steward when no current CRL of the vendor root was checked
 #: (policy ``crl = "if-available"``, or the simulator, which publishes none).
@@ -228,7 +230,7 @@ def _decode(der: bytes, spec: univ.Sequence, what: str) -> univ.Sequence:
     try:
         value, rest = decoder.decode(der, asn1Spec=spec)
     except PyAsn1Error as exc:
-        raise ClaimsError(f"{what}: not valid DER: {exc}") from exc
+        raise ClaimsError(f"{what}: not valid DER: {plain(exc)}") from exc
     if rest:
         raise ClaimsError(f"{what}: {len(rest)} trailing bytes after the DER value")
     return value

@@ -63,7 +63,7 @@ from donjon.attestation.peer_x509 import (
     load_certificate,
     load_crl,
 )
-from donjon.errors import UsageError
+from donjon.errors import UsageError, plain
 
 __all__ = [
     "DEFAULT_TCB_STATUSES",
@@ -232,7 +232,7 @@ def client_context(
     try:
         context.load_verify_locations(cadata=ca_pem.decode("ascii"))
     except (ssl.SSLError, UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"the Steward CA is not a PEM certificate: {exc}") from None
+        raise UsageError(f"the Steward CA is not a PEM certificate: {plain(exc)}") from None
     if certfile is not None:
         context.load_cert_chain(certfile, keyfile)
     return context
@@ -256,14 +256,16 @@ def read_attestation(cert: x509.Certificate) -> tuple[AttestationResult, Workloa
     try:
         result = AttestationResult.from_der(der)
     except ClaimsError as exc:
-        raise MissingAttestationError(f"peer attestation result is unreadable: {exc}") from None
+        raise MissingAttestationError(
+            f"peer attestation result is unreadable: {plain(exc)}"
+        ) from None
     claims_der = _extension_bytes(cert, oids.WORKLOAD_CLAIMS)
     workload = result.workload
     if claims_der is not None:
         try:
             copied = WorkloadClaims.from_der(claims_der)
         except ClaimsError as exc:
-            raise ClaimsBindingError(f"peer workload claims are unreadable: {exc}") from None
+            raise ClaimsBindingError(f"peer workload claims are unreadable: {plain(exc)}") from None
         if workload is not None and copied != workload:
             raise ClaimsBindingError("peer workload claims differ from its attestation result")
         workload = copied

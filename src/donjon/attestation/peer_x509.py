@@ -28,7 +28,7 @@ from donjon.attestation.peer_errors import (
     UntrustedChainError,
     WrongPurposeError,
 )
-from donjon.errors import UsageError
+from donjon.errors import UsageError, plain
 
 #: Who the peer is to us: the server we connected to, or a client that connected to us.
 PeerRole = Literal["server", "client"]
@@ -52,10 +52,12 @@ _SCOPED_CRL = {
 
 
 def load_certificate(data: bytes, what: str) -> x509.Certificate:
+    if not data.strip():
+        raise UsageError(f"{what} is not a certificate: the file is empty")
     try:
         return parse_certificate(data)
     except ValueError as exc:
-        raise UsageError(f"{what} is not a certificate: {exc}") from None
+        raise UsageError(f"{what} is not a certificate: {plain(exc)}") from None
 
 
 def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
@@ -64,7 +66,7 @@ def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
     except ValueError as exc:
-        raise CrlError(f"{what} is not a CRL: {exc}") from None
+        raise CrlError(f"{what} is not a CRL: {plain(exc)}") from None
 
 
 def check_chain(leaf: x509.Certificate, ca: x509.Certificate, now: datetime) -> None:
@@ -74,7 +76,9 @@ def check_chain(leaf: x509.Certificate, ca: x509.Certificate, now: datetime) -> 
     except x509.ExtensionNotFound:
         bc = None
     except ValueError as exc:
-        raise UntrustedChainError(f"the Steward CA has malformed extensions: {exc}") from None
+        raise UntrustedChainError(
+            f"the Steward CA has malformed extensions: {plain(exc)}"
+        ) from None
     if bc is None or not bc.ca:
         raise UntrustedChainError("the given Steward CA certificate is not a CA")
     usage = _key_usage(ca)
@@ -118,7 +122,7 @@ def check_leaf_profile(leaf: x509.Certificate, role: PeerRole = "server") -> str
     try:
         extensions = list(leaf.extensions)
     except ValueError as exc:
-        raise LeafProfileError(f"peer certificate has malformed extensions: {exc}") from None
+        raise LeafProfileError(f"peer certificate has malformed extensions: {plain(exc)}") from None
     for ext in extensions:
         if ext.critical and ext.oid not in _KNOWN_CRITICAL:
             raise LeafProfileError(
@@ -155,7 +159,7 @@ def crl_scope_problem(crl: x509.CertificateRevocationList) -> str | None:
     try:
         extensions = list(crl.extensions)
     except ValueError as exc:
-        return f"has malformed extensions ({exc})"
+        return f"has malformed extensions ({plain(exc)})"
     for ext in extensions:
         if ext.oid in _SCOPED_CRL:
             return _SCOPED_CRL[ext.oid]
@@ -189,7 +193,7 @@ def check_crl(
     try:
         entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
     except ValueError as exc:
-        raise CrlError(f"the CRL has a malformed entry: {exc}") from None
+        raise CrlError(f"the CRL has a malformed entry: {plain(exc)}") from None
     if entry is not None:
         raise PeerRevokedError(
             f"peer certificate {leaf.serial_number:x} was revoked at "

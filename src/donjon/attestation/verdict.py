@@ -24,6 +24,7 @@ from donjon.attestation.errors import (
     MalformedEvidenceError,
     VerifierInternalError,
 )
+from donjon.errors import plain
 
 if TYPE_CHECKING:
     from donjon.attestation.snp.verify import SnpVerified
@@ -162,7 +163,7 @@ class Checklist:
         except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             # A library refusing hostile input (a bad key encoding, an odd ASN.1 shape)
             # is a malformed-evidence verdict, never an exception for the caller.
-            malformed = MalformedEvidenceError(f"malformed input: {str(exc)[:120]}")
+            malformed = MalformedEvidenceError(f"malformed input: {plain(exc)}")
             self.fail(check_id, malformed)
             raise Stop from exc
         except Exception as exc:  # fail closed: a verifier bug must refuse, not crash a Steward

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import SignatureAlgorithmOID
 
 from donjon.attestation.errors import CertificateExpiredError, ChainError, MalformedEvidenceError
+from donjon.errors import plain
 
 _SERIAL_WARNING = r".*serial number.*"
 
@@ -41,7 +42,9 @@ def load_certificate(data: bytes, *, what: str = "certificate") -> x509.Certific
             else:
                 cert = x509.load_der_x509_certificate(data)
         except (ValueError, x509.InvalidVersion) as exc:
-            raise MalformedEvidenceError(f"{what}: not a valid X.509 certificate ({exc})") from exc
+            raise MalformedEvidenceError(
+                f"{what}: not a valid X.509 certificate ({plain(exc)})"
+            ) from exc
     return touch_certificate(cert, what)
 
 
@@ -90,7 +93,7 @@ def load_certificates(data: bytes, *, what: str = "certificates") -> list[x509.C
             else:
                 certs = [x509.load_der_x509_certificate(data)]
         except (ValueError, x509.InvalidVersion) as exc:
-            raise MalformedEvidenceError(f"{what}: not valid X.509 ({exc})") from exc
+            raise MalformedEvidenceError(f"{what}: not valid X.509 ({plain(exc)})") from exc
     return [touch_certificate(cert, what) for cert in certs]
 
 
@@ -142,11 +145,11 @@ def verify_issued_by(cert: x509.Certificate, issuer: x509.Certificate, what: str
         params = cert.signature_algorithm_parameters
         hash_alg = cert.signature_hash_algorithm
     except (UnsupportedAlgorithm, ValueError) as exc:
-        raise ChainError(f"{what}: unsupported signature parameters ({exc})") from exc
+        raise ChainError(f"{what}: unsupported signature parameters ({plain(exc)})") from exc
     try:
         issuer_key = issuer.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ChainError(f"{what}: issuer key cannot be decoded ({exc})") from exc
+        raise ChainError(f"{what}: issuer key cannot be decoded ({plain(exc)})") from exc
     verify_pss_signature(
         issuer_key, cert.signature, cert.tbs_certificate_bytes, params, hash_alg, what
     )
@@ -175,7 +178,9 @@ def p384_public_key(cert: x509.Certificate, what: str) -> ec.EllipticCurvePublic
     try:
         key = cert.public_key()
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise MalformedEvidenceError(f"{what}: public key cannot be decoded ({exc})") from exc
+        raise MalformedEvidenceError(
+            f"{what}: public key cannot be decoded ({plain(exc)})"
+        ) from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
         raise ChainError(f"{what}: key is not ECDSA P-384")
     return key

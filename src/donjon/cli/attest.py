@@ -34,7 +34,7 @@ from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.x509util import quiet_serials
 from donjon.cli.options import DIRECTORY, EXISTING_FILE
 from donjon.cli.output import mark, print_json
-from donjon.errors import UsageError
+from donjon.errors import UsageError, plain
 
 REPORT_SIZE = 1184
 HCL_HEADER = 32  # Azure CVM HCL report: 32-byte header, then the SNP report
@@ -62,7 +62,7 @@ def recognise(path: Path) -> Evidence:
         try:
             csr = x509.load_pem_x509_csr(text)
         except ValueError as exc:
-            raise UsageError(f"{path}: PEM CSR is malformed ({exc})") from exc
+            raise UsageError(f"{path}: PEM CSR is malformed ({plain(exc)})") from exc
         from cryptography.hazmat.primitives.serialization import Encoding
 
         return Evidence("csr", csr.public_bytes(Encoding.DER), "PEM CSR")
@@ -169,7 +169,7 @@ def show(file: Path, as_json: bool) -> None:
         try:
             form, report_bytes = _csr_report(evidence.data)
         except (ValueError, AttestationError) as exc:
-            raise UsageError(f"{file}: cannot decode the CSR's evidence: {exc}") from exc
+            raise UsageError(f"{file}: cannot decode the CSR's evidence: {plain(exc)}") from exc
     report = parse_report(report_bytes, strict=False) if report_bytes else None
     if as_json:
         print_json(

@@ -25,6 +25,7 @@ from donjon.attestation.peer import (
     WorkloadMismatchError,
     verify_peer_certificate,
 )
+from donjon.errors import plain
 from donjon.keep import config_peer
 from donjon.keep.config import ConnectFile, ListenFile
 from donjon.keep.config_peer import Revocation
@@ -51,7 +52,7 @@ def verify_peer(
     try:
         leaf = x509.load_der_x509_certificate(der)
     except ValueError as exc:
-        raise UntrustedChainError(f"peer certificate is unreadable: {exc}") from None
+        raise UntrustedChainError(f"peer certificate is unreadable: {plain(exc)}") from None
     if not anchors:
         raise UntrustedChainError("no Steward CA to check the peer's attestation against")
     issuers = [ca for ca in anchors if ca.subject == leaf.issuer] or list(anchors)

@@ -24,7 +24,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc5280
 
-from donjon.errors import DonjonError
+from donjon.errors import DonjonError, plain
 
 ENV_STEWARD_CA = "DONJON_STEWARD_CA"
 DEFAULT_TIMEOUT_S = 30.0
@@ -68,7 +68,9 @@ class StewardClient:
         try:
             ctx = ssl.create_default_context(cafile=str(self.ca_bundle) if self.ca_bundle else None)
         except (OSError, ssl.SSLError) as exc:
-            raise StewardError(f"steward CA bundle {self.ca_bundle}: cannot load: {exc}") from exc
+            raise StewardError(
+                f"steward CA bundle {self.ca_bundle}: cannot load: {plain(exc)}"
+            ) from exc
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         return ctx
 
@@ -156,13 +158,15 @@ def parse_chain(der: bytes) -> list[x509.Certificate]:
     try:
         value, rest = decoder.decode(der, asn1Spec=_CertificateList())
     except PyAsn1Error as exc:
-        raise StewardBadResponse(f"steward response is not a DER certificate list: {exc}") from exc
+        raise StewardBadResponse(
+            f"steward response is not a DER certificate list: {plain(exc)}"
+        ) from exc
     if rest:
         raise StewardBadResponse(f"steward response has {len(rest)} trailing bytes")
     try:
         certs = [x509.load_der_x509_certificate(bytes(encoder.encode(c))) for c in value]
     except ValueError as exc:
-        raise StewardBadResponse(f"steward response holds a bad certificate: {exc}") from exc
+        raise StewardBadResponse(f"steward response holds a bad certificate: {plain(exc)}") from exc
     if len(certs) < 2:
         raise StewardBadResponse(
             f"steward response has {len(certs)} certificate(s); expected [CA, leaf]"

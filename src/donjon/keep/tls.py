@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import serialization
 
 from donjon.attestation.certprofile import parse_certificate
 from donjon.attestation.peer import PeerExpectations, PeerIdentity
-from donjon.errors import DonjonError
+from donjon.errors import DonjonError, plain
 from donjon.keep.config import Trust
 from donjon.keep.identity import Identity
 from donjon.keep.peercheck import verify_peer
@@ -123,7 +123,7 @@ def _load_trust(
             ctx.load_verify_locations(cadata=cadata)
     except (OSError, ssl.SSLError) as exc:
         where = cafile if cafile is not None else "certificate"
-        raise TlsError(f"{where}: not a usable PEM certificate bundle: {exc}") from exc
+        raise TlsError(f"{where}: not a usable PEM certificate bundle: {plain(exc)}") from exc
 
 
 def read_pin(path: Path) -> x509.Certificate:
@@ -135,7 +135,7 @@ def read_pin(path: Path) -> x509.Certificate:
     try:
         return parse_certificate(data)
     except ValueError as exc:
-        raise TlsError(f"{path}: not a certificate: {exc}") from exc
+        raise TlsError(f"{path}: not a certificate: {plain(exc)}") from exc
 
 
 def server_context(
@@ -262,4 +262,4 @@ def read_bundle(path: Path) -> tuple[x509.Certificate, ...]:
     try:
         return tuple(x509.load_pem_x509_certificates(path.read_bytes()))
     except (OSError, ValueError) as exc:
-        raise TlsError(f"{path}: not a usable PEM certificate bundle: {exc}") from exc
+        raise TlsError(f"{path}: not a usable PEM certificate bundle: {plain(exc)}") from exc

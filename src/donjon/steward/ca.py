@@ -20,6 +20,7 @@ from cryptography.x509.oid import NameOID
 
 from donjon.atomicfile import write_bytes
 from donjon.attestation.certprofile import key_usage, parse_certificate, signature_hash
+from donjon.errors import plain
 from donjon.steward.errors import CAError
 
 CURVES: dict[str, ec.EllipticCurve] = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
@@ -117,7 +118,7 @@ def _load_certificate(path: Path) -> x509.Certificate:
     try:
         return parse_certificate(data)
     except ValueError as exc:
-        raise CAError(f"CA certificate {path} is not a valid certificate: {exc}") from None
+        raise CAError(f"CA certificate {path} is not a valid certificate: {plain(exc)}") from None
 
 
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -137,7 +138,9 @@ def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
         else:
             key = serialization.load_der_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise CAError(f"CA key {path} is not an unencrypted PKCS#8/SEC1 key: {exc}") from None
+        raise CAError(
+            f"CA key {path} is not an unencrypted PKCS#8/SEC1 key: {plain(exc)}"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in (
         "secp256r1",
         "secp384r1",

@@ -19,6 +19,7 @@ from cryptography.x509.oid import NameOID
 from donjon.attestation import oids
 from donjon.attestation.certprofile import with_keep_leaf_profile
 from donjon.attestation.claims import AttestationResult, ClaimsError, WorkloadClaims
+from donjon.errors import plain
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike
 from donjon.steward.errors import (
@@ -90,7 +91,7 @@ def csr_workload_claims(
     except x509.ExtensionNotFound:
         return None, None
     except ValueError as exc:
-        raise MalformedRequest(f"CSR extensions are malformed: {exc}", check="csr") from None
+        raise MalformedRequest(f"CSR extensions are malformed: {plain(exc)}", check="csr") from None
     value = ext.value
     der = value.value if isinstance(value, x509.UnrecognizedExtension) else None
     if der is None:
@@ -100,7 +101,9 @@ def csr_workload_claims(
     try:
         return WorkloadClaims.from_der(der), der
     except ClaimsError as exc:
-        raise MalformedRequest(f"CSR workload claims: {exc}", check="workload-claims") from None
+        raise MalformedRequest(
+            f"CSR workload claims: {plain(exc)}", check="workload-claims"
+        ) from None
 
 
 def requested_dns(csr: x509.CertificateSigningRequest) -> list[str]:
@@ -109,7 +112,9 @@ def requested_dns(csr: x509.CertificateSigningRequest) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     except ValueError as exc:
-        raise MalformedRequest(f"CSR subjectAltName is malformed: {exc}", check="csr") from None
+        raise MalformedRequest(
+            f"CSR subjectAltName is malformed: {plain(exc)}", check="csr"
+        ) from None
     return [str(n) for n in san.get_values_for_type(x509.DNSName)]
 
 

@@ -28,7 +28,7 @@ from donjon.attestation.peer import (
     load_crl,
     verify_peer_certificate,
 )
-from donjon.errors import DonjonError, UsageError
+from donjon.errors import DonjonError, UsageError, plain
 
 # OpenSSL verify codes that have a more precise meaning than "untrusted".
 _X509_V_ERR_CERT_NOT_YET_VALID = 9
@@ -145,7 +145,9 @@ def connect_and_verify(
     try:
         leaf = x509.load_der_x509_certificate(der)
     except ValueError as exc:
-        raise UntrustedChainError(f"{host}:{port}: peer certificate is unreadable: {exc}") from None
+        raise UntrustedChainError(
+            f"{host}:{port}: peer certificate is unreadable: {plain(exc)}"
+        ) from None
     identity = verify_peer_certificate(
         leaf, ca, now=now or datetime.now(UTC), crl=crl, expect=expect, role="server"
     )

@@ -18,6 +18,7 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, univ
 
+from donjon.errors import plain
 from donjon.steward.errors import MalformedRequest
 
 PKCS10 = "application/pkcs10"
@@ -61,7 +62,9 @@ def split_sequence(der: bytes, what: str) -> list[bytes]:
     try:
         value, rest = decoder.decode(der, asn1Spec=_AnySequence())
     except (PyAsn1Error, ValueError) as exc:
-        raise MalformedRequest(f"{what}: not a DER SEQUENCE OF: {exc}", check="bundle") from None
+        raise MalformedRequest(
+            f"{what}: not a DER SEQUENCE OF: {plain(exc)}", check="bundle"
+        ) from None
     if rest:
         raise MalformedRequest(f"{what}: {len(rest)} trailing bytes", check="bundle")
     return [bytes(item) for item in value]
@@ -85,7 +88,7 @@ def decode_bundle_output(der: bytes) -> tuple[list[bytes], list[bytes]]:
     try:
         value, rest = decoder.decode(der, asn1Spec=_Output())
     except (PyAsn1Error, ValueError) as exc:
-        raise MalformedRequest(f"bundle answer: not valid DER: {exc}") from None
+        raise MalformedRequest(f"bundle answer: not valid DER: {plain(exc)}") from None
     if rest:
         raise MalformedRequest(f"bundle answer: {len(rest)} trailing bytes")
     return [bytes(c) for c in value["chain"]], [bytes(c) for c in value["issued"]]

@@ -47,6 +47,7 @@ from donjon.attestation.snp.vcek import EndorsementKeyInfo
 from donjon.attestation.trust import TrustStore
 from donjon.attestation.verdict import Checklist, Stop
 from donjon.attestation.x509util import p384_public_key
+from donjon.errors import plain
 
 _P384_ORDER = int(
     "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
@@ -218,7 +219,7 @@ def _chain_step(
         checks.fail(check_id, error)
         raise Stop from error
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        checks.fail("snp.chain", MalformedEvidenceError(f"malformed certificate: {exc}"))
+        checks.fail("snp.chain", MalformedEvidenceError(f"malformed certificate: {plain(exc)}"))
         raise Stop from exc
     except Exception as exc:  # fail closed, as in Checklist.step
         checks.fail("snp.chain", VerifierInternalError(f"{type(exc).__name__}: {exc}"))

@@ -32,6 +32,7 @@ from donjon.attestation.kds import AMD_KDS_URL, CollateralFetcher, KdsFetcher
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import SigningKey, SnpReport, parse_report
+from donjon.errors import plain
 from donjon.keep.platforms import default_state_dir
 from donjon.keep.platforms.base import PlatformError, PlatformUnavailable, check_report_data
 from donjon.keep.platforms.configfs import ConfigfsTsm
@@ -219,7 +220,7 @@ def _load_crl(data: bytes, where: str) -> x509.CertificateRevocationList:
     try:
         return x509.load_der_x509_crl(data)
     except ValueError as exc:
-        raise SnpPlatformError(f"{where}: not a DER CRL: {exc}") from None
+        raise SnpPlatformError(f"{where}: not a DER CRL: {plain(exc)}") from None
 
 
 def _load_cert(data: bytes, where: str) -> x509.Certificate:
@@ -228,7 +229,7 @@ def _load_cert(data: bytes, where: str) -> x509.Certificate:
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise SnpPlatformError(f"{where}: not an X.509 certificate: {exc}") from None
+        raise SnpPlatformError(f"{where}: not an X.509 certificate: {plain(exc)}") from None
 
 
 def create(state_dir: Path | None = None) -> SnpPlatform:

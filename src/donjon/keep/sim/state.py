@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from donjon.atomicfile import make_private_dir, write_bytes
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.vcek import OID_HWID
-from donjon.errors import UsageError
+from donjon.errors import UsageError, plain
 from donjon.keep.sim import hierarchy
 from donjon.keep.sim.errors import (
     SimAlreadyInitialised,
@@ -258,7 +258,7 @@ def _load_cert(path: Path) -> x509.Certificate:
     except FileNotFoundError:
         raise SimStateCorrupt(f"{path}: missing (run `donjon sim reset` then `init`)") from None
     except (OSError, ValueError) as exc:
-        raise SimStateCorrupt(f"{path}: not a PEM certificate: {exc}") from None
+        raise SimStateCorrupt(f"{path}: not a PEM certificate: {plain(exc)}") from None
 
 
 def _load_key(path: Path) -> Any:
@@ -267,4 +267,4 @@ def _load_key(path: Path) -> Any:
     except FileNotFoundError:
         raise SimStateCorrupt(f"{path}: missing (run `donjon sim reset` then `init`)") from None
     except (OSError, ValueError, TypeError) as exc:
-        raise SimStateCorrupt(f"{path}: not a PEM private key: {exc}") from None
+        raise SimStateCorrupt(f"{path}: not a PEM private key: {plain(exc)}") from None
