@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
+from donjon.cli import logs
 from donjon.cli.options import DIRECTORY, FILE, JSON
 from donjon.cli.output import print_json
 from donjon.steward.reasons import REVOCATION_REASONS
@@ -29,14 +28,6 @@ _DB = click.option(
     help="Audit store: sqlite:///path or postgresql://user@host/db "
     "[default: sqlite:///<dir>/audit.db].",
 )
-
-
-def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 @click.group()
@@ -165,6 +156,19 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
     default="info",
     show_default=True,
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object a line (time, level, logger, message), for log shippers.",
+)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="Log one line per HTTP request.",
+)
 def serve(
     state_dir: Path,
     addr: str,
@@ -186,6 +190,8 @@ def serve(
     max_body: int,
     max_concurrent: int,
     log_level: str,
+    log_format: str,
+    access_log: bool,
 ) -> None:
     """Serve the Steward API (Enarx-compatible POST / plus /v1, /metrics, /openapi.json).
 
@@ -204,7 +210,6 @@ def serve(
     from donjon.steward.server import ServeOptions
     from donjon.steward.server import serve as run
 
-    _setup_logging(log_level)
     config = StewardConfig(
         state_dir=state_dir,
         ca_cert=ca_cert,
@@ -222,7 +227,6 @@ def serve(
         max_body=max_body,
         max_concurrent=max_concurrent,
     )
-    stew, settings = build_steward(config)
     options = ServeOptions(
         host=addr,
         port=port,
@@ -230,11 +234,14 @@ def serve(
         tls_key=tls_key,
         development=development,
         log_level=log_level,
+        access_log=access_log,
     )
-    try:
-        run(create_app(stew, settings), options)
-    finally:
-        stew.store.close()
+    with logs.configured(log_level, log_format):
+        stew, settings = build_steward(config)
+        try:
+            run(create_app(stew, settings), options)
+        finally:
+            stew.store.close()
 
 
 # --- the audit store ------------------------------------------------------------------------

@@ -34,6 +34,8 @@ class ServeOptions:
     limit_concurrency: int = 256  # open connections + tasks; more get 503 from uvicorn
     timeout_keep_alive: int = 5
     log_level: str = "info"
+    #: One line per request, in the same format as every other line (``cli/logs.py``).
+    access_log: bool = True
 
 
 def build_server(app: ASGIApp, options: ServeOptions) -> uvicorn.Server:
@@ -54,7 +56,8 @@ def build_server(app: ASGIApp, options: ServeOptions) -> uvicorn.Server:
         limit_concurrency=options.limit_concurrency,
         timeout_keep_alive=options.timeout_keep_alive,
         log_level=options.log_level,
-        access_log=False,
+        log_config=None,  # uvicorn's records go to the caller's handlers, in its format
+        access_log=options.access_log,
         server_header=False,
         lifespan="off",
     )
@@ -64,8 +67,8 @@ def build_server(app: ASGIApp, options: ServeOptions) -> uvicorn.Server:
         raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
     if config.ssl is not None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
-    if options.development:
-        log.warning(DEV_BANNER)
+    if options.tls_cert is None:  # the development banner itself is logged at start-up
+        log.warning("DEVELOPMENT MODE: serving plain HTTP")
     return uvicorn.Server(config)
 
 

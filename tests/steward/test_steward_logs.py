@@ -1,0 +1,69 @@
+"""``donjon steward serve`` logs in one format, uvicorn's lines and access lines included."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def serve_and_get(tmp_path: Path, *extra: str) -> list[str]:
+    """Start a development Steward, make one request, stop it; its stderr lines."""
+    (tmp_path / "dev.toml").write_text("[nil]\nallow = true\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
+         "--dir", str(tmp_path / "state"), "--policy", str(tmp_path / "dev.toml"),
+         "--port", str(port), *extra],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/crl", timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    pytest.fail("the Steward did not start")
+                time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    return err.splitlines()
+
+
+def test_text_logs_have_one_format_and_say_development_once(tmp_path: Path) -> None:
+    lines = serve_and_get(tmp_path)
+    assert lines and all(TEXT_LINE.match(line) for line in lines), lines
+    assert not any(line.startswith("INFO:") for line in lines)
+    banner = [line for line in lines if "not fit for production" in line]
+    assert len(banner) == 1
+    access = [line for line in lines if " donjon.steward.access: " in line]
+    assert len(access) == 1 and '"GET /v1/crl HTTP/1.1" 200' in access[0]
+
+
+def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
+    lines = serve_and_get(tmp_path, "--log-format", "json")
+    entries = [json.loads(line) for line in lines]
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    access = [e for e in entries if e["logger"] == "donjon.steward.access"]
+    assert len(access) == 1
+    assert (access[0]["method"], access[0]["path"], access[0]["status"]) == ("GET", "/v1/crl", 200)
+    assert sum("not fit for production" in e["message"] for e in entries) == 1
