@@ -16,6 +16,7 @@ import click
 from donjon.atomicfile import write_text
 from donjon.cli.options import DIRECTORY, FILE
 from donjon.cli.output import mark, print_checks, print_json
+from donjon.cli.stopping import stop_promptly_on_sigterm
 from donjon.errors import UsageError
 
 CONFIG_TEMPLATE = """\
@@ -182,6 +183,7 @@ def run(
         report=report,
     )
     sys.stdout.flush()
+    stop_promptly_on_sigterm()
     result = run_keep(pkg, options)
     if result.trap:
         _say(result.trap)

@@ -133,6 +133,7 @@ def run_wasm(
       donjon run-wasm --memory 64M --timeout 10 compute.wasm
       donjon run-wasm --listen 127.0.0.1:8080 server.wasm
     """
+    from donjon.cli.stopping import stop_promptly_on_sigterm
     from donjon.wasi.api import Limits, Preopen, RunSpec
     from donjon.wasi.cache import default_cache_dir
     from donjon.wasi.runner import run
@@ -171,6 +172,7 @@ def run_wasm(
         if sys.stderr.isatty():  # never mixed into a captured stderr
             click.echo(f"donjon: {message}", err=True)
 
+    stop_promptly_on_sigterm()
     result = run(spec, progress=progress)
     if result.trap:
         click.echo(f"donjon: {result.trap}", err=True)

@@ -1,0 +1,40 @@
+"""SIGTERM stops a Keep (and run-wasm) at once, even a guest spinning inside wasm, with
+one line saying why and the exit status."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+SPIN = Path(__file__).resolve().parents[1] / "programs" / "wat" / "spin.wat"
+
+
+@pytest.mark.parametrize("command", ["run", "run-wasm"])
+def test_sigterm_stops_a_spinning_guest_with_one_line(
+    tmp_path: Path, build_wasm: Callable[[Path], Path], command: str
+) -> None:
+    package = tmp_path / "spin"
+    package.mkdir()
+    shutil.copyfile(build_wasm(SPIN), package / "main.wasm")
+    target = package if command == "run" else package / "main.wasm"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli.main", command, str(target)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "spinning\n"  # the guest runs, in its loop
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)  # a bound for a hung test, not a speed check
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
+    assert err.splitlines()[-1] == "donjon: stopped by SIGTERM (exit status 143)"
