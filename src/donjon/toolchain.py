@@ -19,6 +19,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from donjon.atomicfile import write_bytes
@@ -27,6 +29,13 @@ from donjon.errors import DonjonError
 DEBIAN_RUSTC = Path("/usr/bin/rustc")
 DEBIAN_CLANG = Path("/usr/bin/clang-14")
 WASI_SYSROOT = Path("/usr/share/wasi-sysroot")
+
+
+#: Told about slow work (a compile the cache lacks) so that a person sees it happen.
+Progress = Callable[[str], None]
+
+#: How often a running compile says it is still running.
+HEARTBEAT_S = 10.0
 
 
 class ToolchainMissing(DonjonError):
@@ -67,11 +76,27 @@ def c_compiler(cplusplus: bool = False) -> list[str]:
     )
 
 
-def _run(cmd: list[str], what: Path) -> None:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout).strip().splitlines()
-        first = detail[0] if detail else f"exit {proc.returncode}"
+def _run(cmd: list[str], what: Path, progress: Progress | None = None, tool: str = "") -> None:
+    """Run a compiler; with ``progress``, say what runs and, every 10 s, that it still does."""
+    if progress is None:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        out, err, code = proc.stdout, proc.stderr, proc.returncode
+    else:
+        progress(f"compiling {what}{f' with {tool}' if tool else ''}")
+        started = time.monotonic()
+        with subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ) as running:
+            while True:
+                try:
+                    out, err = running.communicate(timeout=HEARTBEAT_S)
+                    break
+                except subprocess.TimeoutExpired:
+                    progress(f"still compiling {what} ({time.monotonic() - started:.0f} s)")
+            code = running.returncode
+    if code != 0:
+        detail = (err or out).strip().splitlines()
+        first = detail[0] if detail else f"exit {code}"
         raise BuildFailed(f"{what}: build failed: {first}")
 
 
@@ -92,18 +117,26 @@ def _publish(tmp: Path, out: Path) -> Path:
     return out
 
 
-def build_c(src: Path, *, flags: list[str] | None = None, cplusplus: bool = False) -> Path:
+def build_c(
+    src: Path,
+    *,
+    flags: list[str] | None = None,
+    cplusplus: bool = False,
+    progress: Progress | None = None,
+) -> Path:
     """Compile one C or C++ file to a WASI command module."""
     cmd = [*c_compiler(cplusplus=cplusplus), "-O2", *(flags or [])]
     out, hit = _cached([src], cmd)
     if hit:
         return out
+    tool = "zig (its first build also compiles the C library: up to a minute)"
+    tool = tool if "ziglang" in cmd else Path(cmd[0]).name
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
-    _run([*cmd, "-o", str(tmp), str(src)], src)
+    _run([*cmd, "-o", str(tmp), str(src)], src, progress, tool)
     return _publish(tmp, out)
 
 
-def build_zig(src: Path) -> Path:
+def build_zig(src: Path, *, progress: Progress | None = None) -> Path:
     if not _zig_available():
         raise ToolchainMissing("no Zig toolchain: pip install ziglang")
     cmd = [
@@ -120,13 +153,18 @@ def build_zig(src: Path) -> Path:
     if hit:
         return out
     with tempfile.TemporaryDirectory() as work:
-        _run([*cmd, f"-femit-bin={Path(work) / 'out.wasm'}", str(src.resolve())], src)
+        _run(
+            [*cmd, f"-femit-bin={Path(work) / 'out.wasm'}", str(src.resolve())],
+            src,
+            progress,
+            "zig (its first build also compiles the standard library: up to a minute)",
+        )
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         shutil.copyfile(Path(work) / "out.wasm", tmp)
     return _publish(tmp, out)
 
 
-def build_rust(src: Path, *, edition: str = "2021") -> Path:
+def build_rust(src: Path, *, edition: str = "2021", progress: Progress | None = None) -> Path:
     """Compile one Rust file with Debian's rustc, the one that can target wasm32-wasi."""
     std = Path("/usr/lib/rustlib/wasm32-wasi")
     if not DEBIAN_RUSTC.exists() or not std.exists():
@@ -138,7 +176,7 @@ def build_rust(src: Path, *, edition: str = "2021") -> Path:
     if hit:
         return out
     tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")
-    _run([*cmd, "-o", str(tmp), str(src)], src)
+    _run([*cmd, "-o", str(tmp), str(src)], src, progress, "rustc")
     return _publish(tmp, out)
 
 
@@ -161,7 +199,7 @@ def build_wat(src: Path) -> Path:
 ASSEMBLYSCRIPT_PACKAGES = ("assemblyscript@0.28.20", "@assemblyscript/wasi-shim@0.1.0")
 
 
-def assemblyscript_prefix() -> Path:
+def assemblyscript_prefix(progress: Progress | None = None) -> Path:
     """An npm prefix holding the pinned AssemblyScript compiler, installed on first use.
 
     npm installs into a private directory that is then renamed into place, so
@@ -175,6 +213,10 @@ def assemblyscript_prefix() -> Path:
     if (prefix / "node_modules" / "assemblyscript" / "bin" / "asc.js").is_file():
         return prefix
     prefix.parent.mkdir(parents=True, exist_ok=True)
+    if progress is not None:
+        progress(
+            f"fetching the AssemblyScript compiler with npm ({' '.join(ASSEMBLYSCRIPT_PACKAGES)})"
+        )
     staging = Path(tempfile.mkdtemp(prefix=".npm-", dir=prefix.parent))
     try:
         proc = subprocess.run(
@@ -209,9 +251,9 @@ def assemblyscript_prefix() -> Path:
     return prefix
 
 
-def build_assemblyscript(src: Path) -> Path:
+def build_assemblyscript(src: Path, *, progress: Progress | None = None) -> Path:
     """Compile one AssemblyScript file to a WASI command with ``@assemblyscript/wasi-shim``."""
-    prefix = assemblyscript_prefix()
+    prefix = assemblyscript_prefix(progress)
     modules = prefix / "node_modules"
     cmd = [
         shutil.which("node") or "node",
@@ -227,25 +269,28 @@ def build_assemblyscript(src: Path) -> Path:
     if hit:
         return out
     tmp = out.with_suffix(f".{os.getpid()}.tmp.wasm")
-    _run([*cmd, str(src.resolve()), "--outFile", str(tmp.resolve())], src)
+    _run([*cmd, str(src.resolve()), "--outFile", str(tmp.resolve())], src, progress, "asc")
     return _publish(tmp, out)
 
 
-def build(src: Path) -> Path:
-    """Build by file extension: .c .cc/.cpp .zig .rs .wat .ts (AssemblyScript)."""
+def build(src: Path, *, progress: Progress | None = None) -> Path:
+    """Build by file extension: .c .cc/.cpp .zig .rs .wat .ts (AssemblyScript).
+
+    ``progress`` hears about a compile the cache lacks, and every 10 s while it runs.
+    """
     suffix = src.suffix
     if suffix == ".c":
-        return build_c(src)
+        return build_c(src, progress=progress)
     if suffix in (".cc", ".cpp"):
-        return build_c(src, cplusplus=True)
+        return build_c(src, cplusplus=True, progress=progress)
     if suffix == ".zig":
-        return build_zig(src)
+        return build_zig(src, progress=progress)
     if suffix == ".rs":
-        return build_rust(src)
+        return build_rust(src, progress=progress)
     if suffix == ".wat":
         return build_wat(src)
     if suffix == ".ts":
-        return build_assemblyscript(src)
+        return build_assemblyscript(src, progress=progress)
     raise BuildFailed(f"{src}: do not know how to build a {suffix or 'suffix-less'} file")
 
 

@@ -129,9 +129,19 @@ def test_fetch_everything_then_work_offline_from_the_cache(
 def test_retries_on_server_errors(kds: FakeKds, vectors: Path) -> None:
     serve_milan(kds, vectors)
     kds.failures["/vcek/v1/Milan/crl"] = [503, 500]
-    data = fetcher(kds, retries=3).crl(Product.MILAN, "VCEK")
+    said: list[str] = []
+    data = fetcher(kds, retries=3, progress=said.append).crl(Product.MILAN, "VCEK")
     assert data == (vectors / "amd-roots/crl_milan_2022-05-09.der").read_bytes()
     assert kds.requests.count("/vcek/v1/Milan/crl") == 3
+    # A person waiting on the network sees each fetch and each retry.
+    url = f"{kds.url}/vcek/v1/Milan/crl"
+    assert said == [
+        f"fetching {url}",
+        "HTTP 503; retrying in 0 s",
+        f"fetching {url}",
+        "HTTP 500; retrying in 0 s",
+        f"fetching {url}",
+    ]
 
 
 def test_gives_up_after_retries_and_on_404(kds: FakeKds, vectors: Path) -> None:

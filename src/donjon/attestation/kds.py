@@ -49,8 +49,11 @@ class KdsFetcher:
         retries: int = 3,
         backoff: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Told about every fetch and retry: a person waits on the network here.
+        self._progress = progress
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -61,7 +64,12 @@ class KdsFetcher:
         last = "no attempt"
         for attempt in range(self.retries + 1):
             if attempt:
-                self._sleep(self.backoff * 2 ** (attempt - 1))
+                pause = self.backoff * 2 ** (attempt - 1)
+                if self._progress is not None:
+                    self._progress(f"{last}; retrying in {pause:g} s")
+                self._sleep(pause)
+            if self._progress is not None:
+                self._progress(f"fetching {url}")
             try:
                 response = httpx.get(url, timeout=self.timeout, follow_redirects=False)
             except httpx.HTTPError as exc:

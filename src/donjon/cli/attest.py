@@ -139,6 +139,10 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
     return tuple(out)
 
 
+def _say(line: str) -> None:
+    click.echo(f"donjon: {line}", err=True)
+
+
 @click.group()
 def attest() -> None:
     """Decode and verify attestation evidence (AMD SEV-SNP reports and Keep CSRs).
@@ -275,7 +279,7 @@ def verify(
         raise UsageError(f"--trust-dir {trust_dir}: not a directory")
     chain_certs = _certs(chain, "--chain")
     crls = _crls(crl_files)
-    fetcher = KdsFetcher() if fetch else None
+    fetcher = KdsFetcher(progress=_say) if fetch else None
     cache = _cache_dir() if fetch else None
     if not as_json and fetch:
         click.echo("fetching missing collateral from AMD KDS...", err=True)

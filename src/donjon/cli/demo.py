@@ -116,7 +116,12 @@ def run_demo(
             from donjon import toolchain
 
             source = find_example(example)
-            wasm = source if source.suffix == ".wasm" else toolchain.build(source)
+            def building(line: str) -> None:
+                progress(f"      {line}")
+
+            wasm = (
+                source if source.suffix == ".wasm" else toolchain.build(source, progress=building)
+            )
             ctx["wasm"] = wasm
             ctx["digest"] = labmod.sha256_file(wasm)
             return f"{source} -> main.wasm sha256 {ctx['digest'].hex()}"
