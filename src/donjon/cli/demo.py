@@ -116,6 +116,7 @@ def run_demo(
             from donjon import toolchain
 
             source = find_example(example)
+
             def building(line: str) -> None:
                 progress(f"      {line}")
 

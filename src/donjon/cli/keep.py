@@ -29,7 +29,7 @@ CONFIG_TEMPLATE = """\
 # A Steward (attestation CA) that issues this Keep's certificate. Without one,
 # the certificate is self-signed and marked UNATTESTED.
 # steward = "https://steward.example.com"
-# steward_ca = "steward-ca.pem"      # Donjon: trust for the Steward's HTTPS (path relative to this file)
+# steward_ca = "steward-ca.pem"      # Donjon: trust for its HTTPS (relative to this file)
 
 # Tables come after the plain keys above (TOML puts any key after a [table] in it).
 # Environment variables. FD_COUNT and FD_NAMES are set by the Keep.
