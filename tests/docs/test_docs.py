@@ -23,7 +23,12 @@ import pytest
 from support import mddoc
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples" / "README.md"]
+DOCS = [
+    REPO / "README.md",
+    REPO / "CONTRIBUTING.md",
+    *sorted((REPO / "docs").glob("*.md")),
+    REPO / "examples" / "README.md",
+]
 COMMAND_TIMEOUT_S = 300  # a first build of a C example compiles zig's libc
 BACKGROUND_WAIT_S = 90
 #: Settings of the developer's own environment that would change what a reader sees.
@@ -118,6 +123,15 @@ class Runner:
                 return f"background command {why}\n" + mddoc.first_mismatch(command.output, lines)
             time.sleep(0.2)
 
+    def background_logs(self) -> str:
+        """The last lines of every background command, for a failure message."""
+        parts = []
+        for proc, log in self.background:
+            tail = log.read_text(errors="replace").splitlines()[-8:]
+            what = proc.args[-1].splitlines()[-1][:60]  # type: ignore[index]
+            parts.append(f"background {what!r}:\n  " + "\n  ".join(tail))
+        return "\n".join(parts)
+
     def stop(self) -> None:
         for proc, _ in self.background:
             if proc.poll() is None:
@@ -132,6 +146,9 @@ class Runner:
 
 def doc_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLEARED_ENV}
+    if env.get("PYTHONPATH"):  # commands run elsewhere: a relative entry would point nowhere
+        parts = env["PYTHONPATH"].split(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join(str(Path(p).resolve()) for p in parts if p)
     real_cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     bin_dir = tmp / "bin"
     bin_dir.mkdir()
@@ -201,11 +218,13 @@ def test_doc_runs_as_written(doc: Path, workspace: tuple[Path, dict[str, str]]) 
                 if command.must_fail:
                     assert code != 0, f"{where}\nshould fail (the doc shows an error)\n{shown}"
                 else:
-                    assert code == 0, f"{where}\nexited {code}:\n{shown}"
+                    logs = runner.background_logs()
+                    assert code == 0, f"{where}\nexited {code}:\n{shown}\n{logs}"
                 if command.output:
                     assert mddoc.matches(command.output, out), (
                         f"{where}\nthe output drifted from the doc\n"
                         + mddoc.first_mismatch(command.output, out)
+                        + f"\n{runner.background_logs()}"
                     )
     finally:
         runner.stop()

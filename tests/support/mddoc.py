@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass, field
 
 MARKER = re.compile(r"^<!--\s*doc-test:\s*(?P<body>.*?)\s*-->\s*$")
-FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<info>[\w+-]*)")
+FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>```+|~~~+)\s*(?P<info>[\w+-]*)")
 
 
 @dataclass
@@ -87,10 +87,11 @@ def parse(text: str, name: str = "doc") -> list[Block]:
             i += 1
             continue
         closing = fence.group("fence")
+        indent = len(fence.group("indent"))  # a fence inside a list item is indented
         body: list[str] = []
         j = i + 1
-        while j < len(lines) and not lines[j].startswith(closing):
-            body.append(lines[j])
+        while j < len(lines) and not lines[j].lstrip(" ").startswith(closing):
+            body.append(lines[j][indent:] if lines[j][:indent].isspace() else lines[j])
             j += 1
         block = Block(line=i + 1, info=fence.group("info"), text="\n".join(body) + "\n")
         for where, marker_body in pending:
