@@ -55,6 +55,11 @@ donjon_venv() {
     want="extra=$extra python=$("$PY" -c 'import sys; print(sys.version.split()[0])') pyproject=$(
         "$PY" -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' pyproject.toml)"
     stamp=$venv/.donjon-install-$extra
+    # [dev] holds everything [build] does: an environment made by scripts/test serves the demo.
+    if [ "$extra" = build ] && [ "$(cat "$venv/.donjon-install-dev" 2>/dev/null)" = "${want/extra=build/extra=dev}" ]; then
+        stamp=$venv/.donjon-install-dev
+        want=${want/extra=build/extra=dev}
+    fi
     if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] &&
         "$PY" -c 'import donjon, sys; sys.exit(not donjon.__file__.startswith(sys.argv[1]))' "$PWD/src" 2>/dev/null; then
         :  # up to date: no pip run

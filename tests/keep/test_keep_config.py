@@ -283,7 +283,7 @@ def test_every_problem_is_reported(tmp_path: Path) -> None:
     assert lines == [
         f"{path}: unknown field 'stewart' (did you mean 'steward'?)",
         f"{path}: [[files]] #1 (fd 0): unknown field 'kindd' (did you mean 'kind'?)",
-        f'{path}: [[files]] #4 "web" (fd 3): unknown field \'portt\' (did you mean \'port\'?)',
+        f"{path}: [[files]] #4 \"web\" (fd 3): unknown field 'portt' (did you mean 'port'?)",
     ]
     assert [p.entry for p in caught.value.problems] == [
         None,
