@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -67,3 +69,23 @@ def wasmtime_cli() -> Path:
         return toolchain.wasmtime_cli()
     except toolchain.ToolchainMissing as exc:
         pytest.skip(str(exc))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("DONJON_TEST_NO_REEXEC"):
+        _skip_tests_that_start_the_interpreter()
+
+
+def _skip_tests_that_start_the_interpreter() -> None:
+    """Under ``qemu-aarch64-static -L`` without binfmt_misc, a started ``sys.executable``
+    would run as a native binary and fail: such a test is skipped, with that reason."""
+    original = subprocess.Popen.__init__
+    me = os.path.realpath(sys.executable)
+
+    def init(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        argv = [args] if isinstance(args, str | bytes | os.PathLike) else list(args)
+        if argv and os.path.realpath(os.fsdecode(argv[0])) == me:
+            pytest.skip("starts the interpreter again: needs qemu registered with binfmt_misc")
+        original(self, args, *rest, **kwargs)
+
+    subprocess.Popen.__init__ = init  # type: ignore[method-assign]

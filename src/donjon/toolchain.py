@@ -53,7 +53,19 @@ def default_cache_dir() -> Path:
     return Path(tempfile.gettempdir()) / "donjon-wasm-build"
 
 
+def _zig_python() -> str:
+    """The Python whose ``ziglang`` compiles: this one, or ``$DONJON_ZIG_PYTHON``.
+
+    Under CPU emulation (the aarch64 tests) the host's native Python and its zig
+    build the same wasm many times faster, and since the command is part of the
+    cache key, they hit the builds the native run already made.
+    """
+    return os.environ.get("DONJON_ZIG_PYTHON") or sys.executable
+
+
 def _zig_available() -> bool:
+    if os.environ.get("DONJON_ZIG_PYTHON"):
+        return Path(os.environ["DONJON_ZIG_PYTHON"]).is_file()
     return importlib.util.find_spec("ziglang") is not None
 
 
@@ -61,7 +73,7 @@ def c_compiler(cplusplus: bool = False) -> list[str]:
     """The command prefix that compiles C (or C++) to wasm32-wasi."""
     if _zig_available():
         return [
-            sys.executable,
+            _zig_python(),
             "-m",
             "ziglang",
             "c++" if cplusplus else "cc",
@@ -140,7 +152,7 @@ def build_zig(src: Path, *, progress: Progress | None = None) -> Path:
     if not _zig_available():
         raise ToolchainMissing("no Zig toolchain: pip install ziglang")
     cmd = [
-        sys.executable,
+        _zig_python(),
         "-m",
         "ziglang",
         "build-exe",
@@ -299,7 +311,13 @@ def wasmtime_cli() -> Path:
 
     The wheel ships the binary without its execute bit; set it, or use a copy
     in the build cache where the package directory is read-only.
+    ``$DONJON_WASMTIME_CLI`` names another binary (the host's, under emulation).
     """
+    override = os.environ.get("DONJON_WASMTIME_CLI")
+    if override:
+        if not os.access(override, os.X_OK):
+            raise ToolchainMissing(f"DONJON_WASMTIME_CLI={override}: not an executable file")
+        return Path(override)
     try:
         import wasmtime_cli as package
     except ImportError as exc:
