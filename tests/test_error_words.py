@@ -64,3 +64,10 @@ def test_verify_peer_with_a_ca_that_is_not_a_certificate(
     assert proc.stderr.startswith(f"donjon: error: Steward CA {ca} is not a certificate: ")
     assert words in proc.stderr and "ParseError" not in proc.stderr
     assert proc.stderr.count("\n") == 1
+
+
+def test_our_own_messages_pass_through_whole() -> None:
+    from donjon.errors import UsageError
+
+    long = "x" * 300 + " {with braces}"
+    assert plain(UsageError(long)) == long

@@ -54,6 +54,8 @@ def plain(exc: BaseException) -> str:
     Library messages name their own internals (``ParseError { kind: InvalidLength }``,
     pyasn1 schema dumps, FAQ links); a user needs to know what is wrong with the file.
     """
+    if isinstance(exc, DonjonError):
+        return exc.message  # already in our words
     text = " ".join(str(exc).split())
     name = type(exc).__name__
     if "ParseError" in text and "kind:" in text:
