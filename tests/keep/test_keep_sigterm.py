@@ -38,3 +38,16 @@ def test_sigterm_stops_a_spinning_guest_with_one_line(
             proc.wait()
     assert proc.returncode == 143
     assert err.splitlines()[-1] == "donjon: stopped by SIGTERM (exit status 143)"
+
+
+def test_the_watcher_is_only_installed_from_the_main_thread() -> None:
+    import threading
+
+    from donjon.cli.stopping import stop_promptly_on_sigterm
+
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(stop_promptly_on_sigterm()))
+    thread.start()
+    thread.join()
+    assert result == [False]
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
