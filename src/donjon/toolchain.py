@@ -13,6 +13,7 @@ npm ``assemblyscript`` for AssemblyScript. A missing toolchain raises
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import os
 import shutil
@@ -112,9 +113,22 @@ def _run(cmd: list[str], what: Path, progress: Progress | None = None, tool: str
         raise BuildFailed(f"{what}: build failed: {first}")
 
 
+def _zig_version() -> str | None:
+    try:
+        return importlib.metadata.version("ziglang")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def _cached(sources: list[Path], recipe: list[str], suffix: str = ".wasm") -> tuple[Path, bool]:
     digest = hashlib.sha256()
+    # The key names zig by its version, not by the path of the Python that runs it, so
+    # every checkout and virtual environment with the same zig shares the builds.
+    version = _zig_version()
+    zig = _zig_python()
     for part in recipe:
+        if part == zig and version is not None:
+            part = f"ziglang {version}"
         digest.update(part.encode() + b"\0")
     for src in sources:
         digest.update(src.read_bytes())

@@ -52,9 +52,12 @@ def test_failing_demo_exits_non_zero_with_json(tmp_path: Path) -> None:
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="needs /proc (Linux)")
 def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, wasm: dict[str, Path]) -> None:
     env = dict(os.environ, TMPDIR=str(tmp_path))
+    # Ctrl-C as a terminal delivers it: with SIGINT at its default, whatever this process
+    # inherited (started in the background from a script, SIGINT arrives ignored).
     demo = subprocess.Popen(
-        [*DONJON, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
-    )
+        [*DONJON, "demo"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     assert demo.stderr is not None
     # Interrupt while the Steward runs and the Keep is starting.
     for line in demo.stderr:
