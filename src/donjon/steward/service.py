@@ -9,16 +9,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from donjon.attestation.claims import REVOCATION_NOT_CHECKED
+from donjon.attestation.claims import EVIDENCE_NOT_FRESH, REVOCATION_NOT_CHECKED
 from donjon.attestation.verdict import UNKNOWN_PLATFORM
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike, Verifier
@@ -26,12 +28,16 @@ from donjon.steward.crl import REASONS, build_crl
 from donjon.steward.errors import (
     AttestationRefused,
     EvidenceNotAuthentic,
+    KeyRevoked,
     MalformedRequest,
+    NotFresh,
+    Overloaded,
     StewardError,
 )
-from donjon.steward.issue import Issued, issue_certificate
+from donjon.steward.issue import Issued, csr_workload_claims, issue_certificate
 from donjon.steward.metrics import StewardMetrics
-from donjon.steward.store import AuditStore, CertificateRecord, Rejection
+from donjon.steward.refusals import RefusalRecorder, bounded
+from donjon.steward.store import AuditStore, CertificateRecord
 
 log = logging.getLogger("donjon.steward")
 
@@ -94,7 +100,10 @@ def classify(verdict: VerdictLike) -> type[StewardError]:
 
 
 def checks_json(verdict: VerdictLike) -> list[dict[str, Any]]:
-    return [{"id": c.id, "passed": bool(c.passed), "reason": c.reason} for c in verdict.checks]
+    """The checks for an answer or an audit row; reasons that quote the request are bounded."""
+    return [
+        {"id": c.id, "passed": bool(c.passed), "reason": bounded(c.reason)} for c in verdict.checks
+    ]
 
 
 def verdict_json(verdict: VerdictLike) -> dict[str, Any]:
@@ -114,6 +123,28 @@ def result_json(issued: Issued) -> dict[str, Any]:
     if issued.workload is not None:
         claims["workload"] = issued.workload.to_json()
     return claims
+
+
+#: Bytes of a challenge nonce (the claims accept 32..64).
+NONCE_BYTES = 32
+#: Outstanding challenges one store may hold; more are refused (503) until some expire.
+MAX_OPEN_CHALLENGES = 100_000
+_NONCE_REFUSALS = {
+    "unknown": "the challenge nonce was not given by this Steward (or its store)",
+    "used": "the challenge nonce was already used: evidence is accepted once per challenge",
+    "expired": "the challenge nonce expired before the evidence arrived: ask for a new one",
+}
+
+
+@dataclass(frozen=True)
+class Challenge:
+    nonce: bytes
+    expires_at: datetime
+
+
+def spki_digest(csr: x509.CertificateSigningRequest) -> str:
+    der = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -136,6 +167,8 @@ class Steward:
         clock: Clock,
         metrics: StewardMetrics | None = None,
         serialize_verifier: bool = True,
+        nonce_lifetime: timedelta | None = None,
+        max_open_challenges: int = MAX_OPEN_CHALLENGES,
     ) -> None:
         self.ca = ca
         self.policy = policy
@@ -144,6 +177,12 @@ class Steward:
         self.verifier = verifier
         self.clock = clock
         self.metrics = metrics or StewardMetrics()
+        self.refusals = RefusalRecorder(store)
+        freshness = getattr(policy, "freshness", None)
+        lifetime = nonce_lifetime or getattr(freshness, "nonce_lifetime", None)
+        self.nonce_lifetime: timedelta = lifetime or timedelta(seconds=120)
+        self.max_open_challenges = max_open_challenges
+        self._last_purge: datetime | None = None
         # The engine's trust store caches chains and is not thread-safe; the HTTP layer
         # runs attestations in worker threads, so they take turns inside the verifier.
         self._verify_lock: threading.Lock | contextlib.nullcontext[None] = (
@@ -174,29 +213,59 @@ class Steward:
         reason = error.check or error.code
         platform = platform or UNKNOWN_PLATFORM
         self.metrics.verdicts.labels(platform, "refused", reason).inc()
-        log.warning(
-            "refused attestation: platform=%s reason=%s status=%d evidence_sha256=%s: %s",
-            platform,
-            reason,
-            error.status,
-            evidence_sha256,
-            error.message,
-        )
-        try:
-            self.store.record_rejection(
-                Rejection(
-                    at=now,
-                    reason=reason,
-                    status=error.status,
-                    platform=platform,
-                    evidence_sha256=evidence_sha256,
-                    detail=error.message,
-                )
-            )
-        except StewardError as exc:  # the refusal stands even if it cannot be counted
-            log.error("could not record a rejection: %s", exc.message)
+        error.message = bounded(error.message)
+        self.refusals.record(error, platform=platform, evidence_sha256=evidence_sha256, now=now)
         error.evidence_sha256 = evidence_sha256
         return error
+
+    def challenge(self) -> Challenge:
+        """A fresh nonce for a Keep's claims, stored so that it is accepted once, in time."""
+        now = self.clock()
+        self._purge(now)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        expires = now + self.nonce_lifetime
+        self.store.add_challenge(
+            hashlib.sha256(nonce).hexdigest(), issued_at=now, expires_at=expires
+        )
+        self.metrics.challenges.inc()
+        return Challenge(nonce, expires)
+
+    def _purge(self, now: datetime) -> None:
+        """Drop expired challenges about once a minute, and refuse past the cap."""
+        last = self._last_purge
+        if last is not None and timedelta(0) <= now - last < timedelta(minutes=1):
+            return
+        self._last_purge = now
+        self.store.purge_challenges(before=now - timedelta(minutes=5))
+        if self.store.open_challenges(now=now) >= self.max_open_challenges:
+            self._last_purge = None  # look again next time
+            raise Overloaded(
+                f"{self.max_open_challenges} challenges are outstanding; retry when some expire"
+            )
+
+    def _check_fresh(self, verdict: VerdictLike, now: datetime) -> None:
+        """Accept the claims' challenge nonce once, before it expires (the store decides)."""
+        if verdict.csr is None:
+            return
+        workload, _ = csr_workload_claims(verdict.csr)
+        nonce = getattr(workload, "nonce", None)
+        if nonce is None:
+            return  # the verifier applied [freshness] to evidence without a challenge
+        outcome = self.store.consume_challenge(hashlib.sha256(nonce).hexdigest(), now=now)
+        if outcome != "ok":
+            raise NotFresh(
+                f"{_NONCE_REFUSALS[outcome]} (nonce {nonce.hex()[:16]}...)",
+                check=f"freshness.nonce_{outcome}",
+            )
+
+    def _check_key_not_revoked(self, key_sha256: str) -> None:
+        serial = self.store.revoked_serial_for_key(key_sha256)
+        if serial is not None:
+            raise KeyRevoked(
+                f"the CSR's key belongs to revoked certificate serial {serial}: "
+                "a revoked key is never certified again; make a new key",
+                check="revoked.key",
+            )
 
     def attest(self, csr_ders: Sequence[bytes]) -> Attestation:
         """Verify every CSR, then issue all or none, commit the audit rows, then return."""
@@ -232,6 +301,9 @@ class Steward:
                     now=now,
                 )
             try:
+                if verdict.csr is not None:
+                    self._check_key_not_revoked(spki_digest(verdict.csr))
+                self._check_fresh(verdict, now)
                 issued.append(issue_certificate(self.ca, verdict, self.policy, now=now))
             except StewardError as exc:
                 exc.checks = checks_json(verdict)
@@ -257,6 +329,7 @@ class Steward:
             for item, verdict in zip(issued, verdicts, strict=True)
         ]
         self.store.record_issued(records)  # before anything is returned
+        self._recheck_revocations(issued, verdicts, now)
         for item, verdict in zip(issued, verdicts, strict=True):
             self.metrics.verdicts.labels(verdict.platform, "accepted", "").inc()
             self.metrics.issued.inc()
@@ -267,6 +340,14 @@ class Steward:
                 item.result.development,
                 verdict.evidence_sha256,
             )
+            if EVIDENCE_NOT_FRESH in item.result.advisories:
+                log.warning(
+                    "EVIDENCE NOT FRESH for certificate serial=%s platform=%s: an Enarx CSR "
+                    'carries no challenge ([freshness] enarx = "accept"; advisory in the '
+                    "certificate)",
+                    item.serial_hex,
+                    item.result.platform,
+                )
             if REVOCATION_NOT_CHECKED in item.result.advisories:
                 revocation = next((c for c in verdict.checks if c.id == "snp.revocation"), None)
                 log.warning(
@@ -277,6 +358,30 @@ class Steward:
                     revocation.reason if revocation is not None else "no current vendor CRL",
                 )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
+
+    def _recheck_revocations(
+        self, issued: Sequence[Issued], verdicts: Sequence[VerdictLike], now: datetime
+    ) -> None:
+        """After the commit: a revocation of the same key that raced this issuance wins.
+
+        The revoker commits, then revokes every certificate of the key; this side
+        commits, then looks. One of the two always sees the other's row.
+        """
+        for item, verdict in zip(issued, verdicts, strict=True):
+            serial = self.store.revoked_serial_for_key(item.subject_key_sha256)
+            if serial is None:
+                continue
+            self.store.revoke_key(item.subject_key_sha256, reason="key-compromise", at=now)
+            raise self._refuse(
+                KeyRevoked(
+                    f"the CSR's key was revoked (serial {serial}) while this request was "
+                    "being answered; the new certificate was revoked too",
+                    check="revoked.key",
+                ),
+                platform=verdict.platform,
+                evidence_sha256=verdict.evidence_sha256,
+                now=now,
+            )
 
     def crl(self) -> x509.CertificateRevocationList:
         return build_crl(self.ca, self.store.revoked(), now=self.clock())

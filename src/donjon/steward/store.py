@@ -59,6 +59,19 @@ rejections = sa.Table(
     sa.Column("detail", sa.Text(), nullable=False),
 )
 
+#: Challenge nonces handed out by ``POST /v1/challenge``; each is accepted once.
+challenges = sa.Table(
+    "challenges",
+    _metadata,
+    sa.Column("nonce_sha256", sa.String(64), primary_key=True),
+    sa.Column("issued_at", sa.DateTime(), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("used_at", sa.DateTime(), nullable=True),
+)
+
+#: A revoked key must stay revoked: issuance looks certificates up by their key.
+_by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject_key_sha256)
+
 meta = sa.Table(
     "steward_meta",
     _metadata,
@@ -208,6 +221,7 @@ class AuditStore:
         try:
             _metadata.create_all(self._engine)
             with self._engine.begin() as conn:
+                _by_subject_key.create(conn, checkfirst=True)  # a store made before it existed
                 found = conn.execute(
                     sa.select(meta.c.value).where(meta.c.key == "schema_version")
                 ).scalar()
@@ -310,7 +324,13 @@ class AuditStore:
         return [_row_to_record(r) for r in rows]
 
     def revoke(self, serial: str, *, reason: str, at: datetime) -> CertificateRecord:
-        """Mark a certificate revoked; revoking twice keeps the first time and reason."""
+        """Mark a certificate revoked; revoking twice keeps the first time and reason.
+
+        Every other certificate for the same key is revoked with it, in a second
+        transaction after the first commits: an issuance racing this one commits
+        its row, then looks for a revoked sibling, so one of the two always sees
+        the other (``revoked_serial_for_key``).
+        """
         serial = normalize_serial(serial)
         with self._tx() as conn:
             conn.execute(
@@ -319,7 +339,99 @@ class AuditStore:
                 .values(revoked_at=_utc(at), revocation_reason=reason)
             )
             row = _select(conn, serial)
-        return _found(row, serial)
+        record = _found(row, serial)
+        self.revoke_key(record.subject_key_sha256, reason=reason, at=at)
+        return record
+
+    def revoke_key(self, subject_key_sha256: str, *, reason: str, at: datetime) -> list[str]:
+        """Revoke every unrevoked certificate of one key; their serials."""
+        column = certificates.c.subject_key_sha256
+        with self._tx() as conn:
+            serials = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(certificates.c.serial).where(
+                        column == subject_key_sha256, certificates.c.revoked_at.is_(None)
+                    )
+                )
+            ]
+            if serials:
+                conn.execute(
+                    certificates.update()
+                    .where(certificates.c.serial.in_(serials), certificates.c.revoked_at.is_(None))
+                    .values(revoked_at=_utc(at), revocation_reason=reason)
+                )
+        return serials
+
+    def revoked_serial_for_key(self, subject_key_sha256: str) -> str | None:
+        """The serial of a revoked certificate for this key, if there is one."""
+        query = (
+            sa.select(certificates.c.serial)
+            .where(
+                certificates.c.subject_key_sha256 == subject_key_sha256,
+                certificates.c.revoked_at.is_not(None),
+            )
+            .order_by(certificates.c.revoked_at, certificates.c.serial)
+            .limit(1)
+        )
+        with self._tx() as conn:
+            return conn.execute(query).scalar()
+
+    # --- challenges ----------------------------------------------------------------------
+
+    def add_challenge(
+        self, nonce_sha256: str, *, issued_at: datetime, expires_at: datetime
+    ) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                challenges.insert().values(
+                    nonce_sha256=nonce_sha256,
+                    issued_at=_utc(issued_at),
+                    expires_at=_utc(expires_at),
+                )
+            )
+
+    def consume_challenge(self, nonce_sha256: str, *, now: datetime) -> str:
+        """Use a challenge once: "ok", or why not ("unknown", "used", "expired").
+
+        One conditional UPDATE decides, so two Stewards on one database cannot
+        both accept the same nonce.
+        """
+        when = _utc(now)
+        with self._tx() as conn:
+            taken = conn.execute(
+                challenges.update()
+                .where(
+                    challenges.c.nonce_sha256 == nonce_sha256,
+                    challenges.c.used_at.is_(None),
+                    challenges.c.expires_at > when,
+                )
+                .values(used_at=when)
+            )
+            if taken.rowcount == 1:
+                return "ok"
+            row = conn.execute(
+                sa.select(challenges.c.used_at).where(challenges.c.nonce_sha256 == nonce_sha256)
+            ).first()
+        if row is None:
+            return "unknown"
+        return "used" if row[0] is not None else "expired"
+
+    def purge_challenges(self, *, before: datetime) -> int:
+        """Forget challenges that expired before ``before``; how many went."""
+        with self._tx() as conn:
+            gone = conn.execute(challenges.delete().where(challenges.c.expires_at < _utc(before)))
+        return int(gone.rowcount or 0)
+
+    def open_challenges(self, *, now: datetime) -> int:
+        """Challenges handed out, unused and not yet expired."""
+        with self._tx() as conn:
+            count = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(challenges)
+                .where(challenges.c.used_at.is_(None), challenges.c.expires_at > _utc(now))
+            ).scalar()
+        return int(count or 0)
 
     def revoked(self) -> list[tuple[str, datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
