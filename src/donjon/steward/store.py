@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,14 +60,14 @@ rejections = sa.Table(
     sa.Column("detail", sa.Text(), nullable=False),
 )
 
-#: Challenge nonces handed out by ``POST /v1/challenge``; each is accepted once.
-challenges = sa.Table(
-    "challenges",
+#: Challenge nonces that were answered: the primary key makes each acceptable once, across
+#: every Steward on this store. A row outlives its nonce's expiry only until the next purge.
+used_nonces = sa.Table(
+    "used_nonces",
     _metadata,
     sa.Column("nonce_sha256", sa.String(64), primary_key=True),
-    sa.Column("issued_at", sa.DateTime(), nullable=False),
+    sa.Column("used_at", sa.DateTime(), nullable=False),
     sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
-    sa.Column("used_at", sa.DateTime(), nullable=True),
 )
 
 #: A revoked key must stay revoked: issuance looks certificates up by their key.
@@ -260,8 +261,16 @@ class AuditStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"audit store unavailable: {_short(exc)}") from None
 
-    def record_issued(self, records: Sequence[CertificateRecord]) -> None:
-        """Commit every record in one transaction (all or nothing)."""
+    def record_issued(
+        self,
+        records: Sequence[CertificateRecord],
+        nonces: Sequence[UsedNonce] = (),
+    ) -> None:
+        """Commit every record, and the use of every nonce, in one transaction (all or nothing).
+
+        A nonce used before makes the whole transaction fail with :class:`NonceAlreadyUsed`:
+        nothing is recorded, so nothing may be handed out.
+        """
         rows = [
             {
                 "serial": r.serial,
@@ -280,8 +289,25 @@ class AuditStore:
             }
             for r in records
         ]
-        with self._tx() as conn:
-            conn.execute(certificates.insert(), rows)
+        used = [
+            {
+                "nonce_sha256": n.nonce_sha256,
+                "used_at": _utc(n.used_at),
+                "expires_at": _utc(n.expires_at),
+            }
+            for n in nonces
+        ]
+        try:
+            with self._engine.begin() as conn:
+                if used:
+                    conn.execute(used_nonces.insert(), used)
+                conn.execute(certificates.insert(), rows)
+        except IntegrityError as exc:
+            if used and _duplicate_nonce(exc):
+                raise NonceAlreadyUsed() from None
+            raise StoreError(f"audit store refused the write: {_short(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"audit store unavailable: {_short(exc)}") from None
 
     def record_rejection(self, rejection: Rejection) -> None:
         with self._tx() as conn:
@@ -379,59 +405,28 @@ class AuditStore:
 
     # --- challenges ----------------------------------------------------------------------
 
-    def add_challenge(
-        self, nonce_sha256: str, *, issued_at: datetime, expires_at: datetime
-    ) -> None:
+    def challenge_key(self) -> bytes:
+        """The key that authenticates this store's challenges (made once, shared by replicas)."""
         with self._tx() as conn:
-            conn.execute(
-                challenges.insert().values(
-                    nonce_sha256=nonce_sha256,
-                    issued_at=_utc(issued_at),
-                    expires_at=_utc(expires_at),
-                )
-            )
-
-    def consume_challenge(self, nonce_sha256: str, *, now: datetime) -> str:
-        """Use a challenge once: "ok", or why not ("unknown", "used", "expired").
-
-        One conditional UPDATE decides, so two Stewards on one database cannot
-        both accept the same nonce.
-        """
-        when = _utc(now)
-        with self._tx() as conn:
-            taken = conn.execute(
-                challenges.update()
-                .where(
-                    challenges.c.nonce_sha256 == nonce_sha256,
-                    challenges.c.used_at.is_(None),
-                    challenges.c.expires_at > when,
-                )
-                .values(used_at=when)
-            )
-            if taken.rowcount == 1:
-                return "ok"
-            row = conn.execute(
-                sa.select(challenges.c.used_at).where(challenges.c.nonce_sha256 == nonce_sha256)
-            ).first()
-        if row is None:
-            return "unknown"
-        return "used" if row[0] is not None else "expired"
-
-    def purge_challenges(self, *, before: datetime) -> int:
-        """Forget challenges that expired before ``before``; how many went."""
-        with self._tx() as conn:
-            gone = conn.execute(challenges.delete().where(challenges.c.expires_at < _utc(before)))
-        return int(gone.rowcount or 0)
-
-    def open_challenges(self, *, now: datetime) -> int:
-        """Challenges handed out, unused and not yet expired."""
-        with self._tx() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(challenges)
-                .where(challenges.c.used_at.is_(None), challenges.c.expires_at > _utc(now))
+            found = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == "challenge_key")
             ).scalar()
-        return int(count or 0)
+            if found is None:
+                # A replica may create it at the same moment: keep whichever was first.
+                with contextlib.suppress(IntegrityError), conn.begin_nested():
+                    conn.execute(
+                        meta.insert().values(key="challenge_key", value=secrets.token_hex(32))
+                    )
+                found = conn.execute(
+                    sa.select(meta.c.value).where(meta.c.key == "challenge_key")
+                ).scalar()
+        return bytes.fromhex(str(found))
+
+    def purge_used_nonces(self, *, before: datetime) -> int:
+        """Forget used nonces that expired before ``before`` (they are refused as expired)."""
+        with self._tx() as conn:
+            gone = conn.execute(used_nonces.delete().where(used_nonces.c.expires_at < _utc(before)))
+        return int(gone.rowcount or 0)
 
     def revoked(self) -> list[tuple[str, datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
@@ -489,6 +484,22 @@ class AuditStore:
                 )
             )
         return out
+
+
+@dataclass(frozen=True)
+class UsedNonce:
+    nonce_sha256: str
+    used_at: datetime
+    expires_at: datetime
+
+
+class NonceAlreadyUsed(Exception):
+    """A nonce in this issuance was used before (by this Steward or a replica)."""
+
+
+def _duplicate_nonce(exc: IntegrityError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "used_nonces" in text or "nonce_sha256" in text
 
 
 def normalize_serial(serial: str) -> str:
