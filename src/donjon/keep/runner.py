@@ -109,6 +109,7 @@ def obtain_identity(
         return identity
     ca_bundle = resolve(package.base_dir, config.steward_ca) if config.steward_ca else None
     client = StewardClient.from_config(config.steward, ca_bundle)
+    report(f"asking steward {config.steward} for a challenge")
     nonce = client.challenge()
     if nonce is None:
         report(f"steward {config.steward} offers no challenge: this evidence cannot be fresh")
