@@ -69,7 +69,7 @@ class StewardClient:
             ctx = ssl.create_default_context(cafile=str(self.ca_bundle) if self.ca_bundle else None)
         except (OSError, ssl.SSLError) as exc:
             raise StewardError(f"steward CA bundle {self.ca_bundle}: cannot load: {exc}") from exc
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # as the Steward: TLS 1.3 only
         return ctx
 
     def request(self, csr: x509.CertificateSigningRequest) -> list[x509.Certificate]:
