@@ -13,17 +13,20 @@ import hashlib
 import shutil
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import wasmtime
 
-from conftest import Responder, StandInCA
 from donjon import wasi
 from donjon.keep import package
 from donjon.keep.runner import KeepOptions, prepare
 from donjon.wasi import Stdio, StdioKind
 from donjon.wasi.cache import KEY_NAME, ModuleCache
 from donjon.wasi.runner import EngineFlags
+
+if TYPE_CHECKING:
+    from conftest import Responder, StandInCA
 
 PRINT = """(module
   (import "wasi_snapshot_preview1" "fd_write"

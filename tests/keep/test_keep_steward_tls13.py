@@ -11,16 +11,19 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from conftest import StandInCA
 from donjon.attestation.claims import WorkloadClaims
 from donjon.keep import tls
 from donjon.keep.steward_client import StewardClient, StewardUnreachable
+
+if TYPE_CHECKING:
+    from conftest import StandInCA
 
 
 @pytest.fixture

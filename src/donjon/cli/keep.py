@@ -63,7 +63,8 @@ kind = "stderr"
 # prot = "tls"                        # or "tcp"
 # port = 8443
 # addr = "::"
-# client_ca = "steward"               # Donjon: require client certificates
+# client_ca = "steward"               # Donjon: require client certificates from our Steward;
+#                                     # revoked, nil/sim and debug clients are refused
 # Donjon: accept only clients running this workload (sha256sum of their main.wasm)
 # expect_client_workload = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -73,7 +74,8 @@ kind = "stderr"
 # host = "peer.example.com"
 # port = 8443
 # prot = "tls"
-# trust = "steward"                   # Donjon: steward | system | bundle | pin
+# trust = "steward"                   # Donjon: steward | system | bundle | pin; steward
+#                                     # refuses revoked, nil/sim and debug peers
 # client_cert = true                  # Donjon: present this Keep's certificate
 # Donjon: connect only to a peer Keep attested to run this workload on this platform
 # expect_workload = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

@@ -135,9 +135,12 @@ class ConnectPlan:
     revocation: Revocation = Revocation.REQUIRED
 
 
-def plan(entry: ConnectFile, crl: CrlCache | None = None) -> ConnectPlan:
-    """``crl`` is the Keep's own Steward's: the runner gives it for ``trust = "steward"``."""
-    expect = expectations(entry)
+def plan(entry: ConnectFile, crl: CrlCache | None = None, *, has_steward: bool) -> ConnectPlan:
+    """``crl`` is the Keep's own Steward's: the runner gives it for ``trust = "steward"``.
+
+    ``has_steward``: the config names a Steward, so an entry without ``trust`` trusts it.
+    """
+    expect = expectations(entry, has_steward=has_steward)
     return ConnectPlan(
         entry.host,
         entry.effective_port(),
@@ -150,10 +153,10 @@ def plan(entry: ConnectFile, crl: CrlCache | None = None) -> ConnectPlan:
     )
 
 
-def expectations(entry: ConnectFile) -> PeerExpectations | None:
+def expectations(entry: ConnectFile, *, has_steward: bool) -> PeerExpectations | None:
     """The relying-party expectations of one ``connect`` entry, if it has any (see
-    :func:`donjon.keep.config_peer.expectations` for the development-peer rules)."""
-    return connect_expectations(entry)
+    :func:`donjon.keep.peercheck.connect_expectations`)."""
+    return connect_expectations(entry, has_steward=has_steward)
 
 
 def connect(

@@ -223,7 +223,8 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                     client = _client_tls(entry, package, identity)
                     if entry.effective_trust(config.steward is not None) is Trust.STEWARD:
                         crl = crls.get()
-                stream = net.connect(net.plan(entry, crl), client, label)
+                target = net.plan(entry, crl, has_steward=config.steward is not None)
+                stream = net.connect(target, client, label)
                 stack.callback(stream.close)
                 streams.append(stream)
                 report(
