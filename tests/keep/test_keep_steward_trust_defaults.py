@@ -210,3 +210,17 @@ def test_a_plain_steward_listener_needs_the_crl_to_start(
     )
     with pytest.raises(net.ListenError, match="cannot check client revocation"):
         prepare(package.load(tmp_path), KeepOptions(platform="nil", report=lambda _: None))
+
+
+def test_a_refusal_log_line_quoting_the_client_is_escaped(
+    steward_ca: StandInCA, claims: WorkloadClaims, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The refusal reason quotes the client's advisory: it cannot add a log line of its own."""
+    caplog.set_level(logging.WARNING, "donjon.keep.net")
+    forged = "x\ndonjon: api: admitted TLS client 10.0.0.1:443"
+    client = attested(steward_ca, "snp", PEER_WASM, advisories=(forged,))
+    with serving(steward_ca, claims, plain_verifier(steward_ca, clean_crl(steward_ca))) as listener:
+        assert talk(listener, client) == b""
+    [line] = refusals(caplog)
+    assert "\n" not in line
+    assert "advisory x\\ndonjon: api: admitted TLS client 10.0.0.1:443, not accepted" in line

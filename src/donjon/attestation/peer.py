@@ -43,6 +43,7 @@ from donjon.attestation.peer_errors import (
     DebugPeerError,
     DevelopmentPeerError,
     LeafProfileError,
+    MeasurementMismatchError,
     MissingAttestationError,
     PeerError,
     PeerExpiredError,
@@ -81,6 +82,7 @@ __all__ = [
     "DebugPeerError",
     "DevelopmentPeerError",
     "LeafProfileError",
+    "MeasurementMismatchError",
     "MissingAttestationError",
     "PeerCheck",
     "PeerError",
@@ -146,6 +148,8 @@ class PeerExpectations:
     """
 
     workload_sha256: bytes | None = None
+    #: The TEE's launch measurement (SNP MEASUREMENT, TDX MRTD, SGX MRENCLAVE), exactly.
+    measurement: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
     platforms: frozenset[str] | None = None  # None: any TEE platform
     allow_development: bool = False
@@ -322,6 +326,13 @@ def verify_peer_certificate(
                 f"expected {expect.workload_sha256.hex()}"
             )
         checks.append(PeerCheck("workload", True, f"wasm sha256 {workload.wasm_sha256.hex()}"))
+    if expect.measurement is not None:
+        if not hmac.compare_digest(result.measurement, expect.measurement):
+            raise MeasurementMismatchError(
+                f"peer measurement {result.measurement.hex() or '(none)'}, "
+                f"expected {expect.measurement.hex()}"
+            )
+        checks.append(PeerCheck("measurement", True, result.measurement.hex()))
     if expect.min_tcb:
         actual = parse_tcb(result.tcb) if result.tcb else {}
         short = [

@@ -33,7 +33,7 @@ from donjon.attestation.snp.report import SnpReport, parse_report
 from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.x509util import quiet_serials
 from donjon.cli.options import DIRECTORY, EXISTING_FILE
-from donjon.cli.output import mark, print_json
+from donjon.cli.output import escape, mark, print_json
 from donjon.errors import UsageError
 
 REPORT_SIZE = 1184
@@ -386,8 +386,9 @@ def _print_verdict(
     when = verdict.evaluated_at.isoformat() if verdict.evaluated_at else "?"
     product = (verdict.details or {}).get("product", "")
     click.echo(f"{file}: {evidence.form}")
+    # Names, reasons and subjects below may quote the evidence's own strings: escaped.
     click.echo(
-        f"platform {_bold(verdict.platform)}  product {_bold(product or '-')}  "
+        f"platform {_bold(escape(verdict.platform))}  product {_bold(escape(product or '-'))}  "
         f"evaluated at {when}  policy {policy.source}"
     )
     report = (verdict.details or {}).get("report")
@@ -399,7 +400,7 @@ def _print_verdict(
         click.echo(f"  chip_id          {report['chip_id']}")
     chain = (verdict.details or {}).get("chain")
     if chain:
-        click.echo("  chain            " + " -> ".join(chain))
+        click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))
     if verdict.crl_mode is not None:
         source = "--crl-mode" if from_flag else f"policy {policy.source}"
         checked = verdict.revocation_checked
@@ -408,10 +409,11 @@ def _print_verdict(
         text = f'  revocation       crl = "{verdict.crl_mode}" (from {source}){state}'
         click.echo(click.style(text, fg=color))
     for check in verdict.checks:
-        click.echo(f"  {mark(check.passed)} {check.id:<24} {check.reason}")
+        click.echo(f"  {mark(check.passed)} {check.id:<24} {escape(check.reason)}")
     if verdict.accepted:
         caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"
-        click.echo(click.style(f"REJECTED at {verdict.reason} ({code})", fg="red", bold=True))
+        rejected = f"REJECTED at {escape(verdict.reason or '?')} ({code})"
+        click.echo(click.style(rejected, fg="red", bold=True))

@@ -15,7 +15,7 @@ import click
 
 from donjon.atomicfile import write_text
 from donjon.cli.options import DIRECTORY, FILE
-from donjon.cli.output import mark, print_checks, print_json
+from donjon.cli.output import escape, log_to_stderr, mark, print_checks, print_json
 from donjon.errors import UsageError
 
 CONFIG_TEMPLATE = """\
@@ -84,7 +84,7 @@ kind = "stderr"
 
 
 def _say(line: str) -> None:
-    click.echo(f"donjon: {line}", err=True)
+    click.echo(f"donjon: {escape(line)}", err=True)
 
 
 _STATE_DIR = click.option(
@@ -163,7 +163,7 @@ def run(
     pkg = packages.load(path, config_file)
     # Library warnings (a dropped TLS client, a retried connect) reach the operator as
     # "donjon: <message>" lines, like the Keep's own status.
-    logging.basicConfig(format="donjon: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    log_to_stderr(logging.WARNING)
 
     def report(line: str) -> None:
         if not quiet or any(w in line for w in ("UNATTESTED", "NOT a hardware TEE", "DEVELOPMENT")):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from donjon.attestation.peer import PeerError, PeerExpectations
 from donjon.errors import DonjonError
+from donjon.escape import escape
 from donjon.keep.config import ConnectFile, ListenFile, Prot
 from donjon.keep.config_peer import Revocation
 from donjon.keep.peercheck import connect_expectations
@@ -469,8 +470,13 @@ class TlsListener:
         except Exception as exc:  # fail closed: a check that cannot finish refuses
             self.clients_refused += 1
             code = getattr(exc, "code", None) or type(exc).__name__
+            # The reason may quote the client's certificate (a package name, an advisory).
             log.warning(
-                "%s: refused TLS client %s: %s [%s]", self.name, _peer(item.addr), exc, code
+                "%s: refused TLS client %s: %s [%s]",
+                self.name,
+                _peer(item.addr),
+                escape(str(exc)),
+                escape(str(code)),
             )
             item.sock.close()
             return False
@@ -488,7 +494,7 @@ class TlsListener:
     def _failed(self, addr: object, exc: BaseException) -> None:
         self.handshakes_failed += 1
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        log.warning("%s: dropped TLS client %s: %s", self.name, addr, reason)
+        log.warning("%s: dropped TLS client %s: %s", self.name, addr, escape(str(reason)))
 
 
 def _peer(addr: object) -> str:
