@@ -63,6 +63,7 @@ from donjon.attestation.peer_x509 import (
     check_leaf_profile,
     load_certificate,
     load_crl,
+    touch_peer,
 )
 from donjon.errors import UsageError
 
@@ -290,6 +291,7 @@ def verify_peer_certificate(
     """
     expect = expect or PeerExpectations()
     checks: list[PeerCheck] = []
+    touch_peer(leaf)
     check_chain(leaf, ca, now)
     checks.append(PeerCheck("chain", True, "signed by the Steward CA, in its validity period"))
     purpose = check_leaf_profile(leaf, role)

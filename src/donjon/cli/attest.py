@@ -31,7 +31,7 @@ from donjon.attestation.evidence import decode_enarx_snp, decode_sim
 from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.snp.report import SnpReport, parse_report
 from donjon.attestation.trust import parse_cert_bundle
-from donjon.attestation.x509util import quiet_serials
+from donjon.attestation.x509util import X509_LOAD_ERRORS, quiet_serials
 from donjon.cli.options import DIRECTORY, EXISTING_FILE
 from donjon.cli.output import escape, mark, print_json
 from donjon.errors import UsageError
@@ -133,7 +133,7 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
                     if data.lstrip().startswith(b"-----BEGIN")
                     else x509.load_der_x509_crl(data)
                 )
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise UsageError(f"--crl {path}: not a CRL") from exc
         out.append(crl)
     return tuple(out)

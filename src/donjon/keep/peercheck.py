@@ -25,6 +25,8 @@ from donjon.attestation.peer import (
     WorkloadMismatchError,
     verify_peer_certificate,
 )
+from donjon.attestation.peer_x509 import touch_peer
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.keep import config_peer
 from donjon.keep.config import ConnectFile, ListenFile, Prot, Trust
 from donjon.keep.config_peer import Revocation
@@ -50,8 +52,9 @@ def verify_peer(
         raise UntrustedChainError("peer presented no certificate")
     try:
         leaf = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise UntrustedChainError(f"peer certificate is unreadable: {exc}") from None
+    touch_peer(leaf)  # every field decodes, before the issuer is compared below
     if not anchors:
         raise UntrustedChainError("no Steward CA to check the peer's attestation against")
     issuers = [ca for ca in anchors if ca.subject == leaf.issuer] or list(anchors)

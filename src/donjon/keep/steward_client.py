@@ -20,10 +20,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc5280
 
+from donjon.attestation.der import DECODE_ERRORS
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.errors import DonjonError
 
 ENV_STEWARD_CA = "DONJON_STEWARD_CA"
@@ -155,13 +156,13 @@ def parse_chain(der: bytes) -> list[x509.Certificate]:
     """Decode a DER ``SEQUENCE OF Certificate``."""
     try:
         value, rest = decoder.decode(der, asn1Spec=_CertificateList())
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise StewardBadResponse(f"steward response is not a DER certificate list: {exc}") from exc
     if rest:
         raise StewardBadResponse(f"steward response has {len(rest)} trailing bytes")
     try:
         certs = [x509.load_der_x509_certificate(bytes(encoder.encode(c))) for c in value]
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise StewardBadResponse(f"steward response holds a bad certificate: {exc}") from exc
     if len(certs) < 2:
         raise StewardBadResponse(
