@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import wasmtime
 
 from donjon import wasi
 from donjon.keep import package
@@ -24,22 +23,13 @@ from donjon.keep.runner import KeepOptions, prepare
 from donjon.wasi import Stdio, StdioKind
 from donjon.wasi.cache import KEY_NAME, ModuleCache
 from donjon.wasi.runner import EngineFlags
+from support.wat import printer
 
 if TYPE_CHECKING:
     from conftest import Responder, StandInCA
 
-PRINT = """(module
-  (import "wasi_snapshot_preview1" "fd_write"
-    (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "{text}\\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const {length}))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"""
-ATTESTED = bytes(wasmtime.wat2wasm(PRINT.format(text="attested", length=9)))
-SWAPPED = bytes(wasmtime.wat2wasm(PRINT.format(text="SWAPPED", length=8)))
+ATTESTED = printer("attested")
+SWAPPED = printer("SWAPPED")
 
 
 def keep_package(root: Path, url: str, bundle: Path) -> Path:

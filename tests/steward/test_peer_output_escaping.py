@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from steward_fakes import FakePolicy, FakeVerdict, make_csr, make_key
 from test_steward_peer import KeepServer
+from test_steward_peer_cli import run as verify_peer
 
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
 from donjon.cli.main import main
@@ -69,18 +70,6 @@ def peer(ca: CertificateAuthority, tmp_path: Path) -> Iterator[KeepServer]:
     server = KeepServer(leaf_for(ca, key), key, tmp_path)
     yield server
     server.close()
-
-
-def verify_peer(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, port: int, *args: str
-) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(["verify-peer", f"127.0.0.1:{port}", "--ca", str(tmp_path / "ca.pem"), *args])
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_verify_peer_prints_a_forged_package_name_on_one_escaped_line(

@@ -21,22 +21,7 @@ import wasmtime
 from donjon.wasi import RunSpec, Stdio, StdioKind, run
 from donjon.wasi.cache import KEY_BYTES, KEY_NAME, MAGIC, ModuleCache, load_key
 from donjon.wasi.runner import EngineFlags
-
-PRINT = """(module
-  (import "wasi_snapshot_preview1" "fd_write"
-    (func $fd_write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "{text}\\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const {length}))
-    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))
-"""
-
-
-def printer(text: str) -> bytes:
-    """A WASI command that prints ``text``: the two modules differ only in what they say."""
-    return bytes(wasmtime.wat2wasm(PRINT.format(text=text, length=len(text) + 1)))
+from support.wat import printer
 
 
 @pytest.fixture
