@@ -175,7 +175,9 @@ class ModuleCache:
         self.last = ""
 
     def entry_name(self, wasm: bytes) -> str:
-        key = hashlib.sha256()
+        """The format is part of the name: entries of another Donjon version sharing the
+        directory are never read (nor warned about), only this format's."""
+        key = hashlib.sha256(MAGIC)
         for part in (engine_identity(), self.engine_flags, hashlib.sha256(wasm).hexdigest()):
             key.update(part.encode() + b"\0")
         return key.hexdigest()
