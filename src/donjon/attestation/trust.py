@@ -21,10 +21,10 @@ from pathlib import Path
 
 from cryptography import x509
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 
 from donjon.atomicfile import write_bytes
+from donjon.attestation.der import DECODE_ERRORS
 from donjon.attestation.errors import (
     AttestationError,
     CollateralMissingError,
@@ -38,6 +38,7 @@ from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import TcbVersion
 from donjon.attestation.snp.vcek import EndorsementKeyInfo, endorsement_key_info
 from donjon.attestation.x509util import (
+    X509_LOAD_ERRORS,
     load_certificate,
     load_certificates,
     quiet_serials,
@@ -73,7 +74,7 @@ def parse_cert_bundle(data: bytes, what: str) -> list[x509.Certificate]:
         pass
     try:
         seq, rest = decoder.decode(data, asn1Spec=univ.SequenceOf(componentType=univ.Any()))
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedEvidenceError(f"{what}: neither a certificate nor a PkiPath") from exc
     if rest:
         raise MalformedEvidenceError(f"{what}: trailing bytes after the PkiPath")
@@ -307,7 +308,7 @@ def _load_crl(data: bytes) -> x509.CertificateRevocationList | None:
                 crl = x509.load_pem_x509_crl(data)
             else:
                 crl = x509.load_der_x509_crl(data)
-        except ValueError:
+        except X509_LOAD_ERRORS:
             return None
     try:
         return touch_crl(crl, "CRL")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from donjon.cli.options import DIRECTORY, FILE, JSON
-from donjon.cli.output import print_json
+from donjon.cli.output import EscapingFormatter, escape, print_json
 from donjon.steward.reasons import REVOCATION_REASONS
 
 _STATE_DIR = click.option(
@@ -32,11 +32,10 @@ _DB = click.option(
 
 
 def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Log lines quote what Keeps sent (package names, refusal reasons): escaped.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
 
 
 @click.group()
@@ -297,9 +296,11 @@ def list_(
     for r in records:
         state = "REVOKED" if r.revoked_at else "active"
         dev = " (development)" if r.development else ""
+        # The platform and workload were read from the Keep's CSR: escaped.
         click.echo(
-            f"{r.serial}  {r.issued_at:%Y-%m-%d %H:%M}Z  {r.platform}{dev}  "
-            f"until {r.not_after:%Y-%m-%d}  {state}  workload={r.workload_sha256 or '-'}"
+            f"{r.serial}  {r.issued_at:%Y-%m-%d %H:%M}Z  {escape(r.platform)}{dev}  "
+            f"until {r.not_after:%Y-%m-%d}  {state}  "
+            f"workload={escape(r.workload_sha256 or '-')}"
         )
 
 
@@ -335,11 +336,11 @@ def show(serial: str, state_dir: Path, db: str | None, as_json: bool) -> None:
         "revoked_at",
         "revocation_reason",
     ):
-        click.echo(f"{key + ':':20} {doc[key]}")
+        click.echo(f"{key + ':':20} {escape(str(doc[key]))}")
     click.echo("checks:")
     for check in doc["verdict"].get("checks", []):
         mark = "✔" if check["passed"] else "✗"
-        click.echo(f"  {mark} {check['id']}: {check['reason']}")
+        click.echo(f"  {mark} {escape(str(check['id']))}: {escape(str(check['reason']))}")
 
 
 @certs.command()
