@@ -60,36 +60,76 @@ def steward() -> None:
 @click.option("--name", default="Donjon Steward CA", show_default=True, help="CA common name.")
 @click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing CA (its certificates die).")
+@click.option(
+    "--pkcs11",
+    "pkcs11_uri",
+    metavar="URI",
+    help="Create the CA key on a PKCS#11 token (RFC 7512 URI); only ca.pem is written.",
+)
 @JSON
-def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json: bool) -> None:
-    """Create the Steward CA: ca.key (mode 0600) and ca.pem in --dir.
+def init(
+    state_dir: Path,
+    curve: str,
+    name: str,
+    days: int,
+    force: bool,
+    pkcs11_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Create the Steward CA: ca.key (mode 0600) and ca.pem in --dir, or the key on a token.
 
     \b
-    Example:
+    Examples:
       donjon steward init --dir ./steward --curve p384
+      donjon steward init --dir ./steward --pkcs11 \\
+        'pkcs11:token=donjon;object=steward-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin.txt'
+      donjon steward serve --dir ./steward --ca-key 'pkcs11:token=donjon;object=steward-ca?...'
     """
     from datetime import timedelta
 
     from donjon.errors import UsageError
-    from donjon.steward.ca import CertificateAuthority
+    from donjon.steward.ca import CA_CERT_NAME, CertificateAuthority
 
-    ca = CertificateAuthority.create(
-        name=name, curve=curve, now=datetime.now(UTC), lifetime=timedelta(days=days)
-    )
-    try:
-        cert_path, key_path = ca.save(state_dir, overwrite=force)
-    except FileExistsError as exc:
-        raise UsageError(
-            f"a CA already exists at {exc.filename}", hint="use --force to replace it"
-        ) from None
+    now = datetime.now(UTC)
+    lifetime = timedelta(days=days)
+    key_shown: str
+    if pkcs11_uri is not None:
+        from donjon.steward.hsm import generate_token_key
+        from donjon.steward.pkcs11uri import parse_pkcs11_uri
+
+        uri = parse_pkcs11_uri(pkcs11_uri)
+        cert_path = state_dir / CA_CERT_NAME
+        if cert_path.exists() and not force:
+            raise UsageError(
+                f"a CA already exists at {cert_path}", hint="use --force to replace it"
+            )
+        key = generate_token_key(uri, curve=curve)
+        try:
+            ca = CertificateAuthority.create(name=name, now=now, lifetime=lifetime, key=key)
+            ca.save_certificate(cert_path, overwrite=force)
+        finally:
+            key.close()
+        key_shown = uri.redacted
+    else:
+        ca = CertificateAuthority.create(name=name, curve=curve, now=now, lifetime=lifetime)
+        try:
+            cert_path, key_path = ca.save(state_dir, overwrite=force)
+        except FileExistsError as exc:
+            raise UsageError(
+                f"a CA already exists at {exc.filename}", hint="use --force to replace it"
+            ) from None
+        key_shown = str(key_path)
     fingerprint = ca.certificate.fingerprint(ca.hash_algorithm).hex()
     if as_json:
         print_json(
-            {"certificate": cert_path, "key": key_path, "curve": curve, "fingerprint": fingerprint}
+            {"certificate": cert_path, "key": key_shown, "curve": curve, "fingerprint": fingerprint}
         )
         return
     click.echo(f"CA certificate: {cert_path}")
-    click.echo(f"CA key:         {key_path} (mode 0600)")
+    if pkcs11_uri is not None:
+        click.echo(f"CA key:         {key_shown} (on the token, not extractable)")
+    else:
+        click.echo(f"CA key:         {key_shown} (mode 0600)")
     click.echo(f"fingerprint:    {fingerprint}")
     click.echo(
         "Give the certificate to relying parties: donjon verify-peer HOST:PORT --ca "
@@ -105,7 +145,11 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
 @click.option("--tls-key", type=FILE, help="HTTPS key (PEM).")
 @click.option("--policy", type=FILE, help="Policy TOML (superset of Enarx steward.toml).")
 @click.option("--ca-cert", type=FILE, help="CA certificate [default: <dir>/ca.pem].")
-@click.option("--ca-key", type=FILE, help="CA key [default: <dir>/ca.key].")
+@click.option(
+    "--ca-key",
+    metavar="FILE|URI",
+    help="CA key file, or a PKCS#11 URI (pkcs11:token=...;object=...) [default: <dir>/ca.key].",
+)
 @click.option("--init", is_flag=True, help="Create the CA first if it does not exist.")
 @click.option(
     "--curve",
@@ -173,7 +217,7 @@ def serve(
     tls_key: Path | None,
     policy: Path | None,
     ca_cert: Path | None,
-    ca_key: Path | None,
+    ca_key: str | None,
     init: bool,
     curve: str,
     db: str | None,
