@@ -74,7 +74,9 @@ def start_steward(tls_files: TlsFiles, tmp_path: Path) -> Iterator[StewardFactor
         port = thread.start()
         url = f"https://127.0.0.1:{port}"
         client = httpx.Client(base_url=url, verify=tls_files.context, timeout=30)
-        handle = RunningSteward(url=url, steward=steward, client=client, tls=tls_files)
+        handle = RunningSteward(
+            url=url, steward=steward, client=client, tls=tls_files, server=thread.server
+        )
         running.append((thread, handle))
         return handle
 

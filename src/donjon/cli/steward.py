@@ -204,6 +204,21 @@ def init(
     help="Attestations verified at once.",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Steward processes sharing the port (one per core verifies in parallel).",
+)
+@click.option(
+    "--drain-seconds",
+    type=click.FloatRange(0, 600),
+    default=5.0,
+    show_default=True,
+    help="After SIGTERM, answer new requests 503 + Retry-After this long while those "
+    "in flight finish; then exit.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -229,6 +244,8 @@ def serve(
     development: bool,
     max_body: int,
     max_concurrent: int,
+    workers: int,
+    drain_seconds: float,
     log_level: str,
 ) -> None:
     """Serve the Steward API (Enarx-compatible POST / plus /v1, /metrics, /openapi.json).
@@ -241,6 +258,13 @@ def serve(
       donjon steward serve ... --admin-token-file admin.token \\
           --audit-token-file audit.token     (auditors read, cannot revoke)
       DONJON_STEWARD_NOW=2023-02-01T00:00Z donjon steward serve ...   (Enarx vectors)
+      donjon steward serve --db postgresql://steward@db/donjon --workers 2 \\
+          --ca-key 'pkcs11:token=steward;object=ca?module-path=/usr/lib/softhsm/libsofthsm2.so' ...
+
+    \b
+    Probes: GET /healthz (the process is up), GET /readyz (the database answers
+    and the CA key signs). SIGTERM drains: 503 + Retry-After to new requests,
+    the ones in flight finish, then the process exits.
     """
     from donjon.steward.app import create_app
     from donjon.steward.bootstrap import StewardConfig, build_steward
@@ -266,7 +290,6 @@ def serve(
         max_body=max_body,
         max_concurrent=max_concurrent,
     )
-    stew, settings = build_steward(config)
     options = ServeOptions(
         host=addr,
         port=port,
@@ -274,7 +297,14 @@ def serve(
         tls_key=tls_key,
         development=development,
         log_level=log_level,
+        drain_seconds=drain_seconds,
+        graceful_timeout=config.attest_timeout + 5,
     )
+    if workers > 1:
+        from donjon.steward.workers import serve_workers
+
+        raise SystemExit(serve_workers(config, options, workers, log_level))
+    stew, settings = build_steward(config)
     try:
         run(create_app(stew, settings), options)
     finally:

@@ -270,6 +270,19 @@ class Steward:
                 )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
 
+    def readiness(self) -> dict[str, str]:
+        """What keeps this replica from serving: {} when the store and the CA key both work."""
+        failed: dict[str, str] = {}
+        try:
+            self.store.ping()
+        except StewardError as exc:
+            failed["database"] = exc.message
+        try:
+            self.ca.probe()
+        except StewardError as exc:
+            failed["ca-key"] = exc.message
+        return failed
+
     def crl(self) -> x509.CertificateRevocationList:
         return build_crl(self.ca, self.store.revoked(), now=self.clock())
 

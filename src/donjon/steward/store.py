@@ -196,7 +196,15 @@ class AuditStore:
                 )
                 sa.event.listen(engine, "connect", _on_sqlite_connect)
             else:
-                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+                engine = sa.create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=8,
+                    max_overflow=8,
+                    pool_timeout=10,
+                    # A database that does not answer is "unavailable" in seconds, not minutes.
+                    connect_args={"connect_timeout": 5} if "+psycopg" in url else {},
+                )
         except (ArgumentError, ImportError, ValueError) as exc:
             raise StoreConfigError(f"bad audit store URL {url!r}: {exc}") from None
         store = cls(engine)
@@ -245,6 +253,11 @@ class AuditStore:
             raise StoreError(f"audit store refused the write: {_short(exc)}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"audit store unavailable: {_short(exc)}") from None
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness); StoreError when it does not answer."""
+        with self._tx() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def record_issued(self, records: Sequence[CertificateRecord]) -> None:
         """Commit every record in one transaction (all or nothing)."""
