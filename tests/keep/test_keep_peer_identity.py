@@ -122,7 +122,10 @@ def test_expect_workload_is_normalised_to_lower_case() -> None:
             "followed by 64 hex digits (the SHA-256 of the peer's main.wasm)",
         ),
         ({"expect_workload": "sha256:abc"}, 'is not "sha256:" followed by 64 hex digits'),
-        ({"expect_platform": "sev"}, "unknown platform 'sev' (expected one of cca, kvm, nil,"),
+        (
+            {"expect_platform": "sev"},
+            "unknown platform 'sev' (expected one of azure-snp, azure-tdx, cca, kvm, nil,",
+        ),
         ({"expect_platform": []}, "must name at least one platform"),
         (
             {"expect_platform": ["snp", "sim"]},

@@ -52,9 +52,12 @@ def revoke(url: str, https_ca: Path, serial: int) -> None:
 def steward_identity(url: str, https_ca: Path, wasm_sha256: bytes) -> Identity:
     """A nil Keep's certificate from the Steward, for claims naming ``wasm_sha256``."""
     platform = platforms.create("nil")
-    claims = WorkloadClaims(wasm_sha256, hashlib.sha256(b"cfg").digest(), "revoked-client")
+    client = StewardClient(url, https_ca)
+    claims = WorkloadClaims(
+        wasm_sha256, hashlib.sha256(b"cfg").digest(), "revoked-client", nonce=client.challenge()
+    )
     key = identity.generate_key(platform)
-    chain = StewardClient(url, https_ca).request(identity.build_csr(key, claims, platform))
+    chain = client.request(identity.build_csr(key, claims, platform))
     return Identity(key=key, chain=(chain[-1],), ca=chain[0], platform="nil", claims=claims)
 
 

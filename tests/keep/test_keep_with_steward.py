@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def real_steward(
     ark = sim_state / "sim" / "ark.pem"
     (tmp / "dev.toml").write_text(f'[nil]\nallow = true\n\n[sim]\ntrust = "{ark}"\n')
     (tmp / "admin.token").write_text(ADMIN_TOKEN)
+    (tmp / "admin.token").chmod(0o600)
     port = free_port()
     cmd = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
@@ -174,6 +176,7 @@ def test_sim_evidence_over_the_wrong_report_data_is_refused(
     )
     with pytest.raises(StewardRefused, match="HTTP 4"):
         StewardClient(url, https_ca).request(csr)
-    # The same key with the right binding is accepted.
-    good = identity.build_csr(key, claims, platform)
-    assert len(StewardClient(url, https_ca).request(good)) >= 2
+    # The same key with the right binding (and the Steward's challenge) is accepted.
+    client = StewardClient(url, https_ca)
+    good = identity.build_csr(key, replace(claims, nonce=client.challenge()), platform)
+    assert len(client.request(good)) >= 2

@@ -47,3 +47,23 @@ def print_checks(rows: Iterable[tuple[int, bool, str]]) -> None:
     """Print a tree of checks: (depth, passed, text) rows."""
     for depth, ok, text in rows:
         click.echo(f"{'  ' * depth}{mark(ok)} {text}")
+
+
+def print_fields(data: Any, *, indent: int = 0) -> None:
+    """Print decoded evidence as aligned ``key  value`` lines, nested tables indented."""
+    pad = "  " * indent
+    if not isinstance(data, dict):
+        click.echo(f"{pad}{data}")
+        return
+    width = max((len(str(k)) for k in data), default=0)
+    for key, value in data.items():
+        if isinstance(value, dict):
+            click.echo(f"{pad}{key}")
+            print_fields(value, indent=indent + 1)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            for i, item in enumerate(value):
+                click.echo(f"{pad}{key}[{i}]")
+                print_fields(item, indent=indent + 1)
+        else:
+            shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+            click.echo(f"{pad}{key!s:<{width}}  {shown}")

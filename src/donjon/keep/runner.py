@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -107,10 +107,16 @@ def obtain_identity(
         identity = ident.unattested_identity(key, claims, platform)
         report(f"{identity.describe()}; peers cannot verify what runs here")
         return identity
-    csr = ident.build_csr(key, claims, platform)
     ca_bundle = resolve(package.base_dir, config.steward_ca) if config.steward_ca else None
+    client = StewardClient.from_config(config.steward, ca_bundle)
+    nonce = client.challenge()
+    if nonce is None:
+        report(f"steward {config.steward} offers no challenge: this evidence cannot be fresh")
+    else:
+        claims = replace(claims, nonce=nonce)
+    csr = ident.build_csr(key, claims, platform)
     report(f"requesting a certificate from steward {config.steward}")
-    chain = StewardClient.from_config(config.steward, ca_bundle).request(csr)
+    chain = client.request(csr)
     # Enarx order is [CA, ..., leaf]; TLS presents leaf first, without the trust anchor.
     identity = Identity(
         key=key,

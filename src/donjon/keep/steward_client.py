@@ -104,6 +104,37 @@ class StewardClient:
         return chain
 
     @property
+    def challenge_url(self) -> str:
+        """The Steward's challenge endpoint, next to its Enarx ``POST /``."""
+        return self.url.rstrip("/") + "/v1/challenge"
+
+    def challenge(self) -> bytes | None:
+        """A fresh nonce from ``POST <steward>/v1/challenge``; None where the Steward has none.
+
+        An Enarx Steward (404) offers no challenge: the Keep then attests without one,
+        and that Steward's policy decides whether evidence without one is acceptable.
+        """
+        import httpx
+
+        try:
+            with httpx.Client(verify=self.ssl_context(), timeout=self.timeout_s) as client:
+                response = client.post(self.challenge_url, headers={"Accept": "application/json"})
+        except httpx.TimeoutException as exc:
+            raise StewardUnreachable(
+                f"{self.challenge_url}: no answer within {self.timeout_s:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise StewardUnreachable(f"{self.challenge_url}: unreachable: {_reason(exc)}") from exc
+        if response.status_code in (404, 405):
+            return None
+        if response.status_code != 200:
+            raise StewardRefused(
+                f"{self.challenge_url}: HTTP {response.status_code}: "
+                f"{_problem_detail(response.content)}"
+            )
+        return parse_challenge(response.content, self.challenge_url)
+
+    @property
     def crl_url(self) -> str:
         """The Steward's CRL endpoint, next to its Enarx ``POST /``."""
         return self.url.rstrip("/") + "/v1/crl"
@@ -149,6 +180,18 @@ def _problem_detail(body: bytes) -> str:
             return " ".join(detail.split())
     text = body[:200].decode("utf-8", "replace").strip()
     return " ".join(text.split()) or "(no detail)"
+
+
+def parse_challenge(body: bytes, where: str) -> bytes:
+    """The nonce of a ``/v1/challenge`` answer: 32 to 64 bytes as lowercase hex."""
+    try:
+        data = json.loads(body[:4096])
+        nonce = bytes.fromhex(data["nonce"]) if isinstance(data.get("nonce"), str) else b""
+    except (ValueError, UnicodeDecodeError, TypeError, AttributeError):
+        nonce = b""
+    if not 32 <= len(nonce) <= 64:
+        raise StewardBadResponse(f"{where}: the answer holds no 32..64-byte hex nonce")
+    return nonce
 
 
 def parse_chain(der: bytes) -> list[x509.Certificate]:

@@ -55,6 +55,7 @@ _ROUTES = frozenset(
     {
         "/",
         "/v1/attest",
+        "/v1/challenge",
         "/v1/ca",
         "/v1/crl",
         "/v1/revoke",
@@ -128,6 +129,23 @@ def _check_bearer(request: Request, accepted: Sequence[str], *, check: str) -> N
         raise Unauthorized("wrong bearer token", check=check)
 
 
+def policy_summary(policy: Any) -> dict[str, Any]:
+    """What an operator must see at a glance: opt-ins that widen the policy."""
+    freshness = getattr(policy, "freshness", None)
+    accepting_any = getattr(policy, "accepting_any", None)
+    return {
+        "digest": getattr(policy, "digest", None),
+        "accept_any_workload": accepting_any() if accepting_any is not None else [],
+        "freshness": None
+        if freshness is None
+        else {
+            "donjon": freshness.donjon,
+            "enarx": freshness.enarx,
+            "nonce_lifetime_seconds": int(freshness.nonce_lifetime.total_seconds()),
+        },
+    }
+
+
 def _pem(der: bytes) -> str:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
 
@@ -140,8 +158,27 @@ class _Handlers:
         self.slots = asyncio.Semaphore(settings.max_concurrent)
 
     async def health(self, request: Request) -> Response:
-        body = {"status": "ok", "version": __version__, "development": self.settings.development}
+        body = {
+            "status": "ok",
+            "version": __version__,
+            "development": self.settings.development,
+            "policy": policy_summary(self.steward.policy),
+        }
         return JSONResponse(body)
+
+    async def challenge(self, request: Request) -> Response:
+        body = await _read_body(request, 1024)
+        if body.strip() not in (b"", b"{}"):
+            raise MalformedRequest("POST /v1/challenge takes no body", check="body")
+        issued = await run_in_threadpool(self.steward.challenge)
+        return JSONResponse(
+            {
+                "nonce": issued.nonce.hex(),
+                "expires_at": issued.expires_at.isoformat(),
+                "lifetime_seconds": int(self.steward.nonce_lifetime.total_seconds()),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
 
     async def healthz(self, request: Request) -> Response:
         """Liveness: the process answers. Nothing else, so a database outage restarts nothing."""
@@ -388,6 +425,7 @@ def create_app(
         Route("/readyz", _guard(h.readyz), methods=["GET"]),
         Route("/", _guard(h.enarx_attest), methods=["POST"]),
         Route("/v1/attest", _guard(h.attest_v1), methods=["POST"]),
+        Route("/v1/challenge", _guard(h.challenge), methods=["POST"]),
         Route("/v1/ca", _guard(h.ca), methods=["GET"]),
         Route("/v1/crl", _guard(h.crl), methods=["GET"]),
         Route("/v1/certificates/{serial}", _guard(h.certificate), methods=["GET"]),

@@ -55,6 +55,15 @@ class StewardMetrics:
         self.revoked = Counter(
             "donjon_steward_certificates_revoked", "Revocations accepted by the API.", registry=r
         )
+        self.challenges = Counter(
+            "donjon_steward_challenges", "Challenge nonces handed out.", registry=r
+        )
+        self.accept_any_workload = Gauge(
+            "donjon_steward_policy_accept_any_workload",
+            "1 for each TEE section whose policy opts into accepting any workload.",
+            ["platform"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "donjon_steward_attestations_in_flight",
             "Attestations being verified now.",
