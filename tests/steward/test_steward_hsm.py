@@ -187,7 +187,7 @@ def test_a_wrong_pin_or_missing_key_is_one_line(
     wrong.write_text("000000")
     bad_pin = uri_text.split("&pin-source=")[0] + f"&pin-source=file:{wrong}"
     policy = tmp_path / "p.toml"
-    policy.write_text("")
+    policy.write_text("[nil]\nallow = true\n")
     # A fresh process, as an operator starts it (PKCS#11 logins are per process).
     done = subprocess.run(
         [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dir", str(tmp_path),

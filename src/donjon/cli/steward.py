@@ -447,3 +447,81 @@ def revoke(serial: str, reason: str, state_dir: Path, db: str | None, as_json: b
         f"revoked {record.serial} at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
         f"({record.revocation_reason})"
     )
+
+
+# --- the schema -----------------------------------------------------------------------------
+
+
+@steward.group()
+def db() -> None:
+    """Migrate and inspect the audit store's schema (Alembic).
+
+    A Steward refuses to start on a schema other than its own; run `db upgrade`
+    once after installing a new Donjon (or let the Helm chart's init container
+    do it). Replicas that upgrade together migrate once (a PostgreSQL lock).
+
+    \b
+    Examples:
+      donjon steward db current --db postgresql://steward@db/donjon
+      donjon steward db upgrade --db postgresql://steward@db/donjon
+      donjon steward db upgrade --dir ./steward --json
+    """
+
+
+def _engine_of(state_dir: Path, db_url: str | None) -> Any:
+    from donjon.steward.bootstrap import StewardConfig
+    from donjon.steward.store import AuditStore
+
+    url = StewardConfig(state_dir=state_dir, db=db_url).db_url
+    return AuditStore.open(url, create=False)
+
+
+@db.command()
+@_STATE_DIR
+@_DB
+@JSON
+def upgrade(state_dir: Path, db: str | None, as_json: bool) -> None:
+    """Migrate the audit store to this Donjon's schema (an empty database is created)."""
+    from donjon.steward import schema
+
+    store = _engine_of(state_dir, db)
+    try:
+        before, after = schema.upgrade(store.engine)
+    finally:
+        store.close()
+    if as_json:
+        print_json({"before": before.to_json(), "after": after.to_json()})
+        return
+    if before.status == "up-to-date":
+        click.echo(f"audit store already at {after.current} (head)")
+    else:
+        start = "an empty database" if before.empty else before.current
+        click.echo(f"audit store migrated from {start} to {after.current}")
+
+
+@db.command()
+@_STATE_DIR
+@_DB
+@JSON
+def current(state_dir: Path, db: str | None, as_json: bool) -> None:
+    """Show the audit store's schema revision and whether this Donjon can serve it."""
+    from donjon.steward import schema
+
+    store = _engine_of(state_dir, db)
+    try:
+        found = schema.state(store.engine)
+    finally:
+        store.close()
+    if as_json:
+        print_json({**found.to_json(), "known": schema.known_revisions()})
+        return
+    label = {
+        "up-to-date": "up to date",
+        "behind": "older: run `donjon steward db upgrade`",
+        "empty": "empty: `donjon steward db upgrade` (or the first start) creates it",
+        "unknown": "unknown to this Donjon (a newer one migrated it)",
+    }[found.status]
+    extra = " (made before Alembic)" if found.pre_alembic else ""
+    click.echo(f"current: {found.current or '-'}{extra}")
+    click.echo(f"head:    {found.head}")
+    click.echo(f"status:  {label}")

@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from donjon.steward.errors import MalformedRequest, NotFound, StoreConfigError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the steward_meta row of stores made before Alembic (0001_baseline)
 
 _metadata = sa.MetaData()
 
@@ -72,6 +72,8 @@ used_nonces = sa.Table(
 
 #: A revoked key must stay revoked: issuance looks certificates up by their key.
 _by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject_key_sha256)
+#: The CRL reads only revoked rows, and asks whether they changed on every fetch.
+_by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 
 meta = sa.Table(
     "steward_meta",
@@ -79,6 +81,11 @@ meta = sa.Table(
     sa.Column("key", sa.String(32), primary_key=True),
     sa.Column("value", sa.String(256), nullable=False),
 )
+
+
+def schema_metadata() -> sa.MetaData:
+    """The tables as this Donjon reads them (what the migrations must produce)."""
+    return _metadata
 
 
 def _utc(value: datetime) -> datetime:
@@ -227,28 +234,19 @@ class AuditStore:
         return store
 
     def _create(self) -> None:
+        """Migrate an empty store; refuse a schema other than this Donjon's head (one line)."""
+        from donjon.steward import schema  # it imports this module
+
         try:
-            _metadata.create_all(self._engine)
-            with self._engine.begin() as conn:
-                _by_subject_key.create(conn, checkfirst=True)  # a store made before it existed
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
-                ).scalar()
-                if found is None:
-                    # A replica may create it at the same moment: keep theirs.
-                    with contextlib.suppress(IntegrityError), conn.begin_nested():
-                        conn.execute(
-                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                        )
-                elif found != str(SCHEMA_VERSION):
-                    raise StoreConfigError(
-                        f"audit store has schema version {found}, "
-                        f"this Steward reads {SCHEMA_VERSION}"
-                    )
-        except SQLAlchemyError as exc:
-            raise StoreConfigError(
-                f"cannot open the audit store {self._engine.url!r}: {_short(exc)}"
-            ) from None
+            schema.ensure(self._engine)
+        except StoreConfigError:
+            self._engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        """For schema migrations (``donjon.steward.schema``) only."""
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
