@@ -6,10 +6,8 @@ commit the audit record, and only then hand the certificate out.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -160,7 +158,6 @@ class Steward:
         verifier: Verifier,
         clock: Clock,
         metrics: StewardMetrics | None = None,
-        serialize_verifier: bool = True,
         nonce_lifetime: timedelta | None = None,
     ) -> None:
         self.ca = ca
@@ -176,18 +173,13 @@ class Steward:
         self.nonce_lifetime: timedelta = lifetime or timedelta(seconds=120)
         self._challenge_key: bytes | None = None
         self._last_purge: datetime | None = None
-        # The engine's trust store caches chains and is not thread-safe; the HTTP layer
-        # runs attestations in worker threads, so they take turns inside the verifier.
-        self._verify_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if serialize_verifier else contextlib.nullcontext()
-        )
 
     def _verify(self, csr_der: bytes, now: datetime) -> VerdictLike:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            with self._verify_lock:
-                verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
+            # Concurrent calls are fine: the engine's trust store is safe for concurrent use.
+            verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
         except Exception as exc:
             # The engine promises never to raise for bad input; if it does anyway, this
             # input is what broke it. Refuse it (fail closed) and keep the traceback.
@@ -357,6 +349,19 @@ class Steward:
                     revocation.reason if revocation is not None else "no current vendor CRL",
                 )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
+
+    def readiness(self) -> dict[str, str]:
+        """What keeps this replica from serving: {} when the store and the CA key both work."""
+        failed: dict[str, str] = {}
+        try:
+            self.store.ping()
+        except StewardError as exc:
+            failed["database"] = exc.message
+        try:
+            self.ca.probe()
+        except StewardError as exc:
+            failed["ca-key"] = exc.message
+        return failed
 
     def _recheck_revocations(
         self, issued: Sequence[Issued], verdicts: Sequence[VerdictLike], now: datetime

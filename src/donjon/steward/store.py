@@ -24,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from donjon.steward.errors import MalformedRequest, NotFound, StoreConfigError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the steward_meta row of stores made before Alembic (0001_baseline)
 
 _metadata = sa.MetaData()
 
@@ -72,6 +72,8 @@ used_nonces = sa.Table(
 
 #: A revoked key must stay revoked: issuance looks certificates up by their key.
 _by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject_key_sha256)
+#: The CRL reads only revoked rows, and asks whether they changed on every fetch.
+_by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 
 meta = sa.Table(
     "steward_meta",
@@ -79,6 +81,11 @@ meta = sa.Table(
     sa.Column("key", sa.String(32), primary_key=True),
     sa.Column("value", sa.String(256), nullable=False),
 )
+
+
+def schema_metadata() -> sa.MetaData:
+    """The tables as this Donjon reads them (what the migrations must produce)."""
+    return _metadata
 
 
 def _utc(value: datetime) -> datetime:
@@ -210,7 +217,15 @@ class AuditStore:
                 )
                 sa.event.listen(engine, "connect", _on_sqlite_connect)
             else:
-                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+                engine = sa.create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=8,
+                    max_overflow=8,
+                    pool_timeout=10,
+                    # A database that does not answer is "unavailable" in seconds, not minutes.
+                    connect_args={"connect_timeout": 5} if "+psycopg" in url else {},
+                )
         except (ArgumentError, ImportError, ValueError) as exc:
             raise StoreConfigError(f"bad audit store URL {url!r}: {exc}") from None
         store = cls(engine)
@@ -219,28 +234,19 @@ class AuditStore:
         return store
 
     def _create(self) -> None:
+        """Migrate an empty store; refuse a schema other than this Donjon's head (one line)."""
+        from donjon.steward import schema  # it imports this module
+
         try:
-            _metadata.create_all(self._engine)
-            with self._engine.begin() as conn:
-                _by_subject_key.create(conn, checkfirst=True)  # a store made before it existed
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
-                ).scalar()
-                if found is None:
-                    # A replica may create it at the same moment: keep theirs.
-                    with contextlib.suppress(IntegrityError), conn.begin_nested():
-                        conn.execute(
-                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                        )
-                elif found != str(SCHEMA_VERSION):
-                    raise StoreConfigError(
-                        f"audit store has schema version {found}, "
-                        f"this Steward reads {SCHEMA_VERSION}"
-                    )
-        except SQLAlchemyError as exc:
-            raise StoreConfigError(
-                f"cannot open the audit store {self._engine.url!r}: {_short(exc)}"
-            ) from None
+            schema.ensure(self._engine)
+        except StoreConfigError:
+            self._engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        """For schema migrations (``donjon.steward.schema``) only."""
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
@@ -260,6 +266,11 @@ class AuditStore:
             raise StoreError(f"audit store refused the write: {_short(exc)}") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"audit store unavailable: {_short(exc)}") from None
+
+    def ping(self) -> None:
+        """One round trip to the database (readiness); StoreError when it does not answer."""
+        with self._tx() as conn:
+            conn.execute(sa.text("SELECT 1"))
 
     def record_issued(
         self,
