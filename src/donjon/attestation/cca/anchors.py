@@ -104,11 +104,11 @@ def public_key(value: Any, where: str) -> ec.EllipticCurvePublicKey:
 
 
 def _jwk(jwk: Mapping[str, Any], where: str) -> ec.EllipticCurvePublicKey:
+    if "d" in jwk:
+        raise AnchorError(f"{where}: this JWK holds a private key; give the public part only")
     unknown = sorted(set(jwk) - _JWK_KEYS)
     if unknown:
         raise AnchorError(f"{where}: unknown JWK member(s) {', '.join(unknown)}")
-    if "d" in jwk:
-        raise AnchorError(f"{where}: this JWK holds a private key; give the public part only")
     if jwk.get("kty") != "EC":
         raise AnchorError(f'{where}: JWK kty must be "EC", got {jwk.get("kty")!r}')
     curve = _CURVES.get(str(jwk.get("crv")))
