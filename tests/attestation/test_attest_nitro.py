@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from nitro_fakes import cert, make_nitro, sign_document
 
 from donjon.attestation import Policy, TrustStore, oids, verify_csr
 from donjon.attestation.claims import WorkloadClaims
@@ -41,6 +40,7 @@ from donjon.attestation.nitro.evidence import encode_nitro_evidence
 from donjon.attestation.registry import BareFormat, VerifyOptions
 from donjon.attestation.verdict import Verdict
 from donjon.attestation.verifiers import REGISTRY
+from support.nitro import cert, make_nitro, sign_document
 
 VALID = "nitro/evervault/valid-attestation-doc.cose"
 DEBUG = "nitro/evervault/debug-mode-attestation-doc.cose"
