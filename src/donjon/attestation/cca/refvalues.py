@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,21 @@ class PlatformReference:
     config: bytes | None
     source: str
 
+    @cached_property
+    def _by_value(self) -> dict[tuple[str, bytes], tuple[ComponentReference, ...]]:
+        index: dict[tuple[str, bytes], tuple[ComponentReference, ...]] = {}
+        for ref in self.components:
+            key = (ref.type, ref.measurement)
+            index[key] = (*index.get(key, ()), ref)
+        return index
+
     def mismatch(self, claims: PlatformClaims) -> str | None:
-        """Why the platform does not match this reference, or None when it does."""
+        """Why the platform does not match this reference, or None when it does.
+
+        The token's components and the reference's must be the same set: each token
+        component matches a reference entry (type, measurement, and signer when the
+        entry names one), and no reference entry is left unmatched.
+        """
         if (
             self.implementation_id is not None
             and claims.implementation_id != self.implementation_id
@@ -69,22 +83,18 @@ class PlatformReference:
             return f"implementation-id is not {self.implementation_id.hex()[:16]}..."
         if self.config is not None and claims.config != self.config:
             return f"platform config {claims.config.hex()[:16]} is not {self.config.hex()[:16]}"
-        unmatched = [
-            c
-            for c in claims.sw_components
-            if not any(r.matches(c.type, c.measurement, c.signer_id) for r in self.components)
-        ]
-        if unmatched:
-            first = unmatched[0]
-            return (
-                f"component {first.type or '(untyped)'} measurement "
-                f"{first.measurement.hex()[:16]}... is not a reference value"
-            )
-        missing = [
-            r
-            for r in self.components
-            if not any(r.matches(c.type, c.measurement, c.signer_id) for c in claims.sw_components)
-        ]
+        index = self._by_value
+        matched: set[ComponentReference] = set()
+        for c in claims.sw_components:
+            candidates = index.get((c.type, c.measurement), ()) if c.type is not None else ()
+            hit = next((r for r in candidates if r.signer_id in (None, c.signer_id)), None)
+            if hit is None:
+                return (
+                    f"component {c.type or '(untyped)'} measurement "
+                    f"{c.measurement.hex()[:16]}... is not a reference value"
+                )
+            matched.add(hit)
+        missing = [r for r in self.components if r not in matched]
         if missing:
             return f"component {missing[0].type} is missing from the token"
         return None

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -360,7 +360,41 @@ def parse_platform_claims(payload: bytes) -> PlatformClaims:
     )
 
 
+_SW_KEYS = frozenset(_SW_NAMES)
+_DIGEST_SIZES = frozenset(HASH_SIZES.values())
+_ABSENT = object()
+
+
 def _sw_component(item: Any, index: int) -> SwComponent:
+    """The common, well-formed case checked inline (this runs a dozen times per token);
+    anything else goes through the checks that name what is wrong."""
+    if isinstance(item, dict) and _SW_KEYS.issuperset(item):
+        fields: Any = item
+        measurement = fields.get(SW_MEASUREMENT)
+        signer = fields.get(SW_SIGNER_ID)
+        kind = fields.get(SW_TYPE, _ABSENT)
+        version = fields.get(SW_VERSION, _ABSENT)
+        algo = fields.get(SW_HASH_ALGO, _ABSENT)
+        if (
+            type(measurement) is bytes
+            and type(signer) is bytes
+            and len(measurement) in _DIGEST_SIZES
+            and len(signer) in _DIGEST_SIZES
+            and (kind is _ABSENT or (type(kind) is str and kind))
+            and (version is _ABSENT or (type(version) is str and version))
+            and (algo is _ABSENT or HASH_SIZES.get(algo) == len(measurement))
+        ):
+            return SwComponent(
+                type=cast("str | None", None if kind is _ABSENT else kind),
+                measurement=measurement,
+                version=cast("str | None", None if version is _ABSENT else version),
+                signer_id=signer,
+                hash_algo=None if algo is _ABSENT else algo,
+            )
+    return _sw_component_checked(item, index)
+
+
+def _sw_component_checked(item: Any, index: int) -> SwComponent:
     what = f"CCA platform sw-components[{index}]"
     fields = _Claims(item, what, _SW_NAMES)
     hash_algo = fields.hash_algo(SW_HASH_ALGO) if SW_HASH_ALGO in item else None
@@ -443,9 +477,7 @@ def _rak(data: bytes, profile: str | None) -> ec.EllipticCurvePublicKey:
 
 def _point(x: bytes, y: bytes) -> ec.EllipticCurvePublicKey:
     try:
-        return ec.EllipticCurvePublicNumbers(
-            int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP384R1()
-        ).public_key()
+        return ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP384R1(), b"\x04" + x + y)
     except ValueError as exc:
         raise MalformedEvidenceError("CCA realm public-key is not a point on P-384") from exc
 
