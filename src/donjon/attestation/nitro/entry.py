@@ -79,9 +79,7 @@ class NitroEntry:
         cert = load_ratls_certificate(data)
         raw = data
         if cert is not None:
-            found = document_in(cert)
-            assert found is not None  # sniff_ratls only matches certificates that carry one
-            raw = found
+            raw = ctx.checks.step("nitro.certificate", lambda: _carried(cert))
         document = parse_step(raw, ctx.checks)
         now = ctx.now
         if ctx.options.material.get(MATERIAL_TIME) == "document":
@@ -102,6 +100,15 @@ class NitroEntry:
 def _verify(ctx: VerifyContext, document: NitroDocument, now: datetime) -> NitroVerified:
     root = ctx.trust.pinned_root(AWS_NITRO_ROOT_SHA256)
     return verify_document(document, checks=ctx.checks, trusted_root=root, now=now)
+
+
+def _carried(cert: x509.Certificate) -> tuple[bytes, str]:
+    found = document_in(cert)
+    if found is None:
+        raise MalformedEvidenceError(
+            "the certificate's subjectAltName carries no Nitro attestation document"
+        )
+    return found, f"a {len(found)}-byte document in the subjectAltName"
 
 
 def _no_user_data() -> tuple[None, str]:
