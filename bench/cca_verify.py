@@ -18,20 +18,11 @@ import argparse
 import os
 import statistics
 from datetime import UTC, datetime
-from pathlib import Path
 
-from common import REPO, Row, report
-from snp_verify import rate
+from common import Row, report
+from snp_verify import rate, vectors_dir
 
 NOW = datetime(2025, 1, 1, tzinfo=UTC)  # CCA keys have no validity window
-
-
-def vectors_dir() -> Path | None:
-    env = os.environ.get("DONJON_VECTORS")
-    for path in ([Path(env)] if env else []) + [REPO.parent / "shared" / "vectors"]:
-        if (path / "expected.json").is_file():
-            return path
-    return None
 
 
 def main() -> None:

@@ -393,7 +393,7 @@ def test_pins_accept_the_vector(vectors: Path) -> None:
     ("text", "fragment"),
     [
         ('lifecycle = ["debug"]', "unknown state"),
-        ('rim = ["abcd"]', "expected 32, 48 or 64"),
+        ('rim = ["abcd"]', "expected 32 or 48 or 64"),
         ('trust_anchors = "missing.json"', "cannot read"),
         ('sw_components = [{ type = "RMM" }]', "measurement-value"),
         ("colour = 1", "unknown key"),

@@ -41,8 +41,9 @@ class SectionReader:
             raise self.fail(key, "must be true or false")
         return value
 
-    def digests(self, value: Any, size: int, key: str) -> set[bytes]:
-        """A hex digest or a list of them, each exactly ``size`` bytes."""
+    def digests(self, value: Any, size: int | tuple[int, ...], key: str) -> set[bytes]:
+        """A hex digest or a list of them, each exactly ``size`` bytes (or one of the sizes)."""
+        sizes = size if isinstance(size, tuple) else (size,)
         items = value if isinstance(value, list) else [value]
         out = set()
         for item in items:
@@ -52,8 +53,9 @@ class SectionReader:
                 digest = bytes.fromhex(item)
             except ValueError as exc:
                 raise self.fail(key, f"{item!r} is not hex") from exc
-            if len(digest) != size:
-                raise self.fail(key, f"{item[:16]}... is {len(digest)} bytes, expected {size}")
+            if len(digest) not in sizes:
+                want = " or ".join(str(n) for n in sizes)
+                raise self.fail(key, f"{item[:16]}... is {len(digest)} bytes, expected {want}")
             out.add(digest)
         return out
 

@@ -85,19 +85,7 @@ class CcaPolicy:
 def _digests(reader: SectionReader, table: Mapping[str, Any], key: str) -> frozenset[bytes]:
     if key not in table:
         return frozenset()
-    items = table[key] if isinstance(table[key], list) else [table[key]]
-    out: set[bytes] = set()
-    for item in items:
-        if not isinstance(item, str):
-            raise reader.fail(key, "must be a list of hex strings")
-        try:
-            raw = bytes.fromhex(item)
-        except ValueError as exc:
-            raise reader.fail(key, f"{item[:16]!r} is not hex") from exc
-        if len(raw) not in _DIGESTS:
-            raise reader.fail(key, f"{item[:16]}... is {len(raw)} bytes, expected 32, 48 or 64")
-        out.add(raw)
-    return frozenset(out)
+    return frozenset(reader.digests(table[key], _DIGESTS, key))
 
 
 def parse_cca(table: Mapping[str, Any], reader: SectionReader) -> CcaPolicy:

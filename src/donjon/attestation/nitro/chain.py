@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import SignatureAlgorithmOID
@@ -29,7 +29,7 @@ from cryptography.x509.oid import SignatureAlgorithmOID
 from donjon.attestation.errors import ChainError, FingerprintMismatchError
 from donjon.attestation.snp.chain import fingerprint
 from donjon.attestation.snp.profile import check_critical_extensions, check_issuer_profile
-from donjon.attestation.x509util import check_validity, load_certificate
+from donjon.attestation.x509util import check_validity, load_certificate, p384_public_key
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,7 @@ def verify_nitro_chain(
 
 
 def p384_key(cert: x509.Certificate) -> ec.EllipticCurvePublicKey:
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ChainError(f"{_cn(cert)}: public key cannot be decoded ({exc})") from exc
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP384R1):
-        raise ChainError(f"{_cn(cert)}: key is not ECDSA P-384")
-    return key
+    return p384_public_key(cert, _cn(cert))
 
 
 def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> None:
