@@ -23,7 +23,7 @@ from typing import Any, cast
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from donjon.attestation.cose import Sign1, decode_sign1, loads_strict
+from donjon.attestation.cose import CBOR_MAPS, Sign1, decode_sign1, loads_strict
 from donjon.attestation.errors import MalformedEvidenceError, UnsupportedVersionError
 
 COLLECTION_TAG = 399
@@ -213,8 +213,8 @@ def parse_token(data: bytes) -> CcaToken:
     if not isinstance(collection, cbor2.CBORTag) or collection.tag != COLLECTION_TAG:
         raise MalformedEvidenceError(f"CCA token: not a CBOR tag {COLLECTION_TAG} collection")
     body = collection.value
-    if not isinstance(body, Mapping) or set(body) != {PLATFORM_TOKEN, REALM_TOKEN}:
-        keys = sorted(str(k) for k in body) if isinstance(body, Mapping) else "not a map"
+    if not isinstance(body, CBOR_MAPS) or set(body) != {PLATFORM_TOKEN, REALM_TOKEN}:
+        keys = sorted(str(k) for k in body) if isinstance(body, CBOR_MAPS) else "not a map"
         raise MalformedEvidenceError(
             f"CCA token: the collection must hold exactly the platform ({PLATFORM_TOKEN}) "
             f"and realm ({REALM_TOKEN}) tokens, it has {keys}"
@@ -240,7 +240,7 @@ class _Claims:
     """Typed access to one claims map, naming the claim in every error."""
 
     def __init__(self, value: Any, what: str, names: Mapping[int, str]) -> None:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, CBOR_MAPS):
             raise MalformedEvidenceError(f"{what}: the claims must be a map")
         unknown = [k for k in value if k not in names]
         if unknown:
@@ -460,7 +460,7 @@ def _rak(data: bytes, profile: str | None) -> ec.EllipticCurvePublicKey:
         return _point(data[1:49], data[49:])
     key = loads_strict(data, "CCA realm public-key (COSE_Key)")
     # COSE_Key (RFC 9052, section 7): kty 1 = EC2 (2), crv -1 = P-384 (2), x -2, y -3.
-    if not isinstance(key, Mapping) or key.get(1) != 2 or key.get(-1) != 2:
+    if not isinstance(key, CBOR_MAPS) or key.get(1) != 2 or key.get(-1) != 2:
         raise MalformedEvidenceError("CCA realm public-key must be an EC2 P-384 COSE_Key")
     unknown = [k for k in key if k not in (1, -1, -2, -3, 3)]
     if unknown:

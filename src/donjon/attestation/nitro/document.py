@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from donjon.attestation.cose import Sign1, decode_sign1, loads_strict
+from donjon.attestation.cose import CBOR_MAPS, Sign1, decode_sign1, loads_strict
 from donjon.attestation.errors import MalformedEvidenceError, UnsupportedVersionError
 
 #: NSM's response buffer is 12 KiB; anything much larger is not a document.
@@ -101,7 +101,7 @@ def parse_document(data: bytes) -> NitroDocument:
         )
     sign1 = decode_sign1(loads_strict(data, "Nitro document"), "Nitro document", tagged=None)
     doc = loads_strict(sign1.payload, "Nitro document payload")
-    if not isinstance(doc, Mapping):
+    if not isinstance(doc, CBOR_MAPS):
         raise MalformedEvidenceError("Nitro document: the payload must be a map")
     unknown = sorted(str(k) for k in doc if k not in _KEYS)
     if unknown:
@@ -145,7 +145,7 @@ def _optional(doc: Mapping[str, Any], key: str, high: int) -> bytes | None:
 
 
 def _pcrs(value: Any) -> dict[int, bytes]:
-    if not isinstance(value, Mapping) or not 1 <= len(value) <= PCR_COUNT:
+    if not isinstance(value, CBOR_MAPS) or not 1 <= len(value) <= PCR_COUNT:
         raise MalformedEvidenceError(f"Nitro document: pcrs must map 1..{PCR_COUNT} indexes")
     out: dict[int, bytes] = {}
     for index, pcr in value.items():
