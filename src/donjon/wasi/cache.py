@@ -1,77 +1,105 @@
 """Compiled-module cache: ``Module.serialize`` output on disk, keyed by engine and module.
 
 Loading a serialized module takes well under a millisecond against 100+ ms to
-compile. A serialized module is native code, so each file carries the SHA-256
+compile. A serialized module is native code, so each file carries a digest
 of its payload: a truncated or corrupted file is detected, recompiled and
 replaced instead of being handed to the engine. Files are written atomically
 (temporary file + ``os.replace``), so concurrent runs never see half a file.
+
+Digests are BLAKE2b-256 up to 4 MiB and SHA-256 above: BLAKE2b is built into
+the interpreter, while ``hashlib``'s SHA-256 first loads OpenSSL (about 3 ms
+of every start), which pays off only for big inputs. The choice depends only on
+the input's length, so a key never changes for the same content.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from collections.abc import Callable
-from pathlib import Path
 
-import wasmtime
-from wasmtime import _ffi as ffi
-
-from donjon.atomicfile import write_bytes
+from donjon.wasi import capi
 from donjon.wasi.errors import ModuleError
 
-MAGIC = b"DJMC1\0"
+#: ``typing`` and ``pathlib`` cost milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from donjon.wasi.api import StrPath
+
+MAGIC = b"DJMC2\0"
 _DIGEST = 32
+#: inputs up to this size are digested with BLAKE2b, larger ones with SHA-256
+SMALL_INPUT = 4 << 20
+
+
+def content_digest(data: bytes) -> tuple[str, bytes]:
+    """(algorithm, 32-byte digest) of ``data``, the algorithm chosen by its length."""
+    if len(data) <= SMALL_INPUT:
+        try:
+            from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL
+        except ImportError:  # pragma: no cover - an interpreter without the built-in module
+            from hashlib import blake2b
+        return "blake2b-256", blake2b(data, digest_size=_DIGEST).digest()
+    import hashlib
+
+    return "sha256", hashlib.sha256(data).digest()
 
 
 def default_cache_dir() -> Path:
     """``$DONJON_CACHE_DIR``, else ``$XDG_CACHE_HOME/donjon/modules``, else ``~/.cache/...``."""
+    from pathlib import Path
+
+    return Path(default_cache_path())
+
+
+def default_cache_path() -> str:
+    """:func:`default_cache_dir` as a string, without importing ``pathlib``."""
     explicit = os.environ.get("DONJON_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return explicit
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "donjon" / "modules"
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "donjon", "modules")
 
 
 def engine_identity() -> str:
     """Names the exact libwasmtime in use; a new build changes every key."""
-    lib = Path(ffi.filename)
-    st = lib.stat()
-    return f"{lib.name}:{st.st_size}:{st.st_mtime_ns}"
+    st = os.stat(capi.LIBRARY)
+    return f"{os.path.basename(capi.LIBRARY)}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def compile_module(engine: wasmtime.Engine, wasm: bytes, where: str) -> wasmtime.Module:
+def compile_module(engine: capi.Engine, wasm: bytes, where: str) -> capi.Module:
     """Compile, turning the engine's multi-line error into one line naming the file."""
     if wasm[:4] != b"\0asm":
         raise ModuleError(f"{where}: not a WebAssembly module (bad magic number)")
     try:
-        return wasmtime.Module(engine, wasm)
-    except wasmtime.WasmtimeError as exc:
+        return capi.Module.compile(engine, wasm)
+    except capi.WasmtimeError as exc:
         detail = " ".join(str(exc).split())
         raise ModuleError(f"{where}: invalid WebAssembly module: {detail}") from exc
 
 
 class ModuleCache:
-    def __init__(self, directory: Path, engine_flags: str) -> None:
-        self.directory = directory
+    def __init__(self, directory: StrPath, engine_flags: str) -> None:
+        self.directory = os.fspath(directory)
         self.engine_flags = engine_flags
         #: what the last :meth:`load` did: "hit", "miss" or "corrupt"
         self.last = ""
 
-    def path_for(self, wasm: bytes) -> Path:
-        key = hashlib.sha256()
-        for part in (engine_identity(), self.engine_flags, hashlib.sha256(wasm).hexdigest()):
-            key.update(part.encode() + b"\0")
-        return self.directory / f"{key.hexdigest()}.cwasm"
+    def path_for(self, wasm: bytes) -> str:
+        algorithm, digest = content_digest(wasm)
+        parts = (engine_identity(), self.engine_flags, f"{algorithm}:{digest.hex()}")
+        _, key = content_digest(b"".join(part.encode() + b"\0" for part in parts))
+        return os.path.join(self.directory, f"{key.hex()}.cwasm")
 
     def load(
         self,
-        engine: wasmtime.Engine,
+        engine: capi.Engine,
         wasm: bytes,
         where: str,
         progress: Callable[[str], None] | None = None,
-    ) -> wasmtime.Module:
+    ) -> capi.Module:
         path = self.path_for(wasm)
         module = self._read(engine, path)
         if module is not None:
@@ -80,34 +108,38 @@ class ModuleCache:
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB; cached for next time)")
         module = compile_module(engine, wasm, where)
-        self._write(path, bytes(module.serialize()))
+        self._write(path, module.serialize())
         return module
 
-    def _read(self, engine: wasmtime.Engine, path: Path) -> wasmtime.Module | None:
+    def _read(self, engine: capi.Engine, path: str) -> capi.Module | None:
         try:
-            blob = path.read_bytes()
+            with open(path, "rb") as file:
+                blob = file.read()
         except OSError:
             self.last = "miss"
             return None
         head = len(MAGIC) + _DIGEST
         payload = blob[head:]
-        if (
-            blob[: len(MAGIC)] != MAGIC
-            or hashlib.sha256(payload).digest() != blob[len(MAGIC) : head]
-        ):
+        if blob[: len(MAGIC)] != MAGIC or content_digest(payload)[1] != blob[len(MAGIC) : head]:
             self.last = "corrupt"
             return None
         try:
-            return wasmtime.Module.deserialize(engine, payload)
-        except wasmtime.WasmtimeError:
+            return capi.Module.deserialize(engine, payload)
+        except capi.WasmtimeError:
             self.last = "corrupt"
             return None
 
-    def _write(self, path: Path, payload: bytes) -> None:
+    def _write(self, path: str, payload: bytes) -> None:
         """Best effort: a read-only or full cache directory must not fail the run."""
+        from pathlib import Path
+
+        from donjon.atomicfile import write_bytes  # tempfile and shutil: only on a miss
+
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            blob = MAGIC + hashlib.sha256(payload).digest() + payload
-            write_bytes(path, blob, mode=0o600, durable=False, prefix=".tmp-", suffix=".cwasm")
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            blob = MAGIC + content_digest(payload)[1] + payload
+            write_bytes(
+                Path(path), blob, mode=0o600, durable=False, prefix=".tmp-", suffix=".cwasm"
+            )
         except OSError:
             pass
