@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +47,29 @@ def test_cache_hit_then_corruption_recovers(build_wasm: Build, tmp_path: Path) -
     for item in loaded:
         item.close()
     engine.close()
+
+
+def test_a_hit_needs_the_exact_module_bytes(build_wasm: Build, tmp_path: Path) -> None:
+    """A file under the same name holding another module's code is never loaded."""
+    ours = build_wasm(PROGRAMS / "accept.wat").read_bytes()
+    other = build_wasm(PROGRAMS / "divzero.wat").read_bytes()
+    flags = EngineFlags(epoch_interruption=False)
+    cache = ModuleCache(tmp_path, flags.key())
+    with flags.engine() as engine:
+        cache.load(engine, other, "other.wasm").close()
+        (other_file,) = tmp_path.glob("*.cwasm")
+        os.replace(other_file, cache.path_for(ours))  # as if the two names collided
+        with cache.load(engine, ours, "m.wasm") as module:
+            assert cache.last == "miss"
+            assert [name for _, name, _ in module.imports()] == ["sock_accept", "proc_exit"]
+        blob = bytearray(Path(cache.path_for(ours)).read_bytes())
+        assert bytes(ours) in blob  # replaced by our own entry, with our bytes
+        blob[blob.index(ours) + len(ours) // 2] ^= 0xFF  # the copy no longer matches
+        Path(cache.path_for(ours)).write_bytes(bytes(blob))
+        cache.load(engine, ours, "m.wasm").close()
+        assert cache.last == "miss"
+        cache.load(engine, ours, "m.wasm").close()
+        assert cache.last == "hit"
 
 
 def test_cache_key_depends_on_engine_flags(tmp_path: Path) -> None:

@@ -1,20 +1,24 @@
 """Compiled-module cache: ``Module.serialize`` output on disk, keyed by engine and module.
 
 Loading a serialized module takes well under a millisecond against 100+ ms to
-compile. A serialized module is native code, so each file carries a digest
-of its payload: a truncated or corrupted file is detected, recompiled and
-replaced instead of being handed to the engine. Files are written atomically
-(temporary file + ``os.replace``), so concurrent runs never see half a file.
+compile. Files are written atomically (temporary file + ``os.replace``), so
+concurrent runs never see half a file.
 
-Digests are BLAKE2b-256 up to 4 MiB and SHA-256 above: BLAKE2b is built into
-the interpreter, while ``hashlib``'s SHA-256 first loads OpenSSL (about 3 ms
-of every start), which pays off only for big inputs. The choice depends only on
-the input's length, so a key never changes for the same content.
+Each file holds an exact copy of the module's bytes, then the native code
+with its CRC-32. A hit is an exact byte comparison with the module being run,
+so no other module can ever get this code, and nothing has to be hashed on
+every start: the file name comes from the module's length and CRC-32 (a
+collision only costs a compile). The CRC-32 of the native code catches a
+truncated or corrupted file, which is recompiled and replaced instead of being
+handed to the engine. Neither check stops someone who can write the cache
+directory (0700, the user's own), who could as well write valid native code.
 """
 
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 
 from donjon.wasi import capi
 from donjon.wasi.errors import ModuleError
@@ -28,22 +32,8 @@ if TYPE_CHECKING:
     from donjon.wasi.api import StrPath
 
 MAGIC = b"DJMC2\0"
-_DIGEST = 32
-#: inputs up to this size are digested with BLAKE2b, larger ones with SHA-256
-SMALL_INPUT = 4 << 20
-
-
-def content_digest(data: bytes) -> tuple[str, bytes]:
-    """(algorithm, 32-byte digest) of ``data``, the algorithm chosen by its length."""
-    if len(data) <= SMALL_INPUT:
-        try:
-            from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL
-        except ImportError:  # pragma: no cover - an interpreter without the built-in module
-            from hashlib import blake2b
-        return "blake2b-256", blake2b(data, digest_size=_DIGEST).digest()
-    import hashlib
-
-    return "sha256", hashlib.sha256(data).digest()
+#: after the magic: the length of the module copy, then the CRC-32 of the native code
+_HEADER = struct.Struct("<QI")
 
 
 def default_cache_dir() -> Path:
@@ -88,10 +78,13 @@ class ModuleCache:
         self.last = ""
 
     def path_for(self, wasm: bytes) -> str:
-        algorithm, digest = content_digest(wasm)
-        parts = (engine_identity(), self.engine_flags, f"{algorithm}:{digest.hex()}")
-        _, key = content_digest(b"".join(part.encode() + b"\0" for part in parts))
-        return os.path.join(self.directory, f"{key.hex()}.cwasm")
+        try:
+            from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL
+        except ImportError:  # pragma: no cover - an interpreter without the built-in module
+            from hashlib import blake2b
+        parts = (engine_identity(), self.engine_flags, f"{len(wasm)}:{zlib.crc32(wasm):08x}")
+        key = blake2b("\0".join(parts).encode(), digest_size=32).hexdigest()
+        return os.path.join(self.directory, f"{key}.cwasm")
 
     def load(
         self,
@@ -101,26 +94,33 @@ class ModuleCache:
         progress: Callable[[str], None] | None = None,
     ) -> capi.Module:
         path = self.path_for(wasm)
-        module = self._read(engine, path)
+        module = self._read(engine, path, wasm)
         if module is not None:
             self.last = "hit"
             return module
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB; cached for next time)")
         module = compile_module(engine, wasm, where)
-        self._write(path, module.serialize())
+        self._write(path, wasm, module.serialize())
         return module
 
-    def _read(self, engine: capi.Engine, path: str) -> capi.Module | None:
+    def _read(self, engine: capi.Engine, path: str, wasm: bytes) -> capi.Module | None:
         try:
             with open(path, "rb") as file:
                 blob = file.read()
         except OSError:
             self.last = "miss"
             return None
-        head = len(MAGIC) + _DIGEST
-        payload = blob[head:]
-        if blob[: len(MAGIC)] != MAGIC or content_digest(payload)[1] != blob[len(MAGIC) : head]:
+        head = len(MAGIC) + _HEADER.size
+        if len(blob) < head or blob[: len(MAGIC)] != MAGIC:
+            self.last = "corrupt"
+            return None
+        size, crc = _HEADER.unpack_from(blob, len(MAGIC))
+        if size != len(wasm) or blob[head : head + size] != wasm:
+            self.last = "miss"  # another module with the same name, or a truncated copy
+            return None
+        payload = blob[head + size :]
+        if zlib.crc32(payload) != crc:
             self.last = "corrupt"
             return None
         try:
@@ -129,7 +129,7 @@ class ModuleCache:
             self.last = "corrupt"
             return None
 
-    def _write(self, path: str, payload: bytes) -> None:
+    def _write(self, path: str, wasm: bytes, payload: bytes) -> None:
         """Best effort: a read-only or full cache directory must not fail the run."""
         from pathlib import Path
 
@@ -137,7 +137,7 @@ class ModuleCache:
 
         try:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
-            blob = MAGIC + content_digest(payload)[1] + payload
+            blob = MAGIC + _HEADER.pack(len(wasm), zlib.crc32(payload)) + wasm + payload
             write_bytes(
                 Path(path), blob, mode=0o600, durable=False, prefix=".tmp-", suffix=".cwasm"
             )
