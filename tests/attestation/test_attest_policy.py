@@ -139,13 +139,23 @@ def test_missing_policy_file(tmp_path: Path) -> None:
         load_policy(tmp_path / "nope.toml")
 
 
-def test_default_policy_is_strict() -> None:
+def test_default_policy_is_strict_about_the_tee_and_open_about_the_workload() -> None:
+    # The offline appraisal policy (donjon attest verify without --policy).
     policy = Policy.default()
-    assert not policy.snp.allow_debug and not policy.snp.allow_migration_agent
-    assert policy.snp.vmpl == frozenset({0})
-    assert policy.snp.crl == "require"
+    snp = policy.snp
+    assert snp is not None
+    assert not snp.allow_debug and not snp.allow_migration_agent
+    assert snp.vmpl == frozenset({0})
+    assert snp.crl == "require"
+    assert snp.rules.accept_any_workload and not snp.rules.allowed_workloads
     assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
-    assert policy.digest == hashlib.sha256(b"").hexdigest()
+    assert policy.freshness.donjon == "require" and policy.freshness.enarx == "accept"
+
+
+def test_an_empty_policy_accepts_no_platform() -> None:
+    empty = Policy.from_toml("", source="empty.toml", base_dir=Path("."))
+    assert empty.tees == {} and empty.sim is None and not empty.nil_allow
+    assert empty.digest == hashlib.sha256(b"").hexdigest()
 
 
 @pytest.mark.parametrize(

@@ -48,8 +48,11 @@ SLOW_MODULES = [
 ]
 
 
-def donjon(entry: str, *args: str, cwd: Path | None = None) -> tuple[int, str, str]:
-    """``entry`` is ``donjon`` (the lean start, as the console script) or ``donjon.cli.main``."""
+def donjon(entry: str, *args: str, cwd: Path) -> tuple[int, str, str]:
+    """``entry`` is ``donjon`` (the lean start, as the console script) or ``donjon.cli.main``.
+
+    Both share one module cache in ``cwd`` (and the test's state directory, so its key).
+    """
     proc = subprocess.run(
         [sys.executable, "-m", entry, "run-wasm", *args],
         capture_output=True,
@@ -57,6 +60,7 @@ def donjon(entry: str, *args: str, cwd: Path | None = None) -> tuple[int, str, s
         timeout=120,
         check=False,
         cwd=cwd,
+        env={**os.environ, "DONJON_CACHE_DIR": str(cwd / "module-cache")},
     )
     return proc.returncode, proc.stdout, proc.stderr
 
@@ -135,13 +139,13 @@ def test_lean_start_answers_as_the_full_command(
 
 def test_the_cases_cover_runs_and_errors(programs: dict[str, Path], tmp_path: Path) -> None:
     """Guard against a comparison of two identical failures: the cases really run guests."""
-    code, out, err = donjon("donjon", *CASES["args"](programs, tmp_path))
+    code, out, err = donjon("donjon", *CASES["args"](programs, tmp_path), cwd=tmp_path)
     assert (code, err) == (3, "")
     assert out.splitlines() == ["argv[0]=hello.wasm", "argv[1]=a", "argv[2]=b c"]
-    code, out, err = donjon("donjon", *CASES["trap"](programs, tmp_path))
+    code, out, err = donjon("donjon", *CASES["trap"](programs, tmp_path), cwd=tmp_path)
     assert (code, out) == (134, "")
     assert err == "donjon: trap: integer divide by zero in func foo\n"
-    code, _, err = donjon("donjon", *CASES["bad memory"](programs, tmp_path))
+    code, _, err = donjon("donjon", *CASES["bad memory"](programs, tmp_path), cwd=tmp_path)
     assert code == 2
     assert err.startswith("donjon: error: --memory: cannot read size 'lots'")
 
@@ -149,7 +153,8 @@ def test_the_cases_cover_runs_and_errors(programs: dict[str, Path], tmp_path: Pa
 def test_lean_start_imports_neither_click_nor_the_bindings(
     programs: dict[str, Path], tmp_path: Path
 ) -> None:
-    """What the lean start adds to ``sys.modules`` (site's own hooks are not its doing)."""
+    """What the lean start adds to ``sys.modules`` on a cache hit (site's own hooks are not
+    its doing; a miss also loads what writing the cache entry needs)."""
     listing = tmp_path / "modules.txt"
     script = (
         "import atexit, sys\n"
@@ -159,12 +164,11 @@ def test_lean_start_imports_neither_click_nor_the_bindings(
         "from donjon.cli.entry import main\n"
         "sys.exit(main(sys.argv[2:]))\n"
     )
+    env = {**os.environ, "DONJON_CACHE_DIR": str(tmp_path / "module-cache")}
+    command = [sys.executable, "-c", script, str(listing), "run-wasm", str(programs["hello.c"])]
+    subprocess.run(command, env=env, capture_output=True, timeout=120, check=False)  # fill it
     proc = subprocess.run(
-        [sys.executable, "-c", script, str(listing), "run-wasm", str(programs["hello.c"]), "x"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        [*command, "x"], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert (proc.returncode, proc.stderr) == (2, "")
     assert "argv[1]=x" in proc.stdout

@@ -142,6 +142,17 @@ class PolicyViolationError(AttestationError):
             self.code = code
 
 
+class FreshnessError(AttestationError):
+    """The evidence does not answer a challenge, where the policy demands one."""
+
+    code = "freshness.nonce_missing"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
 class PlatformNotAllowedError(AttestationError):
     """Development evidence (nil, kvm, sim) without an explicit allowance in the policy."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from cryptography.x509 import ObjectIdentifier
 
 # Enarx (Profian private enterprise number 58270).
+ENARX_ARC = "1.3.6.1.4.1.58270"
 ENARX_KVM = ObjectIdentifier("1.3.6.1.4.1.58270.1.1")
 ENARX_SGX = ObjectIdentifier("1.3.6.1.4.1.58270.1.2")
 ENARX_SNP = ObjectIdentifier("1.3.6.1.4.1.58270.1.3")

@@ -43,6 +43,7 @@ from donjon.attestation.peer_errors import (
     DebugPeerError,
     DevelopmentPeerError,
     LeafProfileError,
+    MeasurementMismatchError,
     MissingAttestationError,
     PeerError,
     PeerExpiredError,
@@ -62,6 +63,7 @@ from donjon.attestation.peer_x509 import (
     check_leaf_profile,
     load_certificate,
     load_crl,
+    touch_peer,
 )
 from donjon.errors import UsageError
 
@@ -81,6 +83,7 @@ __all__ = [
     "DebugPeerError",
     "DevelopmentPeerError",
     "LeafProfileError",
+    "MeasurementMismatchError",
     "MissingAttestationError",
     "PeerCheck",
     "PeerError",
@@ -146,6 +149,8 @@ class PeerExpectations:
     """
 
     workload_sha256: bytes | None = None
+    #: The TEE's launch measurement (SNP MEASUREMENT, TDX MRTD, SGX MRENCLAVE), exactly.
+    measurement: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
     platforms: frozenset[str] | None = None  # None: any TEE platform
     allow_development: bool = False
@@ -286,6 +291,7 @@ def verify_peer_certificate(
     """
     expect = expect or PeerExpectations()
     checks: list[PeerCheck] = []
+    touch_peer(leaf)
     check_chain(leaf, ca, now)
     checks.append(PeerCheck("chain", True, "signed by the Steward CA, in its validity period"))
     purpose = check_leaf_profile(leaf, role)
@@ -322,6 +328,13 @@ def verify_peer_certificate(
                 f"expected {expect.workload_sha256.hex()}"
             )
         checks.append(PeerCheck("workload", True, f"wasm sha256 {workload.wasm_sha256.hex()}"))
+    if expect.measurement is not None:
+        if not hmac.compare_digest(result.measurement, expect.measurement):
+            raise MeasurementMismatchError(
+                f"peer measurement {result.measurement.hex() or '(none)'}, "
+                f"expected {expect.measurement.hex()}"
+            )
+        checks.append(PeerCheck("measurement", True, result.measurement.hex()))
     if expect.min_tcb:
         actual = parse_tcb(result.tcb) if result.tcb else {}
         short = [

@@ -95,6 +95,12 @@ class WorkloadMismatchError(PeerError):
     code = "peer.workload"
 
 
+class MeasurementMismatchError(PeerError):
+    """The TEE measured something other than the launch image the caller expects."""
+
+    code = "peer.measurement"
+
+
 class ClaimsBindingError(PeerError):
     """The certificate's workload claims and its attestation result disagree."""
 

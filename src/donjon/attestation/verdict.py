@@ -26,7 +26,7 @@ from donjon.attestation.errors import (
 )
 
 if TYPE_CHECKING:
-    from donjon.attestation.snp.verify import SnpVerified
+    from donjon.attestation.rules import TeeRules
 
 T = TypeVar("T")
 
@@ -44,6 +44,38 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Appraisal:
+    """What one TEE's verifier concluded from genuine evidence, in every TEE's terms.
+
+    The verifier has recorded its own checks (chain, signature, binding, its
+    section's pins); the rules every TEE shares are applied to this afterwards.
+    """
+
+    platform: str
+    product: str
+    measurement: bytes
+    tcb: str
+    tcb_status: str
+    debug: bool
+    #: The policy section that judged it, its shared rules, and which of its keys pin.
+    section: str
+    rules: TeeRules | None  # None: a development platform, judged by its own allowance
+    pinned: tuple[str, ...] = ()
+    #: The statuses the TEE accepts when the section names none.
+    default_statuses: frozenset[str] = frozenset()
+    vendor_advisories: tuple[str, ...] = ()
+    #: Donjon's own advisories for the certificate (revocation-not-checked, ...).
+    notes: tuple[str, ...] = ()
+    development: bool = False
+    not_after_limit: datetime | None = None
+    #: Whether a current vendor CRL was checked (None: no vendor chain was judged).
+    revocation_checked: bool | None = None
+    crl_mode: str | None = None
+    #: Decoded evidence for display, built on demand (verification does not pay for it).
+    describe: Callable[[], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
 class Verdict:
     accepted: bool
     checks: tuple[Check, ...]
@@ -55,32 +87,21 @@ class Verdict:
     not_after_limit: datetime | None  # latest validity the collateral allows
     csr: x509.CertificateSigningRequest | None
     evaluated_at: datetime | None = None
-    snp: SnpVerified | None = None  # the verified SNP evidence, when it got that far
+    #: The TEE verifier's conclusion, when it got past the cryptography.
+    appraisal: Appraisal | None = None
     crl_mode: str | None = None  # "require" | "if-available" when a vendor chain was judged
 
     @property
     def revocation_checked(self) -> bool | None:
         """Whether a current CRL of the vendor root was checked (None: no chain judged)."""
-        return None if self.snp is None else self.snp.chain.crl_checked
+        return None if self.appraisal is None else self.appraisal.revocation_checked
 
     @cached_property
     def details(self) -> dict[str, Any] | None:
         """Decoded evidence for display (built on demand: verification does not pay for it)."""
-        if self.snp is None:
+        if self.appraisal is None or self.appraisal.describe is None:
             return None
-        key = self.snp.key
-        return {
-            "product": self.snp.product.value,
-            "report": self.snp.report.to_dict(),
-            "endorsement_key": {
-                "kind": key.kind,
-                "product_name": key.product_name,
-                "tcb": key.tcb,
-                "hwid": key.hwid.hex() if key.hwid else None,
-                "csp_id": key.csp_id,
-            },
-            "chain": self.snp.chain.describe(),
-        }
+        return self.appraisal.describe()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI's ``--json``)."""

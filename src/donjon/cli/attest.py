@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
     KdsFetcher,
@@ -24,81 +25,76 @@ from donjon.attestation import (
     load_policy,
     oids,
     verify_csr,
-    verify_report,
 )
+from donjon.attestation.csr import verify_evidence
 from donjon.attestation.errors import AttestationError
-from donjon.attestation.evidence import decode_enarx_snp, decode_sim
+from donjon.attestation.registry import BareFormat, VerifyOptions
 from donjon.attestation.snp.chain import CrlMode
-from donjon.attestation.snp.report import SnpReport, parse_report
 from donjon.attestation.trust import parse_cert_bundle
-from donjon.attestation.x509util import quiet_serials
+from donjon.attestation.verifiers import REGISTRY
+from donjon.attestation.x509util import X509_LOAD_ERRORS, quiet_serials
 from donjon.cli.options import DIRECTORY, EXISTING_FILE
-from donjon.cli.output import mark, print_json
+from donjon.cli.output import escape, mark, print_fields, print_json
 from donjon.errors import UsageError
-
-REPORT_SIZE = 1184
-HCL_HEADER = 32  # Azure CVM HCL report: 32-byte header, then the SNP report
 
 
 @dataclass(frozen=True)
 class Evidence:
-    kind: str  # "report" | "csr"
-    data: bytes  # the 1184-byte report, or the CSR DER
+    """A file's evidence: a Keep CSR (DER), or bare evidence of a registered form."""
+
+    data: bytes
     form: str  # how it was found, for display
+    bare: BareFormat | None  # None: a CSR
+
+    @property
+    def kind(self) -> str:
+        return "csr" if self.bare is None else "bare"
 
 
 def recognise(path: Path) -> Evidence:
-    """Raw report, hex report, Azure HCL report, or a DER/PEM CSR (Enarx or Donjon)."""
+    """A DER/PEM CSR (Enarx or Donjon), or any bare form the verifier registry knows."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) == REPORT_SIZE:
-        return Evidence("report", data, "raw SNP report")
-    if data[:4] == b"HCLA" and len(data) >= HCL_HEADER + REPORT_SIZE:
-        return Evidence("report", data[HCL_HEADER : HCL_HEADER + REPORT_SIZE], "Azure HCL report")
     text = data.strip()
     if b"-----BEGIN CERTIFICATE REQUEST-----" in text:
         try:
             csr = x509.load_pem_x509_csr(text)
-        except ValueError as exc:
-            raise UsageError(f"{path}: PEM CSR is malformed ({exc})") from exc
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return Evidence("csr", csr.public_bytes(Encoding.DER), "PEM CSR")
-    try:
-        decoded = bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        decoded = b""
-    if len(decoded) == REPORT_SIZE:
-        return Evidence("report", decoded, "hex SNP report")
+        except X509_LOAD_ERRORS as exc:
+            raise UsageError(f"{path}: PEM CSR is malformed ({str(exc)[:80]})") from exc
+        return Evidence(csr.public_bytes(Encoding.DER), "PEM CSR", None)
+    found = REGISTRY.recognise(data)
+    if found is not None:
+        form, evidence = found
+        return Evidence(evidence, form.name, form)
     if data[:1] == b"\x30":
         try:
             x509.load_der_x509_csr(data)
-        except ValueError:
+        except X509_LOAD_ERRORS:
             pass
         else:
-            return Evidence("csr", data, "DER CSR")
-    raise UsageError(
-        f"{path}: not an SNP report (1184 raw bytes or hex), an Azure HCL report or a CSR "
-        f"({len(data)} bytes)"
-    )
+            return Evidence(data, "DER CSR", None)
+    forms = ", ".join(f.name for f in REGISTRY.bare_formats)
+    raise UsageError(f"{path}: not a Keep CSR or any known evidence ({forms}); {len(data)} bytes")
 
 
-def _csr_report(der: bytes) -> tuple[str, bytes | None]:
-    """(kind of CSR, embedded SNP report if any), without verifying anything."""
-    csr = x509.load_der_x509_csr(der)
+def _decode(evidence: Evidence) -> tuple[str, str, dict[str, Any]]:
+    """(form, platform, decoded fields) without verifying anything."""
+    if evidence.bare is not None:
+        bare = evidence.bare
+        return evidence.form, bare.platform, bare.verifier.show_bare(evidence.data)
+    csr = x509.load_der_x509_csr(evidence.data)
     with quiet_serials():
         for ext in csr.extensions:
+            entry = REGISTRY.get(ext.oid)
             value = ext.value
-            raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
-            if ext.oid == oids.ENARX_SNP:
-                return "Enarx SNP CSR", decode_enarx_snp(raw).report
-            if ext.oid == oids.EVIDENCE_SIM:
-                return "Donjon sim CSR", decode_sim(raw).report
-            if ext.oid in oids.EVIDENCE_OIDS:
-                return f"CSR with evidence {ext.oid.dotted_string}", None
-    return "CSR without evidence", None
+            if entry is None or not isinstance(value, x509.UnrecognizedExtension):
+                continue
+            kind = "Enarx" if ext.oid.dotted_string.startswith(oids.ENARX_ARC) else "Donjon"
+            name = f"{kind} {entry.platform.upper()} CSR"
+            return name, entry.platform, entry.show(value.value)
+    return "CSR without evidence", "unknown", {}
 
 
 def _parse_time(text: str | None) -> datetime:
@@ -133,7 +129,7 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
                     if data.lstrip().startswith(b"-----BEGIN")
                     else x509.load_der_x509_crl(data)
                 )
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise UsageError(f"--crl {path}: not a CRL") from exc
         out.append(crl)
     return tuple(out)
@@ -163,22 +159,15 @@ def show(file: Path, as_json: bool) -> None:
       donjon attest show keep.csr --json
     """
     evidence = recognise(file)
-    form = evidence.form
-    report_bytes: bytes | None = evidence.data
-    if evidence.kind == "csr":
-        try:
-            form, report_bytes = _csr_report(evidence.data)
-        except (ValueError, AttestationError) as exc:
-            raise UsageError(f"{file}: cannot decode the CSR's evidence: {exc}") from exc
-    report = parse_report(report_bytes, strict=False) if report_bytes else None
+    try:
+        form, platform, decoded = _decode(evidence)
+    except (ValueError, AttestationError) as exc:
+        raise UsageError(f"{file}: cannot decode its evidence: {str(exc)[:160]}") from exc
     if as_json:
-        print_json(
-            {"file": str(file), "form": form, "report": report.to_dict() if report else None}
-        )
+        print_json({"file": str(file), "form": form, "platform": platform, **decoded})
         return
     click.echo(f"{file}: {form}")
-    if report is not None:
-        _print_report(report)
+    print_fields(decoded, indent=1)
 
 
 @attest.command()
@@ -285,24 +274,16 @@ def verify(
     if require_crl and crl_mode == "if-available":
         raise UsageError("--require-crl contradicts --crl-mode if-available")
     mode: CrlMode | None = "require" if require_crl else _crl_mode(crl_mode)
-    if evidence.kind == "csr":
-        verdict = verify_csr(
-            evidence.data, policy=policy, trust=trust, now=now, product=chosen, crl_mode=mode
-        )
+    cert = _certs(vcek, "--vcek")
+    if vcek is not None and len(cert) != 1:
+        raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
+    material = {"vcek": cert[0] if cert else None, "chain": tuple(chain_certs), "crls": crls}
+    options = VerifyOptions(crl_mode=mode, product=chosen, material=material)
+    if evidence.bare is None:
+        verdict = verify_csr(evidence.data, policy=policy, trust=trust, now=now, options=options)
     else:
-        cert = _certs(vcek, "--vcek")
-        if vcek is not None and len(cert) != 1:
-            raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
-        verdict = verify_report(
-            evidence.data,
-            policy=policy,
-            trust=trust,
-            now=now,
-            vcek=cert[0] if cert else None,
-            chain=tuple(chain_certs),
-            crls=crls,
-            product=chosen,
-            crl_mode=mode,
+        verdict = verify_evidence(
+            evidence.data, evidence.bare, policy=policy, trust=trust, now=now, options=options
         )
     if as_json:
         data = verdict.to_dict()
@@ -334,72 +315,29 @@ def _bold(text: str) -> str:
     return click.style(text, bold=True)
 
 
-def _print_report(report: SnpReport) -> None:
-    fields: dict[str, Any] = report.to_dict()
-    click.echo(f"  version          {report.version}")
-    click.echo(f"  product          {fields['product'] or 'unknown (v2 report: no CPUID)'}")
-    click.echo(f"  measurement      {_bold(report.measurement.hex())}")
-    click.echo(f"  reported TCB     {_bold(str(report.reported_tcb))}")
-    click.echo(f"  current TCB      {report.current_tcb}   firmware {report.current_fw}")
-    click.echo(f"  committed TCB    {report.committed_tcb}   firmware {report.committed_fw}")
-    click.echo(f"  launch TCB       {report.launch_tcb}")
-    gp = report.policy
-    flags = [
-        name
-        for name, on in (
-            ("SMT", gp.smt_allowed),
-            ("MIGRATE_MA", gp.migrate_ma_allowed),
-            ("DEBUG", gp.debug_allowed),
-            ("SINGLE_SOCKET", gp.single_socket),
-        )
-        if on
-    ]
-    debug = click.style(" (debuggable!)", fg="red") if gp.debug_allowed else ""
-    click.echo(
-        f"  guest policy     0x{gp.raw:x} ABI {gp.abi_major}.{gp.abi_minor} "
-        f"{'|'.join(flags) or '-'}{debug}"
-    )
-    click.echo(f"  platform info    0x{report.platform_info.raw:x}")
-    click.echo(
-        f"  signing key      {report.signing_key.name}  vmpl {report.vmpl}  "
-        f"guest svn {report.guest_svn}"
-    )
-    for name in (
-        "report_data",
-        "host_data",
-        "id_key_digest",
-        "author_key_digest",
-        "family_id",
-        "image_id",
-        "report_id",
-        "chip_id",
-    ):
-        click.echo(f"  {name:<16} {fields[name]}")
-    if report.cpuid is not None:
-        fam, mod, step = report.cpuid
-        click.echo(f"  cpuid            family 0x{fam:x} model 0x{mod:x} stepping {step}")
-
-
 def _print_verdict(
     file: Path, evidence: Evidence, verdict: Verdict, policy: Policy, *, from_flag: bool
 ) -> None:
     when = verdict.evaluated_at.isoformat() if verdict.evaluated_at else "?"
     product = (verdict.details or {}).get("product", "")
     click.echo(f"{file}: {evidence.form}")
+    # Names, reasons and subjects below may quote the evidence's own strings: escaped.
     click.echo(
-        f"platform {_bold(verdict.platform)}  product {_bold(product or '-')}  "
+        f"platform {_bold(escape(verdict.platform))}  product {_bold(escape(product or '-'))}  "
         f"evaluated at {when}  policy {policy.source}"
     )
+    appraisal = verdict.appraisal
+    if appraisal is not None:
+        click.echo(f"  measurement      {_bold(appraisal.measurement.hex() or '-')}")
+        click.echo(f"  TCB              {_bold(appraisal.tcb or '-')}   {appraisal.tcb_status}")
     report = (verdict.details or {}).get("report")
-    if report is not None:
-        click.echo(f"  measurement      {_bold(report['measurement'])}")
-        tcb = " ".join(f"{k}={v}" for k, v in report["reported_tcb"].items())
-        click.echo(f"  reported TCB     {_bold(tcb)}   firmware {report['current_fw']}")
-        click.echo(f"  report_data      {report['report_data']}")
-        click.echo(f"  chip_id          {report['chip_id']}")
+    if isinstance(report, dict):
+        for name in ("report_data", "chip_id"):
+            if name in report:
+                click.echo(f"  {name:<16} {report[name]}")
     chain = (verdict.details or {}).get("chain")
     if chain:
-        click.echo("  chain            " + " -> ".join(chain))
+        click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))
     if verdict.crl_mode is not None:
         source = "--crl-mode" if from_flag else f"policy {policy.source}"
         checked = verdict.revocation_checked
@@ -408,10 +346,11 @@ def _print_verdict(
         text = f'  revocation       crl = "{verdict.crl_mode}" (from {source}){state}'
         click.echo(click.style(text, fg=color))
     for check in verdict.checks:
-        click.echo(f"  {mark(check.passed)} {check.id:<24} {check.reason}")
+        click.echo(f"  {mark(check.passed)} {check.id:<24} {escape(check.reason)}")
     if verdict.accepted:
         caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"
-        click.echo(click.style(f"REJECTED at {verdict.reason} ({code})", fg="red", bold=True))
+        rejected = f"REJECTED at {escape(verdict.reason or '?')} ({code})"
+        click.echo(click.style(rejected, fg="red", bold=True))

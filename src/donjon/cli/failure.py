@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from donjon.errors import DonjonError
+from donjon.escape import escape
 
 #: exit codes that are not a DonjonError's own
 EXIT_INTERRUPTED = 130
@@ -27,9 +28,10 @@ def report(exc: BaseException) -> int:
     """
     lines: list[str] = []
     if isinstance(exc, DonjonError):
-        lines.append(f"donjon: error: {exc.message}")
+        # Messages may quote a peer's certificate or a CSR: one line, whatever they hold.
+        lines.append(f"donjon: error: {escape(exc.message)}")
         if exc.hint:
-            lines.append(f"donjon: hint: {exc.hint}")
+            lines.append(f"donjon: hint: {escape(exc.hint)}")
         code = exc.exit_code
     elif isinstance(exc, KeyboardInterrupt):
         lines.append("donjon: interrupted")

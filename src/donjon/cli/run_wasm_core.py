@@ -15,6 +15,7 @@ import os
 import sys
 
 from donjon.errors import UsageError
+from donjon.escape import escape
 
 TYPE_CHECKING = False  # ``typing`` costs milliseconds to import; mypy reads this as True
 if TYPE_CHECKING:
@@ -197,6 +198,13 @@ def parse_argv(argv: list[str]) -> RunWasmOptions | None:
     return options
 
 
+def load_host() -> None:
+    """Import what :func:`execute` runs (the lean start does it with the collector off)."""
+    import donjon.wasi.api
+    import donjon.wasi.cache
+    import donjon.wasi.runner  # noqa: F401
+
+
 def execute(options: RunWasmOptions) -> NoReturn:
     """Check the options, run the module and exit with its exit code."""
     from donjon.wasi.api import Limits, Preopen, RunSpec
@@ -246,11 +254,6 @@ def execute(options: RunWasmOptions) -> NoReturn:
 
 
 def _echo_err(line: str) -> None:
-    """One line on stderr, as ``click.echo(line, err=True)`` writes it."""
-    if "\x1b" in line:
-        import click  # it strips escape sequences when stderr is no terminal
-
-        click.echo(line, err=True)
-        return
-    sys.stderr.write(line + "\n")
+    """One line on stderr; a module's names (in a trap) are the guest's words, so escaped."""
+    sys.stderr.write(escape(line) + "\n")
     sys.stderr.flush()

@@ -15,7 +15,7 @@ import ssl
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -36,7 +36,7 @@ from donjon.keep.config import (
 )
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
-from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
+from donjon.keep.platforms.base import HARDWARE_PLATFORMS, HOST_SERVES_FILES, Platform
 from donjon.keep.revocation import CrlCache
 from donjon.keep.steward_client import StewardClient
 from donjon.wasi.api import (
@@ -49,6 +49,7 @@ from donjon.wasi.api import (
     Stdio,
     StdioKind,
 )
+from donjon.wasi.cache import KEY_NAME
 
 log = logging.getLogger("donjon.keep")
 
@@ -107,10 +108,17 @@ def obtain_identity(
         identity = ident.unattested_identity(key, claims, platform)
         report(f"{identity.describe()}; peers cannot verify what runs here")
         return identity
-    csr = ident.build_csr(key, claims, platform)
     ca_bundle = resolve(package.base_dir, config.steward_ca) if config.steward_ca else None
+    client = StewardClient.from_config(config.steward, ca_bundle)
+    report(f"asking steward {config.steward} for a challenge")
+    nonce = client.challenge()
+    if nonce is None:
+        report(f"steward {config.steward} offers no challenge: this evidence cannot be fresh")
+    else:
+        claims = replace(claims, nonce=nonce)
+    csr = ident.build_csr(key, claims, platform)
     report(f"requesting a certificate from steward {config.steward}")
-    chain = StewardClient.from_config(config.steward, ca_bundle).request(csr)
+    chain = client.request(csr)
     # Enarx order is [CA, ..., leaf]; TLS presents leaf first, without the trust anchor.
     identity = Identity(
         key=key,
@@ -222,7 +230,8 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                     client = _client_tls(entry, package, identity)
                     if entry.effective_trust(config.steward is not None) is Trust.STEWARD:
                         crl = crls.get()
-                stream = net.connect(net.plan(entry, crl), client, label)
+                target = net.plan(entry, crl, has_steward=config.steward is not None)
+                stream = net.connect(target, client, label)
                 stack.callback(stream.close)
                 streams.append(stream)
                 report(
@@ -237,6 +246,9 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         stdin, stdout, stderr = _stdio(config)
         spec = RunSpec(
             module=package.wasm,
+            # The bytes hashed into the claims above, never the file again: a main.wasm
+            # swapped on disk since cannot run under this certificate.
+            module_bytes=package.wasm_bytes,
             args=["main.wasm", *config.args],
             env={**config.env, **_fd_env(config)},
             stdin=stdin,
@@ -245,12 +257,24 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
             preopens=preopens,
             streams=streams,
             limits=limits,
-            cache_dir=options.cache_dir,
+            cache_dir=_cache_dir(platform, options, report),
+            cache_key_file=options.state_dir / KEY_NAME if options.state_dir else None,
         )
         return PreparedKeep(platform, identity, spec, listening, stack)
     except BaseException:
         stack.close()
         raise
+
+
+def _cache_dir(platform: Platform, options: KeepOptions, report: Report) -> Path | None:
+    """The module cache, unless the host serves the files its key would be kept in."""
+    if options.cache_dir is not None and platform.name in HOST_SERVES_FILES:
+        report(
+            f"platform {platform.name}: module cache off (the host serves every file, "
+            "so it could read the cache's key and plant compiled code)"
+        )
+        return None
+    return options.cache_dir
 
 
 class _StewardCrl:

@@ -18,8 +18,10 @@ from donjon.steward.ca import CA_CERT_NAME, CA_KEY_NAME, CertificateAuthority
 from donjon.steward.clock import NOW_ENV, fixed_clock, parse_time, system_clock
 from donjon.steward.contract import Verifier
 from donjon.steward.engine import default_verifier, development_platforms, load_policy, load_trust
+from donjon.steward.pkcs11uri import is_pkcs11_uri
 from donjon.steward.server import DEV_BANNER
 from donjon.steward.service import Steward
+from donjon.steward.statedir import check_private, make_state_dir, private_sqlite_file
 from donjon.steward.store import AuditStore
 
 log = logging.getLogger("donjon.steward")
@@ -32,7 +34,7 @@ AUDIT_TOKEN_ENV = "DONJON_STEWARD_AUDIT_TOKEN"
 class StewardConfig:
     state_dir: Path = Path("steward")
     ca_cert: Path | None = None  # default: <state_dir>/ca.pem
-    ca_key: Path | None = None  # default: <state_dir>/ca.key
+    ca_key: Path | str | None = None  # a file or a pkcs11: URI; default: <state_dir>/ca.key
     init: bool = False  # create the CA if it does not exist
     curve: str = "p384"
     ca_name: str = "Donjon Steward CA"
@@ -53,7 +55,10 @@ class StewardConfig:
         return self.ca_cert or self.state_dir / CA_CERT_NAME
 
     @property
-    def ca_key_path(self) -> Path:
+    def ca_key_path(self) -> Path | str:
+        """The key file, or the ``pkcs11:`` URI of a key on a token."""
+        if isinstance(self.ca_key, str) and not is_pkcs11_uri(self.ca_key):
+            return Path(self.ca_key)
         return self.ca_key or self.state_dir / CA_KEY_NAME
 
     @property
@@ -64,6 +69,7 @@ class StewardConfig:
 def read_token(path: Path | None, env: str, what: str) -> str | None:
     """A bearer token from a file (first line) or the environment variable ``env``."""
     if path is not None:
+        check_private(Path(path), f"{what} token file")
         try:
             token = Path(path).read_text().strip()
         except OSError as exc:
@@ -112,7 +118,15 @@ def audit_access(config: StewardConfig, admin_token: str | None) -> tuple[str | 
 
 def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthority:
     cert, key = config.ca_cert_path, config.ca_key_path
+    if isinstance(key, str):  # a key on a PKCS#11 token
+        if not cert.exists():
+            raise UsageError(
+                f"no Steward CA certificate at {cert} for the token key",
+                hint="create both with `donjon steward init --pkcs11 URI`",
+            )
+        return CertificateAuthority.load(cert, key)
     if config.init and not cert.exists() and not key.exists():
+        make_state_dir(key.parent)
         ca = CertificateAuthority.create(name=config.ca_name, curve=config.curve, now=now)
         ca.save_to(cert, key)
         log.warning("created a new Steward CA: %s (key %s, mode 0600)", cert, key)
@@ -123,6 +137,53 @@ def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthor
             hint="create one with `donjon steward init` or pass --init",
         )
     return CertificateAuthority.load(cert, key)
+
+
+def check_policy_pins(policy: object) -> None:
+    """Refuse to start with a TEE section that would certify any guest without saying so."""
+    unpinned = getattr(policy, "unpinned", None)
+    problems: list[str] = unpinned() if unpinned is not None else []
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(
+            f"{getattr(policy, 'source', 'the policy')}: {problems[0]}{more}",
+            hint="docs/policy.md: 'What a policy must pin'",
+        )
+    tees = getattr(policy, "tees", {})
+    if (
+        not tees
+        and getattr(policy, "sim", None) is None
+        and not (getattr(policy, "nil_allow", False) or getattr(policy, "kvm_allow", False))
+    ):
+        raise UsageError(
+            f"{getattr(policy, 'source', 'the policy')}: accepts no platform at all: add a "
+            "section such as [snp] that pins your workload",
+            hint="docs/policy.md",
+        )
+
+
+def announce_policy(policy: object, steward: Steward) -> None:
+    """Say at every start what the policy opted into, in the log and in /metrics."""
+    accepting = getattr(policy, "accepting_any", None)
+    for name in accepting() if accepting is not None else []:
+        steward.metrics.accept_any_workload.labels(name).set(1)
+        log.warning(
+            "[%s] accept_any_workload = true: ANY genuine %s guest gets a certificate, "
+            "whatever it runs; pin a measurement, signer or allowed_workloads to narrow it",
+            name,
+            name,
+        )
+    freshness = getattr(policy, "freshness", None)
+    if freshness is not None and freshness.donjon == "optional":
+        log.warning(
+            'FRESHNESS OPTIONAL: [freshness] donjon = "optional": Donjon evidence without a '
+            "challenge nonce is accepted, so copied evidence can be replayed"
+        )
+    if freshness is not None and freshness.enarx == "accept":
+        log.info(
+            "Enarx CSRs (no challenge possible) are accepted with the advisory "
+            'evidence-not-fresh; [freshness] enarx = "refuse" turns them away'
+        )
 
 
 def build_steward(
@@ -137,8 +198,16 @@ def build_steward(
     clock = fixed_clock(instant) if instant is not None else system_clock
     if instant is not None:
         log.warning("clock fixed at %s: certificates are dated then", instant.isoformat())
-    ca = load_or_create_ca(config, clock())  # a CA made now is valid at the fixed time
+    if config.policy is None:
+        raise UsageError(
+            "the Steward needs a policy (--policy FILE): it names the platforms and workloads "
+            "it certifies",
+            hint="see docs/policy.md; for a first try, pin your workload with allowed_workloads",
+        )
     policy = load_policy(config.policy)
+    check_policy_pins(policy)
+    make_state_dir(config.state_dir)
+    ca = load_or_create_ca(config, clock())  # a CA made now is valid at the fixed time
     trust = load_trust(config.trust_dir, cache_dir=config.state_dir / "collateral")
     dev_platforms = development_platforms(policy)
     if dev_platforms and not config.development:
@@ -159,7 +228,11 @@ def build_steward(
             "certificates issued without a current AMD CRL carry the advisory "
             '"revocation-not-checked"'
         )
+    if config.db is None:
+        private_sqlite_file((config.state_dir / "audit.db").resolve())
     store = AuditStore.open(config.db_url)
+    if config.db is None:
+        private_sqlite_file((config.state_dir / "audit.db").resolve())  # its WAL, now there
     steward = Steward(
         ca=ca,
         policy=policy,
@@ -168,6 +241,7 @@ def build_steward(
         verifier=verifier or default_verifier(),
         clock=clock,
     )
+    announce_policy(policy, steward)
     settings = AppSettings(
         max_body=config.max_body,
         max_concurrent=config.max_concurrent,

@@ -164,9 +164,11 @@ class RunSpec:
     __slots__ = (
         "args",
         "cache_dir",
+        "cache_key_file",
         "env",
         "limits",
         "module",
+        "module_bytes",
         "preopens",
         "stderr",
         "stdin",
@@ -186,6 +188,8 @@ class RunSpec:
         streams: list[Listener | ByteStream] | None = None,
         limits: Limits | None = None,
         cache_dir: StrPath | None = None,
+        module_bytes: bytes | None = None,
+        cache_key_file: StrPath | None = None,
     ) -> None:
         self.module = module
         #: argv, argv[0] included
@@ -199,6 +203,11 @@ class RunSpec:
         self.limits = Limits() if limits is None else limits
         #: Directory of the compiled-module cache; ``None`` disables it.
         self.cache_dir = cache_dir
+        #: The module's bytes, already read by the caller (a Keep hashed and attested them);
+        #: then ``module`` only names it in messages and is never read again.
+        self.module_bytes = module_bytes
+        #: The cache's key file (see ``donjon.wasi.cache``); ``None``: the default one.
+        self.cache_key_file = cache_key_file
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not RunSpec:
@@ -209,7 +218,8 @@ class RunSpec:
     __hash__ = None  # type: ignore[assignment]  # mutable
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        names = [n for n in self.__slots__ if n != "module_bytes"]  # may be megabytes
+        fields = ", ".join(f"{n}={getattr(self, n)!r}" for n in names)
         return f"RunSpec({fields})"
 
 

@@ -66,16 +66,19 @@ def load_module(
     progress: Callable[[str], None] | None = None,
 ) -> capi.Module:
     where = os.fspath(spec.module)
-    try:
-        with open(where, "rb") as file:
-            wasm = file.read()
-    except OSError as exc:
-        raise ModuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    wasm = spec.module_bytes
+    if wasm is None:
+        try:
+            with open(where, "rb") as file:
+                wasm = file.read()
+        except OSError as exc:
+            raise ModuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     if spec.cache_dir is None:
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
         return compile_module(engine, wasm, where)
-    return ModuleCache(spec.cache_dir, flags.key()).load(engine, wasm, where, progress)
+    cache = ModuleCache(spec.cache_dir, flags.key(), key_file=spec.cache_key_file)
+    return cache.load(engine, wasm, where, progress)
 
 
 def check_wasi_command(module: capi.Module, where: str) -> list[str]:

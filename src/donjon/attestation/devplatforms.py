@@ -1,0 +1,76 @@
+"""Registry entries for evidence that proves no TEE (nil, Enarx KVM), and for formats
+whose verification this version does not have.
+
+A development platform is accepted only where the policy says ``[nil] allow`` /
+``[kvm] allow``; its certificates say development=True everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from donjon.attestation.errors import PlatformNotAllowedError, UnsupportedPlatformError
+from donjon.attestation.evidence import check_kvm, check_nil
+from donjon.attestation.registry import VerifyContext
+from donjon.attestation.verdict import Appraisal
+
+
+class DevEntry:
+    """``nil`` (Donjon, DER NULL) or ``kvm`` (Enarx, empty): no TEE, no evidence."""
+
+    def __init__(self, platform: str) -> None:
+        if platform not in ("nil", "kvm"):
+            raise ValueError(f"not a development platform: {platform}")
+        self.platform = platform
+
+    def show(self, value: bytes) -> dict[str, Any]:
+        return {"evidence": f"{self.platform}: no TEE, no evidence"}
+
+    def verify(self, value: bytes, ctx: VerifyContext) -> Appraisal:
+        platform = self.platform
+        allowed = ctx.policy.nil_allow if platform == "nil" else ctx.policy.kvm_allow
+
+        def form() -> tuple[None, str]:
+            (check_nil if platform == "nil" else check_kvm)(value)
+            return None, f"{platform} evidence (no TEE)"
+
+        def allowance() -> tuple[None, str]:
+            if not allowed:
+                raise PlatformNotAllowedError(
+                    f"{platform} evidence proves no TEE; the policy needs [{platform}] allow = true"
+                )
+            return None, f"[{platform}] allow = true: development certificate"
+
+        ctx.checks.step("evidence.format", form)
+        ctx.checks.step("platform.allowed", allowance)
+        return Appraisal(
+            platform=platform,
+            product="",
+            measurement=b"",
+            tcb="",
+            tcb_status="NoTEE",
+            debug=True,
+            section=platform,
+            rules=None,
+            development=True,
+        )
+
+
+class UnsupportedEntry:
+    """Recognised evidence that this version cannot verify: a distinct refusal."""
+
+    def __init__(self, platform: str) -> None:
+        self.platform = platform
+
+    def show(self, value: bytes) -> dict[str, Any]:
+        return {"evidence": f"{self.platform} evidence, {len(value)} bytes (not decoded)"}
+
+    def verify(self, value: bytes, ctx: VerifyContext) -> Appraisal:
+        def refuse() -> tuple[None, str]:
+            raise UnsupportedPlatformError(
+                f"{self.platform.upper()} evidence is recognised, "
+                "but its verification is not supported yet"
+            )
+
+        ctx.checks.step("platform.supported", refuse)
+        raise AssertionError("unreachable: the step above always stops")
