@@ -225,9 +225,7 @@ class TrustStore:
         with self._lock:
             if key not in self._by_name:
                 self._by_name[key] = [
-                    c
-                    for c in self._loaded.intermediates
-                    if _common_name(c.subject) == common_name
+                    c for c in self._loaded.intermediates if _common_name(c.subject) == common_name
                 ]
             return list(self._by_name[key])
 
