@@ -78,9 +78,7 @@ class _WorkloadClaimsAsn1(univ.Sequence):
         namedtype.NamedType("wasmSha256", univ.OctetString()),
         namedtype.NamedType("configSha256", univ.OctetString()),
         namedtype.NamedType("packageName", char.UTF8String()),
-        namedtype.OptionalNamedType(
-            "nonce", univ.OctetString().subtype(implicitTag=_context(0))
-        ),
+        namedtype.OptionalNamedType("nonce", univ.OctetString().subtype(implicitTag=_context(0))),
         namedtype.OptionalNamedType(
             "packageSha256", univ.OctetString().subtype(implicitTag=_context(1))
         ),
@@ -128,9 +126,7 @@ class WorkloadClaims:
                 f"nonce must be {NONCE_MIN}..{NONCE_MAX} bytes, got {len(self.nonce)}"
             )
         if self.package_sha256 is not None and len(self.package_sha256) != 32:
-            raise ClaimsError(
-                f"package digest must be 32 bytes, got {len(self.package_sha256)}"
-            )
+            raise ClaimsError(f"package digest must be 32 bytes, got {len(self.package_sha256)}")
 
     def _asn1(self) -> _WorkloadClaimsAsn1:
         value = _WorkloadClaimsAsn1()

@@ -280,9 +280,7 @@ def verify(
     material = {"vcek": cert[0] if cert else None, "chain": tuple(chain_certs), "crls": crls}
     options = VerifyOptions(crl_mode=mode, product=chosen, material=material)
     if evidence.bare is None:
-        verdict = verify_csr(
-            evidence.data, policy=policy, trust=trust, now=now, options=options
-        )
+        verdict = verify_csr(evidence.data, policy=policy, trust=trust, now=now, options=options)
     else:
         verdict = verify_evidence(
             evidence.data, evidence.bare, policy=policy, trust=trust, now=now, options=options

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from donjon.keep.config import (
     check_files,
     file_label,
 )
+from donjon.keep.sealed import SealedModule
 
 CONFIG_NAMES = ("Donjon.toml", "Enarx.toml")
 WASM_NAME = "main.wasm"
@@ -49,8 +50,21 @@ class Package:
     config_bytes: bytes
     #: Relative paths in the config are resolved against this directory.
     base_dir: Path
+    # A package from a registry or a URL (keep/source.py) arrives in memory, checked:
+    #: main.wasm as fetched and digest-checked; ``None``: read from ``wasm`` (a local package).
+    fetched_wasm: bytes | None = field(default=None, repr=False)
+    #: A confidential package's main.wasm: opened only after attestation, with its key.
+    sealed: SealedModule | None = None
+    #: SHA-256 of the OCI manifest (or the https tar) deployed; attested in the claims.
+    package_sha256: bytes | None = None
+    #: Where the package came from, for messages (``oci://...@sha256:...``).
+    origin: str | None = None
 
     def wasm_sha256(self) -> bytes:
+        if self.sealed is not None:
+            return self.sealed.plain_sha256
+        if self.fetched_wasm is not None:
+            return hashlib.sha256(self.fetched_wasm).digest()
         return hashlib.sha256(self.wasm.read_bytes()).digest()
 
     def config_sha256(self) -> bytes:

@@ -43,6 +43,8 @@ from donjon.wasi.api import (
     ByteStream,
     Limits,
     Listener,
+    MemoryDir,
+    MemoryFile,
     Preopen,
     RunResult,
     RunSpec,
@@ -94,6 +96,7 @@ def workload_claims(package: Package) -> WorkloadClaims:
         wasm_sha256=package.wasm_sha256(),
         config_sha256=package.config_sha256(),
         package_name=package.name,
+        package_sha256=package.package_sha256,
     )
 
 
@@ -188,8 +191,8 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
             write_bytes(options.export_cert, identity.certificate_pem(), mode=0o644)
             report(f"wrote the Keep's certificate to {options.export_cert}")
 
-        streams: list[Listener | ByteStream] = []
-        preopens: list[Preopen] = []
+        streams: list[Listener | ByteStream | MemoryFile] = []
+        preopens: list[Preopen | MemoryDir] = []
         listening: dict[str, tuple[str, int]] = {}
         server_contexts: dict[str | None, ssl.SSLContext] = {}
         crls = _StewardCrl(config, package.base_dir)

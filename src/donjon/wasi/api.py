@@ -5,9 +5,10 @@ calls :func:`donjon.wasi.run`. The fd table is laid out in this order, which
 wasi-libc's preopen scan requires:
 
 * fds 0, 1, 2: ``stdin``, ``stdout``, ``stderr`` (:class:`Stdio`);
-* then every :class:`Preopen` directory, in order;
+* then every :class:`Preopen` directory (or in-memory :class:`MemoryDir`), in order;
 * then every entry of ``RunSpec.streams``, in order: listeners
-  (:class:`Listener`) and connected byte streams (:class:`ByteStream`).
+  (:class:`Listener`), connected byte streams (:class:`ByteStream`) and
+  read-only in-memory files (:class:`MemoryFile`).
 
 Sockets are opened by the caller, possibly TLS-wrapped; the WASI layer never
 learns about certificates. It treats a stream as bytes, and for an
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -45,6 +47,25 @@ class Preopen:
     host_path: Path
     guest_path: str
     writable: bool = True
+
+
+@dataclass(frozen=True)
+class MemoryDir:
+    """A read-only directory held in memory, preopened at ``guest_path``.
+
+    ``files`` maps plain names (no ``/``) to contents. Nothing of it exists on the
+    host's file system; the guest can open, read, seek, stat and list, never write.
+    """
+
+    guest_path: str
+    files: Mapping[str, bytes] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MemoryFile:
+    """A read-only file held in memory, at its position among ``RunSpec.streams``."""
+
+    data: bytes = field(repr=False)
 
 
 ByteStream = socket.socket | ssl.SSLSocket
@@ -90,11 +111,14 @@ class RunSpec:
     stdin: Stdio = field(default_factory=Stdio)
     stdout: Stdio = field(default_factory=Stdio)
     stderr: Stdio = field(default_factory=Stdio)
-    preopens: list[Preopen] = field(default_factory=list)
-    streams: list[Listener | ByteStream] = field(default_factory=list)
+    preopens: list[Preopen | MemoryDir] = field(default_factory=list)
+    streams: list[Listener | ByteStream | MemoryFile] = field(default_factory=list)
     limits: Limits = field(default_factory=Limits)
     #: Directory of the compiled-module cache; ``None`` disables it.
     cache_dir: Path | None = None
+    #: The module's bytes, already read by the caller (a Keep hashed and attested them);
+    #: then ``module`` only names it in messages and is never read again.
+    module_bytes: bytes | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -61,10 +61,12 @@ def load_module(
     progress: Callable[[str], None] | None = None,
 ) -> wasmtime.Module:
     where = str(spec.module)
-    try:
-        wasm = spec.module.read_bytes()
-    except OSError as exc:
-        raise ModuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
+    wasm = spec.module_bytes
+    if wasm is None:
+        try:
+            wasm = spec.module.read_bytes()
+        except OSError as exc:
+            raise ModuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     if spec.cache_dir is None:
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
