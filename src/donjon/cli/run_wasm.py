@@ -133,13 +133,13 @@ def run_wasm(
       donjon run-wasm --memory 64M --timeout 10 compute.wasm
       donjon run-wasm --listen 127.0.0.1:8080 server.wasm
     """
-    from donjon.wasi.api import Limits, Preopen, RunSpec
+    from donjon.wasi.api import Limits, MemoryDir, Preopen, RunSpec
     from donjon.wasi.cache import default_cache_dir
     from donjon.wasi.runner import run
 
     if not module.is_file():
         raise UsageError(f"{module}: no such file")
-    preopens = []
+    preopens: list[Preopen | MemoryDir] = []
     for text, writable in [(d, True) for d in dirs] + [(d, False) for d in dirs_ro]:
         host, guest = parse_dir(text)
         if not host.is_dir():

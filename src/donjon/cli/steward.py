@@ -51,6 +51,8 @@ def steward() -> None:
       donjon steward serve --dev --init --policy dev.toml   local development
       donjon steward certs list --dir ./steward --json
       donjon steward certs revoke 4f2a... --reason key-compromise
+      donjon steward secrets put db --url https://steward:8443 --value-file pw.txt \\
+          --allow-workload 5f3a...e1
     """
 
 
@@ -160,6 +162,12 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
     help="Attestations verified at once.",
 )
 @click.option(
+    "--secrets-kek-file",
+    type=FILE,
+    help="Key-encryption key of stored secrets (0600; 64 hex digits) [or $DONJON_STEWARD_KEK]. "
+    "Without one, secrets are disabled. `donjon steward secrets kek-init FILE` makes one.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -185,6 +193,7 @@ def serve(
     development: bool,
     max_body: int,
     max_concurrent: int,
+    secrets_kek_file: Path | None,
     log_level: str,
 ) -> None:
     """Serve the Steward API (Enarx-compatible POST / plus /v1, /metrics, /openapi.json).
@@ -199,7 +208,7 @@ def serve(
       DONJON_STEWARD_NOW=2023-02-01T00:00Z donjon steward serve ...   (Enarx vectors)
     """
     from donjon.steward.app import create_app
-    from donjon.steward.bootstrap import StewardConfig, build_steward
+    from donjon.steward.bootstrap import StewardConfig, build_secrets, build_steward
     from donjon.steward.clock import parse_time
     from donjon.steward.server import ServeOptions
     from donjon.steward.server import serve as run
@@ -221,8 +230,10 @@ def serve(
         development=development,
         max_body=max_body,
         max_concurrent=max_concurrent,
+        secrets_kek_file=secrets_kek_file,
     )
     stew, settings = build_steward(config)
+    secret_service = build_secrets(config, stew)
     options = ServeOptions(
         host=addr,
         port=port,
@@ -230,9 +241,11 @@ def serve(
         tls_key=tls_key,
         development=development,
         log_level=log_level,
+        # Keeps present their certificate to fetch secrets (mutual TLS).
+        client_ca_pem=stew.ca.certificate_pem if secret_service is not None else None,
     )
     try:
-        run(create_app(stew, settings), options)
+        run(create_app(stew, settings, secret_service), options)
     finally:
         stew.store.close()
 
@@ -373,3 +386,12 @@ def revoke(serial: str, reason: str, state_dir: Path, db: str | None, as_json: b
         f"revoked {record.serial} at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
         f"({record.revocation_reason})"
     )
+
+
+def _register_secrets() -> None:
+    from donjon.cli.steward_secrets import secrets
+
+    steward.add_command(secrets)
+
+
+_register_secrets()

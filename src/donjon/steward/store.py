@@ -245,6 +245,11 @@ class AuditStore:
         self._engine.dispose()
 
     @property
+    def engine(self) -> Engine:
+        """The database engine, shared by stores of other tables (``secrets_store``)."""
+        return self._engine
+
+    @property
     def url(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
 
