@@ -190,11 +190,11 @@ def _validation_error(where: Path, raw: dict[str, Any], exc: ValidationError) ->
     elif kind == "missing":
         text = f"missing required field {field!r}"
     elif kind in ("union_tag_not_found",):
-        text = "missing field 'kind' (null, stdin, stdout, stderr, dir, listen or connect)"
+        text = "missing field 'kind' (null, stdin, stdout, stderr, dir, listen, connect or secret)"
     elif kind == "union_tag_invalid":
         text = (
             f"unknown kind {first['input'].get('kind')!r} "
-            "(expected null, stdin, stdout, stderr, dir, listen or connect)"
+            "(expected null, stdin, stdout, stderr, dir, listen, connect or secret)"
             if isinstance(first["input"], dict)
             else "unknown kind"
         )

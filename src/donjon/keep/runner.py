@@ -22,8 +22,8 @@ from cryptography import x509
 
 from donjon.atomicfile import write_bytes
 from donjon.attestation.claims import WorkloadClaims
+from donjon.keep import guest_secrets, net, peercheck, platforms, revocation, tls
 from donjon.keep import identity as ident
-from donjon.keep import net, peercheck, platforms, revocation, tls
 from donjon.keep.config import (
     STDIO_KINDS,
     Config,
@@ -34,6 +34,7 @@ from donjon.keep.config import (
     Trust,
     file_label,
 )
+from donjon.keep.config_secret import SecretFile
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
 from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
@@ -190,6 +191,8 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         if options.export_cert is not None:
             write_bytes(options.export_cert, identity.certificate_pem(), mode=0o644)
             report(f"wrote the Keep's certificate to {options.export_cert}")
+        # After attesting, before anything reaches the guest: secrets and a sealed module's key.
+        secrets = guest_secrets.release(package, identity, report)
 
         streams: list[Listener | ByteStream | MemoryFile] = []
         preopens: list[Preopen | MemoryDir] = []
@@ -204,6 +207,11 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                 preopens.append(
                     Preopen(resolve(package.base_dir, entry.path), entry.name, entry.writable)
                 )
+            elif isinstance(entry, SecretFile):
+                if entry.is_path:
+                    preopens.append(secrets.memory_dir(config, entry))
+                else:
+                    streams.append(secrets.memory_file(entry))
             elif isinstance(entry, ListenFile):
                 sock = raw_listeners[index]
                 where = _sockname(sock)
@@ -246,15 +254,18 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         stdin, stdout, stderr = _stdio(config)
         spec = RunSpec(
             module=package.wasm,
+            # A remote package's checked bytes, or a sealed one opened in memory: never re-read.
+            module_bytes=secrets.module or package.fetched_wasm,
             args=["main.wasm", *config.args],
-            env={**config.env, **_fd_env(config)},
+            env={**config.plain_env(), **secrets.env, **_fd_env(config)},
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             preopens=preopens,
             streams=streams,
             limits=limits,
-            cache_dir=options.cache_dir,
+            # Compiled code of a confidential module would be its plaintext on the host's disk.
+            cache_dir=None if package.sealed is not None else options.cache_dir,
         )
         return PreparedKeep(platform, identity, spec, listening, stack)
     except BaseException:

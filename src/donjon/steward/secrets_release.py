@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pydantic import ValidationError
 
 from donjon.attestation import oids
+from donjon.attestation.binding import secret_release_payload
 from donjon.attestation.claims import AttestationResult, ClaimsError
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.errors import MalformedRequest, NotFound, StewardError
@@ -50,7 +51,6 @@ from donjon.steward.store import AuditStore
 log = logging.getLogger("donjon.steward")
 Clock = Callable[[], datetime]
 MAX_VALUE = 1024 * 1024
-RELEASE_CONTEXT = b"donjon secret release v1\0"
 
 
 class SecretRefused(StewardError):
@@ -58,18 +58,6 @@ class SecretRefused(StewardError):
 
     status = 403
     code = "secret-refused"
-
-
-def release_payload(nonce: bytes, name: str, certificate_der: bytes) -> bytes:
-    """What the Keep signs: the Steward's nonce, the secret's name, its own certificate."""
-    return (
-        RELEASE_CONTEXT
-        + nonce
-        + b"\0"
-        + name.encode()
-        + b"\0"
-        + hashlib.sha256(certificate_der).digest()
-    )
 
 
 def signature_algorithm(curve: ec.EllipticCurve) -> ec.ECDSA:
@@ -307,7 +295,7 @@ class SecretService:
         public = cert.public_key()
         if not isinstance(public, ec.EllipticCurvePublicKey):
             raise SecretRefused("the certificate's key is not an EC key", check="binding.signature")
-        payload = release_payload(nonce, name, cert.public_bytes(Encoding.DER))
+        payload = secret_release_payload(nonce, name, cert.public_bytes(Encoding.DER))
         try:
             public.verify(signature, payload, signature_algorithm(public.curve))
         except InvalidSignature:
