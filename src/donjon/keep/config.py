@@ -18,11 +18,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from donjon.keep import config_peer
 from donjon.keep.config_peer import Revocation
-from donjon.keep.config_secret import SecretFile, SecretRef
+from donjon.keep.config_secret import SecretFile, SecretRef, env_value
 
 #: fds 0-2 are stdio in WASI; these kinds may sit there.
 STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
@@ -372,7 +379,9 @@ class Config(_Strict):
 
     args: list[str] = Field(default_factory=list)
     #: Donjon: a value may be ``{ secret = "name" }``, fetched from the Steward after attesting.
-    env: dict[str, str | SecretRef] = Field(default_factory=dict)
+    env: dict[str, Annotated[str | SecretRef, BeforeValidator(env_value)]] = Field(
+        default_factory=dict
+    )
     steward: str | None = None
     #: Donjon: PEM bundle trusted for the Steward's HTTPS endpoint (default: the system store).
     steward_ca: Path | None = None
@@ -461,8 +470,13 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                 problems.append(
                     (
                         index,
-                        f"a {entry.kind} {'path ' if entry.kind == 'secret' else ''}must come "
-                        f"before the first socket or fd secret (fd {first_other}): "
+                        (
+                            "a dir must come before the first socket"
+                            if entry.kind == "dir"
+                            else "a secret with a /path name is an in-memory dir: it must "
+                            "come before the first socket or fd secret"
+                        )
+                        + f" (fd {first_other}): "
                         "wasi-libc scans preopened dirs from fd 3 and stops at the first "
                         "fd that is not one, so this dir would be invisible to the guest",
                     )

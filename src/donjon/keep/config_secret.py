@@ -89,3 +89,10 @@ class SecretFile(BaseModel):
 
     def effective_name(self) -> str:
         return self.name
+
+
+def env_value(value: object) -> object:
+    """Before validation: a string or ``{ secret = "name" }``; anything else, one message."""
+    if isinstance(value, str | dict | SecretRef):
+        return value
+    raise ValueError('Input should be a valid string, or { secret = "name" }')
