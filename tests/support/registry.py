@@ -8,7 +8,9 @@ installs both; without them, callers skip with :data:`MISSING`.
 
 from __future__ import annotations
 
+import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -59,7 +61,9 @@ class Registry:
 
     def client(self) -> httpx.Client:
         return httpx.Client(
-            base_url=f"https://{self.host}", verify=str(self.ca), auth=(USERNAME, PASSWORD)
+            base_url=f"https://{self.host}",
+            verify=ssl.create_default_context(cafile=str(self.ca)),
+            auth=(USERNAME, PASSWORD),
         )
 
     def stop(self) -> None:
@@ -91,6 +95,10 @@ def start(root: Path | None = None) -> Registry:
     )
     log = root / "registry.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out)
+        # The registry reads REGISTRY_* variables as config overrides (REGISTRY_AUTH_FILE...).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+        proc = subprocess.Popen(
+            [REGISTRY_BIN, "serve", str(config)], stdout=out, stderr=out, env=env
+        )
     wait_port(port, proc, why=lambda: log.read_text()[-800:])
     return Registry(f"127.0.0.1:{port}", cert, storage, proc, log)
