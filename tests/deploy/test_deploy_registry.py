@@ -227,7 +227,7 @@ def test_a_registry_that_dies_mid_download_leaves_nothing_half_used(
                     killed.set()
                     own.proc.kill()
 
-            with pytest.raises(RegistryUnreachable, match="broke after|ended after"):
+            with pytest.raises(RegistryUnreachable, match=r"broke after|ended after"):
                 client.get_blob(manifest.wasm, progress=kill_once)
         assert killed.is_set()
     finally:
@@ -246,7 +246,8 @@ def test_bad_credentials_and_no_credentials_are_one_line_errors(
     anonymous = {"DONJON_REGISTRY_CA": str(registry.ca), "HOME": str(tmp_path)}
     env_clean = {k: v for k, v in os.environ.items() if not k.startswith("DONJON_REGISTRY")}
     none = subprocess.run(
-        [sys.executable, "-m", "donjon.cli.main", "package", "inspect", registry.ref("team/auth:x")],
+        [sys.executable, "-m", "donjon.cli.main", "package", "inspect",
+         registry.ref("team/auth:x")],
         capture_output=True, text=True, env={**env_clean, **anonymous}, timeout=120,
     )  # fmt: skip
     assert none.returncode == 1
@@ -285,9 +286,9 @@ def test_a_manifest_of_the_wrong_media_type_is_refused(registry_env: Registry) -
                         "digest": layer, "size": 13}],
         }).encode()  # fmt: skip
         digest = client.push_manifest(manifest, None)
-    with pytest.raises(ArtifactError, match="config media type .* is not application/vnd.wasm"):
+    with pytest.raises(ArtifactError, match=r"config media type .* is not application/vnd\.wasm"):
         source.open_package(f"{registry.ref('team/image')}@{digest}")
-    with pytest.raises(ArtifactError, match="is not application/vnd.oci.image.manifest"):
+    with pytest.raises(ArtifactError, match=r"is not application/vnd\.oci\.image\.manifest"):
         artifact.parse_manifest(
             manifest, "application/vnd.docker.distribution.manifest.v2+json", "x"
         )
