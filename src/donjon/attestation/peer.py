@@ -44,6 +44,7 @@ from donjon.attestation.peer_errors import (
     DevelopmentPeerError,
     LeafProfileError,
     MissingAttestationError,
+    PackageMismatchError,
     PeerError,
     PeerExpiredError,
     PeerIsCAError,
@@ -82,6 +83,7 @@ __all__ = [
     "DevelopmentPeerError",
     "LeafProfileError",
     "MissingAttestationError",
+    "PackageMismatchError",
     "PeerCheck",
     "PeerError",
     "PeerExpectations",
@@ -146,6 +148,8 @@ class PeerExpectations:
     """
 
     workload_sha256: bytes | None = None
+    #: SHA-256 of the OCI manifest (or https tar) the peer must have been deployed from.
+    package_sha256: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
     platforms: frozenset[str] | None = None  # None: any TEE platform
     allow_development: bool = False
@@ -322,6 +326,16 @@ def verify_peer_certificate(
                 f"expected {expect.workload_sha256.hex()}"
             )
         checks.append(PeerCheck("workload", True, f"wasm sha256 {workload.wasm_sha256.hex()}"))
+    if expect.package_sha256 is not None:
+        package = workload.package_sha256 if workload is not None else None
+        if package is None:
+            raise PackageMismatchError("peer certificate names no package (not from a registry)")
+        if not hmac.compare_digest(package, expect.package_sha256):
+            raise PackageMismatchError(
+                f"peer was deployed from package sha256:{package.hex()}, "
+                f"expected sha256:{expect.package_sha256.hex()}"
+            )
+        checks.append(PeerCheck("package", True, f"package sha256:{package.hex()}"))
     if expect.min_tcb:
         actual = parse_tcb(result.tcb) if result.tcb else {}
         short = [

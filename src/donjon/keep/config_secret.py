@@ -93,6 +93,12 @@ class SecretFile(BaseModel):
 
 def env_value(value: object) -> object:
     """Before validation: a string or ``{ secret = "name" }``; anything else, one message."""
-    if isinstance(value, str | dict | SecretRef):
+    if isinstance(value, str | SecretRef):
         return value
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"secret"})
+        if unknown or not isinstance(value.get("secret"), str):
+            extra = f" (unknown key {unknown[0]!r})" if unknown else ""
+            raise ValueError(f'a secret reference is {{ secret = "name" }}{extra}')
+        return SecretRef.model_construct(secret=check_secret_name(value["secret"]))
     raise ValueError('Input should be a valid string, or { secret = "name" }')
