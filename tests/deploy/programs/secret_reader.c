@@ -5,6 +5,7 @@
  * /run/secrets), $DB_PASSWORD, and the fd named "API_KEY" in FD_NAMES, then
  * tries to write to /run/secrets/db (must fail). With a listener named "web",
  * it serves one connection "db=<...>\n" and exits; else it prints everything.
+ * ("writable" is 1 only if a write to the secret file succeeded.)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -43,7 +44,8 @@ int main(void) {
     db[n] = 0;
     struct stat st;
     long size = stat("/run/secrets/db", &st) == 0 ? (long)st.st_size : -1;
-    int writable = open("/run/secrets/db", O_WRONLY) >= 0;
+    int wfd = open("/run/secrets/db", O_WRONLY);
+    int writable = wfd >= 0 && write(wfd, "x", 1) == 1;
     char listing[512] = "";
     DIR *d = opendir("/run/secrets");
     if (d != NULL) {
