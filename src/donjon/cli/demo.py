@@ -233,7 +233,14 @@ def _claims(identity: Any) -> dict[str, Any]:
     help="The HTTP example (a directory with main.c, or a .wasm) [default: examples/http].",
 )
 @click.option("--keep-files", is_flag=True, help="Leave the lab directory for inspection.")
-def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool) -> None:
+@click.option(
+    "--deploy",
+    is_flag=True,
+    help="Deploy a confidential package from an OCI registry, with a secret (docs/secrets.md).",
+)
+def demo(
+    as_json: bool, keep_going: bool, example: Path | None, keep_files: bool, deploy: bool
+) -> None:
     """Run the whole attested flow on this machine, with the simulated TEE.
 
     \b
@@ -254,15 +261,21 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
       donjon demo
       donjon demo --json | jq .timings
       donjon demo --keep-going --keep-files
+      donjon demo --deploy       a sealed package from a registry, a secret after attestation
     """
 
     def progress(text: str) -> None:
         if not as_json:
             click.echo(click.style(text, dim=True), err=True)
 
-    outcome = run_demo(
-        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files
-    )
+    if deploy:
+        from donjon.cli.demo_deploy import run_deploy_demo
+
+        outcome = run_deploy_demo(keep_going=keep_going, progress=progress, keep_files=keep_files)
+    else:
+        outcome = run_demo(
+            example=example, keep_going=keep_going, progress=progress, keep_files=keep_files
+        )
     if as_json:
         print_json(outcome.to_json())
     else:
@@ -291,6 +304,7 @@ def _print(outcome: Outcome) -> None:
             "attestation_round_trip_s": "attestation round trip (CSR -> certificate)",
             "tls_handshake_s": "TLS connect + handshake",
             "first_tls_response_s": "first TLS response (connect -> first byte)",
+            "attest_to_secrets_released_s": "CSR sent -> key and secret released",
         }
         click.echo("\ntimings:")
         for key, seconds in outcome.timings.items():
