@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import ssl
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,18 +173,22 @@ class RegistryClient:
                 f"{self.limits.max_layer}-byte layer limit"
             )
         url = self.base + "blobs/" + descriptor.digest
-        with self._stream("GET", url, what) as response:
-            if response.status_code != 200:
-                response.read()
-                raise self._refused(response, what)
-            data = self._read_limited(response, what, descriptor.size, progress)
+        hasher = _Hasher()
+        try:
+            with self._stream("GET", url, what) as response:
+                if response.status_code != 200:
+                    response.read()
+                    raise self._refused(response, what)
+                data = self._read_limited(response, what, descriptor.size, progress, hasher)
+        finally:
+            served = hasher.finish()
         if len(data) != descriptor.size:
             raise RegistryUnreachable(
                 f"{self._where(what)}: download ended after {len(data)} of {descriptor.size} bytes"
             )
-        if sha256_digest(data) != descriptor.digest:
+        if served != descriptor.digest:
             raise DigestMismatch(
-                f"{self._where(what)}: the bytes served hash to {sha256_digest(data)}: "
+                f"{self._where(what)}: the bytes served hash to {served}: "
                 "corrupted or tampered in the registry"
             )
         return data
@@ -200,28 +206,45 @@ class RegistryClient:
         return _Closing(response)
 
     def _read_limited(
-        self, response: httpx.Response, what: str, limit: int, progress: Progress | None
+        self,
+        response: httpx.Response,
+        what: str,
+        limit: int,
+        progress: Progress | None,
+        hasher: _Hasher | None = None,
     ) -> bytes:
+        """At most ``limit`` bytes into one buffer sized up front (no copies as it grows)."""
         declared = response.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise TooLarge(
                 f"{self._where(what)}: {declared} bytes offered, more than the {limit} expected"
             )
-        buffer = bytearray()
+        buffer = bytearray(limit)
+        view = memoryview(buffer)
+        size = 0
         try:
             for chunk in response.iter_bytes(CHUNK):
-                buffer += chunk
-                if len(buffer) > limit:
+                end = size + len(chunk)
+                if end > limit:
                     raise TooLarge(
                         f"{self._where(what)}: more than the {limit} bytes expected; stopped"
                     )
+                view[size:end] = chunk
+                if hasher is not None:
+                    hasher.feed(chunk)
+                size = end
                 if progress is not None:
-                    progress(len(buffer), limit)
+                    progress(size, limit)
         except httpx.HTTPError as exc:
             raise RegistryUnreachable(
-                f"{self._where(what)}: download broke after {len(buffer)} bytes: {_reason(exc)}"
+                f"{self._where(what)}: download broke after {size} bytes: {_reason(exc)}"
             ) from exc
-        return bytes(buffer)
+        finally:
+            view.release()
+        if size < limit:
+            del buffer[size:]
+        # The buffer is ours alone from here: handed out as the (read-only by contract) bytes.
+        return buffer  # type: ignore[return-value]
 
     # --- writing -------------------------------------------------------------------------
 
@@ -270,6 +293,28 @@ class RegistryClient:
             if said is not None and said != digest:
                 raise DigestMismatch(f"{self._where(what)}: registry says {said}, we sent {digest}")
         return digest
+
+
+class _Hasher:
+    """SHA-256 on a second thread while the download goes on (hashlib releases the GIL)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="donjon-blob-sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def feed(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def finish(self) -> str:
+        self._queue.put(None)
+        self._thread.join()
+        return "sha256:" + self._hash.hexdigest()
 
 
 class _Closing:
