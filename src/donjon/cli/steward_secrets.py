@@ -132,9 +132,13 @@ def build_policy(
         return dict(doc)
     if not flags:
         return None
+    from donjon.steward.errors import StewardError
     from donjon.steward.secrets_release import parse_policy
 
-    return parse_policy(flags).to_json()  # checked here, for a message before any request
+    try:  # checked here, for a message before any request
+        return parse_policy(flags).to_json()
+    except StewardError as exc:
+        raise UsageError(exc.message) from None
 
 
 @click.group("secrets")

@@ -69,9 +69,10 @@ def parse_policy(doc: Any) -> ReleasePolicy:
         return ReleasePolicy.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"]) or "policy"
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
         raise MalformedRequest(
-            f"policy: {where}: {first['msg'].removeprefix('Value error, ')}", check="policy"
+            f"policy: {where}: {message}" if where else f"policy: {message}", check="policy"
         ) from None
 
 
