@@ -175,21 +175,31 @@ def run_demo(
             files = f"kept {lab.root}" if keep_files else f"removed {lab.root}"
             return f"stopped {len(procs)} process(es), {files}"
 
-        actions = [sim, build, steward, keep, fetch, stop]
-        failed = False
-        for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
-            if failed and not keep_going and action is not stop:
-                continue
-            progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
-            started = time.monotonic()
-            try:
-                step.detail = action()
-                step.ok = True
-            except Exception as exc:  # a step's failure is reported, and cleanup still runs
-                step.ok, failed = False, True
-                step.detail = _reason(exc)
-            step.seconds = time.monotonic() - started
+        run_steps(outcome, [sim, build, steward, keep, fetch, stop], keep_going, progress)
     return outcome
+
+
+def run_steps(
+    outcome: Outcome,
+    actions: list[Callable[[], str]],
+    keep_going: bool,
+    progress: Callable[[str], None],
+) -> None:
+    """Run each step, timed; after a failure only the last (the cleanup) runs, unless
+    ``keep_going``."""
+    failed = False
+    for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
+        if failed and not keep_going and index != len(actions) - 1:
+            continue
+        progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
+        started = time.monotonic()
+        try:
+            step.detail = action()
+            step.ok = True
+        except Exception as exc:  # a step's failure is reported, and cleanup still runs
+            step.ok, failed = False, True
+            step.detail = _reason(exc)
+        step.seconds = time.monotonic() - started
 
 
 def _reason(exc: BaseException) -> str:

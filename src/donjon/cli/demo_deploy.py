@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 import shutil
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 
 from donjon.atomicfile import write_bytes
-from donjon.cli.demo import KEEP_TIMEOUT, DemoFailed, Outcome, Step, _claims, _reason
+from donjon.cli.demo import KEEP_TIMEOUT, DemoFailed, Outcome, Step, _claims, run_steps
 
 SECRET_EXAMPLE = Path("examples") / "secret-http" / "main.c"
 REGISTRY_BIN = "docker-registry"
@@ -183,19 +182,7 @@ def run_deploy_demo(
             return f"stopped {len(procs)} process(es)"
 
         actions = [sim, build, registry, steward, publish, store, keep, fetch, stop]
-        failed = False
-        for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
-            if failed and not keep_going and action is not stop:
-                continue
-            progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
-            started = time.monotonic()
-            try:
-                step.detail = action()
-                step.ok = True
-            except Exception as exc:  # reported; cleanup still runs
-                step.ok, failed = False, True
-                step.detail = _reason(exc)
-            step.seconds = time.monotonic() - started
+        run_steps(outcome, actions, keep_going, progress)
     return outcome
 
 

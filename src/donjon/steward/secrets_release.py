@@ -112,20 +112,15 @@ class SecretService:
 
     def put(self, name: str, value: bytes, policy: ReleasePolicy, *, create: bool) -> VersionRow:
         """A new secret (``create``) or a new version of one (rotation)."""
-        check_name(name)
-        if not 0 < len(value) <= MAX_VALUE:
-            raise MalformedRequest(f"a secret value is 1 to {MAX_VALUE} bytes", check="secret.size")
-        row = self.store.add_version(
-            name,
-            lambda version: seal(self.kek, name, version, value),
-            policy.to_json(),
-            self.clock(),
-            create=create,
-        )
-        log.info("secret %s version %d stored (%d bytes)", name, row.version, len(value))
-        return row
+        return self._store(name, value, policy, create=create)
 
     def rotate(self, name: str, value: bytes, policy: ReleasePolicy | None) -> VersionRow:
+        """A new version; the policy stays the latest version's unless one is given."""
+        return self._store(name, value, policy, create=False)
+
+    def _store(
+        self, name: str, value: bytes, policy: ReleasePolicy | None, *, create: bool
+    ) -> VersionRow:
         check_name(name)
         if not 0 < len(value) <= MAX_VALUE:
             raise MalformedRequest(f"a secret value is 1 to {MAX_VALUE} bytes", check="secret.size")
@@ -134,9 +129,9 @@ class SecretService:
             lambda version: seal(self.kek, name, version, value),
             None if policy is None else policy.to_json(),
             self.clock(),
-            create=False,
+            create=create,
         )
-        log.info("secret %s rotated to version %d", name, row.version)
+        log.info("secret %s version %d stored (%d bytes)", name, row.version, len(value))
         return row
 
     def withdraw(self, name: str, version: int | None) -> list[int]:

@@ -126,8 +126,14 @@ class RegistryClient:
         return f"{self.ref.registry}/{self.ref.repository} {what}"
 
     def _send(self, method: str, url: str, what: str, **kwargs: Any) -> httpx.Response:
+        return self._request(method, url, what, stream=False, **kwargs)
+
+    def _request(
+        self, method: str, url: str, what: str, *, stream: bool, **kwargs: Any
+    ) -> httpx.Response:
         try:
-            return self.http.request(method, url, **kwargs)
+            request = self.http.build_request(method, url, **kwargs)
+            return self.http.send(request, stream=stream)
         except RegistryAuthError:
             raise
         except httpx.TimeoutException as exc:
@@ -194,16 +200,7 @@ class RegistryClient:
         return data
 
     def _stream(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
-        try:
-            request = self.http.build_request(method, url, **kwargs)
-            response = self.http.send(request, stream=True)
-        except RegistryAuthError:
-            raise
-        except httpx.TimeoutException as exc:
-            raise RegistryUnreachable(f"{self._where(what)}: no answer in time") from exc
-        except httpx.HTTPError as exc:
-            raise RegistryUnreachable(f"{self._where(what)}: {_reason(exc)}") from exc
-        return _Closing(response)
+        return _Closing(self._request(method, url, what, stream=True, **kwargs))
 
     def _read_limited(
         self,
