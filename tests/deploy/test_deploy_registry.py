@@ -341,7 +341,7 @@ def test_an_https_tar_needs_and_checks_its_digest(tmp_path: Path, wasm: bytes) -
         options = source.SourceOptions(ca_bundle=cert)
         good = hashlib.sha256(body).hexdigest()
         with source.open_package(f"{url}#sha256={good}", options=options) as opened:
-            assert opened.package.fetched_wasm == wasm
+            assert opened.package.wasm_bytes == wasm
             assert opened.package.package_sha256 == bytes.fromhex(good)
             assert opened.package.config.args == ["a"]
         with pytest.raises(source.SourceError, match="hashes to sha256:"):

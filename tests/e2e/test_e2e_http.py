@@ -26,11 +26,16 @@ def test_demo_flow(build_wasm: Callable[[Path], Path]) -> None:
     assert "<h1>Hello from a Donjon Keep</h1>" in outcome.page
     assert set(outcome.timings) == {
         "keep_start_to_workload_s",
+        "keep_start_to_certificate_s",
         "attestation_round_trip_s",
         "tls_handshake_s",
         "first_tls_response_s",
     }
     assert all(value > 0 for value in outcome.timings.values())
+    # The certificate comes before the workload runs, and the round trip inside that.
+    timings = outcome.timings
+    assert timings["attestation_round_trip_s"] < timings["keep_start_to_certificate_s"]
+    assert timings["keep_start_to_certificate_s"] <= timings["keep_start_to_workload_s"]
 
 
 def test_demo_names_a_missing_example(tmp_path: Path) -> None:

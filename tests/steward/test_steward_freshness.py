@@ -113,7 +113,7 @@ def engine_steward(
 # --- the challenge -----------------------------------------------------------------------------
 
 
-def test_a_challenge_is_32_random_bytes_with_an_expiry(
+def test_a_challenge_is_56_bytes_32_of_them_random_with_an_expiry(
     engine_steward: Callable[..., RunningSteward],
 ) -> None:
     steward = engine_steward()
@@ -121,8 +121,10 @@ def test_a_challenge_is_32_random_bytes_with_an_expiry(
     second = steward.client.post("/v1/challenge")
     assert first.status_code == 200 and first.headers["cache-control"] == "no-store"
     body = first.json()
-    assert len(bytes.fromhex(body["nonce"])) == 32
-    assert body["nonce"] != second.json()["nonce"]
+    nonce, other = bytes.fromhex(body["nonce"]), bytes.fromhex(second.json()["nonce"])
+    # 32 random bytes, the expiry (big-endian Unix seconds), a 16-byte MAC.
+    assert len(nonce) == 56 and nonce[:32] != other[:32]
+    assert int.from_bytes(nonce[32:40], "big") == int((T0 + timedelta(seconds=120)).timestamp())
     assert body["lifetime_seconds"] == 120
     assert datetime.fromisoformat(body["expires_at"]) == T0 + timedelta(seconds=120)
     bad = steward.client.post("/v1/challenge", content=b"please")
@@ -141,11 +143,21 @@ def test_fresh_evidence_is_accepted_once(
     assert "already used" in problem(replay)[2]
 
 
+@pytest.mark.parametrize("forge", ["random", "longer_expiry", "flipped_mac"])
 def test_a_nonce_the_steward_never_gave_is_refused(
-    engine_steward: Callable[..., RunningSteward], platform: Platform
+    engine_steward: Callable[..., RunningSteward], platform: Platform, forge: str
 ) -> None:
     steward = engine_steward()
-    csr, _ = csr_for(platform, bytes(range(32)))
+    real = challenge(steward)
+    forged = {
+        "random": bytes(range(56)),
+        # The attacker pushes the expiry a day later: the MAC no longer matches.
+        "longer_expiry": real[:32]
+        + (int.from_bytes(real[32:40], "big") + 86400).to_bytes(8, "big")
+        + real[40:],
+        "flipped_mac": real[:-1] + bytes([real[-1] ^ 1]),
+    }[forge]
+    csr, _ = csr_for(platform, forged)
     status, check, detail = problem(attest(steward, csr))
     assert (status, check) == (403, "freshness.nonce_unknown")
     assert "not given by this Steward" in detail

@@ -49,6 +49,8 @@ from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, tag, univ, useful
 
+from donjon.attestation.der import DECODE_ERRORS
+
 CLAIMS_VERSION = 1
 #: Advisory set by the Steward when no current CRL of the vendor root was checked
 #: (policy ``crl = "if-available"``, or the simulator, which publishes none).
@@ -271,7 +273,7 @@ def _check_version(version: int, what: str) -> None:
 def _decode(der: bytes, spec: univ.Sequence, what: str) -> univ.Sequence:
     try:
         value, rest = decoder.decode(der, asn1Spec=spec)
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise ClaimsError(f"{what}: not valid DER: {exc}") from exc
     if rest:
         raise ClaimsError(f"{what}: {len(rest)} trailing bytes after the DER value")

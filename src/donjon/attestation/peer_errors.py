@@ -101,6 +101,12 @@ class PackageMismatchError(PeerError):
     code = "peer.package"
 
 
+class MeasurementMismatchError(PeerError):
+    """The TEE measured something other than the launch image the caller expects."""
+
+    code = "peer.measurement"
+
+
 class ClaimsBindingError(PeerError):
     """The certificate's workload claims and its attestation result disagree."""
 

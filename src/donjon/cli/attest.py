@@ -32,9 +32,9 @@ from donjon.attestation.registry import BareFormat, VerifyOptions
 from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verifiers import REGISTRY
-from donjon.attestation.x509util import quiet_serials
+from donjon.attestation.x509util import X509_LOAD_ERRORS, quiet_serials
 from donjon.cli.options import DIRECTORY, EXISTING_FILE
-from donjon.cli.output import mark, print_fields, print_json
+from donjon.cli.output import escape, mark, print_fields, print_json
 from donjon.errors import UsageError
 
 
@@ -61,7 +61,7 @@ def recognise(path: Path) -> Evidence:
     if b"-----BEGIN CERTIFICATE REQUEST-----" in text:
         try:
             csr = x509.load_pem_x509_csr(text)
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise UsageError(f"{path}: PEM CSR is malformed ({str(exc)[:80]})") from exc
         return Evidence(csr.public_bytes(Encoding.DER), "PEM CSR", None)
     found = REGISTRY.recognise(data)
@@ -71,7 +71,7 @@ def recognise(path: Path) -> Evidence:
     if data[:1] == b"\x30":
         try:
             x509.load_der_x509_csr(data)
-        except ValueError:
+        except X509_LOAD_ERRORS:
             pass
         else:
             return Evidence(data, "DER CSR", None)
@@ -129,7 +129,7 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
                     if data.lstrip().startswith(b"-----BEGIN")
                     else x509.load_der_x509_crl(data)
                 )
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise UsageError(f"--crl {path}: not a CRL") from exc
         out.append(crl)
     return tuple(out)
@@ -321,8 +321,9 @@ def _print_verdict(
     when = verdict.evaluated_at.isoformat() if verdict.evaluated_at else "?"
     product = (verdict.details or {}).get("product", "")
     click.echo(f"{file}: {evidence.form}")
+    # Names, reasons and subjects below may quote the evidence's own strings: escaped.
     click.echo(
-        f"platform {_bold(verdict.platform)}  product {_bold(product or '-')}  "
+        f"platform {_bold(escape(verdict.platform))}  product {_bold(escape(product or '-'))}  "
         f"evaluated at {when}  policy {policy.source}"
     )
     appraisal = verdict.appraisal
@@ -336,7 +337,7 @@ def _print_verdict(
                 click.echo(f"  {name:<16} {report[name]}")
     chain = (verdict.details or {}).get("chain")
     if chain:
-        click.echo("  chain            " + " -> ".join(chain))
+        click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))
     if verdict.crl_mode is not None:
         source = "--crl-mode" if from_flag else f"policy {policy.source}"
         checked = verdict.revocation_checked
@@ -345,10 +346,11 @@ def _print_verdict(
         text = f'  revocation       crl = "{verdict.crl_mode}" (from {source}){state}'
         click.echo(click.style(text, fg=color))
     for check in verdict.checks:
-        click.echo(f"  {mark(check.passed)} {check.id:<24} {check.reason}")
+        click.echo(f"  {mark(check.passed)} {check.id:<24} {escape(check.reason)}")
     if verdict.accepted:
         caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"
-        click.echo(click.style(f"REJECTED at {verdict.reason} ({code})", fg="red", bold=True))
+        rejected = f"REJECTED at {escape(verdict.reason or '?')} ({code})"
+        click.echo(click.style(rejected, fg="red", bold=True))

@@ -15,7 +15,7 @@ import click
 
 from donjon.atomicfile import write_text
 from donjon.cli.options import DIRECTORY, FILE
-from donjon.cli.output import mark, print_checks, print_json
+from donjon.cli.output import escape, log_to_stderr, mark, print_checks, print_json
 from donjon.errors import UsageError
 
 CONFIG_TEMPLATE = """\
@@ -63,7 +63,8 @@ kind = "stderr"
 # prot = "tls"                        # or "tcp"
 # port = 8443
 # addr = "::"
-# client_ca = "steward"               # Donjon: require client certificates
+# client_ca = "steward"               # Donjon: require client certificates from our Steward;
+#                                     # revoked, nil/sim and debug clients are refused
 # Donjon: accept only clients running this workload (sha256sum of their main.wasm)
 # expect_client_workload = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -73,7 +74,8 @@ kind = "stderr"
 # host = "peer.example.com"
 # port = 8443
 # prot = "tls"
-# trust = "steward"                   # Donjon: steward | system | bundle | pin
+# trust = "steward"                   # Donjon: steward | system | bundle | pin; steward
+#                                     # refuses revoked, nil/sim and debug peers
 # client_cert = true                  # Donjon: present this Keep's certificate
 # Donjon: connect only to a peer Keep attested to run this workload on this platform
 # expect_workload = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
@@ -82,7 +84,7 @@ kind = "stderr"
 
 
 def _say(line: str) -> None:
-    click.echo(f"donjon: {line}", err=True)
+    click.echo(f"donjon: {escape(line)}", err=True)
 
 
 _STATE_DIR = click.option(
@@ -173,7 +175,7 @@ def run(
         raise UsageError("--timeout must be a positive number of seconds")
     # Library warnings (a dropped TLS client, a retried connect) reach the operator as
     # "donjon: <message>" lines, like the Keep's own status.
-    logging.basicConfig(format="donjon: %(message)s", level=logging.WARNING, stream=sys.stderr)
+    log_to_stderr(logging.WARNING)
 
     def report(line: str) -> None:
         if not quiet or any(w in line for w in ("UNATTESTED", "NOT a hardware TEE", "DEVELOPMENT")):

@@ -17,6 +17,7 @@ import click
 
 from donjon import __version__
 from donjon.errors import DonjonError
+from donjon.escape import escape
 
 #: command name -> (module, attribute, one-line help shown by ``donjon --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -95,9 +96,10 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except DonjonError as exc:
-        click.echo(f"donjon: error: {exc.message}", err=True)
+        # Messages may quote a peer's certificate or a CSR: one line, whatever they hold.
+        click.echo(f"donjon: error: {escape(exc.message)}", err=True)
         if exc.hint:
-            click.echo(f"donjon: hint: {exc.hint}", err=True)
+            click.echo(f"donjon: hint: {escape(exc.hint)}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("donjon: interrupted", err=True)

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from donjon.cli.options import FILE, JSON
-from donjon.cli.output import mark, print_json
+from donjon.cli.output import escape, mark, print_json
 
 
 def _digest(text: str | None, option: str = "--expect-workload") -> bytes | None:
@@ -23,6 +23,27 @@ def _digest(text: str | None, option: str = "--expect-workload") -> bytes | None
         raise UsageError(f"{option} {text!r} is not a hex SHA-256 digest") from None
     if len(raw) != 32:
         raise UsageError(f"{option} must be 32 bytes (64 hex digits), got {len(raw)}")
+    return raw
+
+
+#: Launch measurements: SGX MRENCLAVE (32 bytes), SNP MEASUREMENT and TDX MRTD (48), CCA (64).
+MEASUREMENT_SIZES = (32, 48, 64)
+
+
+def _measurement(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    from donjon.errors import UsageError
+
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raise UsageError(f"--expect-measurement {text!r} is not hex") from None
+    if len(raw) not in MEASUREMENT_SIZES:
+        raise UsageError(
+            f"--expect-measurement must be 32, 48 or 64 bytes (64, 96 or 128 hex digits), "
+            f"got {len(raw)}"
+        )
     return raw
 
 
@@ -69,6 +90,12 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
     metavar="SHA256",
     help="Required OCI manifest digest (sha256:...) the peer was deployed from.",
 )
+@click.option(
+    "--expect-measurement",
+    metavar="HEX",
+    help="Required launch measurement of the peer's TEE (SNP MEASUREMENT, TDX MRTD, "
+    "SGX MRENCLAVE), as `donjon attest show` prints it.",
+)
 @click.option("--min-tcb", metavar="SPEC", help='Minimum TCB, e.g. "bl=3,tee=0,snp=8,ucode=115".')
 @click.option(
     "--platform", "platforms", multiple=True, help="Accepted platform(s) (snp, tdx, ...)."
@@ -100,6 +127,7 @@ def verify_peer(
     ca_path: Path,
     expect_workload: str | None,
     expect_package: str | None,
+    expect_measurement: str | None,
     min_tcb: str | None,
     platforms: tuple[str, ...],
     crl_source: str | None,
@@ -127,7 +155,8 @@ def verify_peer(
       donjon verify-peer keep.example:8443 --ca steward-ca.pem \\
           --crl https://steward.example/v1/crl
       donjon verify-peer 10.0.0.5:443 --ca ca.pem --expect-workload 5f3a...e1 \\
-          --min-tcb snp=8,ucode=115 --crl https://steward.example/v1/crl --json
+          --expect-measurement 9a4c...07 --min-tcb snp=8,ucode=115 \\
+          --crl https://steward.example/v1/crl --json
       donjon verify-peer keep.example:443 --ca ca.pem --expect-package sha256:9c1e... \\
           --crl https://steward.example/v1/crl
       donjon verify-peer 127.0.0.1:8443 --ca ca.pem --allow-development \\
@@ -141,6 +170,7 @@ def verify_peer(
     expect = PeerExpectations(
         workload_sha256=_digest(expect_workload),
         package_sha256=_digest(expect_package, "--expect-package"),
+        measurement=_measurement(expect_measurement),
         min_tcb=parse_tcb(min_tcb) if min_tcb else {},
         platforms=frozenset(platforms) if platforms else None,
         allow_development=allow_development,
@@ -180,18 +210,19 @@ def verify_peer(
     if as_json:
         print_json(doc)
         return
+    # Every string below but our own words comes from the peer's certificate: escaped.
     click.echo(f"{host}:{port}: attested Keep ({report.tls_version}, {report.cipher})")
     for c in identity.checks:
         sign = click.style("!", fg="yellow") if c.skipped else mark(c.passed)
-        click.echo(f"  {sign} {c.id}: {c.reason}")
+        click.echo(f"  {sign} {c.id}: {escape(c.reason)}")
     dev = "  (DEVELOPMENT: not in a TEE)" if r.development else ""
-    click.echo(f"  platform:    {r.platform} {r.product}{dev}")
+    click.echo(f"  platform:    {escape(r.platform)} {escape(r.product)}{dev}")
     click.echo(f"  measurement: {r.measurement.hex() or '-'}")
-    click.echo(f"  tcb:         {r.tcb or '-'} ({r.tcb_status})")
-    click.echo(f"  advisories:  {', '.join(r.advisories) or 'none'}")
+    click.echo(f"  tcb:         {escape(r.tcb) or '-'} ({escape(r.tcb_status)})")
+    click.echo(f"  advisories:  {escape(', '.join(r.advisories)) or 'none'}")
     if identity.workload is not None:
         click.echo(
-            f"  workload:    {identity.workload.package_name} "
+            f"  workload:    {escape(identity.workload.package_name)} "
             f"sha256:{identity.workload.wasm_sha256.hex()}"
         )
     click.echo(

@@ -141,9 +141,10 @@ class ListenFile(_Strict):
                 raise ValueError(f'{", ".join(given + expects)} needs prot = "tls"')
         _check_loosening(
             self,
-            expects,
+            expects or (["client_ca"] if self.client_ca == "steward" else []),
             ("allow_client_advisories", "revocation"),
-            "expect_client_workload, expect_client_platform or expect_client_min_tcb",
+            'client_ca = "steward" or expect_client_workload, expect_client_platform or '
+            "expect_client_min_tcb",
         )
         if expects and self.effective_client_ca() != "steward":
             _check_revocation_possible(self.revocation, 'client_ca = "<bundle>"')
@@ -186,6 +187,10 @@ def _check_revocation_possible(revocation: Revocation, trust: str) -> None:
             'Steward\'s), so revocation cannot be checked: set revocation = "if-available" '
             "to accept peers without that check"
         )
+
+
+#: What makes a connect entry check its peer as a relying party (and so use its loosenings).
+STEWARD_PEER_OPTIONS = 'trust = "steward" or expect_workload, expect_platform or expect_min_tcb'
 
 
 class Trust(StrEnum):
@@ -282,11 +287,22 @@ class ConnectFile(_Strict):
                 _check_revocation_possible(self.revocation, 'trust = "bundle"')
         _check_loosening(
             self,
-            expects,
+            expects or (["trust"] if self._may_trust_steward() else []),
             ("allow_advisories", "revocation"),
-            "expect_workload, expect_platform or expect_min_tcb",
+            STEWARD_PEER_OPTIONS,
         )
         return self
+
+    def _may_trust_steward(self) -> bool:
+        """Steward trust, given or implied when the config names a Steward (checked there)."""
+        return self.prot is Prot.TLS and self.effective_trust(has_steward=True) is Trust.STEWARD
+
+    def loosening_without_effect(self, has_steward: bool) -> str | None:
+        """``allow_advisories``/``revocation`` where no peer check runs, given the config."""
+        if self.expects() or self.effective_trust(has_steward) is Trust.STEWARD:
+            return None
+        given = [k for k in ("allow_advisories", "revocation") if k in self.model_fields_set]
+        return f"{given[0]} applies only with {STEWARD_PEER_OPTIONS}" if given else None
 
     def expects(self) -> list[str]:
         """The ``expect_*`` options given: each makes the peer prove its workload."""
@@ -524,6 +540,10 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                     "peer runs",
                 )
             )
+        if isinstance(entry, ConnectFile):
+            useless = entry.loosening_without_effect(config.steward is not None)
+            if useless is not None:
+                problems.append((index, useless))
         if isinstance(entry, ListenFile) and not config.steward:
             if entry.client_ca == "steward":
                 problems.append((index, 'client_ca = "steward" needs a steward URL in the config'))

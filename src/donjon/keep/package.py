@@ -1,8 +1,10 @@
 """A workload package: ``main.wasm`` plus an optional ``Donjon.toml`` or ``Enarx.toml``.
 
-``donjon run PATH`` accepts a ``.wasm`` file or a directory. Loading reads the
-config bytes once: the same bytes are parsed and hashed into the workload
-claims, so the certificate names exactly the config that was run.
+``donjon run PATH`` accepts a ``.wasm`` file or a directory. Loading reads
+``main.wasm`` and the config once each: the same bytes are hashed into the
+workload claims, parsed (the config) and compiled (the module), so the
+certificate names exactly what runs. A file swapped on disk after loading
+changes nothing in this Keep.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ class Package:
     config_bytes: bytes
     #: Relative paths in the config are resolved against this directory.
     base_dir: Path
-    # A package from a registry or a URL (keep/source.py) arrives in memory, checked:
-    #: main.wasm as fetched and digest-checked; ``None``: read from ``wasm`` (a local package).
-    fetched_wasm: bytes | None = field(default=None, repr=False)
+    #: ``main.wasm`` as read once at load (or fetched and digest-checked by
+    #: ``keep/source.py``): what is hashed, attested and compiled. Empty for a
+    #: confidential package, whose module is ``sealed`` until attestation.
+    wasm_bytes: bytes = field(repr=False)
     #: A confidential package's main.wasm: opened only after attestation, with its key.
     sealed: SealedModule | None = None
     #: SHA-256 of the OCI manifest (or the https tar) deployed; attested in the claims.
@@ -63,9 +66,7 @@ class Package:
     def wasm_sha256(self) -> bytes:
         if self.sealed is not None:
             return self.sealed.plain_sha256
-        if self.fetched_wasm is not None:
-            return hashlib.sha256(self.fetched_wasm).digest()
-        return hashlib.sha256(self.wasm.read_bytes()).digest()
+        return hashlib.sha256(self.wasm_bytes).digest()
 
     def config_sha256(self) -> bytes:
         return hashlib.sha256(self.config_bytes).digest() if self.config_path else b""
@@ -99,11 +100,19 @@ def load(path: Path, config_override: Path | None = None) -> Package:
     wasm, config_path = find(path, config_override)
     resolved = path.resolve()
     name = (resolved.name if resolved.is_dir() else resolved.stem) or "workload"
+    module = _read(wasm)
     if config_path is None:
-        return Package(name, wasm, Config(), None, b"", wasm.parent)
-    data = config_path.read_bytes()
+        return Package(name, wasm, Config(), None, b"", wasm.parent, module)
+    data = _read(config_path)
     config = parse(data, config_path)
-    return Package(name, wasm, config, config_path, data, config_path.parent)
+    return Package(name, wasm, config, config_path, data, config_path.parent, module)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PackageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def parse(data: bytes, where: Path) -> Config:

@@ -37,7 +37,7 @@ from donjon.keep.config import (
 from donjon.keep.config_secret import SecretFile
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
-from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
+from donjon.keep.platforms.base import HARDWARE_PLATFORMS, HOST_SERVES_FILES, Platform
 from donjon.keep.revocation import CrlCache
 from donjon.keep.steward_client import StewardClient
 from donjon.wasi.api import (
@@ -52,6 +52,7 @@ from donjon.wasi.api import (
     Stdio,
     StdioKind,
 )
+from donjon.wasi.cache import KEY_NAME
 
 log = logging.getLogger("donjon.keep")
 
@@ -113,6 +114,7 @@ def obtain_identity(
         return identity
     ca_bundle = resolve(package.base_dir, config.steward_ca) if config.steward_ca else None
     client = StewardClient.from_config(config.steward, ca_bundle)
+    report(f"asking steward {config.steward} for a challenge")
     nonce = client.challenge()
     if nonce is None:
         report(f"steward {config.steward} offers no challenge: this evidence cannot be fresh")
@@ -239,7 +241,8 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                     client = _client_tls(entry, package, identity)
                     if entry.effective_trust(config.steward is not None) is Trust.STEWARD:
                         crl = crls.get()
-                stream = net.connect(net.plan(entry, crl), client, label)
+                target = net.plan(entry, crl, has_steward=config.steward is not None)
+                stream = net.connect(target, client, label)
                 stack.callback(stream.close)
                 streams.append(stream)
                 report(
@@ -254,8 +257,9 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         stdin, stdout, stderr = _stdio(config)
         spec = RunSpec(
             module=package.wasm,
-            # A remote package's checked bytes, or a sealed one opened in memory: never re-read.
-            module_bytes=secrets.module or package.fetched_wasm,
+            # The bytes hashed into the claims above (or, for a confidential package, the
+            # module opened in memory after attestation), never the file again.
+            module_bytes=secrets.module or package.wasm_bytes,
             args=["main.wasm", *config.args],
             env={**config.plain_env(), **secrets.env, **_fd_env(config)},
             stdin=stdin,
@@ -265,12 +269,24 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
             streams=streams,
             limits=limits,
             # Compiled code of a confidential module would be its plaintext on the host's disk.
-            cache_dir=None if package.sealed is not None else options.cache_dir,
+            cache_dir=None if package.sealed is not None else _cache_dir(platform, options, report),
+            cache_key_file=options.state_dir / KEY_NAME if options.state_dir else None,
         )
         return PreparedKeep(platform, identity, spec, listening, stack)
     except BaseException:
         stack.close()
         raise
+
+
+def _cache_dir(platform: Platform, options: KeepOptions, report: Report) -> Path | None:
+    """The module cache, unless the host serves the files its key would be kept in."""
+    if options.cache_dir is not None and platform.name in HOST_SERVES_FILES:
+        report(
+            f"platform {platform.name}: module cache off (the host serves every file, "
+            "so it could read the cache's key and plant compiled code)"
+        )
+        return None
+    return options.cache_dir
 
 
 class _StewardCrl:

@@ -137,7 +137,7 @@ def _assemble(
             config_path=config_path,
             config_bytes=config_bytes,
             base_dir=scratch if config_override is None else config_override.parent,
-            fetched_wasm=wasm,
+            wasm_bytes=wasm if wasm is not None else b"",
             sealed=sealed,
             package_sha256=package_sha256,
             origin=origin,

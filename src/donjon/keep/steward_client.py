@@ -20,10 +20,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc5280
 
+from donjon.attestation.der import DECODE_ERRORS
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.errors import DonjonError
 
 ENV_STEWARD_CA = "DONJON_STEWARD_CA"
@@ -69,7 +70,7 @@ class StewardClient:
             ctx = ssl.create_default_context(cafile=str(self.ca_bundle) if self.ca_bundle else None)
         except (OSError, ssl.SSLError) as exc:
             raise StewardError(f"steward CA bundle {self.ca_bundle}: cannot load: {exc}") from exc
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # as the Steward: TLS 1.3 only
         return ctx
 
     def request(self, csr: x509.CertificateSigningRequest) -> list[x509.Certificate]:
@@ -198,13 +199,13 @@ def parse_chain(der: bytes) -> list[x509.Certificate]:
     """Decode a DER ``SEQUENCE OF Certificate``."""
     try:
         value, rest = decoder.decode(der, asn1Spec=_CertificateList())
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise StewardBadResponse(f"steward response is not a DER certificate list: {exc}") from exc
     if rest:
         raise StewardBadResponse(f"steward response has {len(rest)} trailing bytes")
     try:
         certs = [x509.load_der_x509_certificate(bytes(encoder.encode(c))) for c in value]
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise StewardBadResponse(f"steward response holds a bad certificate: {exc}") from exc
     if len(certs) < 2:
         raise StewardBadResponse(

@@ -36,6 +36,7 @@ from donjon.steward.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from donjon.steward.lifecycle import DrainMiddleware, Lifecycle
 from donjon.steward.openapi import openapi_document
 from donjon.steward.problems import from_error, problem
 from donjon.steward.secrets_api import secret_routes
@@ -62,6 +63,8 @@ _ROUTES = frozenset(
         "/v1/revoke",
         "/metrics",
         "/openapi.json",
+        "/healthz",
+        "/readyz",
     }
 )
 
@@ -150,9 +153,10 @@ def _pem(der: bytes) -> str:
 
 
 class _Handlers:
-    def __init__(self, steward: Steward, settings: AppSettings) -> None:
+    def __init__(self, steward: Steward, settings: AppSettings, lifecycle: Lifecycle) -> None:
         self.steward = steward
         self.settings = settings
+        self.lifecycle = lifecycle
         self.slots = asyncio.Semaphore(settings.max_concurrent)
 
     async def health(self, request: Request) -> Response:
@@ -177,6 +181,25 @@ class _Handlers:
             },
             headers={"Cache-Control": "no-store"},
         )
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: the process answers. Nothing else, so a database outage restarts nothing."""
+        return JSONResponse({"status": "ok", "draining": self.lifecycle.draining})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the database answers and the CA key signs; 503 names what does not."""
+        failed = await run_in_threadpool(self.steward.readiness)
+        if self.lifecycle.draining:
+            failed["lifecycle"] = "shutting down"
+        if failed:
+            return problem(
+                503,
+                "not-ready",
+                "; ".join(f"{k}: {v}" for k, v in failed.items()),
+                extra={"failed": failed},
+                headers={"Retry-After": "2"},
+            )
+        return JSONResponse({"status": "ready"})
 
     async def _attest(self, request: Request) -> tuple[str, Attestation]:
         media = _media_type(request)
@@ -337,12 +360,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem(500, "internal-error", "the Steward failed internally; see its log")
 
 
-class _MetricsMiddleware:
-    """Counts and times every request by route; also a last-resort problem+json."""
+class StewardApp:
+    """The ASGI app: counts and times every request by route, around the drain gate."""
 
-    def __init__(self, app: ASGIApp, steward: Steward) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, steward: Steward, lifecycle: Lifecycle) -> None:
+        self.app = DrainMiddleware(app, lifecycle)
         self.metrics = steward.metrics
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -393,13 +417,20 @@ def _guard(endpoint: Endpoint) -> Endpoint:
 
 
 def create_app(
-    steward: Steward, settings: AppSettings | None = None, secrets: SecretService | None = None
-) -> ASGIApp:
-    """The ASGI app of one Steward; all state lives in ``steward``, ``settings``, ``secrets``."""
+    steward: Steward,
+    settings: AppSettings | None = None,
+    lifecycle: Lifecycle | None = None,
+    secrets: SecretService | None = None,
+) -> StewardApp:
+    """The ASGI app of one Steward; its state lives in ``steward``, ``settings``,
+    ``lifecycle`` and ``secrets``."""
     settings = settings or AppSettings()
-    h = _Handlers(steward, settings)
+    lifecycle = lifecycle or Lifecycle()
+    h = _Handlers(steward, settings, lifecycle)
     routes = [
         Route("/", _guard(h.health), methods=["GET"]),
+        Route("/healthz", _guard(h.healthz), methods=["GET"]),
+        Route("/readyz", _guard(h.readyz), methods=["GET"]),
         Route("/", _guard(h.enarx_attest), methods=["POST"]),
         Route("/v1/attest", _guard(h.attest_v1), methods=["POST"]),
         Route("/v1/challenge", _guard(h.challenge), methods=["POST"]),
@@ -419,4 +450,4 @@ def create_app(
             Exception: _unexpected,
         },
     )
-    return _MetricsMiddleware(app, steward)
+    return StewardApp(app, steward, lifecycle)

@@ -18,6 +18,7 @@ from donjon.steward.ca import CA_CERT_NAME, CA_KEY_NAME, CertificateAuthority
 from donjon.steward.clock import NOW_ENV, fixed_clock, parse_time, system_clock
 from donjon.steward.contract import Verifier
 from donjon.steward.engine import default_verifier, development_platforms, load_policy, load_trust
+from donjon.steward.pkcs11uri import is_pkcs11_uri
 from donjon.steward.secrets_release import SecretService
 from donjon.steward.secrets_store import SecretStore
 from donjon.steward.secrets_vault import KEK_ENV, load_kek
@@ -36,7 +37,7 @@ AUDIT_TOKEN_ENV = "DONJON_STEWARD_AUDIT_TOKEN"
 class StewardConfig:
     state_dir: Path = Path("steward")
     ca_cert: Path | None = None  # default: <state_dir>/ca.pem
-    ca_key: Path | None = None  # default: <state_dir>/ca.key
+    ca_key: Path | str | None = None  # a file or a pkcs11: URI; default: <state_dir>/ca.key
     init: bool = False  # create the CA if it does not exist
     curve: str = "p384"
     ca_name: str = "Donjon Steward CA"
@@ -59,7 +60,10 @@ class StewardConfig:
         return self.ca_cert or self.state_dir / CA_CERT_NAME
 
     @property
-    def ca_key_path(self) -> Path:
+    def ca_key_path(self) -> Path | str:
+        """The key file, or the ``pkcs11:`` URI of a key on a token."""
+        if isinstance(self.ca_key, str) and not is_pkcs11_uri(self.ca_key):
+            return Path(self.ca_key)
         return self.ca_key or self.state_dir / CA_KEY_NAME
 
     @property
@@ -119,6 +123,13 @@ def audit_access(config: StewardConfig, admin_token: str | None) -> tuple[str | 
 
 def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthority:
     cert, key = config.ca_cert_path, config.ca_key_path
+    if isinstance(key, str):  # a key on a PKCS#11 token
+        if not cert.exists():
+            raise UsageError(
+                f"no Steward CA certificate at {cert} for the token key",
+                hint="create both with `donjon steward init --pkcs11 URI`",
+            )
+        return CertificateAuthority.load(cert, key)
     if config.init and not cert.exists() and not key.exists():
         make_state_dir(key.parent)
         ca = CertificateAuthority.create(name=config.ca_name, curve=config.curve, now=now)

@@ -106,6 +106,20 @@ class CANotValid(StewardError):
     code = "ca-not-valid"
 
 
+class CAUnavailable(StewardError):
+    """The CA key could not sign now (an HSM or its session is gone): try again later."""
+
+    status = 503
+    code = "ca-unavailable"
+
+
+class ShuttingDown(StewardError):
+    """This replica is draining before it exits: retry (another replica will answer)."""
+
+    status = 503
+    code = "shutting-down"
+
+
 class StoreError(StewardError):
     """The audit store could not be read or written (the request is not answered)."""
 

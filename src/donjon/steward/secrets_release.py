@@ -41,6 +41,7 @@ from pydantic import ValidationError
 from donjon.attestation import oids
 from donjon.attestation.binding import secret_release_payload
 from donjon.attestation.claims import AttestationResult, ClaimsError
+from donjon.steward import challenges
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.errors import MalformedRequest, NotFound, StewardError
 from donjon.steward.secrets_policy import ReleasePolicy, evaluate
@@ -107,6 +108,7 @@ class SecretService:
         self.ca = ca
         self.audit = audit
         self.clock = clock
+        self._challenge_key: bytes | None = None
 
     # --- admin ---------------------------------------------------------------------------
 
@@ -299,7 +301,12 @@ class SecretService:
                 "the request's signature does not verify with the certificate's key",
                 check="binding.signature",
             ) from None
-        outcome = self.audit.consume_challenge(hashlib.sha256(nonce).hexdigest(), now=now)
+        if self._challenge_key is None:
+            self._challenge_key = self.audit.challenge_key()
+        outcome, expires = challenges.check(self._challenge_key, nonce, now)
+        if outcome == "ok" and expires is not None:
+            used = not self.store.use_nonce(challenges.digest(nonce), now=now, expires_at=expires)
+            outcome = "used" if used else "ok"
         if outcome != "ok":
             raise SecretRefused(
                 f"the challenge nonce is {outcome}: ask POST /v1/challenge for a new one",

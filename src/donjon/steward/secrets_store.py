@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.steward.errors import MalformedRequest, NotFound, StewardError, StoreError
 from donjon.steward.secrets_vault import Sealed
+from donjon.steward.store import used_nonces
 
 _metadata = sa.MetaData()
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -291,6 +292,23 @@ class SecretStore:
                     .where(secret_versions.c.name == name, secret_versions.c.version == version)
                     .values(kek_id=sealed.kek_id, wrapped_dek=sealed.wrapped_dek)
                 )
+
+    def use_nonce(self, nonce_sha256: str, *, now: datetime, expires_at: datetime) -> bool:
+        """Record a challenge's use in the audit store's ``used_nonces`` (the table that
+        makes each challenge acceptable once, for certificates and releases alike);
+        False when it was used before."""
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(
+                    used_nonces.insert().values(
+                        nonce_sha256=nonce_sha256, used_at=_utc(now), expires_at=_utc(expires_at)
+                    )
+                )
+        except IntegrityError:
+            return False
+        except SQLAlchemyError as exc:
+            raise StoreError(f"audit store unavailable: {exc}") from None
+        return True
 
     def record_release(self, record: ReleaseRecord) -> None:
         with self._tx() as conn:

@@ -6,10 +6,8 @@ commit the audit record, and only then hand the certificate out.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -22,22 +20,22 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from donjon.attestation.claims import EVIDENCE_NOT_FRESH, REVOCATION_NOT_CHECKED
 from donjon.attestation.verdict import UNKNOWN_PLATFORM
+from donjon.steward import challenges
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike, Verifier
-from donjon.steward.crl import REASONS, build_crl
+from donjon.steward.crl import CRL_VALIDITY, REASONS, build_crl
 from donjon.steward.errors import (
     AttestationRefused,
     EvidenceNotAuthentic,
     KeyRevoked,
     MalformedRequest,
     NotFresh,
-    Overloaded,
     StewardError,
 )
 from donjon.steward.issue import Issued, csr_workload_claims, issue_certificate
 from donjon.steward.metrics import StewardMetrics
 from donjon.steward.refusals import RefusalRecorder, bounded
-from donjon.steward.store import AuditStore, CertificateRecord
+from donjon.steward.store import AuditStore, CertificateRecord, NonceAlreadyUsed, UsedNonce
 
 log = logging.getLogger("donjon.steward")
 
@@ -125,10 +123,6 @@ def result_json(issued: Issued) -> dict[str, Any]:
     return claims
 
 
-#: Bytes of a challenge nonce (the claims accept 32..64).
-NONCE_BYTES = 32
-#: Outstanding challenges one store may hold; more are refused (503) until some expire.
-MAX_OPEN_CHALLENGES = 100_000
 _NONCE_REFUSALS = {
     "unknown": "the challenge nonce was not given by this Steward (or its store)",
     "used": "the challenge nonce was already used: evidence is accepted once per challenge",
@@ -136,10 +130,9 @@ _NONCE_REFUSALS = {
 }
 
 
-@dataclass(frozen=True)
-class Challenge:
-    nonce: bytes
-    expires_at: datetime
+def _not_fresh(outcome: str, nonce: bytes | None) -> NotFresh:
+    shown = f" (nonce {nonce.hex()[:16]}...)" if nonce is not None else ""
+    return NotFresh(f"{_NONCE_REFUSALS[outcome]}{shown}", check=f"freshness.nonce_{outcome}")
 
 
 def spki_digest(csr: x509.CertificateSigningRequest) -> str:
@@ -166,9 +159,7 @@ class Steward:
         verifier: Verifier,
         clock: Clock,
         metrics: StewardMetrics | None = None,
-        serialize_verifier: bool = True,
         nonce_lifetime: timedelta | None = None,
-        max_open_challenges: int = MAX_OPEN_CHALLENGES,
     ) -> None:
         self.ca = ca
         self.policy = policy
@@ -181,20 +172,19 @@ class Steward:
         freshness = getattr(policy, "freshness", None)
         lifetime = nonce_lifetime or getattr(freshness, "nonce_lifetime", None)
         self.nonce_lifetime: timedelta = lifetime or timedelta(seconds=120)
-        self.max_open_challenges = max_open_challenges
+        self._challenge_key: bytes | None = None
+        self._crl_lock = threading.Lock()
+        self._crl_cache: (
+            tuple[tuple[int, datetime | None], datetime, x509.CertificateRevocationList] | None
+        ) = None
         self._last_purge: datetime | None = None
-        # The engine's trust store caches chains and is not thread-safe; the HTTP layer
-        # runs attestations in worker threads, so they take turns inside the verifier.
-        self._verify_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if serialize_verifier else contextlib.nullcontext()
-        )
 
     def _verify(self, csr_der: bytes, now: datetime) -> VerdictLike:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            with self._verify_lock:
-                verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
+            # Concurrent calls are fine: the engine's trust store is safe for concurrent use.
+            verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
         except Exception as exc:
             # The engine promises never to raise for bad input; if it does anyway, this
             # input is what broke it. Refuse it (fail closed) and keep the traceback.
@@ -218,45 +208,39 @@ class Steward:
         error.evidence_sha256 = evidence_sha256
         return error
 
-    def challenge(self) -> Challenge:
-        """A fresh nonce for a Keep's claims, stored so that it is accepted once, in time."""
+    def challenge(self) -> challenges.Challenge:
+        """A fresh nonce for a Keep's claims: accepted once, before it expires (nothing stored)."""
         now = self.clock()
         self._purge(now)
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        expires = now + self.nonce_lifetime
-        self.store.add_challenge(
-            hashlib.sha256(nonce).hexdigest(), issued_at=now, expires_at=expires
-        )
         self.metrics.challenges.inc()
-        return Challenge(nonce, expires)
+        return challenges.mint(self._key(), now + self.nonce_lifetime)
+
+    def _key(self) -> bytes:
+        if self._challenge_key is None:
+            self._challenge_key = self.store.challenge_key()
+        return self._challenge_key
 
     def _purge(self, now: datetime) -> None:
-        """Drop expired challenges about once a minute, and refuse past the cap."""
+        """Forget used nonces that can only be refused as expired now, about once a minute."""
         last = self._last_purge
         if last is not None and timedelta(0) <= now - last < timedelta(minutes=1):
             return
         self._last_purge = now
-        self.store.purge_challenges(before=now - timedelta(minutes=5))
-        if self.store.open_challenges(now=now) >= self.max_open_challenges:
-            self._last_purge = None  # look again next time
-            raise Overloaded(
-                f"{self.max_open_challenges} challenges are outstanding; retry when some expire"
-            )
+        self.store.purge_used_nonces(before=now - timedelta(minutes=5))
 
-    def _check_fresh(self, verdict: VerdictLike, now: datetime) -> None:
-        """Accept the claims' challenge nonce once, before it expires (the store decides)."""
+    def _check_fresh(self, verdict: VerdictLike, now: datetime) -> UsedNonce | None:
+        """The claims' challenge must be one of this store's, unexpired; its use is recorded
+        with the certificate (``record_issued``), which refuses a second use."""
         if verdict.csr is None:
-            return
+            return None
         workload, _ = csr_workload_claims(verdict.csr)
         nonce = getattr(workload, "nonce", None)
         if nonce is None:
-            return  # the verifier applied [freshness] to evidence without a challenge
-        outcome = self.store.consume_challenge(hashlib.sha256(nonce).hexdigest(), now=now)
-        if outcome != "ok":
-            raise NotFresh(
-                f"{_NONCE_REFUSALS[outcome]} (nonce {nonce.hex()[:16]}...)",
-                check=f"freshness.nonce_{outcome}",
-            )
+            return None  # the verifier applied [freshness] to evidence without a challenge
+        outcome, expires = challenges.check(self._key(), nonce, now)
+        if outcome != "ok" or expires is None:
+            raise _not_fresh(outcome, nonce)
+        return UsedNonce(challenges.digest(nonce), now, expires)
 
     def _check_key_not_revoked(self, key_sha256: str) -> None:
         serial = self.store.revoked_serial_for_key(key_sha256)
@@ -272,6 +256,7 @@ class Steward:
         now = self.clock()
         verdicts: list[VerdictLike] = []
         issued: list[Issued] = []
+        nonces: list[UsedNonce] = []
         for der in csr_ders:
             try:
                 verdict = self._verify(der, now)
@@ -303,7 +288,9 @@ class Steward:
             try:
                 if verdict.csr is not None:
                     self._check_key_not_revoked(spki_digest(verdict.csr))
-                self._check_fresh(verdict, now)
+                used = self._check_fresh(verdict, now)
+                if used is not None:
+                    nonces.append(used)
                 issued.append(issue_certificate(self.ca, verdict, self.policy, now=now))
             except StewardError as exc:
                 exc.checks = checks_json(verdict)
@@ -328,7 +315,16 @@ class Steward:
             )
             for item, verdict in zip(issued, verdicts, strict=True)
         ]
-        self.store.record_issued(records)  # before anything is returned
+        try:
+            self.store.record_issued(records, nonces)  # before anything is returned
+        except NonceAlreadyUsed:
+            verdict = verdicts[0]
+            raise self._refuse(
+                _not_fresh("used", None),
+                platform=verdict.platform,
+                evidence_sha256=verdict.evidence_sha256,
+                now=now,
+            ) from None
         self._recheck_revocations(issued, verdicts, now)
         for item, verdict in zip(issued, verdicts, strict=True):
             self.metrics.verdicts.labels(verdict.platform, "accepted", "").inc()
@@ -359,6 +355,19 @@ class Steward:
                 )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
 
+    def readiness(self) -> dict[str, str]:
+        """What keeps this replica from serving: {} when the store and the CA key both work."""
+        failed: dict[str, str] = {}
+        try:
+            self.store.ping()
+        except StewardError as exc:
+            failed["database"] = exc.message
+        try:
+            self.ca.probe()
+        except StewardError as exc:
+            failed["ca-key"] = exc.message
+        return failed
+
     def _recheck_revocations(
         self, issued: Sequence[Issued], verdicts: Sequence[VerdictLike], now: datetime
     ) -> None:
@@ -384,7 +393,21 @@ class Steward:
             )
 
     def crl(self) -> x509.CertificateRevocationList:
-        return build_crl(self.ca, self.store.revoked(), now=self.clock())
+        """The signed CRL, rebuilt only when the store's revocations changed (on any replica)
+        or half its validity has passed; building one of 10^5 serials takes seconds."""
+        now = self.clock()
+        mark = self.store.revocation_mark()
+        with self._crl_lock:
+            cached = self._crl_cache
+            if (
+                cached is not None
+                and cached[0] == mark
+                and timedelta(0) <= now - cached[1] < CRL_VALIDITY / 2
+            ):
+                return cached[2]
+            crl = build_crl(self.ca, self.store.revoked(), now=now)
+            self._crl_cache = (mark, now, crl)
+            return crl
 
     def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
         if reason not in REASONS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from donjon.steward.errors import MalformedRequest, NotFound, StoreConfigError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the steward_meta row of stores made before Alembic (0001_baseline)
 
 _metadata = sa.MetaData()
 
@@ -59,18 +60,20 @@ rejections = sa.Table(
     sa.Column("detail", sa.Text(), nullable=False),
 )
 
-#: Challenge nonces handed out by ``POST /v1/challenge``; each is accepted once.
-challenges = sa.Table(
-    "challenges",
+#: Challenge nonces that were answered: the primary key makes each acceptable once, across
+#: every Steward on this store. A row outlives its nonce's expiry only until the next purge.
+used_nonces = sa.Table(
+    "used_nonces",
     _metadata,
     sa.Column("nonce_sha256", sa.String(64), primary_key=True),
-    sa.Column("issued_at", sa.DateTime(), nullable=False),
+    sa.Column("used_at", sa.DateTime(), nullable=False),
     sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
-    sa.Column("used_at", sa.DateTime(), nullable=True),
 )
 
 #: A revoked key must stay revoked: issuance looks certificates up by their key.
 _by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject_key_sha256)
+#: The CRL reads only revoked rows, and asks whether they changed on every fetch.
+_by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 
 meta = sa.Table(
     "steward_meta",
@@ -78,6 +81,11 @@ meta = sa.Table(
     sa.Column("key", sa.String(32), primary_key=True),
     sa.Column("value", sa.String(256), nullable=False),
 )
+
+
+def schema_metadata() -> sa.MetaData:
+    """The tables as this Donjon reads them (what the migrations must produce)."""
+    return _metadata
 
 
 def _utc(value: datetime) -> datetime:
@@ -209,7 +217,15 @@ class AuditStore:
                 )
                 sa.event.listen(engine, "connect", _on_sqlite_connect)
             else:
-                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+                engine = sa.create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=8,
+                    max_overflow=8,
+                    pool_timeout=10,
+                    # A database that does not answer is "unavailable" in seconds, not minutes.
+                    connect_args={"connect_timeout": 5} if "+psycopg" in url else {},
+                )
         except (ArgumentError, ImportError, ValueError) as exc:
             raise StoreConfigError(f"bad audit store URL {url!r}: {exc}") from None
         store = cls(engine)
@@ -218,36 +234,22 @@ class AuditStore:
         return store
 
     def _create(self) -> None:
-        try:
-            _metadata.create_all(self._engine)
-            with self._engine.begin() as conn:
-                _by_subject_key.create(conn, checkfirst=True)  # a store made before it existed
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
-                ).scalar()
-                if found is None:
-                    # A replica may create it at the same moment: keep theirs.
-                    with contextlib.suppress(IntegrityError), conn.begin_nested():
-                        conn.execute(
-                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                        )
-                elif found != str(SCHEMA_VERSION):
-                    raise StoreConfigError(
-                        f"audit store has schema version {found}, "
-                        f"this Steward reads {SCHEMA_VERSION}"
-                    )
-        except SQLAlchemyError as exc:
-            raise StoreConfigError(
-                f"cannot open the audit store {self._engine.url!r}: {_short(exc)}"
-            ) from None
+        """Migrate an empty store; refuse a schema other than this Donjon's head (one line)."""
+        from donjon.steward import schema  # it imports this module
 
-    def close(self) -> None:
-        self._engine.dispose()
+        try:
+            schema.ensure(self._engine)
+        except StoreConfigError:
+            self._engine.dispose()
+            raise
 
     @property
     def engine(self) -> Engine:
-        """The database engine, shared by stores of other tables (``secrets_store``)."""
+        """For schema migrations (``donjon.steward.schema``) only."""
         return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
 
     @property
     def url(self) -> str:
@@ -265,8 +267,21 @@ class AuditStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"audit store unavailable: {_short(exc)}") from None
 
-    def record_issued(self, records: Sequence[CertificateRecord]) -> None:
-        """Commit every record in one transaction (all or nothing)."""
+    def ping(self) -> None:
+        """One round trip to the database (readiness); StoreError when it does not answer."""
+        with self._tx() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def record_issued(
+        self,
+        records: Sequence[CertificateRecord],
+        nonces: Sequence[UsedNonce] = (),
+    ) -> None:
+        """Commit every record, and the use of every nonce, in one transaction (all or nothing).
+
+        A nonce used before makes the whole transaction fail with :class:`NonceAlreadyUsed`:
+        nothing is recorded, so nothing may be handed out.
+        """
         rows = [
             {
                 "serial": r.serial,
@@ -285,8 +300,25 @@ class AuditStore:
             }
             for r in records
         ]
-        with self._tx() as conn:
-            conn.execute(certificates.insert(), rows)
+        used = [
+            {
+                "nonce_sha256": n.nonce_sha256,
+                "used_at": _utc(n.used_at),
+                "expires_at": _utc(n.expires_at),
+            }
+            for n in nonces
+        ]
+        try:
+            with self._engine.begin() as conn:
+                if used:
+                    conn.execute(used_nonces.insert(), used)
+                conn.execute(certificates.insert(), rows)
+        except IntegrityError as exc:
+            if used and _duplicate_nonce(exc):
+                raise NonceAlreadyUsed() from None
+            raise StoreError(f"audit store refused the write: {_short(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"audit store unavailable: {_short(exc)}") from None
 
     def record_rejection(self, rejection: Rejection) -> None:
         with self._tx() as conn:
@@ -384,59 +416,39 @@ class AuditStore:
 
     # --- challenges ----------------------------------------------------------------------
 
-    def add_challenge(
-        self, nonce_sha256: str, *, issued_at: datetime, expires_at: datetime
-    ) -> None:
+    def challenge_key(self) -> bytes:
+        """The key that authenticates this store's challenges (made once, shared by replicas)."""
         with self._tx() as conn:
-            conn.execute(
-                challenges.insert().values(
-                    nonce_sha256=nonce_sha256,
-                    issued_at=_utc(issued_at),
-                    expires_at=_utc(expires_at),
-                )
-            )
+            found = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == "challenge_key")
+            ).scalar()
+            if found is None:
+                # A replica may create it at the same moment: keep whichever was first.
+                with contextlib.suppress(IntegrityError), conn.begin_nested():
+                    conn.execute(
+                        meta.insert().values(key="challenge_key", value=secrets.token_hex(32))
+                    )
+                found = conn.execute(
+                    sa.select(meta.c.value).where(meta.c.key == "challenge_key")
+                ).scalar()
+        return bytes.fromhex(str(found))
 
-    def consume_challenge(self, nonce_sha256: str, *, now: datetime) -> str:
-        """Use a challenge once: "ok", or why not ("unknown", "used", "expired").
-
-        One conditional UPDATE decides, so two Stewards on one database cannot
-        both accept the same nonce.
-        """
-        when = _utc(now)
+    def purge_used_nonces(self, *, before: datetime) -> int:
+        """Forget used nonces that expired before ``before`` (they are refused as expired)."""
         with self._tx() as conn:
-            taken = conn.execute(
-                challenges.update()
-                .where(
-                    challenges.c.nonce_sha256 == nonce_sha256,
-                    challenges.c.used_at.is_(None),
-                    challenges.c.expires_at > when,
-                )
-                .values(used_at=when)
-            )
-            if taken.rowcount == 1:
-                return "ok"
-            row = conn.execute(
-                sa.select(challenges.c.used_at).where(challenges.c.nonce_sha256 == nonce_sha256)
-            ).first()
-        if row is None:
-            return "unknown"
-        return "used" if row[0] is not None else "expired"
-
-    def purge_challenges(self, *, before: datetime) -> int:
-        """Forget challenges that expired before ``before``; how many went."""
-        with self._tx() as conn:
-            gone = conn.execute(challenges.delete().where(challenges.c.expires_at < _utc(before)))
+            gone = conn.execute(used_nonces.delete().where(used_nonces.c.expires_at < _utc(before)))
         return int(gone.rowcount or 0)
 
-    def open_challenges(self, *, now: datetime) -> int:
-        """Challenges handed out, unused and not yet expired."""
+    def revocation_mark(self) -> tuple[int, datetime | None]:
+        """How many certificates are revoked, and the latest revocation: a CRL built when
+        this was the same lists the same serials (revocations are never undone)."""
         with self._tx() as conn:
-            count = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(challenges)
-                .where(challenges.c.used_at.is_(None), challenges.c.expires_at > _utc(now))
-            ).scalar()
-        return int(count or 0)
+            count, latest = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(certificates.c.revoked_at)).where(
+                    certificates.c.revoked_at.is_not(None)
+                )
+            ).one()
+        return int(count or 0), _aware(latest)
 
     def revoked(self) -> list[tuple[str, datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
@@ -494,6 +506,22 @@ class AuditStore:
                 )
             )
         return out
+
+
+@dataclass(frozen=True)
+class UsedNonce:
+    nonce_sha256: str
+    used_at: datetime
+    expires_at: datetime
+
+
+class NonceAlreadyUsed(Exception):
+    """A nonce in this issuance was used before (by this Steward or a replica)."""
+
+
+def _duplicate_nonce(exc: IntegrityError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "used_nonces" in text or "nonce_sha256" in text
 
 
 def normalize_serial(serial: str) -> str:

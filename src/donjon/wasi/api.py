@@ -119,6 +119,8 @@ class RunSpec:
     #: The module's bytes, already read by the caller (a Keep hashed and attested them);
     #: then ``module`` only names it in messages and is never read again.
     module_bytes: bytes | None = field(default=None, repr=False)
+    #: The cache's HMAC key file (see ``donjon.wasi.cache``); ``None``: the default one.
+    cache_key_file: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ def load_module(
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
         return compile_module(engine, wasm, where)
-    return ModuleCache(spec.cache_dir, flags.key()).load(engine, wasm, where, progress)
+    cache = ModuleCache(spec.cache_dir, flags.key(), key_file=spec.cache_key_file)
+    return cache.load(engine, wasm, where, progress)
 
 
 def check_wasi_command(module: wasmtime.Module, where: str) -> None:

@@ -21,8 +21,10 @@ from donjon.keep.platforms.base import (
     PlatformUnavailable,
     UnknownPlatform,
 )
+from donjon.statedir import ENV_STATE_DIR, default_state_dir
 
 __all__ = [
+    "ENV_STATE_DIR",
     "PLATFORM_NAMES",
     "REGISTRY",
     "Platform",
@@ -35,7 +37,6 @@ __all__ = [
 ]
 
 ENV_PLATFORM = "DONJON_PLATFORM"
-ENV_STATE_DIR = "DONJON_STATE_DIR"
 
 #: name -> module exposing ``create(state_dir)``; modules are imported lazily.
 REGISTRY: dict[str, str] = {
@@ -45,16 +46,6 @@ REGISTRY: dict[str, str] = {
     "sim": "donjon.keep.platforms.sim",
     "nil": "donjon.keep.platforms.nil",
 }
-
-
-def default_state_dir() -> Path:
-    """Where Donjon keeps per-user state: ``$DONJON_STATE_DIR`` or the XDG data dir."""
-    env = os.environ.get(ENV_STATE_DIR)
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "donjon"
 
 
 def factory(name: str) -> PlatformFactory:

@@ -25,6 +25,9 @@ PLATFORM_NAMES: tuple[str, ...] = ("sgx", "snp", "tdx", "sim", "nil")
 
 #: Platforms whose evidence comes from real TEE hardware; ``sim`` and ``nil`` are not among them.
 HARDWARE_PLATFORMS = frozenset({"sgx", "snp", "tdx"})
+#: Platforms whose file system the host serves call by call (SGX under Gramine): a file
+#: there, the module cache's key included, is no secret from the host.
+HOST_SERVES_FILES = frozenset({"sgx"})
 
 
 class PlatformError(DonjonError):
