@@ -130,3 +130,39 @@ def test_metrics_name_routes_not_secrets(secret_steward: SecretSteward) -> None:
     with mtls(secret_steward, None) as client:
         text = client.get("/metrics").text
     assert "/v1/secrets/{name}" in text and "api-db" not in text
+
+
+def test_secrets_with_workers(
+    tmp_path: Path, secret_steward: SecretSteward, sim_state: Path
+) -> None:
+    """Every worker of ``--workers 2`` releases secrets (KEK and tables set up once)."""
+    from support.net import free_port, stop, wait_port
+    from support.pki import write_self_signed
+
+    cert, key = write_self_signed(tmp_path, cert_name="https.pem", key_name="https.key")
+    (tmp_path / "dev.toml").write_text(f'[sim]\ntrust = "{sim_state / "sim" / "ark.pem"}"\n')
+    token = tmp_path / "admin.token"
+    token.write_text("workers-admin-token-0123")
+    token.chmod(0o600)
+    kek = tmp_path / "kek"
+    kek.write_text("11" * 32)
+    kek.chmod(0o600)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
+         "--workers", "2", "--dir", str(tmp_path / "state"), "--port", str(port),
+         "--policy", str(tmp_path / "dev.toml"), "--tls-cert", str(cert), "--tls-key", str(key),
+         "--admin-token-file", str(token), "--secrets-kek-file", str(kek)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_port(port, proc)
+        steward = SecretSteward(f"https://localhost:{port}", cert, token, tmp_path / "state",
+                                tmp_path / "none.log")  # fmt: skip
+        assert put(steward, "workers-db", "w-value", *POLICY).returncode == 0
+        identity = keep_identity(steward, sim_state)
+        for _ in range(4):  # new connections: both workers answer some of them
+            with SecretClient(steward.url, cert, identity) as secrets:
+                assert secrets.fetch("workers-db").value == b"w-value"
+    finally:
+        stop(proc)

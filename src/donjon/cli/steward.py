@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -312,15 +311,8 @@ def serve(
         graceful_timeout=config.attest_timeout + 5,
     )
     if workers > 1:
-        from donjon.errors import UsageError
-        from donjon.steward.secrets_vault import KEK_ENV
         from donjon.steward.workers import serve_workers
 
-        if secrets_kek_file is not None or os.environ.get(KEK_ENV):
-            raise UsageError(
-                "secrets (--secrets-kek-file or $DONJON_STEWARD_KEK) are served by one process "
-                "for now: use --workers 1"
-            )
         raise SystemExit(serve_workers(config, options, workers, log_level))
     stew, settings = build_steward(config)
     secret_service = build_secrets(config, stew)
