@@ -58,6 +58,9 @@ REVOCATION_NOT_CHECKED = "revocation-not-checked"
 #: Advisory set by the Steward on evidence that carries no challenge of its own
 #: (Enarx-format CSRs): it may be a replay of older evidence for the same key.
 EVIDENCE_NOT_FRESH = "evidence-not-fresh"
+#: Advisory set by the Steward on evidence whose isolation rests on a trusted hypervisor,
+#: not on the CPU (AWS Nitro Enclaves): a relying party refuses it unless it allows it.
+HYPERVISOR_TRUSTED = "hypervisor-trusted"
 #: Platforms an issued result may name (a refused verdict may also say "unknown").
 PLATFORMS = frozenset(
     {"snp", "sgx", "tdx", "cca", "nitro", "azure-snp", "azure-tdx", "sim", "kvm", "nil"}
