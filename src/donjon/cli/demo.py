@@ -187,21 +187,31 @@ def run_demo(
             files = f"kept {lab.root}" if keep_files else f"removed {lab.root}"
             return f"stopped {len(procs)} process(es), {files}"
 
-        actions = [sim, build, steward, keep, fetch, stop]
-        failed = False
-        for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
-            if failed and not keep_going and action is not stop:
-                continue
-            progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
-            started = time.monotonic()
-            try:
-                step.detail = action()
-                step.ok = True
-            except Exception as exc:  # a step's failure is reported, and cleanup still runs
-                step.ok, failed = False, True
-                step.detail = _reason(exc)
-            step.seconds = time.monotonic() - started
+        run_steps(outcome, [sim, build, steward, keep, fetch, stop], keep_going, progress)
     return outcome
+
+
+def run_steps(
+    outcome: Outcome,
+    actions: list[Callable[[], str]],
+    keep_going: bool,
+    progress: Callable[[str], None],
+) -> None:
+    """Run each step, timed; after a failure only the last (the cleanup) runs, unless
+    ``keep_going``."""
+    failed = False
+    for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
+        if failed and not keep_going and index != len(actions) - 1:
+            continue
+        progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
+        started = time.monotonic()
+        try:
+            step.detail = action()
+            step.ok = True
+        except Exception as exc:  # a step's failure is reported, and cleanup still runs
+            step.ok, failed = False, True
+            step.detail = _reason(exc)
+        step.seconds = time.monotonic() - started
 
 
 def _reason(exc: BaseException) -> str:
@@ -252,7 +262,19 @@ def _claims(identity: Any) -> dict[str, Any]:
     show_default=True,
     help="The simulated TEE: SEV-SNP reports, or Arm CCA tokens (the real CCA layout).",
 )
-def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool, tee: str) -> None:
+@click.option(
+    "--deploy",
+    is_flag=True,
+    help="Deploy a confidential package from an OCI registry, with a secret (docs/secrets.md).",
+)
+def demo(
+    as_json: bool,
+    keep_going: bool,
+    example: Path | None,
+    keep_files: bool,
+    tee: str,
+    deploy: bool,
+) -> None:
     """Run the whole attested flow on this machine, with the simulated TEE.
 
     \b
@@ -274,15 +296,25 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
       donjon demo --json | jq .timings
       donjon demo --keep-going --keep-files
       donjon demo --tee cca                  the same flow on Arm CCA tokens
+      donjon demo --deploy       a sealed package from a registry, a secret after attestation
     """
 
     def progress(text: str) -> None:
         if not as_json:
             click.echo(click.style(text, dim=True), err=True)
 
-    outcome = run_demo(
-        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files, tee=tee
-    )
+    if deploy:
+        from donjon.cli.demo_deploy import run_deploy_demo
+
+        outcome = run_deploy_demo(keep_going=keep_going, progress=progress, keep_files=keep_files)
+    else:
+        outcome = run_demo(
+            example=example,
+            keep_going=keep_going,
+            progress=progress,
+            keep_files=keep_files,
+            tee=tee,
+        )
     if as_json:
         print_json(outcome.to_json())
     else:
@@ -312,6 +344,7 @@ def _print(outcome: Outcome) -> None:
             "attestation_round_trip_s": "attestation round trip (challenge -> CSR -> certificate)",
             "tls_handshake_s": "TLS connect + handshake",
             "first_tls_response_s": "first TLS response (connect -> first byte)",
+            "attest_to_secrets_released_s": "CSR sent -> key and secret released",
         }
         click.echo("\ntimings:")
         for key, seconds in outcome.timings.items():

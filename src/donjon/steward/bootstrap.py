@@ -19,6 +19,9 @@ from donjon.steward.clock import NOW_ENV, fixed_clock, parse_time, system_clock
 from donjon.steward.contract import Verifier
 from donjon.steward.engine import default_verifier, development_platforms, load_policy, load_trust
 from donjon.steward.pkcs11uri import is_pkcs11_uri
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import SecretStore
+from donjon.steward.secrets_vault import KEK_ENV, load_kek
 from donjon.steward.server import DEV_BANNER
 from donjon.steward.service import Steward
 from donjon.steward.statedir import check_private, make_state_dir, private_sqlite_file
@@ -49,6 +52,8 @@ class StewardConfig:
     max_body: int = 256 * 1024
     max_concurrent: int = 8
     attest_timeout: float = 30.0
+    #: Key-encryption key of stored secrets (0600 file); else $DONJON_STEWARD_KEK; else none.
+    secrets_kek_file: Path | None = None
 
     @property
     def ca_cert_path(self) -> Path:
@@ -252,3 +257,24 @@ def build_steward(
         development=config.development,
     )
     return steward, settings
+
+
+def build_secrets(config: StewardConfig, steward: Steward) -> SecretService | None:
+    """Secret storage and release, when a KEK is configured (else the routes say disabled)."""
+    kek = load_kek(config.secrets_kek_file)
+    if kek is None:
+        log.info("secrets disabled (no --secrets-kek-file or $%s)", KEK_ENV)
+        return None
+    store = SecretStore(steward.store.engine)
+    stale = sorted({row.name for row in store.live_rows() if row.sealed.kek_id != kek.kek_id})
+    if stale:
+        log.warning(
+            "secrets wrapped by another KEK cannot be released until rewrapped: %s",
+            ", ".join(stale[:20]),
+        )
+    log.info(
+        "secrets enabled: KEK %s; release needs mutual TLS with a Keep certificate", kek.kek_id
+    )
+    return SecretService(
+        store=store, kek=kek, ca=steward.ca, audit=steward.store, clock=steward.clock
+    )
