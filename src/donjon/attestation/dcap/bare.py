@@ -78,3 +78,37 @@ def sniff_base64(tee: int) -> Sniffer:
         return raw if _quote_header(raw, tee) else None
 
     return sniff
+
+
+def quote_platform(data: bytes) -> tuple[str, bytes, str]:
+    """(TEE, FMSPC, PCK CA kind) of a quote, read from its PCK certificate (not verified):
+    what a collateral fetch asks Intel PCS for."""
+    from donjon.attestation.dcap.chain import PCK_CA_CNS, common_name
+
+    quote = parse_quote(data)
+    cert = quote.qe.certification
+    if cert.type != layout.CERT_PCK_CHAIN:
+        raise MalformedEvidenceError(
+            f"the quote carries certification data type {cert.type}, not its PCK chain (type 5)"
+        )
+    certs = split_pem_or_der(cert.data)
+    leaves = [c for c in certs if "PCK Certificate" in common_name(c.subject)]
+    if len(leaves) != 1:
+        raise MalformedEvidenceError("the quote's chain holds no single PCK certificate")
+    kind = PCK_CA_CNS.get(common_name(leaves[0].issuer))
+    if kind is None:
+        raise MalformedEvidenceError("the PCK certificate's issuer is not an Intel PCK CA")
+    return quote.tee, pck_extensions(leaves[0]).fmspc, kind
+
+
+def quote_of_extension(oid: str, value: bytes) -> bytes | None:
+    """The DCAP quote inside a CSR evidence extension (Donjon TDX, sim TDX, Enarx SGX)."""
+    from donjon.attestation import oids
+    from donjon.attestation.sgx.evidence import decode_enarx_sgx
+    from donjon.attestation.tdx.evidence import decode_tdx_evidence
+
+    if oid in (oids.EVIDENCE_TDX.dotted_string, oids.EVIDENCE_SIM_TDX.dotted_string):
+        return decode_tdx_evidence(value).quote
+    if oid == oids.ENARX_SGX.dotted_string:
+        return decode_enarx_sgx(value).quote
+    return None

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from pyasn1.codec.der import decoder
+from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, univ
 
@@ -191,3 +191,40 @@ def pck_extensions(cert: x509.Certificate) -> PckExtensions:
     if not isinstance(value, x509.UnrecognizedExtension):
         raise MalformedEvidenceError("the PCK certificate's SGX extension has an unexpected form")
     return parse_sgx_extension(value.value)
+
+
+def _item(oid: str, value: Any) -> _Item:
+    item = _Item()
+    item["id"] = univ.ObjectIdentifier(oid)
+    item["value"] = univ.Any(encoder.encode(value))
+    return item
+
+
+def _sequence(items: list[_Item]) -> _Items:
+    seq = _Items()
+    for i, item in enumerate(items):
+        seq[i] = item
+    return seq
+
+
+def encode_sgx_extension(ext: PckExtensions) -> bytes:
+    """The inverse of :func:`parse_sgx_extension` (for the simulated TEE and tests)."""
+    tcb = [_item(f"{_ARC}.2.{i + 1}", univ.Integer(v)) for i, v in enumerate(ext.tcb.components)]
+    tcb.append(_item(f"{_ARC}.2.17", univ.Integer(ext.tcb.pcesvn)))
+    tcb.append(_item(f"{_ARC}.2.18", univ.OctetString(ext.tcb.cpusvn)))
+    items = [
+        _item(f"{_ARC}.1", univ.OctetString(ext.ppid)),
+        _item(f"{_ARC}.2", _sequence(tcb)),
+        _item(f"{_ARC}.3", univ.OctetString(ext.pceid)),
+        _item(f"{_ARC}.4", univ.OctetString(ext.fmspc)),
+        _item(f"{_ARC}.5", univ.Enumerated(ext.sgx_type)),
+    ]
+    if ext.platform_instance_id is not None:
+        items.append(_item(f"{_ARC}.6", univ.OctetString(ext.platform_instance_id)))
+        config = [
+            _item(f"{_ARC}.7.{n}", univ.Boolean(bool(value)))
+            for n, value in ((1, ext.dynamic_platform), (2, ext.cached_keys), (3, ext.smt_enabled))
+            if value is not None
+        ]
+        items.append(_item(f"{_ARC}.7", _sequence(config)))
+    return bytes(encoder.encode(_sequence(items)))
