@@ -29,7 +29,7 @@ SUMMARY = {
     "sgx": "Intel SGX enclave (under Gramine): enclave memory encrypted, DCAP quote",
     "snp": "AMD SEV-SNP confidential VM: VM memory encrypted and integrity-protected, SNP report",
     "tdx": "Intel TDX trust domain: VM memory encrypted and integrity-protected, TD quote",
-    "sim": "simulated TEE for development: SNP-format evidence, NO protection at all",
+    "sim": "simulated TEE for development: SNP or TDX evidence, NO protection at all",
     "nil": "no TEE: NO protection, no evidence; certificates say so",
 }
 
