@@ -19,38 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-from common import REPO, Row, report
+from common import REPO, Row, rate, report, vectors_dir
 
 #: Inside both Phala bundles' windows (2025-06-19 .. 2025-07-19).
 NOW = datetime(2025, 7, 1, tzinfo=UTC)
-
-
-def vectors_dir() -> Path | None:
-    """``$DONJON_VECTORS`` or ``../shared/vectors``, as the tests look for them."""
-    env = os.environ.get("DONJON_VECTORS")
-    for path in ([Path(env)] if env else []) + [REPO.parent / "shared" / "vectors"]:
-        if (path / "expected.json").is_file():
-            return path
-    return None
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second over about ``seconds`` of wall time."""
-    count = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(20):
-            fn()
-        count += 20
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - start)
 
 
 def main() -> None:
