@@ -32,6 +32,8 @@ from donjon.attestation.errors import (
 )
 
 _HEADER = struct.Struct("<HHIHH16s20s")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
 
 
 class _Reader:
@@ -42,22 +44,25 @@ class _Reader:
         self.pos = start
         self.end = len(data) if end is None else end
 
-    def take(self, size: int, what: str) -> bytes:
-        if size < 0 or self.pos + size > self.end:
+    def take(self, size: int, what: str, within: str = "") -> bytes:
+        """``size`` bytes; ``what`` (inside ``within``) names them only if they are missing."""
+        end = self.pos + size
+        if size < 0 or end > self.end:
+            where = f"{within}: {what}" if within else what
             raise MalformedEvidenceError(
-                f"quote: {what} at offset {self.pos:#x} needs {size} bytes, "
+                f"quote: {where} at offset {self.pos:#x} needs {size} bytes, "
                 f"{max(self.end - self.pos, 0)} left"
             )
-        out = self.data[self.pos : self.pos + size]
-        self.pos += size
+        out = self.data[self.pos : end]
+        self.pos = end
         return out
 
-    def u16(self, what: str) -> int:
-        value: int = struct.unpack("<H", self.take(2, what))[0]
+    def u16(self, what: str, within: str = "") -> int:
+        value: int = _U16.unpack(self.take(2, what, within))[0]
         return value
 
-    def u32(self, what: str) -> int:
-        value: int = struct.unpack("<I", self.take(4, what))[0]
+    def u32(self, what: str, within: str = "") -> int:
+        value: int = _U32.unpack(self.take(4, what, within))[0]
         return value
 
 
@@ -493,13 +498,13 @@ def _parse_header(reader: _Reader) -> QuoteHeader:
 
 
 def _parse_qe_cert_data(reader: _Reader, what: str) -> QeCertificationData:
-    raw_report = reader.take(layout.SGX_REPORT_SIZE, f"{what}: QE report")
+    raw_report = reader.take(layout.SGX_REPORT_SIZE, "QE report", what)
     qe_report = parse_enclave_report(raw_report, "QE report")
-    qe_sig = reader.take(layout.SIGNATURE_SIZE, f"{what}: QE report signature")
-    auth_size = reader.u16(f"{what}: QE authentication data size")
-    auth = reader.take(auth_size, f"{what}: QE authentication data")
-    cert_type = reader.u16(f"{what}: certification data type")
-    cert_size = reader.u32(f"{what}: certification data size")
+    qe_sig = reader.take(layout.SIGNATURE_SIZE, "QE report signature", what)
+    auth_size = reader.u16("QE authentication data size", what)
+    auth = reader.take(auth_size, "QE authentication data", what)
+    cert_type = reader.u16("certification data type", what)
+    cert_size = reader.u32("certification data size", what)
     if cert_type not in layout.CERT_TYPE_NAMES or cert_type == layout.CERT_QE_REPORT:
         raise MalformedEvidenceError(f"{what}: unknown certification data type {cert_type}")
     if reader.pos + cert_size != reader.end:
@@ -507,5 +512,5 @@ def _parse_qe_cert_data(reader: _Reader, what: str) -> QeCertificationData:
             f"{what}: certification data size {cert_size} does not match the "
             f"{reader.end - reader.pos} bytes that follow"
         )
-    cert = CertificationData(cert_type, reader.take(cert_size, f"{what}: certification data"))
+    cert = CertificationData(cert_type, reader.take(cert_size, "certification data", what))
     return QeCertificationData(qe_report, qe_sig, auth, cert, raw_report)
