@@ -506,3 +506,40 @@ def test_hex_and_base64_forms_are_the_same_quote(vectors: Path, expected: dict[s
     assert sniff_hex(TEE_TDX)(raw.hex().encode() + b"\n") == raw
     assert sniff_base64(TEE_TDX)(base64.b64encode(raw)) == raw
     assert hashlib.sha256(raw).digest()  # the three forms decode to these very bytes
+
+
+# --- the platform memo: reused only while nothing it relied on can have changed ---------------
+
+
+def test_a_memoised_platform_gives_the_same_checks(fake: FakeIntel) -> None:
+    store = IntelCollateralStore()
+    pool = fake.pool()
+    first, one = run(fake.quote(), now=FAKE_NOW, pin=fake.pin, pools=(pool,), store=store)
+    again, two = run(fake.quote(), now=FAKE_NOW, pin=fake.pin, pools=(pool,), store=store)
+    assert first is not None and again is not None
+    assert [(c.id, c.reason) for c in one.checks] == [(c.id, c.reason) for c in two.checks]
+
+
+def test_a_memoised_platform_does_not_outlive_its_collateral(fake: FakeIntel) -> None:
+    store = IntelCollateralStore()
+    pool = fake.pool()
+    options = {"pin": fake.pin, "pools": (pool,), "store": store}
+    assert run(fake.quote(), now=FAKE_NOW, **options)[0] is not None
+    later = FAKE_NOW + timedelta(days=31)  # the fake collateral lives 30 days
+    _fails(fake.quote(), "dcap.collateral", CollateralStaleError, now=later, **options)
+    assert run(fake.quote(), now=FAKE_NOW, **options)[0] is not None
+    expired = fake.hierarchy.pck.cert.not_valid_after_utc + timedelta(seconds=1)
+    _fails(fake.quote(), "dcap.validity", CertificateExpiredError, now=expired, **options)
+
+
+def test_a_memoised_platform_still_checks_each_quote(fake: FakeIntel) -> None:
+    store = IntelCollateralStore()
+    options = {"now": FAKE_NOW, "pin": fake.pin, "pools": (fake.pool(),), "store": store}
+    assert run(fake.quote(), **options)[0] is not None
+    quote = parse_quote(fake.quote(report_data=b"\x01" * 64))
+    forged = replace(quote, body=replace(quote.body, report_data=b"\x02" * 64), signed_raw=b"")
+    _fails(forged.to_bytes(), "dcap.quote_signature", QuoteSignatureError, **options)
+    rebound = replace(quote, qe=replace(quote.qe, qe_auth_data=bytes(32)), signed_raw=b"")
+    _fails(rebound.to_bytes(), "dcap.qe_binding", QeReportBindingError, **options)
+    debug = fake.quote(td_attributes=1 << 28 | 1)  # a debug TD is the policy's to refuse
+    assert run(debug, **options)[0] is not None

@@ -72,7 +72,13 @@ def material_pools(ctx: VerifyContext) -> tuple[Pool, ...]:
     bundle = load_bundle_file(Path(given)) if isinstance(given, (str, Path)) else given
     if not isinstance(bundle, CollateralBundle):
         raise MalformedEvidenceError("the collateral given is not a collateral bundle")
-    return (Pool.of_bundle(bundle, f"--collateral {bundle.source}", explicit=True),)
+    # One Pool per bundle object, so that what is memoised for it is found again.
+    store = intel_store(ctx.trust)
+    pool = store.memo_lookup("bundle_pool", id(bundle), (bundle,))
+    if not isinstance(pool, Pool):
+        pool = Pool.of_bundle(bundle, f"--collateral {bundle.source}", explicit=True)
+        store.memo_store("bundle_pool", id(bundle), (bundle,), pool)
+    return (pool,)
 
 
 def fetcher_for(ctx: VerifyContext, collateral: CollateralPolicy) -> IntelFetcher | None:

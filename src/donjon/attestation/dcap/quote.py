@@ -388,11 +388,6 @@ class Quote:
         return out
 
 
-def quote_length(data: bytes) -> int:
-    """The length of the quote at the start of ``data`` (its structure says), without parsing."""
-    return len(data) - len(parse_quote(data).trailing)
-
-
 def parse_quote(data: bytes) -> Quote:
     """A DCAP quote, strictly: unknown versions, key types, TEE and body types are refused."""
     reader = _Reader(data)

@@ -18,7 +18,6 @@ lives on its :class:`~donjon.attestation.trust.TrustStore` (:func:`intel_store`)
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -92,10 +91,25 @@ class IntelCollateralStore:
         self._local: Pool | None = None
         self._fetched: dict[str, Pool] = {}
         self._memo: dict[tuple[str, Any], Any] = {}
+        #: Changes whenever a fetched or cached bundle joins the sources.
+        self.generation = 0
         #: Files of the trust directory that could not be read as collateral.
         self.skipped: list[str] = []
 
     # --- memos (parsed or verified once per content) ------------------------------------------
+    def memo_lookup(self, kind: str, key: Any, keep_alive: tuple[object, ...]) -> Any:
+        """A value :meth:`memo_store` kept under ``key`` for these very objects, or None."""
+        found = self._memo.get((kind, key))
+        if found is not None and found[0] == keep_alive:
+            return found[1]
+        return None
+
+    def memo_store(self, kind: str, key: Any, keep_alive: tuple[object, ...], value: Any) -> None:
+        """Keep ``value``; ``keep_alive`` (whose ids are in ``key``) is held and compared."""
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[(kind, key)] = (keep_alive, value)
+
     def memo(self, kind: str, key: Any, compute: Callable[[], T]) -> T:
         """``compute()`` once per (kind, key); its exceptions are not remembered."""
         slot = (kind, key)
@@ -204,6 +218,7 @@ class IntelCollateralStore:
         bundle = fetcher.bundle(tee, fmspc, ca)
         pool = Pool.of_bundle(bundle, fetcher.where, explicit=False)
         self._fetched[key] = pool
+        self.generation += 1
         cache = self._cache_root()
         if cache is not None:
             write_bytes(cache / f"{key}.json", bundle.to_bytes(), mode=0o600)
@@ -233,6 +248,7 @@ class IntelCollateralStore:
             return None
         pool = Pool.of_bundle(bundle, f"cache {path.name}", explicit=False)
         self._fetched[path.stem] = pool
+        self.generation += 1
         return pool
 
 
@@ -251,14 +267,6 @@ def _unique(certs: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
     for cert in certs:
         seen.setdefault(fingerprint(cert), cert)
     return tuple(seen.values())
-
-
-def content_key(*parts: bytes) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(len(part).to_bytes(4, "little"))
-        digest.update(part)
-    return digest.hexdigest()
 
 
 def intel_store(trust: TrustStore) -> IntelCollateralStore:

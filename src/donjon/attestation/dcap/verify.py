@@ -16,7 +16,7 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cryptography import x509
@@ -70,7 +70,7 @@ from donjon.attestation.errors import (
 )
 from donjon.attestation.roots import INTEL_SGX_ROOT_CA_SHA256
 from donjon.attestation.snp.chain import CrlMode, is_current
-from donjon.attestation.verdict import Checklist, Stop
+from donjon.attestation.verdict import Check, Checklist, Stop
 from donjon.attestation.x509util import load_certificate, load_certificates
 
 TcbMode = Literal["require", "if-available"]
@@ -174,26 +174,16 @@ def verify_quote(
 ) -> DcapVerified:
     """Run the fail-fast DCAP checks; raises :class:`Stop` after recording a failure."""
     quote = checks.step("dcap.quote", lambda: _parse(data, options.tee))
-    certs = checks.step("dcap.cert_data", lambda: _cert_data(quote, store))
-    chain = checks.step("dcap.pck_chain", lambda: _pck_chain(quote, certs, store, options.pin))
-    pck = checks.step("dcap.pck_extensions", lambda: _pck_ext(quote, chain.leaf, store))
-    checks.step("dcap.validity", lambda: _validity(chain, now))
+    platform = _platform(quote, store, now, checks, options)
+    chain, pck, collateral, revocation = (
+        platform.chain,
+        platform.pck,
+        platform.collateral,
+        platform.revocation,
+    )
     checks.step("dcap.qe_report_signature", lambda: _qe_report_signature(quote, chain))
     checks.step("dcap.qe_binding", lambda: _qe_binding(quote))
     checks.step("dcap.quote_signature", lambda: _quote_signature(quote, store))
-    gathered = checks.step(
-        "dcap.collateral", lambda: _gather(quote, chain, pck, store, now, options)
-    )
-    tcb_signed = checks.step(
-        "dcap.tcb_info",
-        lambda: _signed_step(gathered.tcb, "TCB Info", gathered, store, now, options),
-    )
-    qe_signed = checks.step(
-        "dcap.qe_identity",
-        lambda: _signed_step(gathered.qe, "QE Identity", gathered, store, now, options),
-    )
-    collateral = _collateral(gathered, tcb_signed, qe_signed)
-    revocation = _revocation_step(checks, store, chain, collateral, now, options)
     tcb = checks.step("dcap.tcb_status", lambda: _tcb(quote, pck, collateral, store))
     assert chain.valid_until is not None
     limits = [chain.valid_until]
@@ -213,6 +203,112 @@ def verify_quote(
         not_after_limit=min(limits),
         notes=collateral.notes,
     )
+
+
+@dataclass(frozen=True)
+class _Platform:
+    """What a quote's platform (its PCK chain and QE) proves with this collateral."""
+
+    chain: PckChain
+    pck: PckExtensions
+    collateral: Collateral
+    revocation: RevocationResult
+    #: The checks it recorded (immutable, so a memo hit records the very same ones).
+    checks: tuple[Check, ...]
+    valid_from: datetime
+    valid_until: datetime  # exclusive
+
+
+def _platform(
+    quote: Quote,
+    store: IntelCollateralStore,
+    now: datetime,
+    checks: Checklist,
+    options: DcapOptions,
+) -> _Platform:
+    """The PCK chain, the collateral and the revocation checks for the quote's platform.
+
+    None of them depends on the quote beyond its certification data (the PCK chain
+    and the QE report), so the conclusion is memoised, with its checks, for as long
+    as no certificate, CRL or collateral candidate changes state; a quote's own
+    signatures, its binding and its TCB are judged every time.
+    """
+    cert_data = quote.qe.certification.data
+    key = (
+        cert_data,
+        options.pin.sha256,
+        quote.tee,
+        options.crl_mode,
+        options.tcb_mode,
+        options.qe_identity,
+        options.fetcher is None,
+        tuple(map(id, options.pools)),
+        store.generation,
+    )
+    found = store.memo_lookup("platform", key, options.pools)
+    if isinstance(found, _Platform) and found.valid_from <= now < found.valid_until:
+        checks.checks.extend(found.checks)
+        return found
+    start = len(checks.checks)
+    generation = store.generation
+    certs = checks.step("dcap.cert_data", lambda: _cert_data(quote, store))
+    chain = checks.step("dcap.pck_chain", lambda: _pck_chain(quote, certs, store, options.pin))
+    pck = checks.step("dcap.pck_extensions", lambda: _pck_ext(quote, chain.leaf, store))
+    checks.step("dcap.validity", lambda: _validity(chain, now))
+    gathered = checks.step(
+        "dcap.collateral", lambda: _gather(quote, chain, pck, store, now, options)
+    )
+    tcb_signed = checks.step(
+        "dcap.tcb_info",
+        lambda: _signed_step(gathered.tcb, "TCB Info", gathered, store, now, options),
+    )
+    qe_signed = checks.step(
+        "dcap.qe_identity",
+        lambda: _signed_step(gathered.qe, "QE Identity", gathered, store, now, options),
+    )
+    collateral = _collateral(gathered, tcb_signed, qe_signed)
+    revocation = _revocation_step(checks, store, chain, collateral, now, options)
+    window = _window(chain, gathered, collateral, revocation, store, now)
+    platform = _Platform(chain, pck, collateral, revocation, tuple(checks.checks[start:]), *window)
+    complete = not collateral.notes and revocation.checked
+    if complete and store.generation == generation:
+        store.memo_store("platform", key, options.pools, platform)
+    return platform
+
+
+def _window(
+    chain: PckChain,
+    gathered: _Gathered,
+    collateral: Collateral,
+    revocation: RevocationResult,
+    store: IntelCollateralStore,
+    now: datetime,
+) -> tuple[datetime, datetime]:
+    """When every certificate and CRL stays valid and no collateral candidate changes state."""
+    assert chain.valid_from is not None and chain.valid_until is not None
+    starts = [chain.valid_from]
+    ends = [chain.valid_until + timedelta(microseconds=1)]
+    for signer, _ in collateral.signers:
+        starts.append(signer.not_valid_before_utc)
+        ends.append(signer.not_valid_after_utc + timedelta(microseconds=1))
+    if revocation.valid_from is not None:
+        starts.append(revocation.valid_from)
+    if revocation.valid_until is not None:
+        ends.append(revocation.valid_until)
+    for pool in gathered.pools:
+        for signed in pool.signed:
+            parse = parse_tcb_info if signed.kind == "tcb_info" else parse_qe_identity
+            try:
+                parsed = store.memo(
+                    signed.kind,
+                    signed.body,
+                    lambda s=signed, f=parse: f(s.body),  # type: ignore[misc]
+                )
+            except MalformedEvidenceError:
+                continue
+            for instant in (parsed.issue_date, parsed.next_update + timedelta(microseconds=1)):
+                (starts if instant <= now else ends).append(instant)
+    return max(starts), min(ends)
 
 
 # --- the quote and its certification data -----------------------------------------------------
@@ -290,7 +386,8 @@ def _pck_ext(
 
 def _validity(chain: PckChain, now: datetime) -> tuple[None, str]:
     chain.check_validity(now)
-    return None, f"PCK, {chain.summary[1]} and root valid at {now.isoformat()}"
+    assert chain.valid_until is not None
+    return None, f"PCK, {chain.summary[1]} and root valid (until {chain.valid_until.isoformat()})"
 
 
 def _verify_p256(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) -> bool:

@@ -10,7 +10,6 @@ from donjon.attestation.dcap import layout
 from donjon.attestation.dcap.appraise import (
     expect_allowed,
     expect_not_denied,
-    short,
     violation,
 )
 from donjon.attestation.dcap.quote import TdReport
@@ -86,12 +85,4 @@ def appraise_td(td: TdReport, policy: TdxPolicy, checks: Checklist) -> None:
         )
 
 
-def tcb_text(td: TdReport, fmspc: bytes, pcesvn: int, cpusvn: bytes) -> str:
-    """The TCB a certificate names: the TD's module SVN and the platform's."""
-    return (
-        f"tee_tcb_svn={td.tee_tcb_svn.hex()} fmspc={fmspc.hex()} "
-        f"pcesvn={pcesvn} cpusvn={cpusvn.hex()}"
-    )
-
-
-__all__ = ["appraise_td", "short", "tcb_text"]
+__all__ = ["appraise_td"]
