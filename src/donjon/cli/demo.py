@@ -99,8 +99,9 @@ def run_demo(
     from donjon.keep.sim import lab as labmod
 
     outcome = Outcome()
+    label = {"tdx": "Intel TDX", "cca": "Arm CCA"}.get(tee, "AMD SEV-SNP")
     names = [
-        "initialise the simulated TEE",
+        f"initialise the simulated TEE ({label})",
         "build the HTTP workload",
         "start a Steward (HTTPS, policy trusts sim)",
         "start the Keep (attest, get a certificate, serve)",
@@ -117,6 +118,13 @@ def run_demo(
                 cca = lab.init_sim_cca()
                 impl = cca.config.implementation_id.hex()
                 return f"Arm CCA, implementation {impl[:16]}..., CPAK {cca.cpak_pem.name}"
+            if tee == "tdx":
+                tdx = lab.init_sim_tdx()
+                root = tdx.hierarchy.root.cert.fingerprint(hashes.SHA256()).hex()
+                return (
+                    f"TDX, FMSPC {tdx.config.fmspc.hex()}, TEE_TCB_SVN "
+                    f"{tdx.config.tee_tcb_svn.hex()}, root sha256 {root[:16]}..."
+                )
             state = lab.init_sim()
             ark = state.ark.fingerprint(hashes.SHA256()).hex()
             return f"{state.config.product.value}, TCB {state.config.tcb}, ARK sha256 {ark[:16]}..."
@@ -133,8 +141,8 @@ def run_demo(
         def steward() -> str:
             policy = lab.write_policy([ctx.get("digest", bytes(32))], tee=tee)
             ctx["steward"] = lab.start_steward(policy)
-            trusts = "cca_cpak" if tee == "cca" else "trust"
-            return f"{ctx['steward'].url}, policy {policy.name}: [sim] {trusts} + allowed_workloads"
+            trusts = {"cca": "[sim] cca_cpak", "tdx": "[sim.tdx] trust"}.get(tee, "[sim] trust")
+            return f"{ctx['steward'].url}, policy {policy.name}: {trusts} + allowed_workloads"
 
         def keep() -> str:
             port = labmod.free_port()
@@ -173,9 +181,14 @@ def run_demo(
             outcome.page = body.decode("utf-8", "replace")
             if not status.startswith("HTTP/1.1 200"):
                 raise DemoFailed(f"the Keep answered {status!r}")
+            allowed = (
+                "simulated TDX: CRLs and TCB Info checked"
+                if tee == "tdx"
+                else f"allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE"
+            )
             return (
                 f"{got.tls_version}, {status}, {len(body)} bytes, chain and claims verified "
-                f"(allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE)"
+                f"({allowed})"
             )
 
         def stop() -> str:
@@ -257,10 +270,11 @@ def _claims(identity: Any) -> dict[str, Any]:
 @click.option("--keep-files", is_flag=True, help="Leave the lab directory for inspection.")
 @click.option(
     "--tee",
-    type=click.Choice(["snp", "cca"]),
+    type=click.Choice(["snp", "tdx", "cca"]),
     default="snp",
     show_default=True,
-    help="The simulated TEE: SEV-SNP reports, or Arm CCA tokens (the real CCA layout).",
+    help="The simulated TEE: AMD SEV-SNP reports, Intel TDX quotes with their collateral, or "
+    "Arm CCA tokens, each in its real layout.",
 )
 @click.option(
     "--deploy",
@@ -278,7 +292,8 @@ def demo(
     """Run the whole attested flow on this machine, with the simulated TEE.
 
     \b
-    1. initialise a simulated AMD SEV-SNP vendor hierarchy (in a temp dir)
+    1. initialise a simulated AMD SEV-SNP (or, --tee tdx, Intel TDX) vendor
+       hierarchy (in a temp dir)
     2. build examples/http to main.wasm
     3. start a Steward on https://127.0.0.1 whose policy trusts the sim ARK
        and allows exactly that main.wasm
@@ -293,6 +308,7 @@ def demo(
     \b
     Examples:
       donjon demo
+      donjon demo --tee tdx
       donjon demo --json | jq .timings
       donjon demo --keep-going --keep-files
       donjon demo --tee cca                  the same flow on Arm CCA tokens

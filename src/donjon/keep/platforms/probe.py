@@ -32,7 +32,7 @@ SUMMARY = {
     "tdx": "Intel TDX trust domain: VM memory encrypted and integrity-protected, TD quote",
     "cca": "Arm CCA Realm: VM memory isolated by the RMM, CCA attestation token",
     "nitro": "AWS Nitro Enclave: isolated by AWS's hypervisor (not the CPU), NSM document",
-    "sim": "simulated TEE for development: SNP-format evidence, NO protection at all",
+    "sim": "simulated TEE for development: SNP or TDX evidence, NO protection at all",
     "sim-cca": "simulated Arm CCA for development: CCA-format tokens, NO protection at all",
     "nil": "no TEE: NO protection, no evidence; certificates say so",
 }
