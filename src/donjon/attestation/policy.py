@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from donjon.attestation.azure.policy import parse_azure
 from donjon.attestation.errors import PolicyError
 from donjon.attestation.policytoml import SectionReader, table_of
 from donjon.attestation.rules import FreshnessPolicy, TeeRules, parse_freshness
@@ -66,6 +67,7 @@ class TeeSection(Protocol):
 #: Parser of each TEE section, by section name. Adding a TEE adds an entry.
 TEE_SECTIONS: Mapping[str, Callable[[Mapping[str, Any], SectionReader], TeeSection]] = {
     "snp": parse_snp,
+    "azure": parse_azure,
 }
 #: Sections of TEEs whose verification is not in this version: loaded, kept as written.
 _PENDING = ("sgx", "tdx", "cca")
@@ -141,7 +143,10 @@ class Policy:
 
 
 #: What to pin, per TEE section, for the start-up refusal's message.
-_PIN_HINTS: dict[str, str] = {"snp": "measurement/hash, signer or id_key_digest"}
+_PIN_HINTS: dict[str, str] = {
+    "snp": "measurement/hash, signer or id_key_digest",
+    "azure": "pcrs, vm_unique_id or [azure.snp] measurement",
+}
 
 
 def load_policy(path: Path) -> Policy:
