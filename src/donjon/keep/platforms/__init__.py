@@ -2,7 +2,8 @@
 
 Each platform lives in its own module, imported only when used, and exposes
 ``create(state_dir) -> Platform``. Auto-selection follows Enarx's order: sgx,
-snp, tdx, then sim (only once ``donjon sim init`` has made its state), then nil.
+snp, tdx, then azure (a vTPM holding Azure's HCL report), then sim (only once
+``donjon sim init`` has made its state), then nil.
 ``--platform`` or ``DONJON_PLATFORM`` overrides it.
 """
 
@@ -42,6 +43,7 @@ REGISTRY: dict[str, str] = {
     "sgx": "donjon.keep.platforms.sgx",
     "snp": "donjon.keep.platforms.snp",
     "tdx": "donjon.keep.platforms.tdx",
+    "azure": "donjon.keep.platforms.azure",
     "sim": "donjon.keep.platforms.sim",
     "nil": "donjon.keep.platforms.nil",
 }

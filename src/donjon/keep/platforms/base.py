@@ -21,10 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from donjon.errors import DonjonError
 
 #: The names a user may pass to ``--platform`` / ``DONJON_PLATFORM``, in auto-selection order.
-PLATFORM_NAMES: tuple[str, ...] = ("sgx", "snp", "tdx", "sim", "nil")
+PLATFORM_NAMES: tuple[str, ...] = ("sgx", "snp", "tdx", "azure", "sim", "nil")
 
 #: Platforms whose evidence comes from real TEE hardware; ``sim`` and ``nil`` are not among them.
-HARDWARE_PLATFORMS = frozenset({"sgx", "snp", "tdx"})
+#: (``azure-snp``/``azure-tdx`` are what a Steward names the ``azure`` Keep platform's results.)
+HARDWARE_PLATFORMS = frozenset({"sgx", "snp", "tdx", "azure", "azure-snp", "azure-tdx"})
 
 
 class PlatformError(DonjonError):
@@ -45,7 +46,7 @@ class PlatformUnavailable(PlatformError):
 class Platform(Protocol):
     """An evidence provider. Implementations must be cheap to construct: no I/O in ``__init__``."""
 
-    #: "snp" | "tdx" | "sgx" | "sim" | "nil"
+    #: "snp" | "tdx" | "sgx" | "azure" | "sim" | "nil"
     name: str
 
     def key_curve(self) -> ec.EllipticCurve:
