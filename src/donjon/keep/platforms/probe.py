@@ -150,6 +150,7 @@ def _azure(root: Path, state_dir: Path | None) -> list[Check]:
     if found.tpm is not None:
         hint = "the Keep needs read access to the TPM (root, or the tss group)"
         return [*checks, Check(False, f"TPM answers: {found.tpm}", hint)]
+    checks.append(Check(True, "TPM answers"))
     nv = "HCL report in vTPM NV index 0x01400001"
     if not found.nv:
         return [*checks, Check(False, nv, "not an Azure confidential VM (no paravisor report)")]
