@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import TrustStore, oids
@@ -32,7 +33,7 @@ from donjon.attestation.azure.hcl import (
     build_hcl_report,
     parse_hcl_report,
 )
-from donjon.attestation.azure.tpm import parse_attest
+from donjon.attestation.azure.tpm import build_attest, encode_rsassa_signature, parse_attest
 from donjon.attestation.claims import WorkloadClaims
 from donjon.attestation.csr import verify_csr
 from donjon.attestation.errors import CollateralMissingError
@@ -327,3 +328,56 @@ def test_imds_retries_then_names_the_failure() -> None:
             client.td_quote(bytes(1024))
         assert sleeps == [0.01, 0.02]
         assert len([r for r in fake.requests if r[0] == "POST"]) == 3
+
+
+# --- a software "TPM": what a hostile or unusual TPM could sign --------------------------------
+
+
+def software_quote(
+    sim: sim_state.SimState, key: ec.EllipticCurvePrivateKey, attest_of: object
+) -> bytes:
+    """A CSR for ``key`` whose quote ``attest_of(binding)`` is signed by a Python RSA AK."""
+    ak = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    report = sim_azure.snp_hcl_report(sim, ak.public_key())
+    binding = hashlib.sha512(identity.spki_der(key) + CLAIMS.to_der()).digest()
+    attest = attest_of(binding)  # type: ignore[operator]
+    signature = ak.sign(attest, padding.PKCS1v15(), hashes.SHA256())
+    quote = TpmQuote(attest, encode_rsassa_signature(signature), PCR_VALUES)
+    return resigned(key, AzureEvidence(report, quote, certificates=sim.chain))
+
+
+PCR_VALUES = tuple(bytes([i]) * 32 for i in range(24))
+
+
+@pytest.mark.parametrize("size", [32, 48])
+def test_qualifying_data_cut_to_a_smaller_tpm_is_accepted(
+    sim: sim_state.SimState, tmp_path: Path, size: int
+) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    csr = software_quote(
+        sim, key, lambda b: build_attest(extra_data=b[:size], pcr_values=PCR_VALUES)
+    )
+    assert judge(csr, policy(sim, tmp_path)).accepted
+
+
+@pytest.mark.parametrize(
+    ("attest_of", "want"),
+    [
+        (lambda b: build_attest(extra_data=b[:20], pcr_values=PCR_VALUES),
+         ("binding.report_data", "binding.report_data")),
+        (lambda b: build_attest(extra_data=b"", pcr_values=PCR_VALUES),
+         ("binding.report_data", "binding.report_data")),
+        (lambda b: b"\xff\x54\x43\x48" + build_attest(extra_data=b, pcr_values=PCR_VALUES)[4:],
+         ("azure.quote", "azure.quote")),
+        (lambda b: build_attest(extra_data=b, pcr_values=PCR_VALUES)[:4] + b"\x80\x14"
+         + build_attest(extra_data=b, pcr_values=PCR_VALUES)[6:],
+         ("azure.quote", "azure.quote")),
+        (lambda b: build_attest(extra_data=b, pcr_values=PCR_VALUES[:8], pcrs=range(8)),
+         ("azure.pcr_digest", "azure.pcr_digest")),
+    ],
+)  # fmt: skip
+def test_signed_but_wrong_quotes_are_refused(
+    sim: sim_state.SimState, tmp_path: Path, attest_of: object, want: tuple[str, str]
+) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    assert failed(judge(software_quote(sim, key, attest_of), policy(sim, tmp_path))) == want
