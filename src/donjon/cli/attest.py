@@ -137,13 +137,16 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
 
 @click.group()
 def attest() -> None:
-    """Decode and verify attestation evidence (AMD SEV-SNP reports and Keep CSRs).
+    """Decode and verify attestation evidence (SNP reports, Azure CVM evidence, Keep CSRs).
 
     \b
     Examples:
       donjon attest show report.bin
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --policy azure.toml
+      donjon attest verify az-snp-vtpm-evidence.json --trust-dir amd-roots/
     """
 
 
@@ -151,11 +154,13 @@ def attest() -> None:
 @click.argument("file", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
-    """Decode FILE without verifying it: a raw or hex SNP report, or a CSR.
+    """Decode FILE without verifying it: a raw or hex SNP report, an Azure HCL report,
+    Trustee's az-snp-vtpm/az-tdx-vtpm evidence JSON, or a CSR.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show hcl-report.bin --json
       donjon attest show keep.csr --json
     """
     evidence = recognise(file)
@@ -175,7 +180,8 @@ def show(file: Path, as_json: bool) -> None:
 @click.option(
     "--vcek",
     type=EXISTING_FILE,
-    help="VCEK or VLEK certificate (DER or PEM) for a bare report.",
+    help="VCEK or VLEK certificate (DER or PEM) for a bare report; a PEM bundle "
+    "(VCEK first, then ASK and ARK, as Azure's THIM serves it) is accepted.",
 )
 @click.option(
     "--chain",
@@ -188,6 +194,18 @@ def show(file: Path, as_json: bool) -> None:
     multiple=True,
     type=EXISTING_FILE,
     help="An ARK CRL (DER or PEM); may be repeated.",
+)
+@click.option(
+    "--quote",
+    "tpm_quote",
+    type=EXISTING_FILE,
+    help="Azure: the vTPM quote of an HCL report, as Trustee writes it "
+    '(JSON {"message", "signature", "pcrs"}, hex).',
+)
+@click.option(
+    "--td-quote",
+    type=EXISTING_FILE,
+    help="Azure TDX: the TD quote IMDS made of the HCL report's TDREPORT (binary).",
 )
 @click.option(
     "--policy",
@@ -231,6 +249,8 @@ def verify(
     vcek: Path | None,
     chain: Path | None,
     crl_files: tuple[Path, ...],
+    tpm_quote: Path | None,
+    td_quote: Path | None,
     policy_file: Path | None,
     trust_dir: Path | None,
     product: str | None,
@@ -240,7 +260,7 @@ def verify(
     fetch: bool,
     as_json: bool,
 ) -> None:
-    """Verify FILE (an SNP report or a Keep CSR) and judge it against a policy.
+    """Verify FILE (an SNP report, Azure CVM evidence or a Keep CSR) against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
     Revocation fails closed: without a current CRL of the AMD root (from the
@@ -255,6 +275,12 @@ def verify(
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ \\
           --crl-mode if-available
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --crl-mode if-available --policy azure.toml
+
+    An Azure HCL report needs its vTPM quote (--quote) and, for SNP, its VCEK (--vcek,
+    or --fetch); Trustee's evidence JSON carries both. The default policy refuses a VM
+    with a serial console: say allow_console = true in [azure] to accept one.
     """
     evidence = recognise(file)
     now = _parse_time(at_time)
@@ -262,6 +288,11 @@ def verify(
     if trust_dir is not None and not trust_dir.is_dir():
         raise UsageError(f"--trust-dir {trust_dir}: not a directory")
     chain_certs = _certs(chain, "--chain")
+    cert = _certs(vcek, "--vcek")
+    if vcek is not None and not cert:
+        raise UsageError(f"--vcek {vcek}: expected a certificate")
+    # A bundle (as Azure's THIM serves it): the VCEK first, then its ASK and ARK.
+    chain_certs += cert[1:]
     crls = _crls(crl_files)
     fetcher = KdsFetcher() if fetch else None
     cache = _cache_dir() if fetch else None
@@ -274,10 +305,13 @@ def verify(
     if require_crl and crl_mode == "if-available":
         raise UsageError("--require-crl contradicts --crl-mode if-available")
     mode: CrlMode | None = "require" if require_crl else _crl_mode(crl_mode)
-    cert = _certs(vcek, "--vcek")
-    if vcek is not None and len(cert) != 1:
-        raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
-    material = {"vcek": cert[0] if cert else None, "chain": tuple(chain_certs), "crls": crls}
+    material = {
+        "vcek": cert[0] if cert else None,
+        "chain": tuple(chain_certs),
+        "crls": crls,
+        "tpm_quote": _read(tpm_quote, "--quote"),
+        "td_quote": _read(td_quote, "--td-quote"),
+    }
     options = VerifyOptions(crl_mode=mode, product=chosen, material=material)
     if evidence.bare is None:
         verdict = verify_csr(
@@ -298,6 +332,15 @@ def verify(
         _print_verdict(file, evidence, verdict, policy, from_flag=mode is not None)
     if not verdict.accepted and verdict.error is not None:
         raise verdict.error
+
+
+def _read(path: Path | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _crl_mode(text: str | None) -> CrlMode | None:
@@ -336,6 +379,12 @@ def _print_verdict(
         for name in ("report_data", "chip_id"):
             if name in report:
                 click.echo(f"  {name:<16} {report[name]}")
+    azure = (verdict.details or {}).get("azure")
+    if isinstance(azure, dict):
+        quote, vm = azure["quote"], azure["runtime_claims"]["vm_configuration"]
+        click.echo(f"  quote extraData  {quote['extra_data']}")
+        flags = ", ".join(f"{k} {v}" for k, v in vm.items())
+        click.echo(f"  vm               {flags}")
     chain = (verdict.details or {}).get("chain")
     if chain:
         click.echo("  chain            " + " -> ".join(chain))

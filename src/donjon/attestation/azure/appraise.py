@@ -28,8 +28,9 @@ def appraise_azure(verified: AzureVerified, policy: AzurePolicy, checks: Checkli
         else "serial console enabled, allowed by allow_console = true",
         lambda: _violation(
             "policy.console",
-            "the VM has a serial console enabled (a way into the guest for whoever runs the "
-            "host's portal); set allow_console = true in [azure] only if that is acceptable",
+            "the VM has a serial console enabled (a way into the guest for whoever may open "
+            "it in the cloud's portal); set allow_console = true in [azure] only if that is "
+            "acceptable",
         ),
     )
     if policy.secure_boot:
