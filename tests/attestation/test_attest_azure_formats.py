@@ -45,9 +45,9 @@ from donjon.attestation.errors import (
     HclReportError,
     MalformedEvidenceError,
     PolicyError,
-    QuoteFormatError,
-    QuoteSignatureError,
     RuntimeClaimsError,
+    TpmQuoteFormatError,
+    TpmQuoteSignatureError,
     UnsupportedVersionError,
 )
 from donjon.attestation.policy import Policy
@@ -204,7 +204,7 @@ def test_attest_round_trip() -> None:
 )
 def test_malformed_attest_is_refused(change: Any, message: str) -> None:
     attest = build_attest(extra_data=b"n" * 32, pcr_values=PCRS)
-    with pytest.raises(QuoteFormatError, match=message):
+    with pytest.raises(TpmQuoteFormatError, match=message):
         parse_attest(change(attest))
 
 
@@ -212,21 +212,21 @@ def test_unsafe_clock_flag_and_oversized_extra_data() -> None:
     attest = bytearray(build_attest(extra_data=b"n" * 32, pcr_values=PCRS))
     safe_at = 4 + 2 + 2 + 34 + 2 + 32 + 16
     attest[safe_at] = 2
-    with pytest.raises(QuoteFormatError, match="safe is 2"):
+    with pytest.raises(TpmQuoteFormatError, match="safe is 2"):
         parse_attest(bytes(attest))
-    with pytest.raises(QuoteFormatError, match="extraData is 65 bytes"):
+    with pytest.raises(TpmQuoteFormatError, match="extraData is 65 bytes"):
         parse_attest(build_attest(extra_data=b"n" * 65, pcr_values=PCRS))
 
 
 def test_only_rsassa_sha256_signatures_are_read() -> None:
     assert parse_rsassa_signature(encode_rsassa_signature(b"s" * 256)) == b"s" * 256
     ecdsa = struct.pack(">HHH", 0x0018, 0x000B, 4) + b"sign"
-    with pytest.raises(QuoteSignatureError, match="0x0018, not RSASSA"):
+    with pytest.raises(TpmQuoteSignatureError, match="0x0018, not RSASSA"):
         parse_rsassa_signature(ecdsa)
     sha1 = struct.pack(">HHH", 0x0014, 0x0004, 4) + b"sign"
-    with pytest.raises(QuoteSignatureError, match="hash 0x0004, not SHA-256"):
+    with pytest.raises(TpmQuoteSignatureError, match="hash 0x0004, not SHA-256"):
         parse_rsassa_signature(sha1)
-    with pytest.raises(QuoteSignatureError, match="trailing"):
+    with pytest.raises(TpmQuoteSignatureError, match="trailing"):
         parse_rsassa_signature(encode_rsassa_signature(b"s" * 256) + b"x")
 
 
@@ -316,17 +316,16 @@ def test_bad_azure_sections_are_refused(text: str, message: str) -> None:
 
 def test_an_azure_section_that_pins_nothing_must_say_so() -> None:
     assert load("[azure]\n").unpinned() == [
-        "[azure] pins nothing (no pcrs, vm_unique_id or [azure.snp] measurement or "
-        "allowed_workloads): any genuine azure guest on any cloud would get a certificate; "
+        "[azure] pins nothing (no pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] "
+        "mrtd or allowed_workloads): any genuine azure guest on any cloud would get a certificate; "
         "pin one, or say accept_any_workload = true in [azure]"
     ]
     assert load("[azure]\naccept_any_workload = true\n").unpinned() == []
 
 
-def test_azure_tdx_needs_a_tdx_section_parser() -> None:
-    from donjon.attestation import policy as dispatcher
-
-    if "tdx" in dispatcher.TEE_SECTIONS:
-        pytest.skip("this tree has the TDX verifier: [azure.tdx] is parsed by it")
-    with pytest.raises(PolicyError, match=r"\[azure.tdx\] tdx: this Donjon has no TDX"):
-        load("[azure.tdx]\n")
+def test_azure_tdx_takes_the_tdx_keys() -> None:
+    azure: Any = load('[azure]\n[azure.tdx]\nmrtd = "' + "22" * 48 + '"\n').tees["azure"]
+    assert azure.tdx.allowed("mrtd") == frozenset({b"\x22" * 48})
+    assert azure.pinned() == ("tdx.mrtd",)
+    with pytest.raises(PolicyError, match=r"\[azure.tdx\] allowed_workloads: is a rule"):
+        load("[azure.tdx]\nallowed_workloads = []\n")

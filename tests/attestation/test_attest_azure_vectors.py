@@ -8,6 +8,7 @@ refused by its own check, with its own error code.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -61,11 +62,16 @@ def judge(
     material: dict[str, Any] | None = None,
     policy: Policy | None = None,
     crl_mode: str = "if-available",
+    tcb_mode: str | None = None,
 ) -> Verdict:
     found = REGISTRY.recognise(data)
     assert found is not None
     form, evidence = found
-    options = VerifyOptions(crl_mode=crl_mode, material=material or {})  # type: ignore[arg-type]
+    options = VerifyOptions(
+        crl_mode=crl_mode,  # type: ignore[arg-type]
+        tcb_mode=tcb_mode,  # type: ignore[arg-type]
+        material=material or {},
+    )
     return verify_evidence(
         evidence, form, policy=policy or allow_console(), trust=trust, now=AT_2025, options=options
     )
@@ -251,19 +257,51 @@ def test_tdx_hcl_report_and_td_quote_describe_the_same_td(vectors: Path) -> None
         check_quote_matches(td, _flip(quote, 48 + 140))
 
 
-def test_trustee_tdx_evidence_needs_the_dcap_verifier(vectors: Path, trust: TrustStore) -> None:
+def test_trustee_tdx_evidence_verifies_through_the_dcap_verifier(
+    vectors: Path, trust: TrustStore
+) -> None:
     data = (vectors / TDX / "evidence-v1.json").read_bytes()
     evidence = parse_trustee_evidence(data)
     assert evidence.td_quote == (vectors / TDX / "td-quote.bin").read_bytes()
     assert evidence.hcl_report == (vectors / TDX / "hcl-report.bin").read_bytes()
-    verdict = judge(data, trust)
-    assert refused(verdict) == ("tdx.quote", "azure.tdx_needs_dcap")
-    assert any(c.id == "azure.td_report" and c.passed for c in verdict.checks)
+    # No TCB Info for this FMSPC is among the vectors: signature and chain only, said so.
+    verdict = judge(data, trust, tcb_mode="if-available")
+    assert verdict.accepted, (verdict.reason, verdict.error)
+    assert verdict.result is not None
+    assert (verdict.result.platform, verdict.result.tcb_status) == ("azure-tdx", "NotAppraised")
+    assert verdict.result.measurement.hex().startswith("024a32b070383331")  # the TDREPORT's MRTD
+    assert "tcb-not-appraised" in verdict.result.advisories
+    passed = {c.id for c in verdict.checks if c.passed}
+    assert {"dcap.quote_signature", "dcap.pck_chain", "dcap.qe_binding", "azure.td_report",
+            "azure.report_data", "azure.quote_signature", "azure.pcr_digest"} <= passed  # fmt: skip
+    # Under the default tcb_mode the missing TCB Info is a refusal, by the DCAP verifier.
+    assert judge(data, trust).reason == "dcap.collateral"
+
+
+def test_tdx_byte_flips_are_each_refused_by_their_own_check(
+    vectors: Path, trust: TrustStore
+) -> None:
+    hcl = (vectors / TDX / "hcl-report.bin").read_bytes()
+    quote = (vectors / TDX / "td-quote.bin").read_bytes()
+    tpm = json.dumps(json.loads((vectors / TDX / "evidence-v1.json").read_text())["tpm_quote"])
+    claims_at = hcl.index(b'"vmUniqueId":"6332') + len(b'"vmUniqueId":"')
+    cases = {
+        "TD quote body (MRTD)": (hcl, _flip(quote, 48 + 140), "dcap.quote_signature"),
+        "runtime claims": (_flip(hcl, claims_at), quote, "azure.report_data"),
+        "TDREPORT's RTMR3 (MAC'd locally, not signed)": (_flip(hcl, HW + 870), quote,
+                                                          "azure.td_report"),
+    }  # fmt: skip
+    for what, (report, td_quote, want) in cases.items():
+        material = {"td_quote": td_quote, "tpm_quote": tpm.encode()}
+        verdict = judge(report, trust, material=material, tcb_mode="if-available")
+        assert verdict.reason == want, what
 
 
 def test_tdx_quote_of_another_td_is_refused(vectors: Path, trust: TrustStore) -> None:
     hcl = (vectors / TDX / "hcl-report.bin").read_bytes()
-    other = (vectors / "tdx/trustee/tdx_quote_4.dat").read_bytes()
+    # A genuine quote of another Azure TD (teekit's sample): DCAP accepts it, the match fails.
+    other = base64.b64decode((vectors / "tdx/teekit/tdx-v4-azure.b64").read_text())
     tpm = json.dumps(json.loads((vectors / TDX / "evidence-v1.json").read_text())["tpm_quote"])
-    verdict = judge(hcl, trust, material={"td_quote": other, "tpm_quote": tpm.encode()})
+    material = {"td_quote": other, "tpm_quote": tpm.encode()}
+    verdict = judge(hcl, trust, material=material, tcb_mode="if-available")
     assert refused(verdict) == ("azure.td_report", "azure.td_report")

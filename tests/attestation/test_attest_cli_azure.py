@@ -100,17 +100,20 @@ def test_verify_trustee_json(
     assert "ACCEPTED (revocation NOT checked)" in out
 
 
-def test_verify_trustee_tdx_json_needs_dcap(
+def test_verify_trustee_tdx_json(
     vectors: Path, console_policy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = run(
-        ["attest", "verify", str(vectors / TDX / "evidence-v1.json"),
-         "--policy", str(console_policy), "--json"],
-        capsys,
-    )  # fmt: skip
-    assert code != 0
+    base = ["attest", "verify", str(vectors / TDX / "evidence-v1.json"),
+            "--policy", str(console_policy), "--trust-dir", str(vectors / "intel-roots"),
+            "--at", "2025-06-01", "--json"]  # fmt: skip
+    code, out, _ = run(base, capsys)
+    assert code != 0  # no TCB Info for its FMSPC among the vectors, and tcb_mode = require
+    assert json.loads(out)["reason"] == "dcap.collateral"
+    code, out, err = run([*base, "--tcb-mode", "if-available"], capsys)
+    assert code == 0, err
     doc = json.loads(out)
-    assert (doc["reason"], doc["error"]["code"]) == ("tdx.quote", "azure.tdx_needs_dcap")
+    assert (doc["platform"], doc["result"]["tcb_status"]) == ("azure-tdx", "NotAppraised")
+    assert doc["details"]["td_report"]["mrtd"].startswith("024a32b070383331")
 
 
 def test_show_hcl_report_and_trustee_tdx(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,6 +9,7 @@ judges the CSR it builds. Negative cases tamper with what a hostile host control
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from donjon.attestation.azure.hcl import (
     build_hcl_report,
     parse_hcl_report,
 )
+from donjon.attestation.azure.runtime import runtime_claims_json
 from donjon.attestation.azure.tpm import build_attest, encode_rsassa_signature, parse_attest
 from donjon.attestation.claims import WorkloadClaims
 from donjon.attestation.csr import verify_csr
@@ -381,3 +383,63 @@ def test_signed_but_wrong_quotes_are_refused(
 ) -> None:
     key = ec.generate_private_key(ec.SECP384R1())
     assert failed(judge(software_quote(sim, key, attest_of), policy(sim, tmp_path))) == want
+
+
+# --- the TDX flavour: the TDREPORT goes to IMDS, which answers with a quote ---------------------
+
+
+def td_report(report_data: bytes) -> bytes:
+    """A TDREPORT's layout (type 0x81, report_data at 128, MRTD at 528): MAC'd by nobody."""
+    report = bytearray(1024)
+    report[0] = 0x81
+    report[128:192] = report_data
+    report[528:576] = b"\x77" * 48
+    return bytes(report)
+
+
+def quote_of(report: bytes, *, report_data: bytes | None = None) -> bytes:
+    """A v4 TD quote's header and body for ``report`` (unsigned: the Keep does not verify)."""
+    body = bytearray(584)
+    body[136:184] = report[528:576]
+    body[520:584] = report[128:192] if report_data is None else report_data
+    header = struct.pack("<HHI", 4, 2, 0x81) + bytes(40)
+    return header + bytes(body) + struct.pack("<I", 0)
+
+
+def provision_tdx(tpm: Swtpm) -> bytes:
+    with open_tpm(tpm.tcti) as handle:
+        ak = sim_azure.ensure_ak(handle)
+        claims = runtime_claims_json(ak=ak)
+        report = td_report(hashlib.sha256(claims).digest() + bytes(32))
+        hcl = build_hcl_report(HardwareKind.TDX, report, claims)
+        sim_azure.install_hcl_report(handle, hcl)
+    return report
+
+
+def test_tdx_keep_sends_the_quote_imds_made_of_its_tdreport(
+    tpm: Swtpm, imds: FakeImds, tmp_path: Path
+) -> None:
+    report = provision_tdx(tpm)
+    imds.quote_of = quote_of
+    plat = platform(tpm, imds, tmp_path)
+    assert plat.detect().kind is HardwareKind.TDX
+    evidence = evidence_of(csr_of(plat)[0])
+    assert imds.td_reports == [report]  # the TDREPORT, base64url, as Azure's IMDS takes it
+    assert evidence.td_quote == quote_of(report)
+    assert evidence.certificates == ()
+    assert ("POST", "/acc/tdquote") in [r[:2] for r in imds.requests]
+
+
+def test_tdx_quote_over_other_report_data_is_refused_by_the_keep(
+    tpm: Swtpm, imds: FakeImds, tmp_path: Path
+) -> None:
+    provision_tdx(tpm)
+    imds.quote_of = lambda report: quote_of(report, report_data=bytes(64))
+    with pytest.raises(AzurePlatformError, match="other report_data than the TDREPORT"):
+        platform(tpm, imds, tmp_path).evidence_extension(bytes(64))
+
+
+def test_tdx_keep_without_imds_says_so(tpm: Swtpm, imds: FakeImds, tmp_path: Path) -> None:
+    provision_tdx(tpm)
+    with pytest.raises(ImdsError, match=r"POST .*/acc/tdquote failed \(HTTP 500\)"):
+        platform(tpm, imds, tmp_path).evidence_extension(bytes(64))

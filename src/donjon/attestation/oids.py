@@ -28,11 +28,22 @@ EVIDENCE_TDX = ObjectIdentifier(f"{DONJON_ARC}.3.2")
 EVIDENCE_CCA = ObjectIdentifier(f"{DONJON_ARC}.3.3")
 #: A Keep with no TEE at all says so explicitly, rather than sending nothing.
 EVIDENCE_NIL = ObjectIdentifier(f"{DONJON_ARC}.3.4")
+#: The simulated TEE's TDX product (under the sim arc): a TDX quote from a local root.
+EVIDENCE_SIM_TDX = ObjectIdentifier(f"{DONJON_ARC}.3.1.2")
 #: An Azure confidential VM: the paravisor's HCL report, a vTPM quote, and the hardware
 #: report's collateral (``docs/extensions.md``).
 EVIDENCE_AZURE = ObjectIdentifier(f"{DONJON_ARC}.3.7")
 
 EVIDENCE_OIDS = frozenset(
-    {ENARX_KVM, ENARX_SGX, ENARX_SNP, EVIDENCE_SIM, EVIDENCE_TDX, EVIDENCE_CCA, EVIDENCE_NIL}
-    | {EVIDENCE_AZURE}
+    {
+        ENARX_KVM,
+        ENARX_SGX,
+        ENARX_SNP,
+        EVIDENCE_SIM,
+        EVIDENCE_SIM_TDX,
+        EVIDENCE_TDX,
+        EVIDENCE_CCA,
+        EVIDENCE_NIL,
+        EVIDENCE_AZURE,
+    }
 )

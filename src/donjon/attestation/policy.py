@@ -25,6 +25,7 @@ from donjon.attestation.azure.policy import parse_azure
 from donjon.attestation.errors import PolicyError
 from donjon.attestation.policytoml import SectionReader, table_of
 from donjon.attestation.rules import FreshnessPolicy, TeeRules, parse_freshness
+from donjon.attestation.sgx.policy import SgxPolicy, parse_sgx
 from donjon.attestation.snp.policy import (
     CRL_MODES,
     PLATFORM_FLAG_BITS,
@@ -35,6 +36,7 @@ from donjon.attestation.snp.policy import (
     TcbMinimum,
     parse_snp,
 )
+from donjon.attestation.tdx.policy import TDX_KEYS, TdxPolicy, parse_tdx
 
 __all__ = [
     "CRL_MODES",
@@ -45,9 +47,12 @@ __all__ = [
     "TCB_COMPONENTS",
     "TEE_SECTIONS",
     "Policy",
+    "SgxPolicy",
     "SimPolicy",
+    "SimTdxPolicy",
     "SnpPolicy",
     "TcbMinimum",
+    "TdxPolicy",
     "TeeSection",
     "load_policy",
 ]
@@ -67,18 +72,29 @@ class TeeSection(Protocol):
 #: Parser of each TEE section, by section name. Adding a TEE adds an entry.
 TEE_SECTIONS: Mapping[str, Callable[[Mapping[str, Any], SectionReader], TeeSection]] = {
     "snp": parse_snp,
+    "tdx": parse_tdx,
+    "sgx": parse_sgx,
     "azure": parse_azure,
 }
 #: Sections of TEEs whose verification is not in this version: loaded, kept as written.
-_PENDING = ("sgx", "tdx", "cca")
+_PENDING = ("cca",)
+
+
+@dataclass(frozen=True)
+class SimTdxPolicy:
+    """``[sim.tdx]``: the simulator's TDX product, trusted only through its root file."""
+
+    trust: Path | None
+    policy: TdxPolicy
 
 
 @dataclass(frozen=True)
 class SimPolicy:
-    """The simulated TEE: trusted only through an explicit ARK file."""
+    """The simulated TEE: trusted only through an explicit ARK file (``[sim.tdx]``: root)."""
 
     trust: Path | None
     snp: SnpPolicy
+    tdx: SimTdxPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +161,9 @@ class Policy:
 #: What to pin, per TEE section, for the start-up refusal's message.
 _PIN_HINTS: dict[str, str] = {
     "snp": "measurement/hash, signer or id_key_digest",
-    "azure": "pcrs, vm_unique_id or [azure.snp] measurement",
+    "tdx": "mrtd, rtmr0-3, mrconfigid, mrowner or mrownerconfig",
+    "sgx": "signer/hash (MRSIGNER/MRENCLAVE) or config_id",
+    "azure": "pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] mrtd",
 }
 
 
@@ -214,6 +232,7 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
 def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolicy:
     sim_doc = dict(table_of(doc, "sim", top))
     reader = SectionReader(top.source, "sim")
+    tdx = _sim_tdx(sim_doc.pop("tdx"), reader, base_dir) if "tdx" in sim_doc else None
     trust_value = sim_doc.pop("trust", None)
     trust = None
     if trust_value is not None:
@@ -226,7 +245,24 @@ def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolic
             "the simulator's hierarchy publishes no CRL, so sim evidence is always "
             'verified as crl = "if-available" (to revoke it, change [sim] trust)',
         )
-    return SimPolicy(trust=trust, snp=replace(parse_snp(sim_doc, reader), crl="if-available"))
+    snp = replace(parse_snp(sim_doc, reader), crl="if-available")
+    return SimPolicy(trust=trust, snp=snp, tdx=tdx)
+
+
+def _sim_tdx(value: Any, top: SectionReader, base_dir: Path) -> SimTdxPolicy:
+    """``[sim.tdx]``: ``trust = "root.pem"`` (the simulator's Intel-like root) and [tdx] keys."""
+    reader = SectionReader(top.source, "sim.tdx")
+    if not isinstance(value, dict):
+        raise top.fail("tdx", "must be a table ([sim.tdx])")
+    table = dict(value)
+    trust_value = table.pop("trust", None)
+    trust = None
+    if trust_value is not None:
+        if not isinstance(trust_value, str) or not trust_value:
+            raise reader.fail("trust", "must be a path to the simulator's TDX root certificate")
+        trust = (base_dir / trust_value).resolve()
+    reader.only(table, TDX_KEYS)
+    return SimTdxPolicy(trust=trust, policy=parse_tdx(table, reader))
 
 
 def _allow(doc: Mapping[str, Any], name: str, top: SectionReader) -> bool:

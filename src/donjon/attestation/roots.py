@@ -1,6 +1,6 @@
 """Pinned SHA-256 fingerprints of the vendor root certificates.
 
-These are published facts (the AMD KDS ``cert_chain`` roots). The certificates
+These are published facts (the AMD KDS ``cert_chain`` roots, Intel's SGX Root CA). The certificates
 themselves come from a trust directory or from the vendor, and any root whose
 fingerprint is not listed here is refused.
 """
@@ -15,3 +15,7 @@ AMD_ARK_SHA256: dict[Product, str] = {
     Product.GENOA: "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
     Product.TURIN: "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
 }
+
+#: The Intel SGX Root CA (ECDSA P-256, self-signed, valid 2018-05-21..2049-12-31): the root of
+#: every PCK, TCB Signing and CRL chain of SGX and TDX (Intel PCS, ``IntelSGXRootCA.der``).
+INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"

@@ -136,6 +136,9 @@ class TrustStore:
         self.skipped: list[Path] = []
         # Why the last CRL fetch failed, so that "no current CRL" can say so.
         self._crl_fetch_errors: dict[tuple[Product, str], str] = {}
+        #: Other vendors' collateral stores, built on first use beside this one
+        #: (``dcap/store.py``: ``intel_store(trust)``).
+        self.companions: dict[str, object] = {}
         if trust_dir is not None:
             self._scan(trust_dir)
         if cache_dir is not None and (cache_dir / "amd").is_dir():

@@ -27,8 +27,10 @@ from donjon.attestation import (
     verify_csr,
 )
 from donjon.attestation.csr import verify_evidence
+from donjon.attestation.dcap.collateral import CollateralBundle
+from donjon.attestation.dcap.store import load_bundle_file
 from donjon.attestation.errors import AttestationError
-from donjon.attestation.registry import BareFormat, VerifyOptions
+from donjon.attestation.registry import BareFormat, TcbMode, VerifyOptions
 from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verifiers import REGISTRY
@@ -137,29 +139,44 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
 
 @click.group()
 def attest() -> None:
-    """Decode and verify attestation evidence (SNP reports, Azure CVM evidence, Keep CSRs).
+    """Decode and verify attestation evidence: SEV-SNP reports, SGX and TDX quotes, Azure CVM
+    evidence (HCL report + vTPM quote), Keep CSRs.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show quote.dat --json
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/
-      donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify quote.dat --collateral collateral.json --trust-dir intel-roots/
+      donjon attest collateral fetch quote.dat -o collateral.json
+      donjon attest verify keep.csr --policy steward.toml --trust-dir roots/ --json
       donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
           --trust-dir amd-roots/ --policy azure.toml
       donjon attest verify az-snp-vtpm-evidence.json --trust-dir amd-roots/
     """
 
 
+def _register_collateral() -> None:
+    from donjon.cli.attest_collateral import collateral
+
+    attest.add_command(collateral)
+
+
+_register_collateral()
+
+
 @attest.command()
 @click.argument("file", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
-    """Decode FILE without verifying it: a raw or hex SNP report, an Azure HCL report,
-    Trustee's az-snp-vtpm/az-tdx-vtpm evidence JSON, or a CSR.
+    """Decode FILE without verifying it: a raw or hex SNP report, a raw, hex or
+    base64 SGX/TDX quote, an Azure HCL report, Trustee's az-snp-vtpm/az-tdx-vtpm
+    evidence JSON, or a CSR. ``--json`` prints every field, bytes as lowercase hex.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show quote.dat --json
       donjon attest show hcl-report.bin --json
       donjon attest show keep.csr --json
     """
@@ -243,6 +260,24 @@ def show(file: Path, as_json: bool) -> None:
     is_flag=True,
     help="Fetch missing VCEKs, chains and CRLs from AMD KDS (cached on disk).",
 )
+@click.option(
+    "--collateral",
+    "collateral_file",
+    type=EXISTING_FILE,
+    help="Intel collateral for an SGX/TDX quote: a QuoteCollateralV3 JSON bundle "
+    "(from `donjon attest collateral fetch`, or Phala dcap-qvl).",
+)
+@click.option(
+    "--tcb-mode",
+    type=click.Choice(["require", "if-available"]),
+    help="SGX/TDX: 'require' refuses without current TCB Info; 'if-available' verifies "
+    "signature and chain without it and says TCB NOT APPRAISED. Default: the policy's.",
+)
+@click.option(
+    "--pccs",
+    metavar="URL",
+    help="Fetch missing Intel collateral from this PCCS (clouds run their own).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify(
     file: Path,
@@ -258,14 +293,21 @@ def verify(
     crl_mode: str | None,
     require_crl: bool,
     fetch: bool,
+    collateral_file: Path | None,
+    tcb_mode: str | None,
+    pccs: str | None,
     as_json: bool,
 ) -> None:
-    """Verify FILE (an SNP report, Azure CVM evidence or a Keep CSR) against a policy.
+    """Verify FILE (an SNP report, an SGX/TDX quote, Azure CVM evidence or a Keep CSR)
+    against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
-    Revocation fails closed: without a current CRL of the AMD root (from the
-    evidence, --crl, --trust-dir or --fetch) the evidence is refused, unless
-    --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
+    Revocation fails closed: without a current CRL of the vendor root (from the
+    evidence, --crl, --collateral, --trust-dir or --fetch) the evidence is refused,
+    unless --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
+    SGX and TDX quotes need Intel's TCB Info and QE Identity: from the evidence,
+    --collateral, a bundle in --trust-dir, or --fetch / --pccs (Intel PCS or a PCCS);
+    --tcb-mode if-available judges signature and chain only (TCB NOT APPRAISED).
 
     \b
     Examples:
@@ -274,6 +316,9 @@ def verify(
           --crl crl_milan.der --at 2023-04-10
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ \\
           --crl-mode if-available
+      donjon attest verify quote.dat --collateral collateral.json --at 2025-07-01
+      donjon attest verify quote.dat --fetch
+      donjon attest verify quote.dat --tcb-mode if-available
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
       donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
           --trust-dir amd-roots/ --crl-mode if-available --policy azure.toml
@@ -311,8 +356,13 @@ def verify(
         "crls": crls,
         "tpm_quote": _read(tpm_quote, "--quote"),
         "td_quote": _read(td_quote, "--td-quote"),
+        "collateral": _collateral(collateral_file),
+        "pccs": pccs,
+        "fetch": fetch,
     }
-    options = VerifyOptions(crl_mode=mode, product=chosen, material=material)
+    options = VerifyOptions(
+        crl_mode=mode, tcb_mode=_tcb_mode(tcb_mode), product=chosen, material=material
+    )
     if evidence.bare is None:
         verdict = verify_csr(
             evidence.data, policy=policy, trust=trust, now=now, options=options
@@ -351,6 +401,23 @@ def _crl_mode(text: str | None) -> CrlMode | None:
     return None
 
 
+def _tcb_mode(text: str | None) -> TcbMode | None:
+    if text == "require":
+        return "require"
+    if text == "if-available":
+        return "if-available"
+    return None
+
+
+def _collateral(path: Path | None) -> CollateralBundle | None:
+    if path is None:
+        return None
+    try:
+        return load_bundle_file(path)
+    except AttestationError as exc:
+        raise UsageError(f"--collateral {exc.message}") from exc
+
+
 def _cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "donjon" / "kds"
@@ -374,6 +441,15 @@ def _print_verdict(
     if appraisal is not None:
         click.echo(f"  measurement      {_bold(appraisal.measurement.hex() or '-')}")
         click.echo(f"  TCB              {_bold(appraisal.tcb or '-')}   {appraisal.tcb_status}")
+    if appraisal is not None and appraisal.vendor_advisories:
+        click.echo(f"  advisories       {', '.join(appraisal.vendor_advisories)}")
+    if appraisal is not None and appraisal.tcb_status == "NotAppraised" and "quote" in (
+        verdict.details or {}
+    ):
+        click.echo(click.style("  TCB NOT APPRAISED (no TCB collateral)", fg="red"))
+    quote = (verdict.details or {}).get("quote")
+    if isinstance(quote, dict):
+        click.echo(f"  report_data      {quote['body']['report_data']}")
     report = (verdict.details or {}).get("report")
     if isinstance(report, dict):
         for name in ("report_data", "chip_id"):
@@ -398,7 +474,14 @@ def _print_verdict(
     for check in verdict.checks:
         click.echo(f"  {mark(check.passed)} {check.id:<24} {check.reason}")
     if verdict.accepted:
-        caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
+        caveats = []
+        if verdict.revocation_checked is False:
+            caveats.append("revocation NOT checked")
+        if appraisal is not None and appraisal.tcb_status == "NotAppraised" and "quote" in (
+            verdict.details or {}
+        ):
+            caveats.append("TCB NOT APPRAISED")
+        caveat = f" ({', '.join(caveats)})" if caveats else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"

@@ -87,6 +87,7 @@ def run_demo(
     keep_going: bool,
     progress: Callable[[str], None],
     keep_files: bool = False,
+    tee: str = "snp",
 ) -> Outcome:
     """Run every step; each failure is recorded, and stops the run unless ``keep_going``."""
     from donjon.attestation.claims import REVOCATION_NOT_CHECKED
@@ -94,8 +95,9 @@ def run_demo(
     from donjon.keep.sim import lab as labmod
 
     outcome = Outcome()
+    label = "Intel TDX" if tee == "tdx" else "AMD SEV-SNP"
     names = [
-        "initialise the simulated TEE",
+        f"initialise the simulated TEE ({label})",
         "build the HTTP workload",
         "start a Steward (HTTPS, policy trusts sim)",
         "start the Keep (attest, get a certificate, serve)",
@@ -108,6 +110,13 @@ def run_demo(
     with labmod.Lab(keep_root=keep_files) as lab, labmod.interrupt_on_sigterm():
 
         def sim() -> str:
+            if tee == "tdx":
+                tdx = lab.init_sim_tdx()
+                root = tdx.hierarchy.root.cert.fingerprint(hashes.SHA256()).hex()
+                return (
+                    f"TDX, FMSPC {tdx.config.fmspc.hex()}, TEE_TCB_SVN "
+                    f"{tdx.config.tee_tcb_svn.hex()}, root sha256 {root[:16]}..."
+                )
             state = lab.init_sim()
             ark = state.ark.fingerprint(hashes.SHA256()).hex()
             return f"{state.config.product.value}, TCB {state.config.tcb}, ARK sha256 {ark[:16]}..."
@@ -124,7 +133,10 @@ def run_demo(
         def steward() -> str:
             policy = lab.write_policy([ctx.get("digest", bytes(32))])
             ctx["steward"] = lab.start_steward(policy)
-            return f"{ctx['steward'].url}, policy {policy.name}: [sim] trust + allowed_workloads"
+            section = "[sim.tdx]" if tee == "tdx" else "[sim]"
+            return (
+                f"{ctx['steward'].url}, policy {policy.name}: {section} trust + allowed_workloads"
+            )
 
         def keep() -> str:
             port = labmod.free_port()
@@ -233,11 +245,19 @@ def _claims(identity: Any) -> dict[str, Any]:
     help="The HTTP example (a directory with main.c, or a .wasm) [default: examples/http].",
 )
 @click.option("--keep-files", is_flag=True, help="Leave the lab directory for inspection.")
-def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool) -> None:
+@click.option(
+    "--tee",
+    type=click.Choice(["snp", "tdx"]),
+    default="snp",
+    show_default=True,
+    help="The simulated TEE: AMD SEV-SNP reports, or Intel TDX quotes with their collateral.",
+)
+def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool, tee: str) -> None:
     """Run the whole attested flow on this machine, with the simulated TEE.
 
     \b
-    1. initialise a simulated AMD SEV-SNP vendor hierarchy (in a temp dir)
+    1. initialise a simulated AMD SEV-SNP (or, --tee tdx, Intel TDX) vendor
+       hierarchy (in a temp dir)
     2. build examples/http to main.wasm
     3. start a Steward on https://127.0.0.1 whose policy trusts the sim ARK
        and allows exactly that main.wasm
@@ -252,6 +272,7 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
     \b
     Examples:
       donjon demo
+      donjon demo --tee tdx
       donjon demo --json | jq .timings
       donjon demo --keep-going --keep-files
     """
@@ -261,7 +282,7 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
             click.echo(click.style(text, dim=True), err=True)
 
     outcome = run_demo(
-        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files
+        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files, tee=tee
     )
     if as_json:
         print_json(outcome.to_json())

@@ -9,6 +9,7 @@ JSON carries all of that in one file.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from donjon.attestation.azure.appraise import appraise_azure
@@ -77,8 +78,17 @@ def _bare(data: bytes, ctx: VerifyContext) -> tuple[AzureEvidence, str]:
 def _judge(ctx: VerifyContext, evidence: AzureEvidence, policy: AzurePolicy) -> Appraisal:
     verified = verify_azure(evidence, ctx, policy)
     appraise_azure(verified, policy, ctx.checks)
+    if verified.tdx is not None:
+        # The DCAP verifier's appraisal (TCB status, advisories, notes), under [azure]'s pins.
+        return replace(
+            verified.tdx.appraisal,
+            platform=verified.platform,
+            section="azure",
+            pinned=policy.pinned(),
+            describe=_describe(verified),
+        )
     snp = verified.snp
-    assert snp is not None  # the TDX flavour stops in verify_azure until DCAP lands
+    assert snp is not None
     report = snp.report
     notes = () if snp.chain.crl_checked else (REVOCATION_NOT_CHECKED,)
     return Appraisal(
@@ -114,6 +124,8 @@ def _describe(verified: AzureVerified) -> Callable[[], dict[str, Any]]:
         }
         if verified.snp is not None:
             out.update(describe_snp(verified.snp)())
+        if verified.tdx is not None and verified.tdx.appraisal.describe is not None:
+            out.update(verified.tdx.appraisal.describe())
         if verified.td_report is not None:
             out["td_report"] = verified.td_report.to_dict()
         return out

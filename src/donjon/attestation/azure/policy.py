@@ -13,7 +13,7 @@ Example::
     [azure.snp]                # every [snp] key, for the SNP report inside the HCL report
     measurement = "<sha384 hex>"
 
-    [azure.tdx]                # every [tdx] key, for the TD quote (needs the DCAP verifier)
+    [azure.tdx]                # every [tdx] key, for the TD quote (mrtd, rtmr0-3, collateral...)
 
 The shared rules (``allowed_workloads``, ``accept_any_workload``, ...) sit in
 ``[azure]`` itself; ``[azure.snp]`` and ``[azure.tdx]`` only judge hardware.
@@ -28,6 +28,7 @@ from typing import Any
 from donjon.attestation.policytoml import SectionReader
 from donjon.attestation.rules import RULE_KEYS, TeeRules, parse_rules
 from donjon.attestation.snp.policy import SnpPolicy, parse_snp
+from donjon.attestation.tdx.policy import TdxPolicy, parse_tdx
 
 PCR_COUNT = 24
 PCR_SIZE = 32  # the SHA-256 bank
@@ -51,8 +52,7 @@ class AzurePolicy:
     allow_console: bool = False
     vm_unique_id: frozenset[str] = frozenset()
     snp: SnpPolicy = field(default_factory=SnpPolicy)
-    #: The TDX section's own type (parsed by the TDX verifier's module), or None.
-    tdx: Any = None
+    tdx: TdxPolicy = field(default_factory=TdxPolicy)
     rules: TeeRules = field(default_factory=TeeRules)
 
     def pinned(self) -> tuple[str, ...]:
@@ -62,8 +62,7 @@ class AzurePolicy:
             if value
         )  # fmt: skip
         hardware = tuple(f"snp.{name}" for name in self.snp.pinned())
-        if self.tdx is not None:
-            hardware += tuple(f"tdx.{name}" for name in self.tdx.pinned())
+        hardware += tuple(f"tdx.{name}" for name in self.tdx.pinned())
         return own + hardware
 
 
@@ -82,7 +81,7 @@ def parse_azure(table: Mapping[str, Any], reader: SectionReader) -> AzurePolicy:
     if "snp" in table:
         values["snp"] = parse_snp(_hardware(table, "snp", reader), _sub(reader, "snp"))
     if "tdx" in table:
-        values["tdx"] = _tdx(_hardware(table, "tdx", reader), _sub(reader, "tdx"))
+        values["tdx"] = parse_tdx(_hardware(table, "tdx", reader), _sub(reader, "tdx"))
     return AzurePolicy(**values)
 
 
@@ -100,17 +99,6 @@ def _hardware(table: Mapping[str, Any], name: str, reader: SectionReader) -> Map
                 key, f"is a rule of the whole section: write it in [{reader.section}]"
             )
     return sub
-
-
-def _tdx(table: Mapping[str, Any], reader: SectionReader) -> Any:
-    from donjon.attestation import policy  # the dispatcher, loaded by now: no cycle at run time
-
-    parse = policy.TEE_SECTIONS.get("tdx")
-    if parse is None:
-        raise reader.fail(
-            "tdx", "this Donjon has no TDX (DCAP) verifier yet, so it cannot judge TD quotes"
-        )
-    return parse(table, reader)
 
 
 def _pcrs(value: Any, reader: SectionReader) -> dict[int, frozenset[bytes]]:

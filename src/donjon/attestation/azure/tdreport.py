@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from donjon.attestation.errors import HclReportError, QuoteFormatError, TdReportMismatchError
+from donjon.attestation.errors import HclReportError, TdReportMismatchError, TpmQuoteFormatError
 
 TD_REPORT_SIZE = 1024
 REPORT_TYPE_TDX = 0x81
@@ -82,18 +82,18 @@ def parse_td_report(data: bytes) -> TdReport:
 def quote_body(quote: bytes) -> bytes:
     """The TD report body of a v4 or v5 TDX quote (structure only; DCAP judges the rest)."""
     if len(quote) < QUOTE_HEADER_SIZE + 6:
-        raise QuoteFormatError(f"TD quote: {len(quote)} bytes is too short")
+        raise TpmQuoteFormatError(f"TD quote: {len(quote)} bytes is too short")
     version, _key_type, tee_type = struct.unpack_from("<HHI", quote)
     if tee_type != TEE_TYPE_TDX:
-        raise QuoteFormatError(f"TD quote: TEE type 0x{tee_type:x} is not TDX (0x81)")
+        raise TpmQuoteFormatError(f"TD quote: TEE type 0x{tee_type:x} is not TDX (0x81)")
     if version == 4:
         start = QUOTE_HEADER_SIZE
     elif version == 5:
         start = QUOTE_HEADER_SIZE + 6  # body type u16, body size u32
     else:
-        raise QuoteFormatError(f"TD quote: version {version} is not 4 or 5")
+        raise TpmQuoteFormatError(f"TD quote: version {version} is not 4 or 5")
     if len(quote) < start + TD_BODY_SIZE:
-        raise QuoteFormatError(f"TD quote: {len(quote)} bytes is too short for its body")
+        raise TpmQuoteFormatError(f"TD quote: {len(quote)} bytes is too short for its body")
     return quote[start : start + TD_BODY_SIZE]
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from donjon.attestation.errors import QuoteFormatError, QuoteSignatureError
+from donjon.attestation.errors import TpmQuoteFormatError, TpmQuoteSignatureError
 
 TPM_GENERATED = 0xFF544347
 TPM_ST_ATTEST_QUOTE = 0x8018
@@ -92,7 +92,7 @@ class _Reader:
 
     def take(self, size: int, field: str) -> bytes:
         if self.pos + size > len(self.data):
-            raise QuoteFormatError(f"{self.what}: truncated in {field}")
+            raise TpmQuoteFormatError(f"{self.what}: truncated in {field}")
         out = self.data[self.pos : self.pos + size]
         self.pos += size
         return out
@@ -103,43 +103,43 @@ class _Reader:
     def sized(self, limit: int, field: str) -> bytes:
         (size,) = self.unpack(_U16, field)
         if size > limit:
-            raise QuoteFormatError(f"{self.what}: {field} is {size} bytes (at most {limit})")
+            raise TpmQuoteFormatError(f"{self.what}: {field} is {size} bytes (at most {limit})")
         return self.take(size, field)
 
     def end(self) -> None:
         if self.pos != len(self.data):
-            raise QuoteFormatError(
+            raise TpmQuoteFormatError(
                 f"{self.what}: {len(self.data) - self.pos} trailing bytes after the structure"
             )
 
 
 def parse_attest(data: bytes) -> QuoteInfo:
-    """A quote's ``TPMS_ATTEST``; raises :class:`QuoteFormatError` for anything else."""
+    """A quote's ``TPMS_ATTEST``; raises :class:`TpmQuoteFormatError` for anything else."""
     r = _Reader(data, "TPMS_ATTEST")
     (magic,) = r.unpack(_U32, "magic")
     if magic != TPM_GENERATED:
-        raise QuoteFormatError(
+        raise TpmQuoteFormatError(
             f"TPMS_ATTEST: magic 0x{magic:08x} is not TPM_GENERATED (0xff544347): "
             "the TPM did not make this structure"
         )
     (kind,) = r.unpack(_U16, "type")
     if kind != TPM_ST_ATTEST_QUOTE:
-        raise QuoteFormatError(f"TPMS_ATTEST: type 0x{kind:04x} is not a quote (0x8018)")
+        raise TpmQuoteFormatError(f"TPMS_ATTEST: type 0x{kind:04x} is not a quote (0x8018)")
     signer = r.sized(MAX_NAME, "qualifiedSigner")
     extra = r.sized(MAX_DATA, "extraData")
     clock, resets, restarts, safe = r.unpack(_CLOCK, "clockInfo")
     if safe not in (0, 1):
-        raise QuoteFormatError(f"TPMS_ATTEST: clockInfo.safe is {safe}, not 0 or 1")
+        raise TpmQuoteFormatError(f"TPMS_ATTEST: clockInfo.safe is {safe}, not 0 or 1")
     (firmware,) = r.unpack(_U64, "firmwareVersion")
     (count,) = r.unpack(_U32, "pcrSelect.count")
     if count > MAX_BANKS:
-        raise QuoteFormatError(f"TPMS_ATTEST: {count} PCR banks selected (at most {MAX_BANKS})")
+        raise TpmQuoteFormatError(f"TPMS_ATTEST: {count} PCR banks selected (at most {MAX_BANKS})")
     selections = []
     for index in range(count):
         (alg,) = r.unpack(_U16, f"pcrSelections[{index}].hash")
         size = r.take(1, f"pcrSelections[{index}].sizeofSelect")[0]
         if not PCR_SELECT_MIN <= size <= PCR_SELECT_MAX:
-            raise QuoteFormatError(f"TPMS_ATTEST: sizeofSelect {size} is out of range")
+            raise TpmQuoteFormatError(f"TPMS_ATTEST: sizeofSelect {size} is out of range")
         bitmap = r.take(size, f"pcrSelections[{index}].pcrSelect")
         pcrs = tuple(i for i in range(size * 8) if bitmap[i // 8] >> (i % 8) & 1)
         selections.append(PcrSelection(alg, pcrs))
@@ -162,20 +162,20 @@ def parse_rsassa_signature(data: bytes) -> bytes:
     """The RSA signature bytes of a ``TPMT_SIGNATURE``, which must be RSASSA with SHA-256."""
     r = _Reader(data, "TPMT_SIGNATURE")
     if len(data) < 4:
-        raise QuoteSignatureError(f"TPMT_SIGNATURE: {len(data)} bytes is too short")
+        raise TpmQuoteSignatureError(f"TPMT_SIGNATURE: {len(data)} bytes is too short")
     alg, hash_alg = struct.unpack_from(">HH", data)
     if alg != TPM_ALG_RSASSA:
-        raise QuoteSignatureError(
+        raise TpmQuoteSignatureError(
             f"the quote is signed with algorithm 0x{alg:04x}, not RSASSA-PKCS1-v1_5 (0x0014)"
         )
     if hash_alg != TPM_ALG_SHA256:
-        raise QuoteSignatureError(f"the quote is signed over hash 0x{hash_alg:04x}, not SHA-256")
+        raise TpmQuoteSignatureError(f"the quote is signed over hash 0x{hash_alg:04x}, not SHA-256")
     r.pos = 4
     try:
         sig = r.sized(512, "signature")
         r.end()
-    except QuoteFormatError as exc:
-        raise QuoteSignatureError(exc.message) from None
+    except TpmQuoteFormatError as exc:
+        raise TpmQuoteSignatureError(exc.message) from None
     return sig
 
 

@@ -5,7 +5,8 @@ Each step records its own check and stops at the first failure:
 1. ``azure.hcl_report``: the HCL report's layout (and a TDX flavour's TDREPORT);
 2. ``azure.runtime_claims``: the runtime-claims JSON, strictly;
 3. the hardware report, by the SNP pipeline (``snp.*`` checks) or, for TDX, the DCAP
-   verifier and ``azure.td_report`` (the quote describes the HCL report's TDREPORT);
+   verifier on the TD quote (``dcap.*``, ``[azure.tdx]``) and ``azure.td_report`` (that
+   quote describes the HCL report's TDREPORT);
 4. ``azure.report_data``: report_data[0:32] == SHA-256(runtime claims), the rest zero;
 5. ``azure.ak``: the vTPM attestation key (HCLAkPub) from those claims;
 6. ``azure.quote_signature``: RSASSA-PKCS1-v1_5/SHA-256 over the TPMS_ATTEST by the AK;
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography import x509
@@ -42,22 +43,23 @@ from donjon.attestation.azure.tpm import (
     parse_rsassa_signature,
     pcr_digest,
 )
+from donjon.attestation.dcap.entry import QuoteJudgement
 from donjon.attestation.errors import (
     AttestationError,
     CollateralMissingError,
     FingerprintMismatchError,
     PcrDigestMismatchError,
-    QuoteFormatError,
-    QuoteSignatureError,
     ReportDataMismatchError,
     RuntimeClaimsMismatchError,
-    TdxVerifierMissingError,
+    TpmQuoteFormatError,
+    TpmQuoteSignatureError,
 )
 from donjon.attestation.registry import VerifyContext, check_binding
 from donjon.attestation.roots import AMD_ARK_SHA256
 from donjon.attestation.snp.chain import CrlMode, fingerprint
 from donjon.attestation.snp.entry import trusted_sim_root
 from donjon.attestation.snp.verify import SimRoot, SnpEvidence, SnpVerified, verify_snp
+from donjon.attestation.tdx.entry import verify_td_quote
 from donjon.attestation.verdict import Stop
 
 #: Lengths of the TPM's qualifying data that can carry Donjon's binding: SHA-512 cut to
@@ -73,6 +75,8 @@ class AzureVerified:
     quote: QuoteInfo
     pcrs: dict[int, bytes]
     snp: SnpVerified | None
+    #: The TDX flavour's TD quote, as the DCAP verifier judged it.
+    tdx: QuoteJudgement | None
     td_report: TdReport | None
     #: The hardware chain ends at the simulator's ARK ([sim] trust): development evidence.
     development: bool
@@ -91,6 +95,7 @@ def verify_azure(
     hcl, td_report = checks.step("azure.hcl_report", lambda: _hcl(evidence.hcl_report))
     claims = checks.step("azure.runtime_claims", lambda: _claims(hcl))
     snp: SnpVerified | None = None
+    tdx: QuoteJudgement | None = None
     development = False
     mode: CrlMode | None = None
     if hcl.kind is HardwareKind.SNP:
@@ -98,7 +103,8 @@ def verify_azure(
         report_data = snp.report.report_data
     else:
         assert td_report is not None
-        report_data = _tdx(ctx, td_report, evidence)
+        tdx = _tdx(ctx, td_report, evidence, policy)
+        report_data = tdx.report_data
     checks.step("azure.report_data", lambda: _report_data(report_data, claims))
     ak = checks.step("azure.ak", lambda: _ak(claims))
     quote = evidence.quote
@@ -114,7 +120,7 @@ def verify_azure(
     info = checks.step("azure.quote", lambda: _attest(quote))
     _binding(ctx, info.extra_data)
     pcrs = checks.step("azure.pcr_digest", lambda: _pcr_digest(info, quote))
-    return AzureVerified(hcl, claims, info, pcrs, snp, td_report, development, mode)
+    return AzureVerified(hcl, claims, info, pcrs, snp, tdx, td_report, development, mode)
 
 
 def _hcl(data: bytes) -> tuple[tuple[HclReport, TdReport | None], str]:
@@ -190,7 +196,11 @@ def _sim_root(ctx: VerifyContext, root: x509.Certificate) -> tuple[SimRoot, str]
     return trusted, "the simulator's ARK ([sim] trust): a simulated paravisor, DEVELOPMENT only"
 
 
-def _tdx(ctx: VerifyContext, td_report: TdReport, evidence: AzureEvidence) -> bytes:
+def _tdx(
+    ctx: VerifyContext, td_report: TdReport, evidence: AzureEvidence, policy: AzurePolicy
+) -> QuoteJudgement:
+    """The TD quote IMDS made of the TDREPORT: the DCAP pipeline, ``[azure.tdx]``, then the
+    quote must describe this very TDREPORT. Its report_data is bound by the caller."""
     quote = evidence.td_quote
     if quote is None:
         quote = ctx.options.material.get("td_quote")
@@ -204,16 +214,16 @@ def _tdx(ctx: VerifyContext, td_report: TdReport, evidence: AzureEvidence) -> by
         )
         raise Stop
     td_quote: bytes = quote
-    # Structure only: the quote must describe this TDREPORT, whoever signed it.
-    ctx.checks.step("azure.td_report", lambda: (None, check_quote_matches(td_report, td_quote)))
-    ctx.checks.fail(
-        "tdx.quote",
-        TdxVerifierMissingError(
-            "Azure TDX evidence needs the DCAP verifier to judge its TD quote, and this "
-            "Donjon has none yet: the TD quote's signature and Intel chain were not verified"
-        ),
+    judgement = verify_td_quote(
+        td_quote,
+        ctx,
+        policy=replace(policy.tdx, rules=policy.rules),
+        bind=False,
+        platform="azure-tdx",
+        section="azure",
     )
-    raise Stop
+    ctx.checks.step("azure.td_report", lambda: (None, check_quote_matches(td_report, td_quote)))
+    return judgement
 
 
 # --- runtime claims, AK, quote --------------------------------------------------------------
@@ -241,7 +251,7 @@ def _signature(ak: rsa.RSAPublicKey, quote: TpmQuote) -> tuple[None, str]:
     try:
         ak.verify(signature, quote.attest, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as exc:
-        raise QuoteSignatureError(
+        raise TpmQuoteSignatureError(
             "the TPM quote's signature does not verify with HCLAkPub: "
             "another TPM (or another key) signed it, or it was changed"
         ) from exc
@@ -251,9 +261,9 @@ def _signature(ak: rsa.RSAPublicKey, quote: TpmQuote) -> tuple[None, str]:
 def _attest(quote: TpmQuote) -> tuple[QuoteInfo, str]:
     info = parse_attest(quote.attest)
     if len(info.selections) != 1 or info.selections[0].hash_alg != TPM_ALG_SHA256:
-        raise QuoteFormatError("the quote must cover exactly one PCR bank, SHA-256")
+        raise TpmQuoteFormatError("the quote must cover exactly one PCR bank, SHA-256")
     if len(info.pcr_digest) != PCR_SIZE:
-        raise QuoteFormatError(f"the quote's PCR digest is {len(info.pcr_digest)} bytes, not 32")
+        raise TpmQuoteFormatError(f"the quote's PCR digest is {len(info.pcr_digest)} bytes, not 32")
     pcrs = info.selections[0].pcrs
     return info, f"TPM_GENERATED quote over SHA-256 PCRs {_ranges(pcrs)}"
 

@@ -48,7 +48,7 @@ from donjon.attestation.peer import (
     verify_peer_certificate,
 )
 from donjon.errors import DonjonError
-from donjon.keep.sim import sim_dir
+from donjon.keep.sim import sim_dir, tdx_state
 from donjon.keep.sim import state as sim_state
 from donjon.keep.sim.products import DEFAULT_TCB, Product
 
@@ -294,6 +294,8 @@ class Lab:
     procs: list[Proc] = field(default_factory=list)
     #: The CA of the newest Steward's HTTPS certificate, for Keeps' ``steward_ca``.
     https_ca: Path | None = None
+    #: The simulated TEE: "snp" (SEV-SNP reports) or "tdx" (TDX quotes).
+    tee: str = "snp"
 
     @property
     def state_dir(self) -> Path:
@@ -301,7 +303,9 @@ class Lab:
 
     @property
     def ark(self) -> Path:
-        return sim_dir(self.state_dir) / "ark.pem"
+        """The simulator's root certificate (the SNP ARK, or the TDX product's root)."""
+        name = "tdx-root.pem" if self.tee == "tdx" else "ark.pem"
+        return sim_dir(self.state_dir) / name
 
     def __enter__(self) -> Lab:
         return self
@@ -347,9 +351,15 @@ class Lab:
         )
         return sim_state.init(sim_dir(self.state_dir), config, now=now)
 
+    def init_sim_tdx(self, now: datetime | None = None) -> tdx_state.TdxSimState:
+        """The TDX product (``donjon sim init --tee tdx``); ``tee`` becomes "tdx"."""
+        self.tee = "tdx"
+        return tdx_state.init(sim_dir(self.state_dir), tdx_state.TdxSimConfig(), now=now)
+
     def write_policy(self, allowed_wasm: Sequence[bytes], extra: str = "") -> Path:
         digests = ", ".join(toml_string(d.hex()) for d in allowed_wasm)
-        text = f"[sim]\ntrust = {toml_string(str(self.ark))}\nallowed_workloads = [{digests}]\n"
+        section = "[sim.tdx]" if self.tee == "tdx" else "[sim]"
+        text = f"{section}\ntrust = {toml_string(str(self.ark))}\nallowed_workloads = [{digests}]\n"
         path = self.root / f"policy-{len(list(self.root.glob('policy-*')))}.toml"
         write_bytes(path, (extra + "\n" + text).encode())
         return path

@@ -28,7 +28,7 @@ from donjon.atomicfile import make_private_dir, write_bytes
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.vcek import OID_HWID
 from donjon.errors import UsageError
-from donjon.keep.sim import hierarchy
+from donjon.keep.sim import hierarchy, tdx_state
 from donjon.keep.sim.errors import (
     SimAlreadyInitialised,
     SimNotInitialised,
@@ -156,11 +156,14 @@ def init(
     now: datetime | None = None,
 ) -> SimState:
     """Create a new hierarchy in ``directory``; refuse to overwrite one unless ``force``."""
-    if is_initialised(directory) and not force:
+    other = (directory / tdx_state.CONFIG_FILE).is_file()
+    if (is_initialised(directory) or other) and not force:
         raise SimAlreadyInitialised(
             f"a simulated TEE already exists in {directory}",
             hint="use `donjon sim reset` first, or `donjon sim init --force`",
         )
+    if other:
+        reset(directory)  # one product per directory: --force replaces the TDX one
     make_private_dir(directory)
     h = hierarchy.generate(config.product, config.tcb, config.hwid, now=now)
     for name, key in (("ark", h.ark_key), ("ask", h.ask_key), ("vcek", h.vcek_key)):
@@ -230,6 +233,7 @@ def reset(directory: Path) -> bool:
     if not directory.exists():
         return False
     ours = {CONFIG_FILE} | {f"{n}.pem" for n in CERT_NAMES} | {f"{n}.key" for n in CERT_NAMES}
+    ours |= tdx_state.FILES
     foreign = [
         p.name
         for p in directory.iterdir()

@@ -1,0 +1,89 @@
+"""Judge a genuine TD quote against ``[tdx]``: debug, attributes, XFAM, measurements.
+
+Everything here runs after the cryptography passed; all checks run, so that an
+operator sees every reason at once.
+"""
+
+from __future__ import annotations
+
+from donjon.attestation.dcap import layout
+from donjon.attestation.dcap.appraise import (
+    expect_allowed,
+    expect_not_denied,
+    short,
+    violation,
+)
+from donjon.attestation.dcap.quote import TdReport
+from donjon.attestation.errors import TcbBelowMinimumError, TdDebugError
+from donjon.attestation.tdx.policy import REGISTERS, TdxPolicy
+from donjon.attestation.verdict import Checklist
+
+
+def _names(bits: int) -> str:
+    return ", ".join(n for n, b in layout.TD_ATTRIBUTE_BITS.items() if bits & b) or f"{bits:#x}"
+
+
+def appraise_td(td: TdReport, policy: TdxPolicy, checks: Checklist) -> None:
+    """The TDX-specific checks; the rules every TEE shares are applied by ``rules.py``."""
+    checks.expect(
+        "tdx.debug",
+        not td.debug or policy.allow_debug,
+        "TD is not debuggable (DEBUG attribute clear)"
+        if not td.debug
+        else "TD is debuggable, allowed by allow_debug = true",
+        lambda: TdDebugError(
+            "the TD's DEBUG attribute is set (the host can read and change its memory); "
+            "set allow_debug = true only for development"
+        ),
+    )
+    attrs = td.attributes
+    if policy.attributes_required or policy.attributes_forbidden:
+        missing = policy.attributes_required & ~attrs
+        present = policy.attributes_forbidden & attrs
+        checks.expect(
+            "policy.td_attributes",
+            not missing and not present,
+            f"TD attributes {attrs:#018x} as required",
+            lambda: violation(
+                "policy.td_attributes",
+                "; ".join(
+                    part
+                    for part in (
+                        f"required TD attributes missing: {_names(missing)}" if missing else "",
+                        f"forbidden TD attributes set: {_names(present)}" if present else "",
+                    )
+                    if part
+                ),
+            ),
+        )
+    expect_allowed(checks, "xfam", td.xfam, policy.xfam)
+    expect_allowed(checks, "mrtd", td.mrtd, policy.allowed("mrtd"))
+    expect_not_denied(checks, "mrtd", td.mrtd, policy.allowed("mrtd_deny"))
+    for name, value in zip(REGISTERS, td.rtmrs, strict=True):
+        expect_allowed(checks, name, value, policy.allowed(name))
+        expect_not_denied(checks, name, value, policy.allowed(f"{name}_deny"))
+    for name in ("mrconfigid", "mrowner", "mrownerconfig", "mrseam"):
+        expect_allowed(checks, name, getattr(td, name), policy.allowed(name))
+    minimum = policy.min_tee_tcb_svn
+    if minimum is not None:
+        low = [i for i in range(16) if td.tee_tcb_svn[i] < minimum[i]]
+        checks.expect(
+            "tcb.tee_tcb_svn",
+            not low,
+            f"TEE_TCB_SVN {td.tee_tcb_svn.hex()} meets {minimum.hex()}",
+            lambda: TcbBelowMinimumError(
+                f"TEE_TCB_SVN {td.tee_tcb_svn.hex()} is below the minimum {minimum.hex()} "
+                f"at byte(s) {', '.join(map(str, low))}"
+            ),
+        )
+
+
+def tcb_text(td: TdReport, fmspc: bytes, pcesvn: int, cpusvn: bytes) -> str:
+    """The TCB a certificate names: the TD's module SVN and the platform's."""
+    return (
+        f"tee_tcb_svn={td.tee_tcb_svn.hex()} fmspc={fmspc.hex()} "
+        f"pcesvn={pcesvn} cpusvn={cpusvn.hex()}"
+    )
+
+
+__all__ = ["appraise_td", "short", "tcb_text"]
