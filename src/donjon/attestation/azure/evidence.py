@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,14 +269,3 @@ def sniff_trustee(data: bytes) -> bytes | None:
 def sniff_hcl_report(data: bytes) -> bytes | None:
     """An Azure HCL report, as read from the vTPM's NV index."""
     return data if data[:4] == b"HCLA" else None
-
-
-def split_chain(
-    certs: Sequence[x509.Certificate],
-) -> tuple[x509.Certificate | None, tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]]:
-    """(leaf, intermediates, self-signed roots) of the certificates sent with SNP evidence."""
-    if not certs:
-        return None, (), ()
-    rest = certs[1:]
-    roots = tuple(c for c in rest if c.issuer == c.subject)
-    return certs[0], tuple(c for c in rest if c.issuer != c.subject), roots

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from donjon.attestation.azure.evidence import AzureEvidence, TpmQuote, split_chain
+from donjon.attestation.azure.evidence import AzureEvidence, TpmQuote
 from donjon.attestation.azure.hcl import HardwareKind, HclReport, parse_hcl_report
 from donjon.attestation.azure.policy import AzurePolicy
 from donjon.attestation.azure.runtime import (
@@ -47,7 +47,6 @@ from donjon.attestation.dcap.entry import QuoteJudgement
 from donjon.attestation.errors import (
     AttestationError,
     CollateralMissingError,
-    FingerprintMismatchError,
     PcrDigestMismatchError,
     ReportDataMismatchError,
     RuntimeClaimsMismatchError,
@@ -56,7 +55,7 @@ from donjon.attestation.errors import (
 )
 from donjon.attestation.registry import VerifyContext, check_binding
 from donjon.attestation.roots import AMD_ARK_SHA256
-from donjon.attestation.snp.chain import CrlMode, fingerprint
+from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.snp.entry import trusted_sim_root
 from donjon.attestation.snp.verify import SimRoot, SnpEvidence, SnpVerified, verify_snp
 from donjon.attestation.tdx.entry import verify_td_quote
@@ -87,13 +86,19 @@ class AzureVerified:
         return self.hcl.kind.platform
 
 
-def verify_azure(
-    evidence: AzureEvidence, ctx: VerifyContext, policy: AzurePolicy
-) -> AzureVerified:
+def verify_azure(evidence: AzureEvidence, ctx: VerifyContext, policy: AzurePolicy) -> AzureVerified:
     """Run the fail-fast checks; raises :class:`Stop` after recording a failure."""
     checks = ctx.checks
-    hcl, td_report = checks.step("azure.hcl_report", lambda: _hcl(evidence.hcl_report))
-    claims = checks.step("azure.runtime_claims", lambda: _claims(hcl))
+    # The HCL report is the same at every attestation of a VM until it reboots: its parse
+    # (not any check of it) is memoised by digest.
+    key = ("azure.hcl", hashlib.sha256(evidence.hcl_report).hexdigest())
+    hcl, td_report = checks.step(
+        "azure.hcl_report",
+        lambda: ctx.trust.parsed((*key, "report"), lambda: _hcl(evidence.hcl_report)),
+    )
+    claims = checks.step(
+        "azure.runtime_claims", lambda: ctx.trust.parsed((*key, "claims"), lambda: _claims(hcl))
+    )
     snp: SnpVerified | None = None
     tdx: QuoteJudgement | None = None
     development = False
@@ -106,7 +111,7 @@ def verify_azure(
         tdx = _tdx(ctx, td_report, evidence, policy)
         report_data = tdx.report_data
     checks.step("azure.report_data", lambda: _report_data(report_data, claims))
-    ak = checks.step("azure.ak", lambda: _ak(claims))
+    ak = checks.step("azure.ak", lambda: ctx.trust.parsed((*key, "ak"), lambda: _ak(claims)))
     quote = evidence.quote
     if quote is None:
         checks.fail(
@@ -148,21 +153,32 @@ def _snp(
     certs = list(evidence.certificates)
     if not certs and material.get("vcek") is not None:
         certs = [material["vcek"], *material.get("chain", ())]
-    leaf, intermediates, roots = split_chain(certs)
-    sim_root: SimRoot | None = None
+    sim = _sim_root(ctx)
+    pinned = AMD_ARK_SHA256.values()
+    intermediates: list[x509.Certificate] = []
     ark: x509.Certificate | None = None
-    foreign = [r for r in roots if fingerprint(r) not in AMD_ARK_SHA256.values()]
-    if foreign:
-        sim_root = ctx.checks.step("azure.vendor_root", lambda: _sim_root(ctx, foreign[0]))
-        ark = foreign[0]
+    for cert in certs[1:]:
+        fp = ctx.trust.fingerprint_of(cert)
+        if fp in pinned:
+            continue  # AMD's ARK: the trust store supplies it, pinned
+        if sim is not None and fp == sim.sha256:
+            ark = cert
+        else:
+            intermediates.append(cert)
+    sim_root = sim if ark is not None else None
+    if sim_root is not None:
+        ctx.checks.ok(
+            "azure.vendor_root",
+            "the simulator's ARK ([sim] trust): a simulated paravisor, DEVELOPMENT only",
+        )
     mode: CrlMode = (
         "if-available" if sim_root is not None else (ctx.options.crl_mode or policy.snp.crl)
     )
     ctx.used_crl_mode = mode
     snp_evidence = SnpEvidence(
         report=hcl.hardware_report,
-        endorsement=leaf,
-        intermediates=intermediates,
+        endorsement=certs[0] if certs else None,
+        intermediates=tuple(intermediates),
         crls=tuple(material.get("crls", ())),
         ark=ark,
     )
@@ -178,22 +194,21 @@ def _snp(
     return verified, sim_root is not None, mode
 
 
-def _sim_root(ctx: VerifyContext, root: x509.Certificate) -> tuple[SimRoot, str]:
-    """A root that is no AMD ARK is accepted only as the simulator's, named by [sim] trust."""
-    actual = fingerprint(root)
+def _sim_root(ctx: VerifyContext) -> SimRoot | None:
+    """The simulator ARK that ``[sim] trust`` names, when the policy names one.
+
+    Only a chain that ends there is simulated; any other root must be a pinned AMD ARK
+    (an unknown one fails the SNP chain check).
+    """
+    sim = ctx.policy.sim
+    if sim is None or sim.trust is None:
+        return None
     try:
-        trusted, _ = trusted_sim_root(ctx)
-    except AttestationError as exc:
-        raise FingerprintMismatchError(
-            f"the SNP chain sent along ends at {actual[:16]}..., which is not a pinned AMD ARK "
-            "(and no [sim] trust names a simulator ARK)"
-        ) from exc
-    if trusted.sha256 != actual:
-        raise FingerprintMismatchError(
-            f"the SNP chain sent along ends at {actual[:16]}..., neither a pinned AMD ARK "
-            "nor the simulator ARK that [sim] trust names"
-        )
-    return trusted, "the simulator's ARK ([sim] trust): a simulated paravisor, DEVELOPMENT only"
+        root, _ = trusted_sim_root(ctx)
+    except AttestationError as error:  # an unreadable [sim] trust file: say so, refuse
+        ctx.checks.fail("azure.vendor_root", error)
+        raise Stop from error
+    return root
 
 
 def _tdx(
