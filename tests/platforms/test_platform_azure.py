@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -46,6 +47,7 @@ from donjon.keep import identity
 from donjon.keep.platforms.azure import AzurePlatform, AzurePlatformError
 from donjon.keep.platforms.base import PlatformUnavailable
 from donjon.keep.platforms.imds import Imds, ImdsError
+from donjon.keep.platforms.probe import probe
 from donjon.keep.platforms.tpm import open_tpm
 from donjon.keep.sim import azure as sim_azure
 from donjon.keep.sim import state as sim_state
@@ -445,3 +447,32 @@ def test_tdx_keep_without_imds_says_so(tpm: Swtpm, imds: FakeImds, tmp_path: Pat
     provision_tdx(tpm)
     with pytest.raises(ImdsError, match=r"POST .*/acc/tdquote failed \(HTTP 500\)"):
         platform(tpm, imds, tmp_path).evidence_extension(bytes(64))
+
+
+# --- donjon platform info -----------------------------------------------------------------------
+
+
+def test_platform_info_shows_the_azure_tree(
+    tpm: Swtpm, sim: sim_state.SimState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def azure_of(root: Path) -> Any:
+        reports = probe(root, system="Linux", state_dir=tmp_path / "state")
+        return next(r for r in reports if r.name == "azure")
+
+    monkeypatch.delenv("DONJON_TPM_TCTI", raising=False)
+    none = azure_of(tmp_path / "empty-root")
+    assert not none.usable
+    assert (none.checks[0].ok, none.checks[0].text) == (False, "vTPM: /dev/tpmrm0")
+    monkeypatch.setenv("DONJON_TPM_TCTI", tpm.tcti)
+    bare = azure_of(tmp_path / "empty-root")
+    assert not bare.usable
+    assert (False, "HCL report in vTPM NV index 0x01400001") in [
+        (c.ok, c.text) for c in bare.checks
+    ]
+    provision(tpm, sim)
+    found = azure_of(tmp_path / "empty-root")
+    assert found.usable
+    assert [c.text for c in found.checks if c.ok][-2:] == [
+        "HCL report holds a SEV-SNP report (azure-snp)",
+        "provider donjon.keep.platforms.azure",
+    ]
