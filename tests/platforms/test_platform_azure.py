@@ -53,7 +53,7 @@ from donjon.keep.sim import azure as sim_azure
 from donjon.keep.sim import state as sim_state
 from support.azure import FakeImds, Swtpm, running_swtpm
 
-NOW = datetime.now(UTC)
+
 CLAIMS = WorkloadClaims(
     wasm_sha256=hashlib.sha256(b"main.wasm").digest(),
     config_sha256=b"",
@@ -105,7 +105,7 @@ def csr_of(
 
 
 def judge(csr: bytes, pol: Policy) -> Verdict:
-    return verify_csr(csr, policy=pol, trust=TrustStore(), now=NOW)
+    return verify_csr(csr, policy=pol, trust=TrustStore(), now=datetime.now(UTC))
 
 
 def evidence_of(csr_der: bytes) -> AzureEvidence:
