@@ -53,7 +53,6 @@ from donjon.keep.sim import azure as sim_azure
 from donjon.keep.sim import state as sim_state
 from support.azure import FakeImds, Swtpm, running_swtpm
 
-
 CLAIMS = WorkloadClaims(
     wasm_sha256=hashlib.sha256(b"main.wasm").digest(),
     config_sha256=b"",
