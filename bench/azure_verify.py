@@ -22,8 +22,7 @@ import statistics
 import struct
 from datetime import UTC, datetime
 
-from common import REPO, Row, report
-from snp_verify import rate, vectors_dir
+from common import REPO, Row, rate, report, vectors_dir
 
 #: Inside the VCEK's life (from 2023-05-02) and the Milan CRL's window (to 2023-05-09), so
 #: the required revocation check runs against a current CRL.

@@ -49,7 +49,7 @@ def test_demo_flow_on_tdx(build_wasm: Callable[[Path], Path]) -> None:
     # The simulated Intel publishes CRLs and an UpToDate TCB level for its platform.
     assert claims["tcb_status"] == "UpToDate"
     assert claims["advisories"] == "none"
-    assert claims["tcb"].startswith("tee_tcb_svn=")
+    assert claims["tcb"].startswith("tee_tcb_svn=0x")
     assert claims["workload_sha256"] == hashlib.sha256(wasm.read_bytes()).hexdigest()
     assert "<h1>Hello from a Donjon Keep</h1>" in outcome.page
 

@@ -144,9 +144,8 @@ def test_enarx_sgx_csr_refused_with_a_stricter_policy(
 ) -> None:
     text = (vectors / "enarx-steward" / "steward_testdata_policy.toml").read_text()
     strict = tmp_path / "strict.toml"
-    strict.write_text(
-        text.replace('allowed_advisories = ["INTEL-SA-00289", ', "allowed_advisories = [")
-    )
+    without = text.replace('allowed_advisories = ["INTEL-SA-00289", ', "allowed_advisories = [")
+    strict.write_text(without)
     steward = _start(start_steward, vectors, strict)
     name = "sgx_icelake.signed.tcb.crl.single.i5.csr"
     r = steward.client.post("/", content=_vector(vectors, name), headers=PKCS10)

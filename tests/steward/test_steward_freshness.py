@@ -54,7 +54,8 @@ def sim_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     default = products.DEFAULT_TCB
     tcb = default[product] if isinstance(default, dict) else default
     config = sim_state.SimConfig(product, tcb, sim_state.random_chip_id(product))
-    sim_state.init(home / "sim", config)
+    # Dated at T0 (taken when the module was imported): valid then, however late it runs.
+    sim_state.init(home / "sim", config, now=T0)
     return home
 
 

@@ -7,9 +7,16 @@ A development platform is accepted only where the policy says ``[nil] allow`` /
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from donjon.attestation.errors import PlatformNotAllowedError, UnsupportedPlatformError
+from cryptography import x509
+
+from donjon.attestation.errors import (
+    MalformedEvidenceError,
+    PlatformNotAllowedError,
+    UnsupportedPlatformError,
+)
 from donjon.attestation.evidence import check_kvm, check_nil
 from donjon.attestation.registry import VerifyContext
 from donjon.attestation.verdict import Appraisal
@@ -74,3 +81,25 @@ class UnsupportedEntry:
 
         ctx.checks.step("platform.supported", refuse)
         raise AssertionError("unreachable: the step above always stops")
+
+
+def read_sim_root(path: Path, section: str) -> x509.Certificate:
+    """The one root certificate a simulator's ``trust`` entry names (``[sim]``, ``[sim.tdx]``).
+
+    Every failure is a ``platform.allowed`` refusal naming the section and the file.
+    """
+    from donjon.attestation.trust import parse_cert_bundle
+
+    try:
+        certs = parse_cert_bundle(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise PlatformNotAllowedError(
+            f"[{section}] trust: cannot read {path}: {exc.strerror or exc}"
+        ) from exc
+    except MalformedEvidenceError as exc:
+        raise PlatformNotAllowedError(f"[{section}] trust: {exc.message}") from exc
+    if len(certs) != 1:
+        raise PlatformNotAllowedError(
+            f"[{section}] trust: {path} must hold exactly one root certificate"
+        )
+    return certs[0]

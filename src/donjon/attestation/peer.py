@@ -126,6 +126,8 @@ KNOWN_TCB_STATUSES = frozenset(
         "ConfigurationAndSWHardeningNeeded",
         "OutOfDate",
         "OutOfDateConfigurationNeeded",
+        "TDRelaunchAdvised",
+        "TDRelaunchAdvisedConfigurationNeeded",
         "Revoked",
         "Unknown",
     }

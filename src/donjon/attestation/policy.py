@@ -233,12 +233,7 @@ def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolic
     sim_doc = dict(table_of(doc, "sim", top))
     reader = SectionReader(top.source, "sim")
     tdx = _sim_tdx(sim_doc.pop("tdx"), reader, base_dir) if "tdx" in sim_doc else None
-    trust_value = sim_doc.pop("trust", None)
-    trust = None
-    if trust_value is not None:
-        if not isinstance(trust_value, str) or not trust_value:
-            raise reader.fail("trust", "must be a path to the simulator's ARK certificate")
-        trust = (base_dir / trust_value).resolve()
+    trust = _trust_path(sim_doc.pop("trust", None), reader, base_dir, "ARK")
     if "crl" in sim_doc:
         raise reader.fail(
             "crl",
@@ -255,14 +250,18 @@ def _sim_tdx(value: Any, top: SectionReader, base_dir: Path) -> SimTdxPolicy:
     if not isinstance(value, dict):
         raise top.fail("tdx", "must be a table ([sim.tdx])")
     table = dict(value)
-    trust_value = table.pop("trust", None)
-    trust = None
-    if trust_value is not None:
-        if not isinstance(trust_value, str) or not trust_value:
-            raise reader.fail("trust", "must be a path to the simulator's TDX root certificate")
-        trust = (base_dir / trust_value).resolve()
+    trust = _trust_path(table.pop("trust", None), reader, base_dir, "TDX root certificate")
     reader.only(table, TDX_KEYS)
     return SimTdxPolicy(trust=trust, policy=parse_tdx(table, reader))
+
+
+def _trust_path(value: Any, reader: SectionReader, base_dir: Path, what: str) -> Path | None:
+    """A simulator's root file, relative to the policy file (None: not given)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise reader.fail("trust", f"must be a path to the simulator's {what}")
+    return (base_dir / value).resolve()
 
 
 def _allow(doc: Mapping[str, Any], name: str, top: SectionReader) -> bool:

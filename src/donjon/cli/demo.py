@@ -173,9 +173,14 @@ def run_demo(
             outcome.page = body.decode("utf-8", "replace")
             if not status.startswith("HTTP/1.1 200"):
                 raise DemoFailed(f"the Keep answered {status!r}")
+            allowed = (
+                "simulated TDX: CRLs and TCB Info checked"
+                if tee == "tdx"
+                else f"allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE"
+            )
             return (
                 f"{got.tls_version}, {status}, {len(body)} bytes, chain and claims verified "
-                f"(allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE)"
+                f"({allowed})"
             )
 
         def stop() -> str:

@@ -215,6 +215,17 @@ def build_steward(
             "certificates issued without a current AMD CRL carry the advisory "
             '"revocation-not-checked"'
         )
+    for name in ("tdx", "sgx"):
+        collateral = getattr(getattr(policy, "tees", {}).get(name), "collateral", None)
+        if collateral is not None and "if-available" in (collateral.crl, collateral.tcb_mode):
+            log.warning(
+                "INTEL COLLATERAL MAY GO UNCHECKED: the policy says [%s] crl = %r, "
+                "tcb_mode = %r; such certificates carry the advisory "
+                '"revocation-not-checked" or "tcb-not-appraised"',
+                name,
+                collateral.crl,
+                collateral.tcb_mode,
+            )
     if config.db is None:
         private_sqlite_file((config.state_dir / "audit.db").resolve())
     store = AuditStore.open(config.db_url)

@@ -62,6 +62,15 @@ class PckChain:
     ca_kind: str
     #: PCK, CA and root, for people (computed once: the chain is memoised).
     summary: tuple[str, ...] = ()
+    #: The PCK's public key, and when all three certificates are valid (computed once).
+    key: ec.EllipticCurvePublicKey | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+    def check_validity(self, now: datetime) -> None:
+        assert self.valid_from is not None and self.valid_until is not None
+        if not self.valid_from <= now <= self.valid_until:
+            check_validity_all((self.leaf, self.ca, self.root), now)  # raises, naming which
 
     def describe(self) -> list[str]:
         return list(self.summary)
@@ -174,7 +183,17 @@ def verify_pck_chain(
         common_name(ca.subject),
         f"{common_name(root.subject)} (sha256 {fingerprint(root)[:16]}...)",
     )
-    return PckChain(root=root, ca=ca, leaf=leaf, ca_kind=kind, summary=summary)
+    certs3 = (leaf, ca, root)
+    return PckChain(
+        root=root,
+        ca=ca,
+        leaf=leaf,
+        ca_kind=kind,
+        summary=summary,
+        key=_ec_p256(leaf, "PCK certificate"),
+        valid_from=max(c.not_valid_before_utc for c in certs3),
+        valid_until=min(c.not_valid_after_utc for c in certs3),
+    )
 
 
 def verify_signing_chain(

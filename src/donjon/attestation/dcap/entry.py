@@ -152,10 +152,11 @@ def judge(
     def describe() -> dict[str, Any]:
         return {"product": _product(verified), **verified.describe(), **(describe_extra or {})}
 
-    tcb = f"fmspc={pck.fmspc.hex()} pcesvn={pck.tcb.pcesvn} cpusvn={pck.tcb.cpusvn.hex()}"
+    # NAME=NUMBER pairs (a relying party's min_tcb reads them); byte strings as 0x... numbers.
+    tcb = f"fmspc=0x{pck.fmspc.hex()} pcesvn={pck.tcb.pcesvn} cpusvn=0x{pck.tcb.cpusvn.hex()}"
     if isinstance(body, TdReport):
         measurement = body.mrtd
-        tcb = f"tee_tcb_svn={body.tee_tcb_svn.hex()} " + tcb
+        tcb = f"tee_tcb_svn=0x{body.tee_tcb_svn.hex()} " + tcb
     else:
         measurement = body.mrenclave
     appraisal = Appraisal(

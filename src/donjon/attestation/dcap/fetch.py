@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 import httpx
+from cryptography import x509
 
 from donjon.attestation.dcap.collateral import (
     CollateralBundle,
@@ -21,7 +22,8 @@ from donjon.attestation.dcap.collateral import (
     load_crl,
     signed_from_pcs,
 )
-from donjon.attestation.errors import CollateralMissingError, MalformedEvidenceError
+from donjon.attestation.errors import MalformedEvidenceError
+from donjon.attestation.httpget import get_with_retries
 from donjon.attestation.x509util import load_certificates
 
 INTEL_PCS_URL = "https://api.trustedservices.intel.com"
@@ -75,23 +77,18 @@ class PcsFetcher:
         return "Intel PCS" if self.base_url == INTEL_PCS_URL else f"PCCS {self.base_url}"
 
     def _get(self, url: str) -> httpx.Response:
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = httpx.get(url, timeout=self.timeout, follow_redirects=False)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code == 200:
-                return response
-            last = f"HTTP {response.status_code}"
-            if response.status_code != 429 and response.status_code < 500:
-                break  # 404 (unknown FMSPC), 400...: asking again will not help
-        raise CollateralMissingError(f"{self.where}: GET {url} failed ({last})")
+        return get_with_retries(
+            url,
+            service=self.where,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            sleep=self._sleep,
+        )
 
-    def _chain(self, response: httpx.Response, names: tuple[str, ...], url: str) -> list:  # type: ignore[type-arg]
+    def _chain(
+        self, response: httpx.Response, names: tuple[str, ...], url: str
+    ) -> list[x509.Certificate]:
         for name in names:
             value = response.headers.get(name)
             if value:

@@ -19,6 +19,7 @@ often zero-padded); the verifier decides what it accepts there.
 
 from __future__ import annotations
 
+import operator
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -171,22 +172,32 @@ class EnclaveReport:
         }
 
 
+_SGX_REPORT = struct.Struct("<" + "".join(
+    "H" if name in ("isvprodid", "isvsvn", "config_svn") else f"{size}s"
+    for name, _, size in layout.SGX_FIELDS
+))  # fmt: skip
+#: The non-reserved fields, in EnclaveReport's order (which is the layout's).
+_SGX_KEPT = operator.itemgetter(
+    *(i for i, (name, _, _) in enumerate(layout.SGX_FIELDS) if not name.startswith("reserved"))
+)
+_SGX_RESERVED = tuple(
+    (i, offset, size) for i, (name, offset, size) in enumerate(layout.SGX_FIELDS)
+    if name.startswith("reserved")
+)  # fmt: skip
+
+
 def parse_enclave_report(data: bytes, what: str) -> EnclaveReport:
     if len(data) != layout.SGX_REPORT_SIZE:
         raise MalformedEvidenceError(
             f"{what}: {len(data)} bytes, an SGX report body is {layout.SGX_REPORT_SIZE}"
         )
-    values: dict[str, Any] = {}
-    for name, offset, size in layout.SGX_FIELDS:
-        raw = data[offset : offset + size]
-        if name.startswith("reserved"):
-            if any(raw):
-                raise ReservedFieldError(
-                    f"{what}: reserved bytes {offset:#x}..{offset + size:#x} are not zero"
-                )
-            continue
-        values[name] = _u16(raw) if name in ("isvprodid", "isvsvn", "config_svn") else raw
-    return EnclaveReport(**values)
+    values = _SGX_REPORT.unpack(data)
+    for index, offset, size in _SGX_RESERVED:
+        if any(values[index]):
+            raise ReservedFieldError(
+                f"{what}: reserved bytes {offset:#x}..{offset + size:#x} are not zero"
+            )
+    return EnclaveReport(*_SGX_KEPT(values))
 
 
 @dataclass(frozen=True)
@@ -256,11 +267,16 @@ class TdReport:
         return out
 
 
+_TD10 = struct.Struct("<" + "".join(f"{size}s" for _, _, size in layout.TD_FIELDS))
+_TD15 = struct.Struct(_TD10.format + "".join(f"{size}s" for _, _, size in layout.TD15_FIELDS))
+
+
 def parse_td_report(data: bytes, what: str) -> TdReport:
-    if len(data) not in (layout.TD_REPORT10_SIZE, layout.TD_REPORT15_SIZE):
-        raise MalformedEvidenceError(f"{what}: {len(data)} bytes is not a TD report body size")
-    fields = layout.TD_FIELDS + (layout.TD15_FIELDS if len(data) == layout.TD_REPORT15_SIZE else ())
-    return TdReport(**{name: data[off : off + size] for name, off, size in fields})
+    if len(data) == layout.TD_REPORT10_SIZE:
+        return TdReport(*_TD10.unpack(data))
+    if len(data) == layout.TD_REPORT15_SIZE:
+        return TdReport(*_TD15.unpack(data))
+    raise MalformedEvidenceError(f"{what}: {len(data)} bytes is not a TD report body size")
 
 
 @dataclass(frozen=True)

@@ -113,18 +113,19 @@ class IntelCollateralStore:
         self,
         kind: str,
         key: Any,
-        keep_alive: Any,
+        keep_alive: tuple[object, ...],
         now: datetime,
         compute: Callable[[], RevocationResult],
     ) -> RevocationResult:
         """A time-dependent conclusion, reused while ``now`` stays inside its window.
 
-        ``keep_alive`` (the objects whose ``id()`` is in ``key``) is held with the entry,
-        so that an id in a key can never be recycled by another object while it lives.
+        ``keep_alive`` (the objects whose ``id()`` is in ``key``) is held with the entry and
+        compared by identity, so that a recycled id can never stand for another object.
         """
         slot = (kind, key)
         found = self._memo.get(slot)
-        if found is not None and _same(found[0], keep_alive) and found[1].holds_at(now):
+        # Tuple equality tries identity first: the very same objects compare at once.
+        if found is not None and found[0] == keep_alive and found[1].holds_at(now):
             result: RevocationResult = found[1]
             return result
         result = compute()
@@ -208,6 +209,13 @@ class IntelCollateralStore:
             write_bytes(cache / f"{key}.json", bundle.to_bytes(), mode=0o600)
         return pool
 
+    def cached_pool(self, tee: str, fmspc: bytes, ca: str, now: datetime) -> Pool | None:
+        """What was fetched for this platform, in memory or in the on-disk cache."""
+        if not self._fetched and self.cache_dir is None:
+            return None
+        key = self.cache_key(tee, fmspc, ca)
+        return self._fetched.get(key) or self.cached_bundle(tee, fmspc, ca, now)
+
     def cached_bundle(self, tee: str, fmspc: bytes, ca: str, now: datetime) -> Pool | None:
         """The cached bundle for this platform while ``now`` is before its nextUpdate."""
         cache = self._cache_root()
@@ -226,13 +234,6 @@ class IntelCollateralStore:
         pool = Pool.of_bundle(bundle, f"cache {path.name}", explicit=False)
         self._fetched[path.stem] = pool
         return pool
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Whether two nests of tuples and lists hold the very same objects."""
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
-    return a is b
 
 
 def _bundle_or_none(data: bytes, source: str) -> CollateralBundle | None:

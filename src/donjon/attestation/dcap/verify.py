@@ -45,7 +45,7 @@ from donjon.attestation.dcap.collateral import (
 )
 from donjon.attestation.dcap.fetch import IntelFetcher
 from donjon.attestation.dcap.pck import PckExtensions, pck_extensions
-from donjon.attestation.dcap.quote import Quote, parse_quote
+from donjon.attestation.dcap.quote import Quote, TdReport, parse_quote
 from donjon.attestation.dcap.store import IntelCollateralStore, Pool
 from donjon.attestation.dcap.tcb import REVOKED, TcbVerdict, evaluate
 from donjon.attestation.errors import (
@@ -114,6 +114,8 @@ class Collateral:
     signers: tuple[tuple[x509.Certificate, x509.Certificate], ...]
     sources: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    #: Identifies the signed collateral that judged the TCB (a memo key).
+    digests: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ def verify_quote(
     chain = checks.step("dcap.pck_chain", lambda: _pck_chain(quote, certs, store, options.pin))
     pck = checks.step("dcap.pck_extensions", lambda: _pck_ext(quote, chain.leaf, store))
     checks.step("dcap.validity", lambda: _validity(chain, now))
-    checks.step("dcap.qe_report_signature", lambda: _qe_report_signature(quote, chain, store))
+    checks.step("dcap.qe_report_signature", lambda: _qe_report_signature(quote, chain))
     checks.step("dcap.qe_binding", lambda: _qe_binding(quote))
     checks.step("dcap.quote_signature", lambda: _quote_signature(quote, store))
     gathered = checks.step(
@@ -192,8 +194,9 @@ def verify_quote(
     )
     collateral = _collateral(gathered, tcb_signed, qe_signed)
     revocation = _revocation_step(checks, store, chain, collateral, now, options)
-    tcb = checks.step("dcap.tcb_status", lambda: _tcb(quote, pck, collateral))
-    limits = [c.not_valid_after_utc for c in (chain.leaf, chain.ca, chain.root)]
+    tcb = checks.step("dcap.tcb_status", lambda: _tcb(quote, pck, collateral, store))
+    assert chain.valid_until is not None
+    limits = [chain.valid_until]
     if revocation.until is not None:
         limits.append(revocation.until)
     if collateral.tcb_info is not None:
@@ -286,7 +289,7 @@ def _pck_ext(
 
 
 def _validity(chain: PckChain, now: datetime) -> tuple[None, str]:
-    check_validity_all((chain.leaf, chain.ca, chain.root), now)
+    chain.check_validity(now)
     return None, f"PCK, {chain.summary[1]} and root valid at {now.isoformat()}"
 
 
@@ -302,11 +305,9 @@ def _verify_p256(key: ec.EllipticCurvePublicKey, signature: bytes, data: bytes) 
     return True
 
 
-def _qe_report_signature(
-    quote: Quote, chain: PckChain, store: IntelCollateralStore
-) -> tuple[None, str]:
-    key = store.memo("pck_key", chain.leaf.tbs_certificate_bytes, chain.leaf.public_key)
-    assert isinstance(key, ec.EllipticCurvePublicKey)  # verify_pck_chain checked it
+def _qe_report_signature(quote: Quote, chain: PckChain) -> tuple[None, str]:
+    key = chain.key
+    assert key is not None  # verify_pck_chain set it
     if not _verify_p256(key, quote.qe.qe_report_signature, quote.qe.qe_report_raw):
         raise QeReportSignatureError("the QE report is not signed by the PCK certificate's key")
     return None, "QE report signed by the PCK key (ECDSA P-256/SHA-256)"
@@ -427,9 +428,7 @@ def _gather(
         return None
 
     pools: list[Pool] = [*options.pools, store.local()]
-    cached = store.fetched(store.cache_key(tee, pck.fmspc, chain.ca_kind))
-    if cached is None:
-        cached = store.cached_bundle(tee, pck.fmspc, chain.ca_kind, now)
+    cached = store.cached_pool(tee, pck.fmspc, chain.ca_kind, now)
     if cached is not None:
         pools.append(cached)
     tcb, tcb_stale = _select("tcb_info", pools, store, now, tcb_mismatch)
@@ -483,12 +482,20 @@ def _signed_step(
     """A chosen TCB Info or QE Identity: signed by a TCB Signing key under the pinned root."""
     if pick is None:
         return None, f"{what}: not appraised"
-    parsed, signer, root = _verify_signed(pick, what, gathered.pools, store, options.pin)
-    check_validity_all([signer], now)
-    return (parsed, signer, root), (
-        f"{what} ({pick.source}) signed by the TCB Signing key; issued "
-        f"{parsed.issue_date.isoformat()}, next update {parsed.next_update.isoformat()}"
-    )
+
+    def verify() -> tuple[Any, x509.Certificate, x509.Certificate, datetime, datetime, str]:
+        parsed, signer, root = _verify_signed(pick, what, gathered.pools, store, options.pin)
+        reason = (
+            f"{what} ({pick.source}) signed by the TCB Signing key; issued "
+            f"{parsed.issue_date.isoformat()}, next update {parsed.next_update.isoformat()}"
+        )
+        return parsed, signer, root, signer.not_valid_before_utc, signer.not_valid_after_utc, reason
+
+    key = (pick.signed.digest, options.pin.sha256, pick.source)
+    parsed, signer, root, before, after, reason = store.memo("signed_step", key, verify)
+    if not before <= now <= after:
+        check_validity_all([signer], now)
+    return (parsed, signer, root), reason
 
 
 def _collateral(
@@ -502,6 +509,7 @@ def _collateral(
         for name, pick in (("TCB Info", gathered.tcb), ("QE Identity", gathered.qe))
         if pick is not None
     )
+    digests = tuple(p.signed.digest for p in (gathered.tcb, gathered.qe) if p is not None)
     return Collateral(
         tcb_info=tcb[0] if tcb else None,
         qe_identity=qe[0] if qe else None,
@@ -509,6 +517,7 @@ def _collateral(
         signers=signers,
         sources=sources,
         notes=gathered.notes,
+        digests=digests,
     )
 
 
@@ -573,12 +582,9 @@ def _revocation_step(
         if all(signer is not s for s, _ in subjects):
             subjects.append((signer, root))
     mode = options.crl_mode
-    keep = (subjects, collateral.crls)
-    key = (
-        tuple(id(c) for pair in subjects for c in pair),
-        tuple(id(c) for c, _ in collateral.crls),
-        mode,
-    )
+    crls = tuple(crl for crl, _ in collateral.crls)
+    keep = (chain, *(s for s, _ in collateral.signers), *crls)
+    key = (tuple(map(id, keep)), tuple(given for _, given in collateral.crls), mode)
     try:
         result = store.memo_window(
             "revocation",
@@ -603,15 +609,33 @@ def _revocation_step(
     return result
 
 
-def _tcb(quote: Quote, pck: PckExtensions, collateral: Collateral) -> tuple[TcbVerdict | None, str]:
+def _tcb(
+    quote: Quote, pck: PckExtensions, collateral: Collateral, store: IntelCollateralStore
+) -> tuple[TcbVerdict | None, str]:
     info = collateral.tcb_info
     if info is None:
         return None, "TCB NOT APPRAISED (no TCB collateral; tcb_mode = if-available)"
-    verdict = evaluate(info, pck.tcb, quote.body, collateral.qe_identity, quote.qe.qe_report)
+    body = quote.body
+    tee = b""
+    if isinstance(body, TdReport):
+        tee = body.tee_tcb_svn + body.mrsignerseam + body.seam_attributes
+        tee += body.tee_tcb_svn2 or b""
+    # The status depends only on the collateral, the PCK, the TD's module and the QE report.
+    key = (collateral.digests, quote.qe.certification.data, tee, quote.qe.qe_report_raw)
+    verdict, reason = store.memo(
+        "tcb", key, lambda: _evaluate(info, pck, body, collateral.qe_identity, quote)
+    )
     if verdict.status == REVOKED:
         raise TcbRevokedError(
-            f"Intel's TCB status for this platform is Revoked ({verdict.describe()}); "
+            f"Intel's TCB status for this platform is Revoked ({reason}); "
             f"advisories: {', '.join(verdict.advisories) or 'none'}"
         )
+    return verdict, reason
+
+
+def _evaluate(
+    info: TcbInfo, pck: PckExtensions, body: Any, qe: QeIdentity | None, quote: Quote
+) -> tuple[TcbVerdict, str]:
+    verdict = evaluate(info, pck.tcb, body, qe, quote.qe.qe_report)
     advisories = f"; advisories {', '.join(verdict.advisories)}" if verdict.advisories else ""
     return verdict, verdict.describe() + advisories

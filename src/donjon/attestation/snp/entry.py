@@ -14,9 +14,9 @@ from cryptography import x509
 
 from donjon.attestation import binding
 from donjon.attestation.claims import REVOCATION_NOT_CHECKED
+from donjon.attestation.devplatforms import read_sim_root
 from donjon.attestation.errors import (
     FingerprintMismatchError,
-    MalformedEvidenceError,
     PlatformNotAllowedError,
 )
 from donjon.attestation.evidence import decode_enarx_snp, decode_sim
@@ -26,7 +26,6 @@ from donjon.attestation.snp.chain import CrlMode, fingerprint
 from donjon.attestation.snp.policy import SNP_TCB_STATUSES, SnpPolicy
 from donjon.attestation.snp.report import parse_report
 from donjon.attestation.snp.verify import SimRoot, SnpEvidence, SnpVerified, verify_snp
-from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verdict import Appraisal
 
 #: Size of a bare SNP report, raw.
@@ -184,17 +183,7 @@ def trusted_sim_root(ctx: VerifyContext) -> tuple[SimRoot, str]:
         raise PlatformNotAllowedError(
             'sim evidence needs an explicit [sim] trust = "path/to/ark.pem" entry in the policy'
         )
-    try:
-        certs = parse_cert_bundle(sim.trust.read_bytes(), str(sim.trust))
-    except OSError as exc:
-        raise PlatformNotAllowedError(
-            f"[sim] trust: cannot read {sim.trust}: {exc.strerror or exc}"
-        ) from exc
-    except MalformedEvidenceError as exc:
-        raise PlatformNotAllowedError(f"[sim] trust: {exc.message}") from exc
-    if len(certs) != 1:
-        raise PlatformNotAllowedError(f"[sim] trust: {sim.trust} must hold exactly one ARK")
-    sha = fingerprint(certs[0])
+    sha = fingerprint(read_sim_root(sim.trust, "sim"))
     return SimRoot(sha), f"[sim] trust = {sim.trust.name} (sha256 {sha[:16]}...)"
 
 

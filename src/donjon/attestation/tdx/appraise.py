@@ -18,6 +18,12 @@ from donjon.attestation.errors import TcbBelowMinimumError, TdDebugError
 from donjon.attestation.tdx.policy import REGISTERS, TdxPolicy
 from donjon.attestation.verdict import Checklist
 
+_ORDER = (
+    "mrtd", "mrtd_deny",
+    *(k for r in REGISTERS for k in (r, f"{r}_deny")),
+    "mrconfigid", "mrowner", "mrownerconfig", "mrseam",
+)  # fmt: skip
+
 
 def _names(bits: int) -> str:
     return ", ".join(n for n, b in layout.TD_ATTRIBUTE_BITS.items() if bits & b) or f"{bits:#x}"
@@ -57,13 +63,15 @@ def appraise_td(td: TdReport, policy: TdxPolicy, checks: Checklist) -> None:
             ),
         )
     expect_allowed(checks, "xfam", td.xfam, policy.xfam)
-    expect_allowed(checks, "mrtd", td.mrtd, policy.allowed("mrtd"))
-    expect_not_denied(checks, "mrtd", td.mrtd, policy.allowed("mrtd_deny"))
-    for name, value in zip(REGISTERS, td.rtmrs, strict=True):
-        expect_allowed(checks, name, value, policy.allowed(name))
-        expect_not_denied(checks, name, value, policy.allowed(f"{name}_deny"))
-    for name in ("mrconfigid", "mrowner", "mrownerconfig", "mrseam"):
-        expect_allowed(checks, name, getattr(td, name), policy.allowed(name))
+    for key in _ORDER:  # only the keys the section sets, in a stable order
+        values = policy.digests.get(key)
+        if not values:
+            continue
+        if key.endswith("_deny"):
+            name = key.removesuffix("_deny")
+            expect_not_denied(checks, name, getattr(td, name), values)
+        else:
+            expect_allowed(checks, key, getattr(td, key), values)
     minimum = policy.min_tee_tcb_svn
     if minimum is not None:
         low = [i for i in range(16) if td.tee_tcb_svn[i] < minimum[i]]

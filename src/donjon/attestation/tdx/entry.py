@@ -19,8 +19,8 @@ from donjon.attestation.dcap.chain import RootPin
 from donjon.attestation.dcap.entry import QuoteJudgement, Section, judge
 from donjon.attestation.dcap.quote import TdReport
 from donjon.attestation.dcap.store import Pool
+from donjon.attestation.devplatforms import read_sim_root
 from donjon.attestation.errors import (
-    MalformedEvidenceError,
     PlatformNotAllowedError,
 )
 from donjon.attestation.registry import VerifyContext, section_of
@@ -28,7 +28,6 @@ from donjon.attestation.snp.chain import fingerprint
 from donjon.attestation.tdx.appraise import appraise_td
 from donjon.attestation.tdx.evidence import decode_tdx_evidence
 from donjon.attestation.tdx.policy import TDX_TCB_STATUSES, TdxPolicy
-from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verdict import Appraisal
 
 
@@ -151,19 +150,7 @@ def _sim_tdx_root(ctx: VerifyContext) -> tuple[tuple[RootPin, TdxPolicy], str]:
             'sim TDX evidence needs an explicit [sim.tdx] trust = "path/to/root.pem" entry '
             "in the policy (development only)"
         )
-    try:
-        certs = parse_cert_bundle(tdx.trust.read_bytes(), str(tdx.trust))
-    except OSError as exc:
-        raise PlatformNotAllowedError(
-            f"[sim.tdx] trust: cannot read {tdx.trust}: {exc.strerror or exc}"
-        ) from exc
-    except MalformedEvidenceError as exc:
-        raise PlatformNotAllowedError(f"[sim.tdx] trust: {exc.message}") from exc
-    if len(certs) != 1:
-        raise PlatformNotAllowedError(
-            f"[sim.tdx] trust: {tdx.trust} must hold exactly one root certificate"
-        )
-    sha = fingerprint(certs[0])
+    sha = fingerprint(read_sim_root(tdx.trust, "sim.tdx"))
     pin = RootPin(sha, f"simulated root [sim.tdx] trust = {tdx.trust.name}")
     return (pin, tdx.policy), f"[sim.tdx] trust = {tdx.trust.name} (sha256 {sha[:16]}...)"
 

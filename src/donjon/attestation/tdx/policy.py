@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from donjon.attestation.dcap import layout
@@ -64,6 +65,10 @@ class TdxPolicy:
 
     def pinned(self) -> tuple[str, ...]:
         """The keys set here that pin which guest this is (for ``policy.pinned``)."""
+        return self._pinned
+
+    @cached_property
+    def _pinned(self) -> tuple[str, ...]:
         names = ("mrtd", *REGISTERS, "mrconfigid", "mrowner", "mrownerconfig")
         return tuple(name for name in names if self.allowed(name))
 

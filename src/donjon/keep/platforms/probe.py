@@ -31,7 +31,7 @@ SUMMARY = {
     "tdx": "Intel TDX trust domain: VM memory encrypted and integrity-protected, TD quote",
     "azure": "Azure confidential VM (SEV-SNP or TDX under Azure's paravisor): HCL report "
     "and vTPM quote",
-    "sim": "simulated TEE for development: SNP-format evidence, NO protection at all",
+    "sim": "simulated TEE for development: SNP or TDX evidence, NO protection at all",
     "nil": "no TEE: NO protection, no evidence; certificates say so",
 }
 

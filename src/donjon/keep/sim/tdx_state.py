@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -30,6 +29,7 @@ from donjon.attestation.dcap import layout
 from donjon.attestation.dcap.collateral import TCB_STATUSES, CollateralBundle
 from donjon.attestation.dcap.pck import PckExtensions, PckTcb, pck_extensions
 from donjon.keep.sim.errors import SimAlreadyInitialised, SimNotInitialised, SimStateCorrupt
+from donjon.keep.sim.pemfiles import load_pem_certificate, load_pem_key, private_key_pem
 from donjon.keep.sim.tdx_hierarchy import IntelHierarchy, Issued, generate
 from donjon.keep.sim.tdx_quote import SimPlatformTcb, collateral, sign_quote, td_report
 
@@ -205,7 +205,7 @@ def init(
     directory: Path, config: TdxSimConfig, *, force: bool = False, now: datetime | None = None
 ) -> TdxSimState:
     """Create the TDX product in ``directory``; refuse to overwrite one unless ``force``."""
-    from donjon.keep.sim import state as snp_state
+    from donjon.keep.sim import state as snp_state  # it imports this module: not at the top
 
     if (is_initialised(directory) or snp_state.is_initialised(directory)) and not force:
         raise SimAlreadyInitialised(
@@ -219,11 +219,11 @@ def init(
     h = generate(config.pck_extensions(secrets.token_bytes(16), secrets.token_bytes(16)), now)
     qe_key = ec.generate_private_key(ec.SECP256R1())
     for name, issued in zip(ISSUED, (h.root, h.pck_ca, h.pck, h.tcb_signing), strict=True):
-        write_bytes(directory / f"tdx-{name}.key", _key_pem(issued.key), mode=0o600)
+        write_bytes(directory / f"tdx-{name}.key", private_key_pem(issued.key), mode=0o600)
         write_bytes(
             directory / f"tdx-{name}.pem", issued.cert.public_bytes(serialization.Encoding.PEM)
         )
-    write_bytes(directory / "tdx-qe.key", _key_pem(qe_key), mode=0o600)
+    write_bytes(directory / "tdx-qe.key", private_key_pem(qe_key), mode=0o600)
     stamped = TdxSimConfig(**{**config.__dict__, "created": config.created or now})
     write_bytes(directory / CONFIG_FILE, json.dumps(stamped.to_json(), indent=2).encode())
     return TdxSimState(directory, stamped, h, qe_key)
@@ -241,7 +241,9 @@ def load(directory: Path) -> TdxSimState:
         raise SimStateCorrupt(f"{path}: unreadable: {exc}") from None
     config = TdxSimConfig.from_json(data, path)
     issued = [
-        Issued(_load_key(directory / f"tdx-{n}.key"), _load_cert(directory / f"tdx-{n}.pem"))
+        Issued(
+            _load_key(directory / f"tdx-{n}.key"), load_pem_certificate(directory / f"tdx-{n}.pem")
+        )
         for n in ISSUED
     ]
     for name, item in zip(ISSUED, issued, strict=True):
@@ -257,30 +259,8 @@ def load(directory: Path) -> TdxSimState:
     return TdxSimState(directory, config, hierarchy, _load_key(directory / "tdx-qe.key"))
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _load_cert(path: Path) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except FileNotFoundError:
-        raise SimStateCorrupt(f"{path}: missing (run `donjon sim reset` then `init`)") from None
-    except (OSError, ValueError) as exc:
-        raise SimStateCorrupt(f"{path}: not a PEM certificate: {exc}") from None
-
-
 def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise SimStateCorrupt(f"{path}: missing (run `donjon sim reset` then `init`)") from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise SimStateCorrupt(f"{path}: not a PEM private key: {exc}") from None
+    key = load_pem_key(path)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise SimStateCorrupt(f"{path}: not an EC P-256 key")
     return key
