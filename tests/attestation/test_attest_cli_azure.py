@@ -8,21 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from donjon.cli.main import main
+from test_attest_cli import run
 
 SNP = "azure-cvm/trustee/az-snp-vtpm"
 TDX = "azure-cvm/trustee/az-tdx-vtpm"
-
-
-def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
