@@ -31,9 +31,8 @@ from donjon.keep.sim import products
 from donjon.keep.sim import state as sim_state
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
-#: After the module's simulated hierarchy is made (it is valid from its creation), even when
-#: the whole suite runs before this module does (it took more than 5 minutes).
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+#: After the module's simulated hierarchy is made (it is valid from its creation).
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 CLAIMS = WorkloadClaims(bytes(range(32)), b"", "fresh-demo")
 REASONS = ["key-compromise", "superseded", "unspecified", "cessation-of-operation"]
 
