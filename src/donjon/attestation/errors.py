@@ -263,6 +263,58 @@ class EnclaveDebugError(DebugNotAllowedError):
     code = "sgx.debug"
 
 
+# --- Azure confidential VMs (HCL report + vTPM quote) --------------------------------------
+
+
+class HclReportError(MalformedEvidenceError):
+    """An Azure HCL report whose header, sizes or hardware-report area break its layout."""
+
+    code = "azure.hcl_report"
+
+
+class RuntimeClaimsError(MalformedEvidenceError):
+    """The HCL report's runtime-claims JSON is malformed, or has fields Donjon does not know."""
+
+    code = "azure.runtime_claims"
+
+
+class RuntimeClaimsMismatchError(AttestationError):
+    """The hardware report's report_data is not SHA-256 of the runtime claims it came with."""
+
+    code = "azure.report_data"
+
+
+class AttestationKeyError(AttestationError):
+    """The runtime claims carry no usable vTPM attestation key (HCLAkPub, RSA)."""
+
+    code = "azure.ak"
+
+
+class TpmQuoteSignatureError(AttestationError):
+    """The TPM quote's signature does not verify with the attestation key, or its algorithm is
+    not RSASSA-PKCS1-v1_5 with SHA-256."""
+
+    code = "azure.quote_signature"
+
+
+class TpmQuoteFormatError(MalformedEvidenceError):
+    """A TPMS_ATTEST that is not a quote: wrong magic or type, bad sizes, trailing bytes."""
+
+    code = "azure.quote"
+
+
+class PcrDigestMismatchError(AttestationError):
+    """The PCR values sent with the quote do not hash to the digest the TPM signed."""
+
+    code = "azure.pcr_digest"
+
+
+class TdReportMismatchError(AttestationError):
+    """The TD quote does not describe the TDREPORT that the HCL report holds."""
+
+    code = "azure.td_report"
+
+
 class PolicyError(DonjonError):
     """A verification policy file that cannot be loaded; names the file and key."""
 

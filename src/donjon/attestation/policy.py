@@ -21,6 +21,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from donjon.attestation.azure.policy import parse_azure
 from donjon.attestation.cca.policy import parse_cca
 from donjon.attestation.errors import PolicyError
 from donjon.attestation.nitro.policy import parse_nitro
@@ -77,6 +78,7 @@ TEE_SECTIONS: Mapping[str, Callable[[Mapping[str, Any], SectionReader], TeeSecti
     "nitro": parse_nitro,
     "tdx": parse_tdx,
     "sgx": parse_sgx,
+    "azure": parse_azure,
 }
 #: Sections of TEEs whose verification is not in this version: loaded, kept as written.
 _PENDING: tuple[str, ...] = ()
@@ -170,6 +172,7 @@ _PIN_HINTS: dict[str, str] = {
     "nitro": "pcr0, pcr1, pcr2 or pcr8",
     "tdx": "mrtd, rtmr0-3, mrconfigid, mrowner or mrownerconfig",
     "sgx": "signer/hash (MRSIGNER/MRENCLAVE) or config_id",
+    "azure": "pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] mrtd",
 }
 
 

@@ -143,7 +143,8 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
 @click.group()
 def attest() -> None:
     """Decode and verify attestation evidence: AMD SEV-SNP reports, Intel SGX and TDX quotes,
-    Arm CCA tokens, AWS Nitro documents (raw, or inside an RA-TLS certificate) and Keep CSRs.
+    Azure CVM evidence (HCL report + vTPM quote), Arm CCA tokens, AWS Nitro documents (raw,
+    or inside an RA-TLS certificate) and Keep CSRs.
 
     \b
     Examples:
@@ -155,6 +156,9 @@ def attest() -> None:
       donjon attest verify quote.dat --collateral collateral.json --trust-dir intel-roots/
       donjon attest collateral fetch quote.dat -o collateral.json
       donjon attest verify keep.csr --policy steward.toml --trust-dir roots/ --json
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --policy azure.toml
+      donjon attest verify az-snp-vtpm-evidence.json --trust-dir amd-roots/
     """
 
 
@@ -172,13 +176,15 @@ _register_collateral()
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
     """Decode FILE without verifying it: a raw or hex SNP report, a raw, hex or base64
-    SGX/TDX quote, a CCA token, a Nitro document or RA-TLS certificate, or a CSR.
-    ``--json`` prints every field, bytes as lowercase hex.
+    SGX/TDX quote, an Azure HCL report or Trustee's az-snp-vtpm/az-tdx-vtpm evidence JSON,
+    a CCA token, a Nitro document or RA-TLS certificate, or a CSR. ``--json`` prints every
+    field, bytes as lowercase hex.
 
     \b
     Examples:
       donjon attest show report.bin
       donjon attest show quote.dat --json
+      donjon attest show hcl-report.bin --json
       donjon attest show keep.csr --json
     """
     evidence = recognise(file)
@@ -198,7 +204,8 @@ def show(file: Path, as_json: bool) -> None:
 @click.option(
     "--vcek",
     type=EXISTING_FILE,
-    help="VCEK or VLEK certificate (DER or PEM) for a bare report.",
+    help="VCEK or VLEK certificate (DER or PEM) for a bare report; a PEM bundle "
+    "(VCEK first, then ASK and ARK, as Azure's THIM serves it) is accepted.",
 )
 @click.option(
     "--chain",
@@ -211,6 +218,18 @@ def show(file: Path, as_json: bool) -> None:
     multiple=True,
     type=EXISTING_FILE,
     help="An ARK CRL (DER or PEM); may be repeated.",
+)
+@click.option(
+    "--quote",
+    "tpm_quote",
+    type=EXISTING_FILE,
+    help="Azure: the vTPM quote of an HCL report, as Trustee writes it "
+    '(JSON {"message", "signature", "pcrs"}, hex).',
+)
+@click.option(
+    "--td-quote",
+    type=EXISTING_FILE,
+    help="Azure TDX: the TD quote IMDS made of the HCL report's TDREPORT (binary).",
 )
 @click.option(
     "--policy",
@@ -284,6 +303,8 @@ def verify(
     vcek: Path | None,
     chain: Path | None,
     crl_files: tuple[Path, ...],
+    tpm_quote: Path | None,
+    td_quote: Path | None,
     policy_file: Path | None,
     trust_dir: Path | None,
     product: str | None,
@@ -298,8 +319,8 @@ def verify(
     pccs: str | None,
     as_json: bool,
 ) -> None:
-    """Verify FILE (an SNP report, an SGX/TDX quote, a CCA token, a Nitro document or
-    RA-TLS certificate, or a Keep CSR) and judge it against a policy.
+    """Verify FILE (an SNP report, an SGX/TDX quote, Azure CVM evidence, a CCA token, a
+    Nitro document or RA-TLS certificate, or a Keep CSR) and judge it against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
     Revocation fails closed: without a current CRL of the vendor root (from the
@@ -325,9 +346,16 @@ def verify(
       donjon attest verify nitro-doc.cose --trust-dir nitro-roots/   # at the doc's time
       donjon attest verify enclave-cert.pem --trust-dir nitro-roots/ --at 2023-01-18T15:20Z
 
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --crl-mode if-available --policy azure.toml
+
     A Nitro document (or RA-TLS certificate) is judged at its own timestamp unless
     --at names a time; its AWS root is found in --trust-dir (or, identical by its pinned
     fingerprint, in the document).
+
+    An Azure HCL report needs its vTPM quote (--quote) and, for SNP, its VCEK (--vcek,
+    or --fetch); Trustee's evidence JSON carries both. The default policy refuses a VM
+    with a serial console: say allow_console = true in [azure] to accept one.
     """
     evidence = recognise(file)
     now = _parse_time(at_time)
@@ -335,6 +363,11 @@ def verify(
     if trust_dir is not None and not trust_dir.is_dir():
         raise UsageError(f"--trust-dir {trust_dir}: not a directory")
     chain_certs = _certs(chain, "--chain")
+    cert = _certs(vcek, "--vcek")
+    if vcek is not None and not cert:
+        raise UsageError(f"--vcek {vcek}: expected a certificate")
+    # A bundle (as Azure's THIM serves it): the VCEK first, then its ASK and ARK.
+    chain_certs += cert[1:]
     crls = _crls(crl_files)
     fetcher = KdsFetcher() if fetch else None
     cache = _cache_dir() if fetch else None
@@ -347,14 +380,13 @@ def verify(
     if require_crl and crl_mode == "if-available":
         raise UsageError("--require-crl contradicts --crl-mode if-available")
     mode: CrlMode | None = "require" if require_crl else _crl_mode(crl_mode)
-    cert = _certs(vcek, "--vcek")
-    if vcek is not None and len(cert) != 1:
-        raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
     material: dict[str, Any] = {
         "vcek": cert[0] if cert else None,
         "chain": tuple(chain_certs),
         "crls": crls,
         NITRO_TIME: "now" if at_time else "document",
+        "tpm_quote": _read(tpm_quote, "--quote"),
+        "td_quote": _read(td_quote, "--td-quote"),
         "collateral": _collateral(collateral_file),
         "pccs": pccs,
         "fetch": fetch,
@@ -394,6 +426,15 @@ def _cca_anchors(cpak: Path | None, store: Path | None) -> AnchorStore:
         except AnchorError as exc:
             raise UsageError(f"{flag}: {exc}") from exc
     return anchors
+
+
+def _read(path: Path | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def _crl_mode(text: str | None) -> CrlMode | None:
@@ -459,6 +500,12 @@ def _print_verdict(
         for name in ("report_data", "chip_id"):
             if name in report:
                 click.echo(f"  {name:<16} {report[name]}")
+    azure = (verdict.details or {}).get("azure")
+    if isinstance(azure, dict):
+        quote, vm = azure["quote"], azure["runtime_claims"]["vm_configuration"]
+        click.echo(f"  quote extraData  {quote['extra_data']}")
+        flags = ", ".join(f"{k} {v}" for k, v in vm.items())
+        click.echo(f"  vm               {flags}")
     chain = (verdict.details or {}).get("chain")
     if chain:
         click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))

@@ -30,8 +30,6 @@ from donjon.attestation.verdict import Appraisal
 
 #: Size of a bare SNP report, raw.
 REPORT_SIZE = 1184
-#: An Azure CVM HCL report: a 32-byte header, then the SNP report.
-HCL_HEADER = 32
 
 
 def show_report(report: bytes) -> dict[str, Any]:
@@ -39,7 +37,7 @@ def show_report(report: bytes) -> dict[str, Any]:
     return {"report": parse_report(report, strict=False).to_dict()}
 
 
-def _describe(verified: SnpVerified) -> Callable[[], dict[str, Any]]:
+def describe_snp(verified: SnpVerified) -> Callable[[], dict[str, Any]]:
     def describe() -> dict[str, Any]:
         key = verified.key
         return {
@@ -104,7 +102,7 @@ def _verify(
         not_after_limit=verified.chain.not_after_limit,
         revocation_checked=verified.chain.crl_checked,
         crl_mode=crl_mode,
-        describe=_describe(verified),
+        describe=describe_snp(verified),
     )
 
 
@@ -161,11 +159,11 @@ class SimEntry:
 
     def verify(self, value: bytes, ctx: VerifyContext) -> Appraisal:
         checks = ctx.checks
-        root = checks.step("platform.allowed", lambda: _sim_root(ctx))
+        root = checks.step("platform.allowed", lambda: trusted_sim_root(ctx))
         evidence = checks.step("evidence.format", lambda: (decode_sim(value), "sim evidence"))
         checks.step("sim.root", lambda: _sim_ark_matches(evidence, root))
         sim = ctx.policy.sim
-        assert sim is not None  # _sim_root refused otherwise
+        assert sim is not None  # trusted_sim_root refused otherwise
         # The simulator publishes no CRL: its evidence is always "if-available".
         return _verify(
             ctx,
@@ -178,7 +176,8 @@ class SimEntry:
         )
 
 
-def _sim_root(ctx: VerifyContext) -> tuple[SimRoot, str]:
+def trusted_sim_root(ctx: VerifyContext) -> tuple[SimRoot, str]:
+    """The simulator ARK named by ``[sim] trust``, or a ``platform.not_allowed`` refusal."""
     sim = ctx.policy.sim
     if sim is None or sim.trust is None:
         raise PlatformNotAllowedError(
@@ -212,11 +211,4 @@ def sniff_hex_report(data: bytes) -> bytes | None:
             return bytes.fromhex(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             return None
-    return None
-
-
-def sniff_hcl_report(data: bytes) -> bytes | None:
-    """The SNP report inside an Azure HCL report (its vTPM binding is not judged here)."""
-    if data[:4] == b"HCLA" and len(data) >= HCL_HEADER + REPORT_SIZE:
-        return data[HCL_HEADER : HCL_HEADER + REPORT_SIZE]
     return None
