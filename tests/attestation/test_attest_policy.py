@@ -39,7 +39,6 @@ def test_enarx_policy_loads(vectors: Path) -> None:
     assert [d.hex() for d in sgx.allowed("signer")] == [
         "7a49a07df0f8e90a6e1d9a63e3c696d9c844f0e3f8739b21daa640f99facc48a"
     ]
-    assert "sgx" not in policy.pending
     assert snp.crl == "require"  # no crl key in the Enarx file: the fail-closed default
     assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
 
@@ -75,8 +74,6 @@ min_guest_svn = 2
 allow = true
 [kvm]
 allow = false
-[cca]
-anything = "kept for later"
 """,
         tmp_path,
     )
@@ -94,7 +91,7 @@ anything = "kept for later"
     assert snp.crl == "if-available"
     assert policy.sim.snp.crl == "if-available"  # sim hierarchies publish no CRL
     assert policy.nil_allow and not policy.kvm_allow
-    assert policy.pending["cca"] == {"anything": "kept for later"}
+    assert set(policy.tees) == {"snp"}
 
 
 @pytest.mark.parametrize(

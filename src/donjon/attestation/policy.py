@@ -80,8 +80,6 @@ TEE_SECTIONS: Mapping[str, Callable[[Mapping[str, Any], SectionReader], TeeSecti
     "sgx": parse_sgx,
     "azure": parse_azure,
 }
-#: Sections of TEEs whose verification is not in this version: loaded, kept as written.
-_PENDING: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -116,8 +114,6 @@ class Policy:
     nil_allow: bool = False
     kvm_allow: bool = False
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
-    #: Sections for platforms whose verification lands later; kept as loaded.
-    pending: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def snp(self) -> SnpPolicy | None:
@@ -204,7 +200,7 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
     top = SectionReader(source, "")
-    top.only(doc, _GENERAL_KEYS | set(TEE_SECTIONS) | set(_PENDING))
+    top.only(doc, _GENERAL_KEYS | set(TEE_SECTIONS))
     lifetime = DEFAULT_CERT_LIFETIME
     if "cert_lifetime" in doc:
         lifetime = top.duration(
@@ -234,7 +230,6 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
         freshness=parse_freshness(
             table_of(doc, "freshness", top), SectionReader(source, "freshness")
         ),
-        pending={name: dict(table_of(doc, name, top)) for name in _PENDING if name in doc},
     )
 
 
