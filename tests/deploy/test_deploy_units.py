@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
 from donjon.attestation.policytoml import SectionReader
@@ -35,6 +34,7 @@ from donjon.steward.secrets_vault import (
 from donjon.steward.secrets_vault import (
     seal as seal_value,
 )
+from donjon.steward.store import AuditStore
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -169,8 +169,8 @@ def test_release_policy_checks_each_binding_with_its_own_id() -> None:
 
 
 def test_secret_store_versions_withdrawal_and_audit(tmp_path: Path) -> None:
-    engine = sa.create_engine(f"sqlite:///{tmp_path / 's.db'}")
-    store = SecretStore(engine)
+    audit = AuditStore.open(f"sqlite:///{tmp_path / 's.db'}")  # the schema, secrets included
+    store = SecretStore(audit.engine)
     kek = Kek(b"\5" * 32)
     now = datetime.now(UTC)
     policy = ReleasePolicy(allowed_workloads=["01" * 32]).to_json()

@@ -97,7 +97,14 @@ def test_the_migrations_build_what_a_new_store_gets(store_url: str, tmp_path: Pa
     AuditStore.open(fresh_url).close()  # create_all + stamp head
     fresh = _engine(fresh_url)
     assert _shape(migrated) == _shape(fresh)
-    assert set(_shape(fresh)) == {"certificates", "rejections", "steward_meta", "used_nonces"}
+    assert set(_shape(fresh)) == {
+        "certificates",
+        "rejections",
+        "steward_meta",
+        "used_nonces",
+        "secret_versions",
+        "secret_releases",
+    }
     assert ("ix_certificates_revoked_at", ("revoked_at",), False) in (
         _shape(fresh)["certificates"]["indexes"]
     )

@@ -23,42 +23,9 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from donjon.steward.errors import MalformedRequest, NotFound, StewardError, StoreError
 from donjon.steward.secrets_vault import Sealed
-from donjon.steward.store import used_nonces
+from donjon.steward.store import secret_releases, secret_versions, used_nonces
 
-_metadata = sa.MetaData()
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-secret_versions = sa.Table(
-    "secret_versions",
-    _metadata,
-    sa.Column("name", sa.String(128), primary_key=True),
-    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
-    sa.Column("created_at", sa.DateTime(), nullable=False),
-    sa.Column("size", sa.Integer(), nullable=False),
-    sa.Column("kek_id", sa.String(16), nullable=False),
-    sa.Column("wrapped_dek", sa.LargeBinary(), nullable=False),
-    sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
-    sa.Column("policy", sa.Text(), nullable=False),  # JSON of ReleasePolicy
-    sa.Column("withdrawn_at", sa.DateTime(), nullable=True),
-)
-
-secret_releases = sa.Table(
-    "secret_releases",
-    _metadata,
-    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
-    sa.Column("at", sa.DateTime(), nullable=False, index=True),
-    sa.Column("name", sa.String(128), nullable=False, index=True),
-    sa.Column("version", sa.Integer(), nullable=True),
-    sa.Column("outcome", sa.String(16), nullable=False),  # released | refused
-    sa.Column("check", sa.String(64), nullable=False),
-    sa.Column("status", sa.Integer(), nullable=False),
-    sa.Column("serial", sa.String(64), nullable=True),
-    sa.Column("subject_key_sha256", sa.String(64), nullable=True),
-    sa.Column("platform", sa.String(16), nullable=True),
-    sa.Column("workload_sha256", sa.String(64), nullable=True),
-    sa.Column("package_sha256", sa.String(64), nullable=True),
-    sa.Column("detail", sa.Text(), nullable=False),
-)
 
 
 class SecretExists(StewardError):
@@ -145,11 +112,7 @@ class SecretStore:
     """Secrets in the Steward's database (the audit store's engine)."""
 
     def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        try:
-            _metadata.create_all(engine)
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot create the secrets tables: {exc}") from None
+        self._engine = engine  # its tables come with the store's schema (migration 0004)
 
     def _tx(self) -> Any:
         return _Tx(self._engine)

@@ -75,6 +75,39 @@ _by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject
 #: The CRL reads only revoked rows, and asks whether they changed on every fetch.
 _by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 
+#: Secrets for attested Keeps (``steward/secrets_*.py``): each version sealed under the KEK.
+secret_versions = sa.Table(
+    "secret_versions",
+    _metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("kek_id", sa.String(16), nullable=False),
+    sa.Column("wrapped_dek", sa.LargeBinary(), nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+    sa.Column("policy", sa.Text(), nullable=False),  # JSON of ReleasePolicy
+    sa.Column("withdrawn_at", sa.DateTime(), nullable=True),
+)
+
+secret_releases = sa.Table(
+    "secret_releases",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("version", sa.Integer(), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # released | refused
+    sa.Column("check", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("serial", sa.String(64), nullable=True),
+    sa.Column("subject_key_sha256", sa.String(64), nullable=True),
+    sa.Column("platform", sa.String(16), nullable=True),
+    sa.Column("workload_sha256", sa.String(64), nullable=True),
+    sa.Column("package_sha256", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=False),
+)
+
 meta = sa.Table(
     "steward_meta",
     _metadata,
