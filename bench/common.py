@@ -111,12 +111,13 @@ def donjon_cmd(wasm: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "donjon.cli.main", "run-wasm", str(wasm), *args]
 
 
-def drain(stream: IO[bytes]) -> threading.Thread:
-    """Read a pipe to EOF on a thread, in big chunks, so the writer never waits on us."""
+def drain(stream: IO[bytes] | int) -> threading.Thread:
+    """Read a pipe to EOF on a thread, into one reused 1 MiB buffer (no allocation per read)."""
 
     def reader() -> None:
-        fd = stream.fileno()
-        while os.read(fd, 1 << 20):
+        fd = stream if isinstance(stream, int) else stream.fileno()
+        buffer = [bytearray(1 << 20)]
+        while os.readv(fd, buffer):
             pass
 
     thread = threading.Thread(target=reader, daemon=True)
@@ -194,3 +195,26 @@ def report(title: str, rows: Sequence[Row], as_json: bool, notes: Sequence[str] 
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
     for note in notes:
         print("  " + note)
+
+
+def vectors_dir() -> Path | None:
+    """``$DONJON_VECTORS`` or ``../shared/vectors``, as the tests look for them."""
+    env = os.environ.get("DONJON_VECTORS")
+    for path in ([Path(env)] if env else []) + [REPO.parent / "shared" / "vectors"]:
+        if (path / "expected.json").is_file():
+            return path
+    return None
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second over about ``seconds`` of wall time."""
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(20):
+            fn()
+        count += 20
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)

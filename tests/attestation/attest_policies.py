@@ -16,7 +16,14 @@ MILAN_CRL_NEXT_UPDATE = at("2023-05-09T23:00:00Z")
 STALE_CRL_OK = 'crl = "if-available"'
 
 
-def policy(text: str = "") -> Policy:
+#: These tests judge evidence, not whose workload it is: their [snp] sections opt into
+#: accepting any workload explicitly (test_attest_rules.py tests the refusal without it).
+ANY_WORKLOAD = "accept_any_workload = true"
+
+
+def policy(text: str = "[snp]\n") -> Policy:
+    """A policy whose [snp] section (the default one) accepts any workload explicitly."""
+    text = text.replace("[snp]", f"[snp]\n{ANY_WORKLOAD}", 1)
     return Policy.from_toml(text, source="test-policy.toml", base_dir=Path("."))
 
 

@@ -170,7 +170,7 @@ def test_crl_mode_flag_overrides_the_policy(
     vectors: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lenient = tmp_path / "lenient.toml"
-    lenient.write_text('[snp]\ncrl = "if-available"\n')
+    lenient.write_text('[snp]\naccept_any_workload = true\ncrl = "if-available"\n')
     code, out, _ = run(_virtee(vectors, "--policy", str(lenient), "--at", "2025-01-01"), capsys)
     assert code == 0 and f'crl = "if-available" (from policy {lenient})' in out
     args = _virtee(vectors, "--policy", str(lenient), "--at", "2025-01-01", "--json")

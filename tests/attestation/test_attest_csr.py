@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from donjon.attestation import (
     CrlStaleError,
     CsrError,
+    MalformedEvidenceError,
     PlatformNotAllowedError,
     Policy,
     PolicyViolationError,
     ReportDataMismatchError,
     TrustStore,
-    UnsupportedPlatformError,
     load_policy,
     oids,
     verify_csr,
@@ -40,6 +41,10 @@ STEWARD_ID_KEY = (
 
 
 def policy(text: str = "", base_dir: Path = Path(".")) -> Policy:
+    """A test policy whose [snp] section accepts any workload explicitly (none: just that)."""
+    text = text or "[snp]"
+    if "[snp]" in text and "accept_any_workload" not in text:
+        text = text.replace("[snp]", "[snp]\naccept_any_workload = true", 1)
     return Policy.from_toml(text, source="test-policy.toml", base_dir=base_dir)
 
 
@@ -95,8 +100,12 @@ def test_enarx_steward_csr_verifies(
     assert verdict.not_after_limit is not None
     assert verdict.not_after_limit.date().isoformat() == "2023-05-09"
     # The Enarx policy has no crl key: the default "require" applied, and was met.
-    assert steward_policy.snp.crl == "require" and verdict.crl_mode == "require"
-    assert result.advisories == ()
+    snp = steward_policy.snp
+    assert snp is not None and snp.crl == "require" and verdict.crl_mode == "require"
+    # An Enarx CSR carries no challenge: accepted by default, and the certificate says so.
+    assert result.advisories == ("evidence-not-fresh",)
+    fresh = next(c for c in verdict.checks if c.id == "freshness.nonce")
+    assert fresh.passed and "Enarx CSR" in fresh.reason
 
 
 def test_the_csr_crl_list_alone_satisfies_require(
@@ -186,19 +195,21 @@ def test_garbage_is_a_verdict_not_an_exception(data: bytes, amd_trust: TrustStor
     assert verdict.error.code == "csr.malformed"
 
 
-def test_sgx_csr_is_recognised_but_not_supported_yet(vectors: Path, amd_trust: TrustStore) -> None:
+def test_sgx_csr_needs_an_sgx_section(vectors: Path, amd_trust: TrustStore) -> None:
     data = (vectors / "enarx-steward/sgx_icelake.signed.tcb.crl.single.i5.csr").read_bytes()
     verdict = verify_csr(data, policy=policy(), trust=amd_trust, now=STEWARD_TIME)
     assert verdict.platform == "sgx"
-    assert isinstance(verdict.error, UnsupportedPlatformError)
-    assert verdict.error.code == "platform.unsupported"
+    assert verdict.reason == "platform.allowed"
+    assert isinstance(verdict.error, PlatformNotAllowedError)
 
 
-@pytest.mark.parametrize("oid", [oids.EVIDENCE_TDX, oids.EVIDENCE_CCA])
-def test_tdx_and_cca_not_supported_yet(oid: x509.ObjectIdentifier, amd_trust: TrustStore) -> None:
-    csr, _ = make_csr([(oid, b"\x04\x00", False)])
-    verdict = verify_csr(csr, policy=policy(), trust=amd_trust, now=STEWARD_TIME)
-    assert isinstance(verdict.error, UnsupportedPlatformError)
+def test_tdx_garbage_is_malformed_evidence(amd_trust: TrustStore) -> None:
+    csr, _ = make_csr([(oids.EVIDENCE_TDX, b"\x04\x00", False)])
+    tdx = Policy.from_toml("[tdx]\naccept_any_workload = true\n", source="t", base_dir=Path())
+    verdict = verify_csr(csr, policy=tdx, trust=amd_trust, now=STEWARD_TIME)
+    assert verdict.platform == "tdx"
+    assert verdict.reason == "evidence.format"
+    assert isinstance(verdict.error, MalformedEvidenceError)
 
 
 def test_extension_rules(amd_trust: TrustStore) -> None:
@@ -258,9 +269,16 @@ def test_development_platforms_need_an_allowance(
 # --- the simulated TEE, through the same SNP code path ------------------------------------
 
 
+#: One challenge for the module's sim CSRs, so that a test can compare claims it made.
+_NONCE = os.urandom(32)
+
+
 def _claims() -> WorkloadClaims:
     return WorkloadClaims(
-        wasm_sha256=hashlib.sha256(b"main.wasm").digest(), config_sha256=b"", package_name="demo"
+        wasm_sha256=hashlib.sha256(b"main.wasm").digest(),
+        config_sha256=b"",
+        package_name="demo",
+        nonce=_NONCE,  # a challenge; that the Steward gave it is the Steward's check
     )
 
 

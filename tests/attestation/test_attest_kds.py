@@ -103,7 +103,7 @@ def test_fetch_everything_then_work_offline_from_the_cache(
     serve_milan(kds, vectors)
     report = load_report(vector_by_id("snp-milan-v2-go-sev-guest"))
     # KDS serves the Milan CRL of 2022 (nextUpdate 2023-05-09): stale now, so say so.
-    text = '[snp]\nallow_debug = true\ncrl = "if-available"'
+    text = '[snp]\naccept_any_workload = true\nallow_debug = true\ncrl = "if-available"'
     policy = Policy.from_toml(text, source="p", base_dir=tmp_path)
     online = TrustStore(cache_dir=tmp_path / "cache", fetcher=fetcher(kds))
     now = at("2025-01-01T00:00:00Z")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -130,7 +131,9 @@ def test_the_sim_platform_is_verified_by_this_engine(tmp_path: Path) -> None:
         sim_state.init(directory, config)
         platform = sim_platform.SimPlatform(directory, measurement=b"\x11" * 48)
         key = identity.generate_key(platform)
-        claims = WorkloadClaims(hashlib.sha256(b"main.wasm").digest(), b"", "demo")
+        claims = WorkloadClaims(
+            hashlib.sha256(b"main.wasm").digest(), b"", "demo", nonce=os.urandom(32)
+        )
         csr = identity.build_csr(key, claims, platform).public_bytes(Encoding.DER)
         shutil.copy(directory / "ark.pem", tmp_path / "ark.pem")
         policy = Policy.from_toml('[sim]\ntrust = "ark.pem"', source="p", base_dir=tmp_path)

@@ -22,6 +22,8 @@ def connect_config(port: int) -> str:
     return (
         f'[[files]]\nname = "server"\nkind = "connect"\nhost = "{LOCALHOST}"\nport = {port}\n'
         f'prot = "tls"\ntrust = "steward"\nclient_cert = true\nserver_name = "{SERVER_NAME}"\n'
+        # Both Keeps run on the simulated TEE: a development peer is refused unless asked for.
+        'expect_platform = "sim"\n'
     )
 
 
@@ -34,7 +36,10 @@ def test_keep_to_keep_mutual_tls(lab: Lab, wasm: dict[str, Path]) -> None:
     server_pkg = lab.write_package(
         "echo",
         wasm["echo"],
-        lab.steward_config(steward) + STDIO + listen("LISTEN", port, client_ca="steward"),
+        lab.steward_config(steward)
+        + STDIO
+        + listen("LISTEN", port, client_ca="steward")
+        + 'expect_client_platform = "sim"\n',
     )
     server = lab.start_keep(server_pkg)
     server.wait_for(r"echo-c: serving fd", 120, stream="stderr")

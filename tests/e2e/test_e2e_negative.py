@@ -52,7 +52,8 @@ def test_tampered_workload_gets_no_certificate(
 
 def test_steward_without_sim_trust_refuses_sim_evidence(lab: Lab, wasm: dict[str, Path]) -> None:
     policy = lab.root / "no-sim.toml"
-    policy.write_text("# no [sim] table: simulated evidence must be refused\n")
+    # Real SNP only, no [sim] table: simulated evidence must be refused.
+    policy.write_text("[snp]\naccept_any_workload = true\n")
     steward = lab.start_steward(policy)
     port = free_port()
     package = lab.write_package(

@@ -79,7 +79,11 @@ def test_attested_keeps_with_mutual_tls_through_a_steward(
         )
         steward = lab.start_steward(policy)
         http_config = local_listener((EXAMPLES / "http" / "Enarx.toml").read_text())
-        http_config = lab.steward_config(steward) + http_config + 'client_ca = "steward"\n'
+        http_config = (
+            lab.steward_config(steward)
+            + http_config
+            + 'client_ca = "steward"\nexpect_client_platform = "sim"\n'
+        )
         server = lab.start_keep(lab.write_package("http", http_wasm, http_config))
         server.wait_for(r"listening on 127\.0\.0\.1:\d+ \(tls\)", 120, stream="stderr")
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", server.text("stderr"))
@@ -91,7 +95,8 @@ def test_attested_keeps_with_mutual_tls_through_a_steward(
         config = re.sub(r"(?m)^pin = .*\n", "", config)
         config = re.sub(
             r'(?m)^trust = "pin"\n',
-            f'trust = "steward"\nclient_cert = true\nserver_name = "{server_name}"\n',
+            f'trust = "steward"\nclient_cert = true\nserver_name = "{server_name}"\n'
+            'expect_platform = "sim"\n',
             config,
         )
         client = lab.start_keep(

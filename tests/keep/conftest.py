@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -123,7 +125,15 @@ def steward(
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/v1/challenge":  # a Donjon Steward's challenge, first
+                nonce = json.dumps({"nonce": os.urandom(32).hex()}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(nonce)))
+                self.end_headers()
+                self.wfile.write(nonce)
+                return
             seen.append((self.path, self.headers["Content-Type"]))
             status, ctype, payload = responders[0](body, self.headers["Content-Type"])
             self.send_response(status)

@@ -145,10 +145,13 @@ def test_client_expectations_default_to_the_steward_ca() -> None:
         ),
         (
             {"allow_client_advisories": [NOT_CHECKED]},
-            "allow_client_advisories applies only with expect_client_workload, "
-            "expect_client_platform or expect_client_min_tcb",
+            'allow_client_advisories applies only with client_ca = "steward" or '
+            "expect_client_workload, expect_client_platform or expect_client_min_tcb",
         ),
-        ({"revocation": "if-available"}, "revocation applies only with expect_client_workload"),
+        (
+            {"revocation": "if-available", "client_ca": "cas.pem"},
+            'revocation applies only with client_ca = "steward" or expect_client_workload',
+        ),
         ({"expect_client_platform": "snp", "revocation": "never"}, "revocation"),
         (
             {"expect_client_platform": "snp", "client_ca": "cas.pem"},
@@ -176,8 +179,13 @@ def test_bad_client_expectations_are_refused(fields: dict[str, object], message:
     [
         ({"expect_min_tcb": "snp=x"}, "TCB component 'snp=x' has a non-numeric value"),
         (
-            {"allow_advisories": [NOT_CHECKED]},
-            "allow_advisories applies only with expect_workload, expect_platform or expect_min_tcb",
+            {"allow_advisories": [NOT_CHECKED], "trust": "system"},
+            'allow_advisories applies only with trust = "steward" or expect_workload, '
+            "expect_platform or expect_min_tcb",
+        ),
+        (
+            {"revocation": "if-available", "pin": "peer.pem"},
+            'revocation applies only with trust = "steward" or expect_workload',
         ),
         (
             {"expect_platform": "snp", "ca_bundle": "cas.pem"},
@@ -209,17 +217,20 @@ def test_client_expectations_without_a_steward_are_a_layout_problem() -> None:
 
 def test_expectations_carry_min_tcb_and_advisories() -> None:
     got = net.expectations(
-        entry(trust="steward", expect_min_tcb=PEER_TCB, allow_advisories=[NOT_CHECKED])
+        entry(trust="steward", expect_min_tcb=PEER_TCB, allow_advisories=[NOT_CHECKED]),
+        has_steward=True,
     )
     assert got is not None
     assert dict(got.min_tcb) == {"bl": 3, "tee": 0, "snp": 8, "ucode": 115}
     assert got.allowed_advisories == frozenset({NOT_CHECKED})
     assert not got.allow_development
     # A development peer's Steward always writes revocation-not-checked: still accepted.
-    dev = net.expectations(entry(trust="steward", expect_platform="nil", allow_advisories=["x"]))
+    dev = net.expectations(
+        entry(trust="steward", expect_platform="nil", allow_advisories=["x"]), has_steward=True
+    )
     assert dev is not None and dev.allowed_advisories == frozenset({"x", NOT_CHECKED})
     # Defaults (nothing given): the relying-party defaults, which refuse any TEE advisory.
-    plain = net.expectations(entry(trust="steward", expect_platform="snp"))
+    plain = net.expectations(entry(trust="steward", expect_platform="snp"), has_steward=True)
     assert plain is not None and (plain.allowed_advisories, dict(plain.min_tcb)) == (None, {})
 
 
@@ -400,7 +411,7 @@ def _dial(
     **fields: object,
 ) -> socket.socket | ssl.SSLSocket:
     port = listener.getsockname()[1]  # type: ignore[index]
-    plan = net.plan(entry(port=port, trust="steward", retries=0, **fields), crl)
+    plan = net.plan(entry(port=port, trust="steward", retries=0, **fields), crl, has_steward=True)
     client = tls.client_context(
         trust=Trust.STEWARD, server_name="localhost", identity=ca.issue(claims), check_name=False
     )

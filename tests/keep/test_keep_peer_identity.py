@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from donjon.attestation import oids
 from donjon.attestation.claims import AttestationResult, WorkloadClaims
+from donjon.attestation.peer import PeerExpectations
 from donjon.keep import net, tls
 from donjon.keep.config import Config, ConnectFile, Trust, check_files
 from donjon.keep.identity import Identity
@@ -97,7 +98,7 @@ def dial(
     listener: TlsListener, ca: StandInCA, claims: WorkloadClaims, **expect: object
 ) -> socket.socket | ssl.SSLSocket:
     port = listener.getsockname()[1]  # type: ignore[index]
-    plan = net.plan(entry(port=port, trust="steward", **expect))
+    plan = net.plan(entry(port=port, trust="steward", **expect), has_steward=True)
     client = tls.client_context(
         trust=Trust.STEWARD, server_name="localhost", identity=ca.issue(claims), check_name=False
     )
@@ -122,7 +123,10 @@ def test_expect_workload_is_normalised_to_lower_case() -> None:
             "followed by 64 hex digits (the SHA-256 of the peer's main.wasm)",
         ),
         ({"expect_workload": "sha256:abc"}, 'is not "sha256:" followed by 64 hex digits'),
-        ({"expect_platform": "sev"}, "unknown platform 'sev' (expected one of cca, kvm, nil,"),
+        (
+            {"expect_platform": "sev"},
+            "unknown platform 'sev' (expected one of azure-snp, azure-tdx, cca, kvm, nil,",
+        ),
         ({"expect_platform": []}, "must name at least one platform"),
         (
             {"expect_platform": ["snp", "sim"]},
@@ -168,12 +172,20 @@ def test_expectations_without_a_steward_are_a_layout_problem() -> None:
 
 
 def test_expectations_of_an_entry() -> None:
-    assert net.expectations(entry(trust="steward")) is None
-    only_digest = net.expectations(entry(trust="steward", expect_workload="sha256:" + "5f" * 32))
+    # Steward trust without expect_*: still the relying-party defaults (issue #9).
+    plain = net.expectations(entry(trust="steward"), has_steward=True)
+    assert plain == PeerExpectations()
+    # Implied Steward trust too; no Steward (system trust) or a pin: nothing attests.
+    assert net.expectations(entry(), has_steward=True) == PeerExpectations()
+    assert net.expectations(entry(), has_steward=False) is None
+    assert net.expectations(entry(trust="system"), has_steward=True) is None
+    only_digest = net.expectations(
+        entry(trust="steward", expect_workload="sha256:" + "5f" * 32), has_steward=True
+    )
     assert only_digest is not None
     assert (only_digest.workload_sha256, only_digest.platforms) == (PEER_WASM, None)
     assert not only_digest.allow_development  # a digest alone demands a real TEE
-    dev = net.expectations(entry(trust="steward", expect_platform=["nil", "sim"]))
+    dev = net.expectations(entry(trust="steward", expect_platform=["nil", "sim"]), has_steward=True)
     assert dev is not None
     # nil and kvm results always say debug: a development peer is never confidential.
     assert (dev.platforms, dev.allow_development, dev.allow_debug) == (
@@ -181,7 +193,7 @@ def test_expectations_of_an_entry() -> None:
         True,
         True,
     )
-    tee = net.expectations(entry(trust="steward", expect_platform=["snp", "tdx"]))
+    tee = net.expectations(entry(trust="steward", expect_platform=["snp", "tdx"]), has_steward=True)
     assert tee is not None
     assert (tee.allow_development, tee.allow_debug) == (False, False)
 
@@ -322,7 +334,7 @@ def test_bundle_trust_checks_against_the_peer_steward(
                 # The Keep fetches only its own Steward's CRL: say that none is checked here.
                 "revocation": "if-available",
             }
-            return net.plan(entry(port=port, ca_bundle=str(bundle), **fields))
+            return net.plan(entry(port=port, ca_bundle=str(bundle), **fields), has_steward=True)
 
         with pytest.raises(PeerRefused, match=f"expected {OTHER_WASM.hex()}$"):
             net.connect(plan(OTHER_WASM), client, "peer")

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,7 @@ def real_steward(
     ark = sim_state / "sim" / "ark.pem"
     (tmp / "dev.toml").write_text(f'[nil]\nallow = true\n\n[sim]\ntrust = "{ark}"\n')
     (tmp / "admin.token").write_text(ADMIN_TOKEN)
+    (tmp / "admin.token").chmod(0o600)
     port = free_port()
     cmd = [
         sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
@@ -114,8 +116,9 @@ def test_two_keeps_of_one_steward_authenticate_each_other(
     head = f'steward = "{url}"\nsteward_ca = "{https_ca}"\n'
     port = free_port()
     server_cfg = (
-        f'{head}args = ["1"]\n{STDIO}[[files]]\nkind = "listen"\nname = "echo"\n'
+        f'{head}args = ["2"]\n{STDIO}[[files]]\nkind = "listen"\nname = "echo"\n'
         f'addr = "127.0.0.1"\nport = {port}\nclient_ca = "steward"\n'
+        'expect_client_platform = "nil"\n'  # development clients only when asked for
     )
     server = _run(make_package(tmp_path, "server", build_wasm(PROGRAMS / "echo.c"), server_cfg))
     wait_port(port, server, why=lambda: str(server.communicate()))
@@ -123,7 +126,15 @@ def test_two_keeps_of_one_steward_authenticate_each_other(
         f'{head}args = ["attested hello"]\n{STDIO}[[files]]\nkind = "connect"\nname = "peer"\n'
         f'host = "localhost"\nport = {port}\nclient_cert = true\n'
     )
-    client = _run(make_package(tmp_path, "client", build_wasm(PROGRAMS / "client.c"), client_cfg))
+    client_wasm = build_wasm(PROGRAMS / "client.c")
+    # Without expect_platform the client refuses the nil server: not in a TEE (issue #9).
+    # (The server admits that client, a nil one as it expects: its guest serves 2 connections.)
+    refused = _run(make_package(tmp_path, "refusing", client_wasm, client_cfg))
+    out, err = refused.communicate(timeout=120)
+    assert (refused.returncode, out) == (1, ""), err
+    assert "refused: peer is not in a TEE (platform nil, development certificate)" in err
+    expecting = client_cfg + 'expect_platform = "nil"\n'
+    client = _run(make_package(tmp_path, "client", client_wasm, expecting))
     out, err = client.communicate(timeout=120)
     assert (client.returncode, out) == (0, "reply: attested hello\n"), err
     _, server_err = server.communicate(timeout=60)
@@ -174,6 +185,7 @@ def test_sim_evidence_over_the_wrong_report_data_is_refused(
     )
     with pytest.raises(StewardRefused, match="HTTP 4"):
         StewardClient(url, https_ca).request(csr)
-    # The same key with the right binding is accepted.
-    good = identity.build_csr(key, claims, platform)
-    assert len(StewardClient(url, https_ca).request(good)) >= 2
+    # The same key with the right binding (and the Steward's challenge) is accepted.
+    client = StewardClient(url, https_ca)
+    good = identity.build_csr(key, replace(claims, nonce=client.challenge()), platform)
+    assert len(client.request(good)) >= 2

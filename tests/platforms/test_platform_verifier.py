@@ -31,7 +31,10 @@ from donjon.keep.platforms.snp import GUID_ARK, GUID_ASK, GUID_VCEK, SnpPlatform
 from donjon.keep.sim import state
 from donjon.keep.sim.report import GuestIdentity, make_report
 
-CLAIMS = WorkloadClaims(wasm_sha256=bytes(range(32)), config_sha256=b"", package_name="demo")
+#: With a challenge nonce: that the Steward gave it is the Steward's check, not the engine's.
+CLAIMS = WorkloadClaims(
+    wasm_sha256=bytes(range(32)), config_sha256=b"", package_name="demo", nonce=bytes(32)
+)
 
 
 def csr_der(platform: Platform) -> bytes:
@@ -62,7 +65,7 @@ def test_sim_evidence_accepted_with_sim_trust(sim_state_dir: Path, tmp_path: Pat
 def test_sim_evidence_refused_without_sim_trust(sim_state_dir: Path, tmp_path: Path) -> None:
     verdict = verify_csr(
         csr_der(sim_platform.create(sim_state_dir)),
-        policy=policy("", tmp_path),
+        policy=policy("[snp]\naccept_any_workload = true\n", tmp_path),
         trust=TrustStore.offline(tmp_path),
         now=datetime.now(UTC),
     )
@@ -120,7 +123,7 @@ def test_snp_evidence_from_fake_guest_is_parsed_then_refused_at_the_amd_root(
     platform = SnpPlatform(tsm=ConfigfsTsm(fake.root, fs=fake), device=device, linux=True)
     verdict = verify_csr(
         csr_der(platform),
-        policy=policy("", tmp_path),
+        policy=policy("[snp]\naccept_any_workload = true\n", tmp_path),
         trust=TrustStore.offline(vectors / "amd-roots"),
         now=datetime.now(UTC),
     )

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ def start_steward(tls_files: TlsFiles, tmp_path: Path) -> Iterator[StewardFactor
         port = thread.start()
         url = f"https://127.0.0.1:{port}"
         client = httpx.Client(base_url=url, verify=tls_files.context, timeout=30)
-        handle = RunningSteward(url=url, steward=steward, client=client, tls=tls_files)
+        handle = RunningSteward(
+            url=url, steward=steward, client=client, tls=tls_files, server=thread.server
+        )
         running.append((thread, handle))
         return handle
 
@@ -93,8 +96,28 @@ def _pg_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+@dataclass
+class PostgresServer:
+    """The session's PostgreSQL: its URL, and stop/start for the tests of an outage."""
+
+    url: str
+    ctl: list[str]  # pg_ctl (under runuser when root) with -D <data>
+
+    def stop(self) -> None:
+        subprocess.run([*self.ctl, "-m", "fast", "-w", "stop"], check=True,
+                       capture_output=True, timeout=60)  # fmt: skip
+
+    def start(self) -> None:
+        subprocess.run([*self.ctl, "-w", "start"], check=True, capture_output=True, timeout=60)
+
+
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
+def postgres_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
     """A throwaway PostgreSQL cluster from Debian's package, or a skip with the reason."""
     bindir = _pg_bin()
     if bindir is None:
@@ -141,8 +164,12 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
         stderr = getattr(exc, "stderr", b"") or b""
         pytest.skip(f"could not start PostgreSQL: {stderr.decode(errors='replace')[-300:]}")
+    ctl = [
+        *prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"),
+        "-o", f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+    ]  # fmt: skip
     try:
-        yield f"postgresql://donjon@127.0.0.1:{port}/postgres"
+        yield PostgresServer(f"postgresql://donjon@127.0.0.1:{port}/postgres", ctl)
     finally:
         subprocess.run(
             [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],

@@ -32,6 +32,7 @@ class RunningSteward:
     steward: Steward
     client: httpx.Client
     tls: TlsFiles
+    server: Any = None  # the StewardServer (its handle_exit is what SIGTERM calls)
 
     @property
     def ca(self) -> CertificateAuthority:

@@ -182,6 +182,7 @@ def test_config_reads_the_audit_token_from_a_file_or_the_environment(
     monkeypatch.delenv(AUDIT_TOKEN_ENV, raising=False)
     token_file = tmp_path / "audit.token"
     token_file.write_text(AUDIT_TOKEN + "\n")
+    token_file.chmod(0o600)
     assert _build(_config(tmp_path, audit_token_file=token_file)).audit_token == AUDIT_TOKEN
     monkeypatch.setenv(AUDIT_TOKEN_ENV, "from-the-environment-42")
     assert _build(_config(tmp_path)).audit_token == "from-the-environment-42"
@@ -207,6 +208,7 @@ def test_config_refuses_bad_audit_settings(
     token_file = tmp_path / "audit.token"
     if content is not None:
         token_file.write_text(content)
+        token_file.chmod(0o600)
     config = _config(tmp_path, audit_token_file=token_file, public_audit=public)
     with pytest.raises(UsageError, match=message):
         _build(config)
@@ -222,6 +224,7 @@ def test_cli_serve_refuses_the_contradiction_in_one_line(
     monkeypatch.delenv(AUDIT_TOKEN_ENV, raising=False)
     token_file = tmp_path / "audit.token"
     token_file.write_text(AUDIT_TOKEN)
+    token_file.chmod(0o600)
     argv = ["steward", "serve", "--dev", "--dir", str(tmp_path), "--init", "--port", "0"]
     argv += ["--public-audit", "--audit-token-file", str(token_file)]
     with pytest.raises(SystemExit) as exc:

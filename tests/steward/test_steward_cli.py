@@ -102,7 +102,7 @@ def test_serve_refuses_plain_http_without_dev(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     policy = tmp_path / "p.toml"
-    policy.write_text("")
+    policy.write_text("[snp]\naccept_any_workload = true\n")
     code, _, err = _run(
         [
             "steward",

@@ -12,6 +12,12 @@ from hostharness import SECRET, HostHarness
 from donjon.wasi.api import Preopen
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The module cache's key goes to a per-test state directory, not the user's."""
+    monkeypatch.setenv("DONJON_STATE_DIR", str(tmp_path / "donjon-state"))
+
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """root/ (the preopen) next to outside/ (what must stay unreachable)."""

@@ -19,9 +19,12 @@ def signature_hash(key: ec.EllipticCurvePrivateKey) -> hashes.SHA256 | hashes.SH
 
 def parse_certificate(data: bytes) -> x509.Certificate:
     """A PEM or DER certificate; ValueError when it is neither (callers name the file)."""
-    if b"-----BEGIN" in data:
-        return x509.load_pem_x509_certificate(data)
-    return x509.load_der_x509_certificate(data)
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except x509.InvalidVersion as exc:  # not a ValueError: callers would miss it
+        raise ValueError(str(exc)) from None
 
 
 def key_usage(

@@ -13,11 +13,16 @@ ASN.1::
         version       INTEGER (1),
         wasmSha256    OCTET STRING (SIZE (32)),
         configSha256  OCTET STRING (SIZE (0 | 32)),   -- empty: no config file
-        packageName   UTF8String }
+        packageName   UTF8String,
+        nonce         [0] IMPLICIT OCTET STRING (SIZE (32..64)) OPTIONAL,
+                                         -- the Steward's challenge (POST /v1/challenge)
+        packageSha256 [1] IMPLICIT OCTET STRING (SIZE (32)) OPTIONAL }
+                                         -- digest of the OCI manifest that was deployed
 
     AttestationResult ::= SEQUENCE {
         version       INTEGER (1),
-        platform      UTF8String,        -- snp | sgx | tdx | cca | sim | kvm | nil
+        platform      UTF8String,        -- snp | sgx | tdx | cca | nitro | azure-snp |
+                                         -- azure-tdx | sim | kvm | nil
         product       UTF8String,        -- e.g. Milan, or "" when not applicable
         measurement   OCTET STRING,
         tcb           UTF8String,        -- e.g. "bl=3 tee=0 snp=8 ucode=115"
@@ -30,7 +35,8 @@ ASN.1::
         workload      WorkloadClaims OPTIONAL }
 
 Decoding is strict: trailing bytes, an unknown version, or a wrong digest size
-are rejected with :class:`ClaimsError`.
+are rejected with :class:`ClaimsError`. The two optional fields came later
+without a version bump: claims without them still parse.
 """
 
 from __future__ import annotations
@@ -41,16 +47,37 @@ from typing import Any
 
 from pyasn1.codec.der import decoder, encoder
 from pyasn1.error import PyAsn1Error
-from pyasn1.type import char, namedtype, univ, useful
+from pyasn1.type import char, namedtype, tag, univ, useful
 
+from donjon.attestation.der import DECODE_ERRORS
 from donjon.errors import plain
 
 CLAIMS_VERSION = 1
 #: Advisory set by the Steward when no current CRL of the vendor root was checked
 #: (policy ``crl = "if-available"``, or the simulator, which publishes none).
 REVOCATION_NOT_CHECKED = "revocation-not-checked"
+#: Advisory set by the Steward on evidence that carries no challenge of its own
+#: (Enarx-format CSRs): it may be a replay of older evidence for the same key.
+EVIDENCE_NOT_FRESH = "evidence-not-fresh"
+#: Advisory set by the Steward on evidence whose isolation rests on a trusted hypervisor,
+#: not on the CPU (AWS Nitro Enclaves): a relying party refuses it unless it allows it.
+HYPERVISOR_TRUSTED = "hypervisor-trusted"
+#: Advisory set by the Steward on SGX/TDX evidence judged without TCB collateral
+#: (``tcb_mode = "if-available"``): the result's TCB status is NotAppraised.
+TCB_NOT_APPRAISED = "tcb-not-appraised"
+#: Advisory set on SGX/TDX evidence whose quoting enclave was not judged against Intel's
+#: QE Identity (``qe_identity = "if-available"``, or Enarx SGX evidence, which carries none).
+QE_IDENTITY_NOT_APPRAISED = "qe-identity-not-appraised"
 #: Platforms an issued result may name (a refused verdict may also say "unknown").
-PLATFORMS = frozenset({"snp", "sgx", "tdx", "cca", "sim", "kvm", "nil"})
+PLATFORMS = frozenset(
+    {"snp", "sgx", "tdx", "cca", "nitro", "azure-snp", "azure-tdx", "sim", "kvm", "nil"}
+)
+#: Sizes of a challenge nonce that claims may carry.
+NONCE_MIN, NONCE_MAX = 32, 64
+
+
+def _context(number: int) -> tag.Tag:
+    return tag.Tag(tag.tagClassContext, tag.tagFormatSimple, number)
 
 
 class ClaimsError(ValueError):
@@ -63,6 +90,10 @@ class _WorkloadClaimsAsn1(univ.Sequence):
         namedtype.NamedType("wasmSha256", univ.OctetString()),
         namedtype.NamedType("configSha256", univ.OctetString()),
         namedtype.NamedType("packageName", char.UTF8String()),
+        namedtype.OptionalNamedType("nonce", univ.OctetString().subtype(implicitTag=_context(0))),
+        namedtype.OptionalNamedType(
+            "packageSha256", univ.OctetString().subtype(implicitTag=_context(1))
+        ),
     )
 
 
@@ -92,12 +123,22 @@ class WorkloadClaims:
     wasm_sha256: bytes
     config_sha256: bytes  # b"" when the package has no config file
     package_name: str
+    #: The Steward's challenge: evidence made for it cannot be older than the challenge.
+    nonce: bytes | None = None
+    #: SHA-256 of the OCI manifest the package came from (``donjon run oci://...``).
+    package_sha256: bytes | None = None
 
     def __post_init__(self) -> None:
         if len(self.wasm_sha256) != 32:
             raise ClaimsError(f"wasm digest must be 32 bytes, got {len(self.wasm_sha256)}")
         if len(self.config_sha256) not in (0, 32):
             raise ClaimsError(f"config digest must be 0 or 32 bytes, got {len(self.config_sha256)}")
+        if self.nonce is not None and not NONCE_MIN <= len(self.nonce) <= NONCE_MAX:
+            raise ClaimsError(
+                f"nonce must be {NONCE_MIN}..{NONCE_MAX} bytes, got {len(self.nonce)}"
+            )
+        if self.package_sha256 is not None and len(self.package_sha256) != 32:
+            raise ClaimsError(f"package digest must be 32 bytes, got {len(self.package_sha256)}")
 
     def _asn1(self) -> _WorkloadClaimsAsn1:
         value = _WorkloadClaimsAsn1()
@@ -105,6 +146,10 @@ class WorkloadClaims:
         value["wasmSha256"] = self.wasm_sha256
         value["configSha256"] = self.config_sha256
         value["packageName"] = self.package_name
+        if self.nonce is not None:
+            value["nonce"] = self.nonce
+        if self.package_sha256 is not None:
+            value["packageSha256"] = self.package_sha256
         return value
 
     def to_der(self) -> bytes:
@@ -117,18 +162,22 @@ class WorkloadClaims:
             wasm_sha256=bytes(value["wasmSha256"]),
             config_sha256=bytes(value["configSha256"]),
             package_name=str(value["packageName"]),
+            nonce=_optional_bytes(value, "nonce"),
+            package_sha256=_optional_bytes(value, "packageSha256"),
         )
 
     @classmethod
     def from_der(cls, der: bytes) -> WorkloadClaims:
         return cls._from_asn1(_decode(der, _WorkloadClaimsAsn1(), "workload claims"))
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, str | None]:
         """The claims as the JSON outputs (verdicts, Steward answers, verify-peer) show them."""
         return {
             "wasm_sha256": self.wasm_sha256.hex(),
             "config_sha256": self.config_sha256.hex(),
             "package_name": self.package_name,
+            "nonce": None if self.nonce is None else self.nonce.hex(),
+            "package_sha256": None if self.package_sha256 is None else self.package_sha256.hex(),
         }
 
 
@@ -219,6 +268,11 @@ class AttestationResult:
         )
 
 
+def _optional_bytes(value: univ.Sequence, name: str) -> bytes | None:
+    component = value[name]
+    return bytes(component) if component.isValue else None
+
+
 def _check_version(version: int, what: str) -> None:
     if version != CLAIMS_VERSION:
         raise ClaimsError(
@@ -229,7 +283,7 @@ def _check_version(version: int, what: str) -> None:
 def _decode(der: bytes, spec: univ.Sequence, what: str) -> univ.Sequence:
     try:
         value, rest = decoder.decode(der, asn1Spec=spec)
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise ClaimsError(f"{what}: not valid DER: {plain(exc)}") from exc
     if rest:
         raise ClaimsError(f"{what}: {len(rest)} trailing bytes after the DER value")

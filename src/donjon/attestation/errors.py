@@ -142,6 +142,17 @@ class PolicyViolationError(AttestationError):
             self.code = code
 
 
+class FreshnessError(AttestationError):
+    """The evidence does not answer a challenge, where the policy demands one."""
+
+    code = "freshness.nonce_missing"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
 class PlatformNotAllowedError(AttestationError):
     """Development evidence (nil, kvm, sim) without an explicit allowance in the policy."""
 
@@ -171,5 +182,191 @@ class VerifierInternalError(AttestationError):
     code = "verifier.internal"
 
 
+# --- Intel DCAP (SGX and TDX) ------------------------------------------------------------------
+
+
+class QuoteSignatureError(SignatureError):
+    """The quote's ECDSA signature does not verify with its attestation key."""
+
+    code = "dcap.quote_signature"
+
+
+class QeReportSignatureError(SignatureError):
+    """The QE report is not signed by the PCK certificate's key."""
+
+    code = "dcap.qe_report_signature"
+
+
+class QeReportBindingError(AttestationError):
+    """The QE report's report_data is not SHA-256(attestation key || QE auth data) || 0^32."""
+
+    code = "dcap.qe_binding"
+
+
+class UnsupportedCertificationDataError(MalformedEvidenceError):
+    """A certification data type Donjon does not verify (PPID-only, platform manifest...)."""
+
+    code = "dcap.cert_data_type"
+
+
+class CollateralStaleError(AttestationError):
+    """TCB Info or QE Identity is past its nextUpdate (or not yet issued) at evaluation time."""
+
+    code = "collateral.stale"
+
+
+class CollateralSignatureError(ChainError):
+    """TCB Info or QE Identity is not signed by Intel's TCB Signing key under the pinned root."""
+
+    code = "collateral.signature"
+
+
+class CollateralMismatchError(AttestationError):
+    """The collateral is for another TEE, FMSPC, PCE or quoting enclave than the quote."""
+
+    code = "collateral.mismatch"
+
+
+class TcbNotSupportedError(TcbUnsupportedError):
+    """No TCB level of the TCB Info matches the platform (Intel: TCB not supported)."""
+
+    code = "tcb.not_supported"
+
+
+class TcbRevokedError(AttestationError):
+    """Intel's TCB algorithm says Revoked: this platform's TCB may never be trusted."""
+
+    code = "tcb.revoked"
+
+
+class QeIdentityMismatchError(AttestationError):
+    """The quoting enclave is not the one Intel's QE Identity describes."""
+
+    code = "dcap.qe_identity"
+
+
+class TdxModuleMismatchError(AttestationError):
+    """The TDX module (MRSIGNERSEAM, SEAM attributes, version) is not one TCB Info describes."""
+
+    code = "dcap.tdx_module"
+
+
+class TdDebugError(DebugNotAllowedError):
+    """The TD's DEBUG attribute is set, and the policy does not allow debug TDs."""
+
+    code = "tdx.debug"
+
+
+class EnclaveDebugError(DebugNotAllowedError):
+    """The enclave's DEBUG attribute is set, and the policy does not allow debug enclaves."""
+
+    code = "sgx.debug"
+
+
+# --- Azure confidential VMs (HCL report + vTPM quote) --------------------------------------
+
+
+class HclReportError(MalformedEvidenceError):
+    """An Azure HCL report whose header, sizes or hardware-report area break its layout."""
+
+    code = "azure.hcl_report"
+
+
+class RuntimeClaimsError(MalformedEvidenceError):
+    """The HCL report's runtime-claims JSON is malformed, or has fields Donjon does not know."""
+
+    code = "azure.runtime_claims"
+
+
+class RuntimeClaimsMismatchError(AttestationError):
+    """The hardware report's report_data is not SHA-256 of the runtime claims it came with."""
+
+    code = "azure.report_data"
+
+
+class AttestationKeyError(AttestationError):
+    """The runtime claims carry no usable vTPM attestation key (HCLAkPub, RSA)."""
+
+    code = "azure.ak"
+
+
+class TpmQuoteSignatureError(AttestationError):
+    """The TPM quote's signature does not verify with the attestation key, or its algorithm is
+    not RSASSA-PKCS1-v1_5 with SHA-256."""
+
+    code = "azure.quote_signature"
+
+
+class TpmQuoteFormatError(MalformedEvidenceError):
+    """A TPMS_ATTEST that is not a quote: wrong magic or type, bad sizes, trailing bytes."""
+
+    code = "azure.quote"
+
+
+class PcrDigestMismatchError(AttestationError):
+    """The PCR values sent with the quote do not hash to the digest the TPM signed."""
+
+    code = "azure.pcr_digest"
+
+
+class TdReportMismatchError(AttestationError):
+    """The TD quote does not describe the TDREPORT that the HCL report holds."""
+
+    code = "azure.td_report"
+
+
 class PolicyError(DonjonError):
     """A verification policy file that cannot be loaded; names the file and key."""
+
+
+# --- Arm CCA and AWS Nitro (cca/, nitro/) ---------------------------------------------------
+
+
+class CcaPlatformSignatureError(SignatureError):
+    """The CCA platform token's signature does not verify with the trusted CPAK."""
+
+    code = "cca.platform_signature"
+
+
+class CcaRealmSignatureError(SignatureError):
+    """The CCA realm token's signature does not verify with the RAK it carries."""
+
+    code = "cca.realm_signature"
+
+
+class CcaTrustAnchorError(CollateralMissingError):
+    """No trusted CPAK is known for the platform's implementation and instance IDs."""
+
+    code = "cca.trust_anchor"
+
+
+class CcaRakBindingError(AttestationError):
+    """The platform challenge is not the hash of the realm's RAK: the tokens do not belong
+    together."""
+
+    code = "cca.rak_binding"
+
+
+class CcaLifecycleError(AttestationError):
+    """The CCA platform is not in the "secured" lifecycle state (and the policy does not
+    allow the state it is in)."""
+
+    code = "cca.lifecycle"
+
+
+class NitroSignatureError(SignatureError):
+    """The Nitro attestation document's signature does not verify with its leaf certificate."""
+
+    code = "nitro.signature"
+
+
+class NitroTimestampError(AttestationError):
+    """The Nitro document's timestamp is outside its certificate's validity or in the future."""
+
+    code = "nitro.timestamp"
+
+
+class NitroDebugError(DebugNotAllowedError):
+    """All-zero PCRs: a debug-mode enclave, whose memory the parent instance can read."""
+
+    code = "nitro.debug"

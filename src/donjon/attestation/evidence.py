@@ -19,12 +19,17 @@ from collections.abc import Sequence
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, univ
 
+from donjon.attestation.der import DECODE_ERRORS
 from donjon.attestation.errors import MalformedEvidenceError
 from donjon.attestation.snp.verify import SnpEvidence
-from donjon.attestation.x509util import load_certificate, quiet_serials, touch_crl
+from donjon.attestation.x509util import (
+    X509_LOAD_ERRORS,
+    load_certificate,
+    quiet_serials,
+    touch_crl,
+)
 
 DER_NULL = b"\x05\x00"
 
@@ -72,7 +77,7 @@ class _SimEvidence(univ.Sequence):
 def _decode(data: bytes, spec: univ.Sequence, what: str) -> univ.Sequence:
     try:
         value, rest = decoder.decode(data, asn1Spec=spec)
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedEvidenceError(f"{what}: not valid DER ({str(exc)[:80]})") from exc
     if rest:
         raise MalformedEvidenceError(f"{what}: {len(rest)} trailing bytes after the evidence")
@@ -83,7 +88,7 @@ def _crl(data: bytes, what: str) -> x509.CertificateRevocationList:
     with quiet_serials():
         try:
             crl = x509.load_der_x509_crl(data)
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise MalformedEvidenceError(f"{what}: CRL is not valid DER") from exc
     return touch_crl(crl, what)
 

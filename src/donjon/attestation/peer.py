@@ -43,7 +43,9 @@ from donjon.attestation.peer_errors import (
     DebugPeerError,
     DevelopmentPeerError,
     LeafProfileError,
+    MeasurementMismatchError,
     MissingAttestationError,
+    PackageMismatchError,
     PeerError,
     PeerExpiredError,
     PeerIsCAError,
@@ -62,6 +64,7 @@ from donjon.attestation.peer_x509 import (
     check_leaf_profile,
     load_certificate,
     load_crl,
+    touch_peer,
 )
 from donjon.errors import UsageError, plain
 
@@ -81,7 +84,9 @@ __all__ = [
     "DebugPeerError",
     "DevelopmentPeerError",
     "LeafProfileError",
+    "MeasurementMismatchError",
     "MissingAttestationError",
+    "PackageMismatchError",
     "PeerCheck",
     "PeerError",
     "PeerExpectations",
@@ -126,6 +131,8 @@ KNOWN_TCB_STATUSES = frozenset(
         "ConfigurationAndSWHardeningNeeded",
         "OutOfDate",
         "OutOfDateConfigurationNeeded",
+        "TDRelaunchAdvised",
+        "TDRelaunchAdvisedConfigurationNeeded",
         "Revoked",
         "Unknown",
     }
@@ -146,6 +153,10 @@ class PeerExpectations:
     """
 
     workload_sha256: bytes | None = None
+    #: SHA-256 of the OCI manifest (or https tar) the peer must have been deployed from.
+    package_sha256: bytes | None = None
+    #: The TEE's launch measurement (SNP MEASUREMENT, TDX MRTD, SGX MRENCLAVE), exactly.
+    measurement: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
     platforms: frozenset[str] | None = None  # None: any TEE platform
     allow_development: bool = False
@@ -288,6 +299,7 @@ def verify_peer_certificate(
     """
     expect = expect or PeerExpectations()
     checks: list[PeerCheck] = []
+    touch_peer(leaf)
     check_chain(leaf, ca, now)
     checks.append(PeerCheck("chain", True, "signed by the Steward CA, in its validity period"))
     purpose = check_leaf_profile(leaf, role)
@@ -324,6 +336,23 @@ def verify_peer_certificate(
                 f"expected {expect.workload_sha256.hex()}"
             )
         checks.append(PeerCheck("workload", True, f"wasm sha256 {workload.wasm_sha256.hex()}"))
+    if expect.package_sha256 is not None:
+        package = workload.package_sha256 if workload is not None else None
+        if package is None:
+            raise PackageMismatchError("peer certificate names no package (not from a registry)")
+        if not hmac.compare_digest(package, expect.package_sha256):
+            raise PackageMismatchError(
+                f"peer was deployed from package sha256:{package.hex()}, "
+                f"expected sha256:{expect.package_sha256.hex()}"
+            )
+        checks.append(PeerCheck("package", True, f"package sha256:{package.hex()}"))
+    if expect.measurement is not None:
+        if not hmac.compare_digest(result.measurement, expect.measurement):
+            raise MeasurementMismatchError(
+                f"peer measurement {result.measurement.hex() or '(none)'}, "
+                f"expected {expect.measurement.hex()}"
+            )
+        checks.append(PeerCheck("measurement", True, result.measurement.hex()))
     if expect.min_tcb:
         actual = parse_tcb(result.tcb) if result.tcb else {}
         short = [

@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from donjon.attestation import oids
 from donjon.attestation.certprofile import parse_certificate
+from donjon.attestation.errors import MalformedEvidenceError
 from donjon.attestation.peer_errors import (
     CrlError,
     CrlNotYetValidError,
@@ -28,6 +29,7 @@ from donjon.attestation.peer_errors import (
     UntrustedChainError,
     WrongPurposeError,
 )
+from donjon.attestation.x509util import X509_LOAD_ERRORS, touch_certificate, touch_crl
 from donjon.errors import UsageError, plain
 
 #: Who the peer is to us: the server we connected to, or a client that connected to us.
@@ -52,21 +54,38 @@ _SCOPED_CRL = {
 
 
 def load_certificate(data: bytes, what: str) -> x509.Certificate:
+    """A certificate whose every lazily decoded part has been read (see ``touch_certificate``)."""
     if not data.strip():
         raise UsageError(f"{what} is not a certificate: the file is empty")
     try:
-        return parse_certificate(data)
-    except ValueError as exc:
+        return touch_certificate(parse_certificate(data), what)
+    except (ValueError, MalformedEvidenceError) as exc:
         raise UsageError(f"{what} is not a certificate: {plain(exc)}") from None
 
 
 def load_crl(data: bytes, what: str = "CRL") -> x509.CertificateRevocationList:
+    """A CRL whose issuer, entries, extensions and dates decode: ``cryptography`` reads
+    them lazily, so a hostile CRL would otherwise fail later, in a check, with a
+    ``ValueError`` (found by ``fuzz/targets.py``)."""
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_crl(data)
-        return x509.load_der_x509_crl(data)
-    except ValueError as exc:
+            crl = x509.load_pem_x509_crl(data)
+        else:
+            crl = x509.load_der_x509_crl(data)
+        return touch_crl(crl, what)
+    except X509_LOAD_ERRORS as exc:
         raise CrlError(f"{what} is not a CRL: {plain(exc)}") from None
+    except MalformedEvidenceError as exc:
+        raise CrlError(f"{what} is not a CRL: {plain(exc)}") from None
+
+
+def touch_peer(leaf: x509.Certificate) -> None:
+    """Decode the peer's whole certificate first: a field that fails to decode refuses
+    the peer (``peer.chain``) instead of raising ``ValueError`` from inside a check."""
+    try:
+        touch_certificate(leaf, "peer certificate")
+    except MalformedEvidenceError as exc:
+        raise UntrustedChainError(f"peer certificate is unreadable: {exc}") from None
 
 
 def check_chain(leaf: x509.Certificate, ca: x509.Certificate, now: datetime) -> None:

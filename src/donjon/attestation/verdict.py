@@ -27,7 +27,7 @@ from donjon.attestation.errors import (
 from donjon.errors import plain
 
 if TYPE_CHECKING:
-    from donjon.attestation.snp.verify import SnpVerified
+    from donjon.attestation.rules import TeeRules
 
 T = TypeVar("T")
 
@@ -66,6 +66,38 @@ class Check:
 
 
 @dataclass(frozen=True)
+class Appraisal:
+    """What one TEE's verifier concluded from genuine evidence, in every TEE's terms.
+
+    The verifier has recorded its own checks (chain, signature, binding, its
+    section's pins); the rules every TEE shares are applied to this afterwards.
+    """
+
+    platform: str
+    product: str
+    measurement: bytes
+    tcb: str
+    tcb_status: str
+    debug: bool
+    #: The policy section that judged it, its shared rules, and which of its keys pin.
+    section: str
+    rules: TeeRules | None  # None: a development platform, judged by its own allowance
+    pinned: tuple[str, ...] = ()
+    #: The statuses the TEE accepts when the section names none.
+    default_statuses: frozenset[str] = frozenset()
+    vendor_advisories: tuple[str, ...] = ()
+    #: Donjon's own advisories for the certificate (revocation-not-checked, ...).
+    notes: tuple[str, ...] = ()
+    development: bool = False
+    not_after_limit: datetime | None = None
+    #: Whether a current vendor CRL was checked (None: no vendor chain was judged).
+    revocation_checked: bool | None = None
+    crl_mode: str | None = None
+    #: Decoded evidence for display, built on demand (verification does not pay for it).
+    describe: Callable[[], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
 class Verdict:
     accepted: bool
     checks: tuple[Check, ...]
@@ -77,32 +109,21 @@ class Verdict:
     not_after_limit: datetime | None  # latest validity the collateral allows
     csr: x509.CertificateSigningRequest | None
     evaluated_at: datetime | None = None
-    snp: SnpVerified | None = None  # the verified SNP evidence, when it got that far
+    #: The TEE verifier's conclusion, when it got past the cryptography.
+    appraisal: Appraisal | None = None
     crl_mode: str | None = None  # "require" | "if-available" when a vendor chain was judged
 
     @property
     def revocation_checked(self) -> bool | None:
         """Whether a current CRL of the vendor root was checked (None: no chain judged)."""
-        return None if self.snp is None else self.snp.chain.crl_checked
+        return None if self.appraisal is None else self.appraisal.revocation_checked
 
     @cached_property
     def details(self) -> dict[str, Any] | None:
         """Decoded evidence for display (built on demand: verification does not pay for it)."""
-        if self.snp is None:
+        if self.appraisal is None or self.appraisal.describe is None:
             return None
-        key = self.snp.key
-        return {
-            "product": self.snp.product.value,
-            "report": self.snp.report.to_dict(),
-            "endorsement_key": {
-                "kind": key.kind,
-                "product_name": key.product_name,
-                "tcb": key.tcb,
-                "hwid": key.hwid.hex() if key.hwid else None,
-                "csp_id": key.csp_id,
-            },
-            "chain": self.snp.chain.describe(),
-        }
+        return self.appraisal.describe()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (the CLI's ``--json``)."""
@@ -153,8 +174,17 @@ class Checklist:
             self.error = error
             self.first_failed = check_id
 
-    def step(self, check_id: str, fn: Callable[[], tuple[T, str]]) -> T:
-        """Run a fail-fast check: ``fn`` returns (value, reason) or raises."""
+    def step(
+        self,
+        check_id: str,
+        fn: Callable[[], tuple[T, str]],
+        *,
+        not_done: Callable[[T], bool] | None = None,
+    ) -> T:
+        """Run a fail-fast check: ``fn`` returns (value, reason) or raises.
+
+        ``not_done(value)`` true: the step found nothing to check (a TCB not appraised
+        under ``if-available``), recorded as not checked rather than passed."""
         try:
             value, reason = fn()
         except AttestationError as error:
@@ -170,7 +200,10 @@ class Checklist:
             internal = VerifierInternalError(f"{type(exc).__name__}: {str(exc)[:120]}")
             self.fail(check_id, internal)
             raise Stop from exc
-        self.ok(check_id, reason)
+        if not_done is not None and not_done(value):
+            self.not_checked(check_id, reason)
+        else:
+            self.ok(check_id, reason)
         return value
 
     def expect(

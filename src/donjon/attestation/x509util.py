@@ -25,6 +25,11 @@ from donjon.errors import plain
 _SERIAL_WARNING = r".*serial number.*"
 
 
+#: What ``cryptography`` raises for bytes it cannot load as a certificate or CRL:
+#: ``ValueError``, and ``InvalidVersion`` (not a ValueError) for an unknown version number.
+X509_LOAD_ERRORS: tuple[type[Exception], ...] = (ValueError, x509.InvalidVersion)
+
+
 @contextmanager
 def quiet_serials() -> Iterator[None]:
     """Silence only cryptography's non-positive-serial deprecation warning."""
@@ -41,7 +46,7 @@ def load_certificate(data: bytes, *, what: str = "certificate") -> x509.Certific
                 cert = x509.load_pem_x509_certificate(data)
             else:
                 cert = x509.load_der_x509_certificate(data)
-        except (ValueError, x509.InvalidVersion) as exc:
+        except X509_LOAD_ERRORS as exc:
             raise MalformedEvidenceError(
                 f"{what}: not a valid X.509 certificate ({plain(exc)})"
             ) from exc
@@ -92,7 +97,7 @@ def load_certificates(data: bytes, *, what: str = "certificates") -> list[x509.C
                 certs = x509.load_pem_x509_certificates(data)
             else:
                 certs = [x509.load_der_x509_certificate(data)]
-        except (ValueError, x509.InvalidVersion) as exc:
+        except X509_LOAD_ERRORS as exc:
             raise MalformedEvidenceError(f"{what}: not valid X.509 ({plain(exc)})") from exc
     return [touch_certificate(cert, what) for cert in certs]
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
     KdsFetcher,
@@ -24,81 +25,81 @@ from donjon.attestation import (
     load_policy,
     oids,
     verify_csr,
-    verify_report,
 )
+from donjon.attestation.cca.anchors import AnchorError, AnchorStore, load_cpak, load_store
+from donjon.attestation.cca.entry import MATERIAL_ANCHORS as CCA_ANCHORS
+from donjon.attestation.csr import verify_evidence
+from donjon.attestation.dcap.collateral import CollateralBundle
+from donjon.attestation.dcap.store import load_bundle_file
 from donjon.attestation.errors import AttestationError
-from donjon.attestation.evidence import decode_enarx_snp, decode_sim
+from donjon.attestation.nitro.entry import MATERIAL_TIME as NITRO_TIME
+from donjon.attestation.registry import BareFormat, TcbMode, VerifyOptions
 from donjon.attestation.snp.chain import CrlMode
-from donjon.attestation.snp.report import SnpReport, parse_report
 from donjon.attestation.trust import parse_cert_bundle
-from donjon.attestation.x509util import quiet_serials
+from donjon.attestation.verifiers import REGISTRY
+from donjon.attestation.x509util import X509_LOAD_ERRORS, quiet_serials
 from donjon.cli.options import DIRECTORY, EXISTING_FILE
-from donjon.cli.output import mark, print_json
+from donjon.cli.output import escape, mark, print_fields, print_json
 from donjon.errors import UsageError, plain
-
-REPORT_SIZE = 1184
-HCL_HEADER = 32  # Azure CVM HCL report: 32-byte header, then the SNP report
 
 
 @dataclass(frozen=True)
 class Evidence:
-    kind: str  # "report" | "csr"
-    data: bytes  # the 1184-byte report, or the CSR DER
+    """A file's evidence: a Keep CSR (DER), or bare evidence of a registered form."""
+
+    data: bytes
     form: str  # how it was found, for display
+    bare: BareFormat | None  # None: a CSR
+
+    @property
+    def kind(self) -> str:
+        return "csr" if self.bare is None else "bare"
 
 
 def recognise(path: Path) -> Evidence:
-    """Raw report, hex report, Azure HCL report, or a DER/PEM CSR (Enarx or Donjon)."""
+    """A DER/PEM CSR (Enarx or Donjon), or any bare form the verifier registry knows."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    if len(data) == REPORT_SIZE:
-        return Evidence("report", data, "raw SNP report")
-    if data[:4] == b"HCLA" and len(data) >= HCL_HEADER + REPORT_SIZE:
-        return Evidence("report", data[HCL_HEADER : HCL_HEADER + REPORT_SIZE], "Azure HCL report")
     text = data.strip()
     if b"-----BEGIN CERTIFICATE REQUEST-----" in text:
         try:
             csr = x509.load_pem_x509_csr(text)
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise UsageError(f"{path}: PEM CSR is malformed ({plain(exc)})") from exc
-        from cryptography.hazmat.primitives.serialization import Encoding
-
-        return Evidence("csr", csr.public_bytes(Encoding.DER), "PEM CSR")
-    try:
-        decoded = bytes.fromhex(text.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        decoded = b""
-    if len(decoded) == REPORT_SIZE:
-        return Evidence("report", decoded, "hex SNP report")
+        return Evidence(csr.public_bytes(Encoding.DER), "PEM CSR", None)
+    found = REGISTRY.recognise(data)
+    if found is not None:
+        form, evidence = found
+        return Evidence(evidence, form.name, form)
     if data[:1] == b"\x30":
         try:
             x509.load_der_x509_csr(data)
-        except ValueError:
+        except X509_LOAD_ERRORS:
             pass
         else:
-            return Evidence("csr", data, "DER CSR")
-    raise UsageError(
-        f"{path}: not an SNP report (1184 raw bytes or hex), an Azure HCL report or a CSR "
-        f"({len(data)} bytes)"
-    )
+            return Evidence(data, "DER CSR", None)
+    forms = ", ".join(f.name for f in REGISTRY.bare_formats)
+    raise UsageError(f"{path}: not a Keep CSR or any known evidence ({forms}); {len(data)} bytes")
 
 
-def _csr_report(der: bytes) -> tuple[str, bytes | None]:
-    """(kind of CSR, embedded SNP report if any), without verifying anything."""
-    csr = x509.load_der_x509_csr(der)
+def _decode(evidence: Evidence) -> tuple[str, str, dict[str, Any]]:
+    """(form, platform, decoded fields) without verifying anything."""
+    if evidence.bare is not None:
+        bare = evidence.bare
+        return evidence.form, bare.platform, bare.verifier.show_bare(evidence.data)
+    csr = x509.load_der_x509_csr(evidence.data)
     with quiet_serials():
         for ext in csr.extensions:
+            entry = REGISTRY.get(ext.oid)
             value = ext.value
-            raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
-            if ext.oid == oids.ENARX_SNP:
-                return "Enarx SNP CSR", decode_enarx_snp(raw).report
-            if ext.oid == oids.EVIDENCE_SIM:
-                return "Donjon sim CSR", decode_sim(raw).report
-            if ext.oid in oids.EVIDENCE_OIDS:
-                return f"CSR with evidence {ext.oid.dotted_string}", None
-    return "CSR without evidence", None
+            if entry is None or not isinstance(value, x509.UnrecognizedExtension):
+                continue
+            kind = "Enarx" if ext.oid.dotted_string.startswith(oids.ENARX_ARC) else "Donjon"
+            name = f"{kind} {entry.platform.upper()} CSR"
+            return name, entry.platform, entry.show(value.value)
+    return "CSR without evidence", "unknown", {}
 
 
 def _parse_time(text: str | None) -> datetime:
@@ -133,7 +134,7 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
                     if data.lstrip().startswith(b"-----BEGIN")
                     else x509.load_der_x509_crl(data)
                 )
-        except ValueError as exc:
+        except X509_LOAD_ERRORS as exc:
             raise UsageError(f"--crl {path}: not a CRL") from exc
         out.append(crl)
     return tuple(out)
@@ -145,44 +146,61 @@ def _say(line: str) -> None:
 
 @click.group()
 def attest() -> None:
-    """Decode and verify attestation evidence (AMD SEV-SNP reports and Keep CSRs).
+    """Decode and verify attestation evidence: AMD SEV-SNP reports, Intel SGX and TDX quotes,
+    Azure CVM evidence (HCL report + vTPM quote), Arm CCA tokens, AWS Nitro documents (raw,
+    or inside an RA-TLS certificate) and Keep CSRs.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show quote.dat --json
+      donjon attest show cca-token.cbor --json
+      donjon attest verify cca-token.cbor --cpak cpak.pem
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/
-      donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify quote.dat --collateral collateral.json --trust-dir intel-roots/
+      donjon attest collateral fetch quote.dat -o collateral.json
+      donjon attest verify keep.csr --policy steward.toml --trust-dir roots/ --json
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --policy azure.toml
+      donjon attest verify az-snp-vtpm-evidence.json --trust-dir amd-roots/
     """
+
+
+def _register_collateral() -> None:
+    from donjon.cli.attest_collateral import collateral
+
+    attest.add_command(collateral)
+
+
+_register_collateral()
 
 
 @attest.command()
 @click.argument("file", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
-    """Decode FILE without verifying it: a raw or hex SNP report, or a CSR.
+    """Decode FILE without verifying it: a raw or hex SNP report, a raw, hex or base64
+    SGX/TDX quote, an Azure HCL report or Trustee's az-snp-vtpm/az-tdx-vtpm evidence JSON,
+    a CCA token, a Nitro document or RA-TLS certificate, or a CSR. ``--json`` prints every
+    field, bytes as lowercase hex.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show quote.dat --json
+      donjon attest show hcl-report.bin --json
       donjon attest show keep.csr --json
     """
     evidence = recognise(file)
-    form = evidence.form
-    report_bytes: bytes | None = evidence.data
-    if evidence.kind == "csr":
-        try:
-            form, report_bytes = _csr_report(evidence.data)
-        except (ValueError, AttestationError) as exc:
-            raise UsageError(f"{file}: cannot decode the CSR's evidence: {plain(exc)}") from exc
-    report = parse_report(report_bytes, strict=False) if report_bytes else None
+    try:
+        form, platform, decoded = _decode(evidence)
+    except (ValueError, AttestationError) as exc:
+        raise UsageError(f"{file}: cannot decode its evidence: {plain(exc)}") from exc
     if as_json:
-        print_json(
-            {"file": str(file), "form": form, "report": report.to_dict() if report else None}
-        )
+        print_json({"file": str(file), "form": form, "platform": platform, **decoded})
         return
     click.echo(f"{file}: {form}")
-    if report is not None:
-        _print_report(report)
+    print_fields(decoded, indent=1)
 
 
 @attest.command()
@@ -190,7 +208,8 @@ def show(file: Path, as_json: bool) -> None:
 @click.option(
     "--vcek",
     type=EXISTING_FILE,
-    help="VCEK or VLEK certificate (DER or PEM) for a bare report.",
+    help="VCEK or VLEK certificate (DER or PEM) for a bare report; a PEM bundle "
+    "(VCEK first, then ASK and ARK, as Azure's THIM serves it) is accepted.",
 )
 @click.option(
     "--chain",
@@ -203,6 +222,18 @@ def show(file: Path, as_json: bool) -> None:
     multiple=True,
     type=EXISTING_FILE,
     help="An ARK CRL (DER or PEM); may be repeated.",
+)
+@click.option(
+    "--quote",
+    "tpm_quote",
+    type=EXISTING_FILE,
+    help="Azure: the vTPM quote of an HCL report, as Trustee writes it "
+    '(JSON {"message", "signature", "pcrs"}, hex).',
+)
+@click.option(
+    "--td-quote",
+    type=EXISTING_FILE,
+    help="Azure TDX: the TD quote IMDS made of the HCL report's TDREPORT (binary).",
 )
 @click.option(
     "--policy",
@@ -240,12 +271,44 @@ def show(file: Path, as_json: bool) -> None:
     is_flag=True,
     help="Fetch missing VCEKs, chains and CRLs from AMD KDS (cached on disk).",
 )
+@click.option(
+    "--cpak",
+    type=EXISTING_FILE,
+    help="Arm CCA: the platform key (CPAK, PEM or JWK) that must have signed the token.",
+)
+@click.option(
+    "--trust-anchors",
+    "trust_anchors",
+    type=EXISTING_FILE,
+    help="Arm CCA: a trust-anchor store (tastore.json: CPAKs by implementation and "
+    "instance ID).",
+)
+@click.option(
+    "--collateral",
+    "collateral_file",
+    type=EXISTING_FILE,
+    help="Intel collateral for an SGX/TDX quote: a QuoteCollateralV3 JSON bundle "
+    "(from `donjon attest collateral fetch`, or Phala dcap-qvl).",
+)
+@click.option(
+    "--tcb-mode",
+    type=click.Choice(["require", "if-available"]),
+    help="SGX/TDX: 'require' refuses without current TCB Info; 'if-available' verifies "
+    "signature and chain without it and says TCB NOT APPRAISED. Default: the policy's.",
+)
+@click.option(
+    "--pccs",
+    metavar="URL",
+    help="Fetch missing Intel collateral from this PCCS (clouds run their own).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify(
     file: Path,
     vcek: Path | None,
     chain: Path | None,
     crl_files: tuple[Path, ...],
+    tpm_quote: Path | None,
+    td_quote: Path | None,
     policy_file: Path | None,
     trust_dir: Path | None,
     product: str | None,
@@ -253,15 +316,24 @@ def verify(
     crl_mode: str | None,
     require_crl: bool,
     fetch: bool,
+    cpak: Path | None,
+    trust_anchors: Path | None,
+    collateral_file: Path | None,
+    tcb_mode: str | None,
+    pccs: str | None,
     as_json: bool,
 ) -> None:
-    """Verify FILE (an SNP report or a Keep CSR) and judge it against a policy.
+    """Verify FILE (an SNP report, an SGX/TDX quote, Azure CVM evidence, a CCA token, a
+    Nitro document or RA-TLS certificate, or a Keep CSR) and judge it against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with
     ✔ (passed), ✗ (failed) or – (not checked).
-    Revocation fails closed: without a current CRL of the AMD root (from the
-    evidence, --crl, --trust-dir or --fetch) the evidence is refused, unless
-    --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
+    Revocation fails closed: without a current CRL of the vendor root (from the
+    evidence, --crl, --collateral, --trust-dir or --fetch) the evidence is refused,
+    unless --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
+    SGX and TDX quotes need Intel's TCB Info and QE Identity: from the evidence,
+    --collateral, a bundle in --trust-dir, or --fetch / --pccs (Intel PCS or a PCCS);
+    --tcb-mode if-available judges signature and chain only (TCB NOT APPRAISED).
 
     \b
     Examples:
@@ -270,7 +342,25 @@ def verify(
           --crl crl_milan.der --at 2023-04-10
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ \\
           --crl-mode if-available
+      donjon attest verify quote.dat --collateral collateral.json --at 2025-07-01
+      donjon attest verify quote.dat --fetch
+      donjon attest verify quote.dat --tcb-mode if-available
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify cca-token.cbor --cpak cpak-pub.json
+      donjon attest verify cca-token.cbor --trust-anchors tastore.json --policy steward.toml
+      donjon attest verify nitro-doc.cose --trust-dir nitro-roots/   # at the doc's time
+      donjon attest verify enclave-cert.pem --trust-dir nitro-roots/ --at 2023-01-18T15:20Z
+
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --crl-mode if-available --policy azure.toml
+
+    A Nitro document (or RA-TLS certificate) is judged at its own timestamp unless
+    --at names a time; its AWS root is found in --trust-dir (or, identical by its pinned
+    fingerprint, in the document).
+
+    An Azure HCL report needs its vTPM quote (--quote) and, for SNP, its VCEK (--vcek,
+    or --fetch); Trustee's evidence JSON carries both. The default policy refuses a VM
+    with a serial console: say allow_console = true in [azure] to accept one.
     """
     evidence = recognise(file)
     now = _parse_time(at_time)
@@ -278,6 +368,11 @@ def verify(
     if trust_dir is not None and not trust_dir.is_dir():
         raise UsageError(f"--trust-dir {trust_dir}: not a directory")
     chain_certs = _certs(chain, "--chain")
+    cert = _certs(vcek, "--vcek")
+    if vcek is not None and not cert:
+        raise UsageError(f"--vcek {vcek}: expected a certificate")
+    # A bundle (as Azure's THIM serves it): the VCEK first, then its ASK and ARK.
+    chain_certs += cert[1:]
     crls = _crls(crl_files)
     fetcher = KdsFetcher(progress=_say) if fetch else None
     cache = _cache_dir() if fetch else None
@@ -290,24 +385,28 @@ def verify(
     if require_crl and crl_mode == "if-available":
         raise UsageError("--require-crl contradicts --crl-mode if-available")
     mode: CrlMode | None = "require" if require_crl else _crl_mode(crl_mode)
-    if evidence.kind == "csr":
-        verdict = verify_csr(
-            evidence.data, policy=policy, trust=trust, now=now, product=chosen, crl_mode=mode
-        )
+    material: dict[str, Any] = {
+        "vcek": cert[0] if cert else None,
+        "chain": tuple(chain_certs),
+        "crls": crls,
+        NITRO_TIME: "now" if at_time else "document",
+        "tpm_quote": _read(tpm_quote, "--quote"),
+        "td_quote": _read(td_quote, "--td-quote"),
+        "collateral": _collateral(collateral_file),
+        "pccs": pccs,
+        "fetch": fetch,
+    }
+    anchors = _cca_anchors(cpak, trust_anchors)
+    if anchors:
+        material[CCA_ANCHORS] = anchors
+    options = VerifyOptions(
+        crl_mode=mode, tcb_mode=_tcb_mode(tcb_mode), product=chosen, material=material
+    )
+    if evidence.bare is None:
+        verdict = verify_csr(evidence.data, policy=policy, trust=trust, now=now, options=options)
     else:
-        cert = _certs(vcek, "--vcek")
-        if vcek is not None and len(cert) != 1:
-            raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
-        verdict = verify_report(
-            evidence.data,
-            policy=policy,
-            trust=trust,
-            now=now,
-            vcek=cert[0] if cert else None,
-            chain=tuple(chain_certs),
-            crls=crls,
-            product=chosen,
-            crl_mode=mode,
+        verdict = verify_evidence(
+            evidence.data, evidence.bare, policy=policy, trust=trust, now=now, options=options
         )
     if as_json:
         data = verdict.to_dict()
@@ -322,12 +421,50 @@ def verify(
         raise verdict.error
 
 
+def _cca_anchors(cpak: Path | None, store: Path | None) -> AnchorStore:
+    anchors = AnchorStore()
+    for flag, path, load in (("--trust-anchors", store, load_store), ("--cpak", cpak, load_cpak)):
+        if path is None:
+            continue
+        try:
+            anchors = anchors.merged(load(path))
+        except AnchorError as exc:
+            raise UsageError(f"{flag}: {exc}") from exc
+    return anchors
+
+
+def _read(path: Path | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from exc
+
+
 def _crl_mode(text: str | None) -> CrlMode | None:
     if text == "require":
         return "require"
     if text == "if-available":
         return "if-available"
     return None
+
+
+def _tcb_mode(text: str | None) -> TcbMode | None:
+    if text == "require":
+        return "require"
+    if text == "if-available":
+        return "if-available"
+    return None
+
+
+def _collateral(path: Path | None) -> CollateralBundle | None:
+    if path is None:
+        return None
+    try:
+        return load_bundle_file(path)
+    except AttestationError as exc:
+        raise UsageError(f"--collateral {exc.message}") from exc
 
 
 def _cache_dir() -> Path:
@@ -339,72 +476,44 @@ def _bold(text: str) -> str:
     return click.style(text, bold=True)
 
 
-def _print_report(report: SnpReport) -> None:
-    fields: dict[str, Any] = report.to_dict()
-    click.echo(f"  version          {report.version}")
-    click.echo(f"  product          {fields['product'] or 'unknown (v2 report: no CPUID)'}")
-    click.echo(f"  measurement      {_bold(report.measurement.hex())}")
-    click.echo(f"  reported TCB     {_bold(str(report.reported_tcb))}")
-    click.echo(f"  current TCB      {report.current_tcb}   firmware {report.current_fw}")
-    click.echo(f"  committed TCB    {report.committed_tcb}   firmware {report.committed_fw}")
-    click.echo(f"  launch TCB       {report.launch_tcb}")
-    gp = report.policy
-    flags = [
-        name
-        for name, on in (
-            ("SMT", gp.smt_allowed),
-            ("MIGRATE_MA", gp.migrate_ma_allowed),
-            ("DEBUG", gp.debug_allowed),
-            ("SINGLE_SOCKET", gp.single_socket),
-        )
-        if on
-    ]
-    debug = click.style(" (debuggable!)", fg="red") if gp.debug_allowed else ""
-    click.echo(
-        f"  guest policy     0x{gp.raw:x} ABI {gp.abi_major}.{gp.abi_minor} "
-        f"{'|'.join(flags) or '-'}{debug}"
-    )
-    click.echo(f"  platform info    0x{report.platform_info.raw:x}")
-    click.echo(
-        f"  signing key      {report.signing_key.name}  vmpl {report.vmpl}  "
-        f"guest svn {report.guest_svn}"
-    )
-    for name in (
-        "report_data",
-        "host_data",
-        "id_key_digest",
-        "author_key_digest",
-        "family_id",
-        "image_id",
-        "report_id",
-        "chip_id",
-    ):
-        click.echo(f"  {name:<16} {fields[name]}")
-    if report.cpuid is not None:
-        fam, mod, step = report.cpuid
-        click.echo(f"  cpuid            family 0x{fam:x} model 0x{mod:x} stepping {step}")
-
-
 def _print_verdict(
     file: Path, evidence: Evidence, verdict: Verdict, policy: Policy, *, from_flag: bool
 ) -> None:
     when = verdict.evaluated_at.isoformat() if verdict.evaluated_at else "?"
     product = (verdict.details or {}).get("product", "")
     click.echo(f"{file}: {evidence.form}")
+    # Names, reasons and subjects below may quote the evidence's own strings: escaped.
     click.echo(
-        f"platform {_bold(verdict.platform)}  product {_bold(product or '-')}  "
+        f"platform {_bold(escape(verdict.platform))}  product {_bold(escape(product or '-'))}  "
         f"evaluated at {when}  policy {policy.source}"
     )
+    appraisal = verdict.appraisal
+    if appraisal is not None:
+        click.echo(f"  measurement      {_bold(appraisal.measurement.hex() or '-')}")
+        click.echo(f"  TCB              {_bold(appraisal.tcb or '-')}   {appraisal.tcb_status}")
+    if appraisal is not None and appraisal.vendor_advisories:
+        click.echo(f"  advisories       {', '.join(appraisal.vendor_advisories)}")
+    if appraisal is not None and appraisal.tcb_status == "NotAppraised" and "quote" in (
+        verdict.details or {}
+    ):
+        click.echo(click.style("  TCB NOT APPRAISED (no TCB collateral)", fg="red"))
+    quote = (verdict.details or {}).get("quote")
+    if isinstance(quote, dict):
+        click.echo(f"  report_data      {quote['body']['report_data']}")
     report = (verdict.details or {}).get("report")
-    if report is not None:
-        click.echo(f"  measurement      {_bold(report['measurement'])}")
-        tcb = " ".join(f"{k}={v}" for k, v in report["reported_tcb"].items())
-        click.echo(f"  reported TCB     {_bold(tcb)}   firmware {report['current_fw']}")
-        click.echo(f"  report_data      {report['report_data']}")
-        click.echo(f"  chip_id          {report['chip_id']}")
+    if isinstance(report, dict):
+        for name in ("report_data", "chip_id"):
+            if name in report:
+                click.echo(f"  {name:<16} {report[name]}")
+    azure = (verdict.details or {}).get("azure")
+    if isinstance(azure, dict):
+        quote, vm = azure["quote"], azure["runtime_claims"]["vm_configuration"]
+        click.echo(f"  quote extraData  {quote['extra_data']}")
+        flags = ", ".join(f"{k} {v}" for k, v in vm.items())
+        click.echo(f"  vm               {flags}")
     chain = (verdict.details or {}).get("chain")
     if chain:
-        click.echo("  chain            " + " -> ".join(chain))
+        click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))
     if verdict.crl_mode is not None:
         source = "--crl-mode" if from_flag else f"policy {policy.source}"
         checked = verdict.revocation_checked
@@ -414,10 +523,18 @@ def _print_verdict(
         click.echo(click.style(text, fg=color))
     for check in verdict.checks:
         sign = mark(check.passed, not_checked=check.not_checked)
-        click.echo(f"  {sign} {check.id:<24} {check.reason}")
+        click.echo(f"  {sign} {check.id:<24} {escape(check.reason)}")
     if verdict.accepted:
-        caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
+        caveats = []
+        if verdict.revocation_checked is False:
+            caveats.append("revocation NOT checked")
+        if appraisal is not None and appraisal.tcb_status == "NotAppraised" and "quote" in (
+            verdict.details or {}
+        ):
+            caveats.append("TCB NOT APPRAISED")
+        caveat = f" ({', '.join(caveats)})" if caveats else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"
-        click.echo(click.style(f"REJECTED at {verdict.reason} ({code})", fg="red", bold=True))
+        rejected = f"REJECTED at {escape(verdict.reason or '?')} ({code})"
+        click.echo(click.style(rejected, fg="red", bold=True))

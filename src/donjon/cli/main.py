@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import os
 import sys
 from typing import Any
 
 import click
 
 from donjon import __version__
-from donjon.errors import DonjonError
+from donjon.cli import failure
+from donjon.escape import escape
 
 #: command name -> (module, attribute, one-line help shown by ``donjon --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("donjon.cli.keep", "run", "Run a workload package in a Keep."),
     "config": ("donjon.cli.keep", "config", "Create and check Donjon.toml / Enarx.toml."),
+    "package": (
+        "donjon.cli.package",
+        "package",
+        "Push, pull and inspect packages in an OCI registry.",
+    ),
     "platform": ("donjon.cli.keep", "platform", "Show which TEE platforms this host offers."),
     "run-wasm": ("donjon.cli.run_wasm", "run_wasm", "Run a WASI module directly (no Keep)."),
     "attest": ("donjon.cli.attest", "attest", "Decode and verify attestation evidence."),
@@ -118,10 +123,9 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="donjon")
 def cli() -> None:
     """Donjon runs WebAssembly workloads in Keeps: instances inside hardware TEEs
+    (AMD SEV-SNP, Intel TDX and SGX, Arm CCA, AWS Nitro, Azure confidential VMs)
     that prove by remote attestation what they run, get a certificate from a
-    Steward, and serve over TLS. A Steward verifies AMD SEV-SNP evidence (and
-    the simulated TEE's, for development); Keeps also run on Intel TDX and SGX,
-    whose evidence the Steward does not verify yet.
+    Steward, and serve over TLS.
 
     \b
     Quick start:
@@ -144,39 +148,15 @@ def main(argv: list[str] | None = None) -> Any:
             exc.show()
             sys.exit(exc.exit_code)
         line, hint = usage_error_lines(exc)
-        click.echo(line, err=True)
+        click.echo(escape(line), err=True)
         if hint:
-            click.echo(hint, err=True)
+            click.echo(escape(hint), err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"donjon: error: {exc.format_message()}", err=True)
+        click.echo(f"donjon: error: {escape(exc.format_message())}", err=True)
         sys.exit(exc.exit_code)
-    except DonjonError as exc:
-        for line in (exc.message, *exc.more):
-            click.echo(f"donjon: error: {line}", err=True)
-        if exc.hint:
-            click.echo(f"donjon: hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("donjon: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(141)
-    except OSError as exc:
-        # A full disk, a closed socket, a permission problem: say which and where.
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        click.echo(f"donjon: error: {exc.strerror or exc}{where}", err=True)
-        sys.exit(1)
-    except Exception as exc:
-        # A bug of ours, not the user's input: still one line, with the way to see more.
-        if os.environ.get("DONJON_DEBUG"):
-            raise
-        click.echo(
-            f"donjon: internal error: {type(exc).__name__}: {exc} "
-            "(set DONJON_DEBUG=1 for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(70)
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(failure.report(exc))
 
 
 if __name__ == "__main__":

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from donjon.cli import logs
+from donjon import logformat
 from donjon.cli.options import DIRECTORY, FILE, JSON
-from donjon.cli.output import print_json
+from donjon.cli.output import escape, print_json
 from donjon.steward.reasons import REVOCATION_REASONS
 
 _STATE_DIR = click.option(
@@ -42,6 +43,8 @@ def steward() -> None:
       donjon steward serve --dev --init --policy dev.toml   local development
       donjon steward certs list --dir ./steward --json
       donjon steward certs revoke 4f2a... --reason key-compromise
+      donjon steward secrets put db --url https://steward:8443 --value-file pw.txt \\
+          --allow-workload 5f3a...e1
     """
 
 
@@ -51,36 +54,76 @@ def steward() -> None:
 @click.option("--name", default="Donjon Steward CA", show_default=True, help="CA common name.")
 @click.option("--days", type=click.IntRange(1, 36500), default=3650, show_default=True)
 @click.option("--force", is_flag=True, help="Replace an existing CA (its certificates die).")
+@click.option(
+    "--pkcs11",
+    "pkcs11_uri",
+    metavar="URI",
+    help="Create the CA key on a PKCS#11 token (RFC 7512 URI); only ca.pem is written.",
+)
 @JSON
-def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json: bool) -> None:
-    """Create the Steward CA: ca.key (mode 0600) and ca.pem in --dir.
+def init(
+    state_dir: Path,
+    curve: str,
+    name: str,
+    days: int,
+    force: bool,
+    pkcs11_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Create the Steward CA: ca.key (mode 0600) and ca.pem in --dir, or the key on a token.
 
     \b
-    Example:
+    Examples:
       donjon steward init --dir ./steward --curve p384
+      donjon steward init --dir ./steward --pkcs11 \\
+        'pkcs11:token=donjon;object=steward-ca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:pin.txt'
+      donjon steward serve --dir ./steward --ca-key 'pkcs11:token=donjon;object=steward-ca?...'
     """
     from datetime import timedelta
 
     from donjon.errors import UsageError
-    from donjon.steward.ca import CertificateAuthority
+    from donjon.steward.ca import CA_CERT_NAME, CertificateAuthority
 
-    ca = CertificateAuthority.create(
-        name=name, curve=curve, now=datetime.now(UTC), lifetime=timedelta(days=days)
-    )
-    try:
-        cert_path, key_path = ca.save(state_dir, overwrite=force)
-    except FileExistsError as exc:
-        raise UsageError(
-            f"a CA already exists at {exc.filename}", hint="use --force to replace it"
-        ) from None
+    now = datetime.now(UTC)
+    lifetime = timedelta(days=days)
+    key_shown: str
+    if pkcs11_uri is not None:
+        from donjon.steward.hsm import generate_token_key
+        from donjon.steward.pkcs11uri import parse_pkcs11_uri
+
+        uri = parse_pkcs11_uri(pkcs11_uri)
+        cert_path = state_dir / CA_CERT_NAME
+        if cert_path.exists() and not force:
+            raise UsageError(
+                f"a CA already exists at {cert_path}", hint="use --force to replace it"
+            )
+        key = generate_token_key(uri, curve=curve)
+        try:
+            ca = CertificateAuthority.create(name=name, now=now, lifetime=lifetime, key=key)
+            ca.save_certificate(cert_path, overwrite=force)
+        finally:
+            key.close()
+        key_shown = uri.redacted
+    else:
+        ca = CertificateAuthority.create(name=name, curve=curve, now=now, lifetime=lifetime)
+        try:
+            cert_path, key_path = ca.save(state_dir, overwrite=force)
+        except FileExistsError as exc:
+            raise UsageError(
+                f"a CA already exists at {exc.filename}", hint="use --force to replace it"
+            ) from None
+        key_shown = str(key_path)
     fingerprint = ca.certificate.fingerprint(ca.hash_algorithm).hex()
     if as_json:
         print_json(
-            {"certificate": cert_path, "key": key_path, "curve": curve, "fingerprint": fingerprint}
+            {"certificate": cert_path, "key": key_shown, "curve": curve, "fingerprint": fingerprint}
         )
         return
     click.echo(f"CA certificate: {cert_path}")
-    click.echo(f"CA key:         {key_path} (mode 0600)")
+    if pkcs11_uri is not None:
+        click.echo(f"CA key:         {key_shown} (on the token, not extractable)")
+    else:
+        click.echo(f"CA key:         {key_shown} (mode 0600)")
     click.echo(f"fingerprint:    {fingerprint}")
     click.echo(
         "Give the certificate to relying parties: donjon verify-peer HOST:PORT --ca "
@@ -96,7 +139,11 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
 @click.option("--tls-key", type=FILE, help="HTTPS key (PEM).")
 @click.option("--policy", type=FILE, help="Policy TOML (superset of Enarx steward.toml).")
 @click.option("--ca-cert", type=FILE, help="CA certificate [default: <dir>/ca.pem].")
-@click.option("--ca-key", type=FILE, help="CA key [default: <dir>/ca.key].")
+@click.option(
+    "--ca-key",
+    metavar="FILE|URI",
+    help="CA key file, or a PKCS#11 URI (pkcs11:token=...;object=...) [default: <dir>/ca.key].",
+)
 @click.option("--init", is_flag=True, help="Create the CA first if it does not exist.")
 @click.option(
     "--curve",
@@ -151,6 +198,27 @@ def init(state_dir: Path, curve: str, name: str, days: int, force: bool, as_json
     help="Attestations verified at once.",
 )
 @click.option(
+    "--secrets-kek-file",
+    type=FILE,
+    help="Key-encryption key of stored secrets (0600; 64 hex digits) [or $DONJON_STEWARD_KEK]. "
+    "Without one, secrets are disabled. `donjon steward secrets kek-init FILE` makes one.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Steward processes sharing the port (one per core verifies in parallel).",
+)
+@click.option(
+    "--drain-seconds",
+    type=click.FloatRange(0, 600),
+    default=5.0,
+    show_default=True,
+    help="After SIGTERM, answer new requests 503 + Retry-After this long while those "
+    "in flight finish; then exit.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -177,7 +245,7 @@ def serve(
     tls_key: Path | None,
     policy: Path | None,
     ca_cert: Path | None,
-    ca_key: Path | None,
+    ca_key: str | None,
     init: bool,
     curve: str,
     db: str | None,
@@ -189,6 +257,9 @@ def serve(
     development: bool,
     max_body: int,
     max_concurrent: int,
+    secrets_kek_file: Path | None,
+    workers: int,
+    drain_seconds: float,
     log_level: str,
     log_format: str,
     access_log: bool,
@@ -203,9 +274,16 @@ def serve(
       donjon steward serve ... --admin-token-file admin.token \\
           --audit-token-file audit.token     (auditors read, cannot revoke)
       DONJON_STEWARD_NOW=2023-02-01T00:00Z donjon steward serve ...   (Enarx vectors)
+      donjon steward serve --db postgresql://steward@db/donjon --workers 2 \\
+          --ca-key 'pkcs11:token=steward;object=ca?module-path=/usr/lib/softhsm/libsofthsm2.so' ...
+
+    \b
+    Probes: GET /healthz (the process is up), GET /readyz (the database answers
+    and the CA key signs). SIGTERM drains: 503 + Retry-After to new requests,
+    the ones in flight finish, then the process exits.
     """
     from donjon.steward.app import create_app
-    from donjon.steward.bootstrap import StewardConfig, build_steward
+    from donjon.steward.bootstrap import StewardConfig, build_secrets, build_steward
     from donjon.steward.clock import parse_time
     from donjon.steward.server import ServeOptions
     from donjon.steward.server import serve as run
@@ -226,6 +304,7 @@ def serve(
         development=development,
         max_body=max_body,
         max_concurrent=max_concurrent,
+        secrets_kek_file=secrets_kek_file,
     )
     options = ServeOptions(
         host=addr,
@@ -235,11 +314,21 @@ def serve(
         development=development,
         log_level=log_level,
         access_log=access_log,
+        drain_seconds=drain_seconds,
+        graceful_timeout=config.attest_timeout + 5,
     )
-    with logs.configured(log_level, log_format):
+    with logformat.configured(log_level, log_format):
+        if workers > 1:
+            from donjon.steward.workers import serve_workers
+
+            raise SystemExit(serve_workers(config, options, workers, log_level, log_format))
         stew, settings = build_steward(config)
+        secret_service = build_secrets(config, stew)
+        if secret_service is not None:
+            # Keeps present their certificate to fetch secrets (mutual TLS).
+            options = dataclasses.replace(options, client_ca_pem=stew.ca.certificate_pem)
         try:
-            run(create_app(stew, settings), options)
+            run(create_app(stew, settings, secrets=secret_service), options)
         finally:
             stew.store.close()
 
@@ -304,9 +393,11 @@ def list_(
     for r in records:
         state = "REVOKED" if r.revoked_at else "active"
         dev = " (development)" if r.development else ""
+        # The platform and workload were read from the Keep's CSR: escaped.
         click.echo(
-            f"{r.serial}  {r.issued_at:%Y-%m-%d %H:%M}Z  {r.platform}{dev}  "
-            f"until {r.not_after:%Y-%m-%d}  {state}  workload={r.workload_sha256 or '-'}"
+            f"{r.serial}  {r.issued_at:%Y-%m-%d %H:%M}Z  {escape(r.platform)}{dev}  "
+            f"until {r.not_after:%Y-%m-%d}  {state}  "
+            f"workload={escape(r.workload_sha256 or '-')}"
         )
 
 
@@ -342,11 +433,11 @@ def show(serial: str, state_dir: Path, db: str | None, as_json: bool) -> None:
         "revoked_at",
         "revocation_reason",
     ):
-        click.echo(f"{key + ':':20} {doc[key]}")
+        click.echo(f"{key + ':':20} {escape(str(doc[key]))}")
     click.echo("checks:")
     for check in doc["verdict"].get("checks", []):
         mark = "✔" if check["passed"] else "✗"
-        click.echo(f"  {mark} {check['id']}: {check['reason']}")
+        click.echo(f"  {mark} {escape(str(check['id']))}: {escape(str(check['reason']))}")
 
 
 @certs.command()
@@ -380,3 +471,90 @@ def revoke(serial: str, reason: str, state_dir: Path, db: str | None, as_json: b
         f"revoked {record.serial} at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
         f"({record.revocation_reason})"
     )
+
+
+def _register_secrets() -> None:
+    from donjon.cli.steward_secrets import secrets
+
+    steward.add_command(secrets)
+
+
+_register_secrets()
+
+
+# --- the schema -----------------------------------------------------------------------------
+
+
+@steward.group()
+def db() -> None:
+    """Migrate and inspect the audit store's schema (Alembic).
+
+    A Steward refuses to start on a schema other than its own; run `db upgrade`
+    once after installing a new Donjon (or let the Helm chart's init container
+    do it). Replicas that upgrade together migrate once (a PostgreSQL lock).
+
+    \b
+    Examples:
+      donjon steward db current --db postgresql://steward@db/donjon
+      donjon steward db upgrade --db postgresql://steward@db/donjon
+      donjon steward db upgrade --dir ./steward --json
+    """
+
+
+def _engine_of(state_dir: Path, db_url: str | None) -> Any:
+    from donjon.steward.bootstrap import StewardConfig
+    from donjon.steward.store import AuditStore
+
+    url = StewardConfig(state_dir=state_dir, db=db_url).db_url
+    return AuditStore.open(url, create=False)
+
+
+@db.command()
+@_STATE_DIR
+@_DB
+@JSON
+def upgrade(state_dir: Path, db: str | None, as_json: bool) -> None:
+    """Migrate the audit store to this Donjon's schema (an empty database is created)."""
+    from donjon.steward import schema
+
+    store = _engine_of(state_dir, db)
+    try:
+        before, after = schema.upgrade(store.engine)
+    finally:
+        store.close()
+    if as_json:
+        print_json({"before": before.to_json(), "after": after.to_json()})
+        return
+    if before.status == "up-to-date":
+        click.echo(f"audit store already at {after.current} (head)")
+    else:
+        start = "an empty database" if before.empty else before.current
+        click.echo(f"audit store migrated from {start} to {after.current}")
+
+
+@db.command()
+@_STATE_DIR
+@_DB
+@JSON
+def current(state_dir: Path, db: str | None, as_json: bool) -> None:
+    """Show the audit store's schema revision and whether this Donjon can serve it."""
+    from donjon.steward import schema
+
+    store = _engine_of(state_dir, db)
+    try:
+        found = schema.state(store.engine)
+    finally:
+        store.close()
+    if as_json:
+        print_json({**found.to_json(), "known": schema.known_revisions()})
+        return
+    label = {
+        "up-to-date": "up to date",
+        "behind": "older: run `donjon steward db upgrade`",
+        "empty": "empty: `donjon steward db upgrade` (or the first start) creates it",
+        "unknown": "unknown to this Donjon (a newer one migrated it)",
+    }[found.status]
+    extra = " (made before Alembic)" if found.pre_alembic else ""
+    click.echo(f"current: {found.current or '-'}{extra}")
+    click.echo(f"head:    {found.head}")
+    click.echo(f"status:  {label}")

@@ -8,10 +8,10 @@ from typing import Any
 import click
 
 from donjon.cli.options import FILE, JSON
-from donjon.cli.output import mark, print_json
+from donjon.cli.output import escape, mark, print_json
 
 
-def _digest(text: str | None) -> bytes | None:
+def _digest(text: str | None, option: str = "--expect-workload") -> bytes | None:
     if text is None:
         return None
     from donjon.errors import UsageError
@@ -20,9 +20,30 @@ def _digest(text: str | None) -> bytes | None:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise UsageError(f"--expect-workload {text!r} is not a hex SHA-256 digest") from None
+        raise UsageError(f"{option} {text!r} is not a hex SHA-256 digest") from None
     if len(raw) != 32:
-        raise UsageError(f"--expect-workload must be 32 bytes (64 hex digits), got {len(raw)}")
+        raise UsageError(f"{option} must be 32 bytes (64 hex digits), got {len(raw)}")
+    return raw
+
+
+#: Launch measurements: SGX MRENCLAVE (32 bytes), SNP MEASUREMENT and TDX MRTD (48), CCA (64).
+MEASUREMENT_SIZES = (32, 48, 64)
+
+
+def _measurement(text: str | None) -> bytes | None:
+    if text is None:
+        return None
+    from donjon.errors import UsageError
+
+    try:
+        raw = bytes.fromhex(text.strip())
+    except ValueError:
+        raise UsageError(f"--expect-measurement {text!r} is not hex") from None
+    if len(raw) not in MEASUREMENT_SIZES:
+        raise UsageError(
+            f"--expect-measurement must be 32, 48 or 64 bytes (64, 96 or 128 hex digits), "
+            f"got {len(raw)}"
+        )
     return raw
 
 
@@ -39,6 +60,17 @@ def _tcb_statuses(given: tuple[str, ...]) -> frozenset[str] | None:
             f"(known: {', '.join(sorted(KNOWN_TCB_STATUSES))})"
         )
     return frozenset(given)
+
+
+def _known_platforms(given: tuple[str, ...]) -> None:
+    from donjon.attestation.claims import PLATFORMS
+    from donjon.errors import UsageError
+
+    unknown = sorted(set(given) - PLATFORMS)
+    if unknown:
+        raise UsageError(
+            f"--platform {unknown[0]!r} is not a platform (known: {', '.join(sorted(PLATFORMS))})"
+        )
 
 
 def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
@@ -64,9 +96,24 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
 @click.option(
     "--expect-workload", metavar="SHA256", help="Required digest of the peer's main.wasm."
 )
+@click.option(
+    "--expect-package",
+    metavar="SHA256",
+    help="Required OCI manifest digest (sha256:...) the peer was deployed from.",
+)
+@click.option(
+    "--expect-measurement",
+    metavar="HEX",
+    help="Required launch measurement of the peer's TEE (SNP MEASUREMENT, TDX MRTD, "
+    "SGX MRENCLAVE), as `donjon attest show` prints it.",
+)
 @click.option("--min-tcb", metavar="SPEC", help='Minimum TCB, e.g. "bl=3,tee=0,snp=8,ucode=115".')
 @click.option(
-    "--platform", "platforms", multiple=True, help="Accepted platform(s) (snp, tdx, ...)."
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="Accepted platform(s): snp, sgx, tdx, cca, nitro, azure-snp, azure-tdx (or sim, "
+    "nil, kvm with --allow-development).",
 )
 @click.option("--crl", "crl_source", metavar="FILE|URL", help="Check revocation with this CRL.")
 @click.option("--allow-development", is_flag=True, help="Accept nil/sim/kvm (non-TEE) peers.")
@@ -94,6 +141,8 @@ def verify_peer(
     address: str,
     ca_path: Path,
     expect_workload: str | None,
+    expect_package: str | None,
+    expect_measurement: str | None,
     min_tcb: str | None,
     platforms: tuple[str, ...],
     crl_source: str | None,
@@ -121,17 +170,27 @@ def verify_peer(
       donjon verify-peer keep.example:8443 --ca steward-ca.pem \\
           --crl https://steward.example/v1/crl
       donjon verify-peer 10.0.0.5:443 --ca ca.pem --expect-workload 5f3a...e1 \\
-          --min-tcb snp=8,ucode=115 --crl https://steward.example/v1/crl --json
+          --expect-measurement 9a4c...07 --min-tcb snp=8,ucode=115 \\
+          --crl https://steward.example/v1/crl --json
+      donjon verify-peer keep.example:443 --ca ca.pem --expect-package sha256:9c1e... \\
+          --crl https://steward.example/v1/crl
       donjon verify-peer 127.0.0.1:8443 --ca ca.pem --allow-development \\
           --platform sim --allow-advisory revocation-not-checked
+      donjon verify-peer keep.example:8443 --ca ca.pem --platform cca
+      donjon verify-peer enclave.example:8443 --ca ca.pem --platform nitro \\
+          --allow-advisory hypervisor-trusted --allow-advisory revocation-not-checked \\
+          --allow-tcb-status NotAppraised
     """
     from donjon.attestation.peer import PeerError, PeerExpectations, parse_tcb
     from donjon.steward.relying import connect_and_verify, fetch_crl, parse_address, read_ca
 
+    _known_platforms(platforms)
     host, port = parse_address(address)
     ca = read_ca(ca_path)
     expect = PeerExpectations(
         workload_sha256=_digest(expect_workload),
+        package_sha256=_digest(expect_package, "--expect-package"),
+        measurement=_measurement(expect_measurement),
         min_tcb=parse_tcb(min_tcb) if min_tcb else {},
         platforms=frozenset(platforms) if platforms else None,
         allow_development=allow_development,
@@ -171,18 +230,21 @@ def verify_peer(
     if as_json:
         print_json(doc)
         return
+    # Every string below but our own words comes from the peer's certificate: escaped.
     click.echo(f"{host}:{port}: attested Keep ({report.tls_version}, {report.cipher})")
     for c in identity.checks:
         sign = mark(c.passed, not_checked=c.skipped)
-        click.echo(f"  {sign} {c.id}: {c.reason}")
+        click.echo(f"  {sign} {c.id}: {escape(c.reason)}")
     dev = "  (DEVELOPMENT: not in a TEE)" if r.development else ""
-    click.echo(f"  platform:    {r.platform} {r.product}{dev}")
+    if "hypervisor-trusted" in r.advisories:
+        dev += "  (isolation by a trusted hypervisor, not by the CPU)"
+    click.echo(f"  platform:    {escape(r.platform)} {escape(r.product)}{dev}")
     click.echo(f"  measurement: {r.measurement.hex() or '-'}")
-    click.echo(f"  tcb:         {r.tcb or '-'} ({r.tcb_status})")
-    click.echo(f"  advisories:  {', '.join(r.advisories) or 'none'}")
+    click.echo(f"  tcb:         {escape(r.tcb) or '-'} ({escape(r.tcb_status)})")
+    click.echo(f"  advisories:  {escape(', '.join(r.advisories)) or 'none'}")
     if identity.workload is not None:
         click.echo(
-            f"  workload:    {identity.workload.package_name} "
+            f"  workload:    {escape(identity.workload.package_name)} "
             f"sha256:{identity.workload.wasm_sha256.hex()}"
         )
     click.echo(

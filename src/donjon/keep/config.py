@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from donjon.keep import config_peer
 from donjon.keep.config_peer import Revocation
+from donjon.keep.config_secret import SecretFile, SecretRef, env_value
 
 #: fds 0-2 are stdio in WASI; these kinds may sit there.
 STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
@@ -133,9 +141,10 @@ class ListenFile(_Strict):
                 raise ValueError(f'{", ".join(given + expects)} needs prot = "tls"')
         _check_loosening(
             self,
-            expects,
+            expects or (["client_ca"] if self.client_ca == "steward" else []),
             ("allow_client_advisories", "revocation"),
-            "expect_client_workload, expect_client_platform or expect_client_min_tcb",
+            'client_ca = "steward" or expect_client_workload, expect_client_platform or '
+            "expect_client_min_tcb",
         )
         if expects and self.effective_client_ca() != "steward":
             _check_revocation_possible(self.revocation, 'client_ca = "<bundle>"')
@@ -178,6 +187,10 @@ def _check_revocation_possible(revocation: Revocation, trust: str) -> None:
             'Steward\'s), so revocation cannot be checked: set revocation = "if-available" '
             "to accept peers without that check"
         )
+
+
+#: What makes a connect entry check its peer as a relying party (and so use its loosenings).
+STEWARD_PEER_OPTIONS = 'trust = "steward" or expect_workload, expect_platform or expect_min_tcb'
 
 
 class Trust(StrEnum):
@@ -274,11 +287,22 @@ class ConnectFile(_Strict):
                 _check_revocation_possible(self.revocation, 'trust = "bundle"')
         _check_loosening(
             self,
-            expects,
+            expects or (["trust"] if self._may_trust_steward() else []),
             ("allow_advisories", "revocation"),
-            "expect_workload, expect_platform or expect_min_tcb",
+            STEWARD_PEER_OPTIONS,
         )
         return self
+
+    def _may_trust_steward(self) -> bool:
+        """Steward trust, given or implied when the config names a Steward (checked there)."""
+        return self.prot is Prot.TLS and self.effective_trust(has_steward=True) is Trust.STEWARD
+
+    def loosening_without_effect(self, has_steward: bool) -> str | None:
+        """``allow_advisories``/``revocation`` where no peer check runs, given the config."""
+        if self.expects() or self.effective_trust(has_steward) is Trust.STEWARD:
+            return None
+        given = [k for k in ("allow_advisories", "revocation") if k in self.model_fields_set]
+        return f"{given[0]} applies only with {STEWARD_PEER_OPTIONS}" if given else None
 
     def expects(self) -> list[str]:
         """The ``expect_*`` options given: each makes the peer prove its workload."""
@@ -313,7 +337,14 @@ class ConnectFile(_Strict):
 
 
 FileEntry = Annotated[
-    NullFile | StdinFile | StdoutFile | StderrFile | DirFile | ListenFile | ConnectFile,
+    NullFile
+    | StdinFile
+    | StdoutFile
+    | StderrFile
+    | DirFile
+    | ListenFile
+    | ConnectFile
+    | SecretFile,
     Field(discriminator="kind"),
 ]
 
@@ -363,7 +394,10 @@ class Config(_Strict):
     """A parsed ``Donjon.toml`` or ``Enarx.toml``."""
 
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    #: Donjon: a value may be ``{ secret = "name" }``, fetched from the Steward after attesting.
+    env: dict[str, Annotated[str | SecretRef, BeforeValidator(env_value)]] = Field(
+        default_factory=dict
+    )
     steward: str | None = None
     #: Donjon: PEM bundle trusted for the Steward's HTTPS endpoint (default: the system store).
     steward_ca: Path | None = None
@@ -387,7 +421,7 @@ class Config(_Strict):
 
     @field_validator("env")
     @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+    def _env(cls, value: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         for key in value:
             if key in RESERVED_ENV:
                 raise ValueError(f"{key} is set by the Keep from [[files]]; remove it")
@@ -397,6 +431,16 @@ class Config(_Strict):
 
     def fd_names(self) -> list[str]:
         return [entry.effective_name() for entry in self.files]
+
+    def plain_env(self) -> dict[str, str]:
+        """The environment values written in the config (not secrets)."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
+
+    def secret_names(self) -> list[str]:
+        """Every Steward secret this config needs, once each, in order of first use."""
+        names = [e.secret for e in self.files if isinstance(e, SecretFile)]
+        names += [v.secret for v in self.env.values() if isinstance(v, SecretRef)]
+        return list(dict.fromkeys(names))
 
 
 def file_label(index: int, entry: object) -> str:
@@ -436,18 +480,41 @@ def check_files(config: Config) -> list[tuple[int, str]]:
             problems.append(
                 (index, f"a {entry.kind!r} entry can only be one of the first three (fds 0-2)")
             )
-        if entry.kind == "dir":
+        preopened = entry.kind == "dir" or (isinstance(entry, SecretFile) and entry.is_path)
+        if preopened:
             if first_other is not None:
                 problems.append(
                     (
                         index,
-                        f"a dir must come before the first socket (fd {first_other}): "
+                        (
+                            "a dir must come before the first socket"
+                            if entry.kind == "dir"
+                            else "a secret with a /path name is an in-memory dir: it must "
+                            "come before the first socket or fd secret"
+                        )
+                        + f" (fd {first_other}): "
                         "wasi-libc scans preopened dirs from fd 3 and stops at the first "
                         "fd that is not one, so this dir would be invisible to the guest",
                     )
                 )
         elif entry.kind not in STDIO_KINDS and first_other is None and index >= 3:
             first_other = index
+        if isinstance(entry, SecretFile) and entry.is_path:
+            clash = [
+                i
+                for i, e in enumerate(config.files)
+                if isinstance(e, DirFile) and e.name == entry.directory()
+            ]
+            if clash:
+                problems.append(
+                    (
+                        index,
+                        f"{entry.directory()} is also the dir of [[files]] #{clash[0] + 1}: put "
+                        "secrets in a directory of their own, such as /run/secrets",
+                    )
+                )
+        if isinstance(entry, SecretFile) and not config.steward:
+            problems.append((index, "a secret needs a steward URL in the config"))
         named = entry.kind not in STDIO_KINDS or getattr(entry, "name", None) is not None
         if named:
             name = entry.effective_name()
@@ -473,6 +540,10 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                     "peer runs",
                 )
             )
+        if isinstance(entry, ConnectFile):
+            useless = entry.loosening_without_effect(config.steward is not None)
+            if useless is not None:
+                problems.append((index, useless))
         if isinstance(entry, ListenFile) and not config.steward:
             if entry.client_ca == "steward":
                 problems.append((index, 'client_ca = "steward" needs a steward URL in the config'))
@@ -485,4 +556,7 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                         "attests what a client runs",
                     )
                 )
+    secret_env = [k for k, v in config.env.items() if isinstance(v, SecretRef)]
+    if secret_env and not config.steward:
+        problems.append((-1, f"env.{secret_env[0]}: a secret needs a steward URL in the config"))
     return problems

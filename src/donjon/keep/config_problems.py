@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from donjon.errors import UsageError
 from donjon.keep.config import Config, file_label
 
-KINDS = "null, stdin, stdout, stderr, dir, listen or connect"
+KINDS = "null, stdin, stdout, stderr, dir, listen, connect or secret"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from donjon.attestation.peer import PeerError, PeerExpectations
 from donjon.errors import DonjonError
+from donjon.escape import escape
 from donjon.keep.config import ConnectFile, ListenFile, Prot
 from donjon.keep.config_peer import Revocation
 from donjon.keep.peercheck import connect_expectations
@@ -135,9 +136,12 @@ class ConnectPlan:
     revocation: Revocation = Revocation.REQUIRED
 
 
-def plan(entry: ConnectFile, crl: CrlCache | None = None) -> ConnectPlan:
-    """``crl`` is the Keep's own Steward's: the runner gives it for ``trust = "steward"``."""
-    expect = expectations(entry)
+def plan(entry: ConnectFile, crl: CrlCache | None = None, *, has_steward: bool) -> ConnectPlan:
+    """``crl`` is the Keep's own Steward's: the runner gives it for ``trust = "steward"``.
+
+    ``has_steward``: the config names a Steward, so an entry without ``trust`` trusts it.
+    """
+    expect = expectations(entry, has_steward=has_steward)
     return ConnectPlan(
         entry.host,
         entry.effective_port(),
@@ -150,10 +154,10 @@ def plan(entry: ConnectFile, crl: CrlCache | None = None) -> ConnectPlan:
     )
 
 
-def expectations(entry: ConnectFile) -> PeerExpectations | None:
+def expectations(entry: ConnectFile, *, has_steward: bool) -> PeerExpectations | None:
     """The relying-party expectations of one ``connect`` entry, if it has any (see
-    :func:`donjon.keep.config_peer.expectations` for the development-peer rules)."""
-    return connect_expectations(entry)
+    :func:`donjon.keep.peercheck.connect_expectations`)."""
+    return connect_expectations(entry, has_steward=has_steward)
 
 
 def connect(
@@ -466,8 +470,13 @@ class TlsListener:
         except Exception as exc:  # fail closed: a check that cannot finish refuses
             self.clients_refused += 1
             code = getattr(exc, "code", None) or type(exc).__name__
+            # The reason may quote the client's certificate (a package name, an advisory).
             log.warning(
-                "%s: refused TLS client %s: %s [%s]", self.name, _peer(item.addr), exc, code
+                "%s: refused TLS client %s: %s [%s]",
+                self.name,
+                _peer(item.addr),
+                escape(str(exc)),
+                escape(str(code)),
             )
             item.sock.close()
             return False
@@ -485,7 +494,7 @@ class TlsListener:
     def _failed(self, addr: object, exc: BaseException) -> None:
         self.handshakes_failed += 1
         reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
-        log.warning("%s: dropped TLS client %s: %s", self.name, addr, reason)
+        log.warning("%s: dropped TLS client %s: %s", self.name, addr, escape(str(reason)))
 
 
 def _peer(addr: object) -> str:

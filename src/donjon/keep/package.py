@@ -1,8 +1,10 @@
 """A workload package: ``main.wasm`` plus an optional ``Donjon.toml`` or ``Enarx.toml``.
 
-``donjon run PATH`` accepts a ``.wasm`` file or a directory. Loading reads the
-config bytes once: the same bytes are parsed and hashed into the workload
-claims, so the certificate names exactly the config that was run.
+``donjon run PATH`` accepts a ``.wasm`` file or a directory. Loading reads
+``main.wasm`` and the config once each: the same bytes are hashed into the
+workload claims, parsed (the config) and compiled (the module), so the
+certificate names exactly what runs. A file swapped on disk after loading
+changes nothing in this Keep.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -25,6 +27,7 @@ from donjon.keep.config import (
     file_label,
 )
 from donjon.keep.config_problems import ConfigError, ConfigProblem, from_validation
+from donjon.keep.sealed import SealedModule
 
 __all__ = ["ConfigError", "Package", "PackageError", "find", "load", "parse"]
 
@@ -47,9 +50,21 @@ class Package:
     config_bytes: bytes
     #: Relative paths in the config are resolved against this directory.
     base_dir: Path
+    #: ``main.wasm`` as read once at load (or fetched and digest-checked by
+    #: ``keep/source.py``): what is hashed, attested and compiled. Empty for a
+    #: confidential package, whose module is ``sealed`` until attestation.
+    wasm_bytes: bytes = field(repr=False)
+    #: A confidential package's main.wasm: opened only after attestation, with its key.
+    sealed: SealedModule | None = None
+    #: SHA-256 of the OCI manifest (or the https tar) deployed; attested in the claims.
+    package_sha256: bytes | None = None
+    #: Where the package came from, for messages (``oci://...@sha256:...``).
+    origin: str | None = None
 
     def wasm_sha256(self) -> bytes:
-        return hashlib.sha256(self.wasm.read_bytes()).digest()
+        if self.sealed is not None:
+            return self.sealed.plain_sha256
+        return hashlib.sha256(self.wasm_bytes).digest()
 
     def config_sha256(self) -> bytes:
         return hashlib.sha256(self.config_bytes).digest() if self.config_path else b""
@@ -83,11 +98,19 @@ def load(path: Path, config_override: Path | None = None) -> Package:
     wasm, config_path = find(path, config_override)
     resolved = path.resolve()
     name = (resolved.name if resolved.is_dir() else resolved.stem) or "workload"
+    module = _read(wasm)
     if config_path is None:
-        return Package(name, wasm, Config(), None, b"", wasm.parent)
-    data = config_path.read_bytes()
+        return Package(name, wasm, Config(), None, b"", wasm.parent, module)
+    data = _read(config_path)
     config = parse(data, config_path)
-    return Package(name, wasm, config, config_path, data, config_path.parent)
+    return Package(name, wasm, config, config_path, data, config_path.parent, module)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PackageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
 def parse(data: bytes, where: Path) -> Config:

@@ -25,9 +25,11 @@ from donjon.attestation.peer import (
     WorkloadMismatchError,
     verify_peer_certificate,
 )
+from donjon.attestation.peer_x509 import touch_peer
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.errors import plain
 from donjon.keep import config_peer
-from donjon.keep.config import ConnectFile, ListenFile
+from donjon.keep.config import ConnectFile, ListenFile, Prot, Trust
 from donjon.keep.config_peer import Revocation
 from donjon.keep.revocation import CrlCache, current_crl
 
@@ -51,8 +53,9 @@ def verify_peer(
         raise UntrustedChainError("peer presented no certificate")
     try:
         leaf = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise UntrustedChainError(f"peer certificate is unreadable: {plain(exc)}") from None
+    touch_peer(leaf)  # every field decodes, before the issuer is compared below
     if not anchors:
         raise UntrustedChainError("no Steward CA to check the peer's attestation against")
     issuers = [ca for ca in anchors if ca.subject == leaf.issuer] or list(anchors)
@@ -108,10 +111,20 @@ class ClientVerifier:
         )
 
 
-def connect_expectations(entry: ConnectFile) -> PeerExpectations | None:
-    """What a ``connect`` entry demands of the server Keep, if anything."""
+def connect_expectations(entry: ConnectFile, *, has_steward: bool) -> PeerExpectations | None:
+    """What a ``connect`` entry demands of the server Keep, if anything.
+
+    Under Steward trust the peer is always a relying party's peer: with no ``expect_*``
+    the defaults still refuse a revoked, development or debug Keep, and any advisory.
+    Other trust (a pin, a bundle of public CAs, the system store) names no attested
+    Keep, so only ``expect_*`` (which needs a Steward's bundle) asks for the checks.
+    """
     if not entry.expects():
-        return None
+        if entry.prot is not Prot.TLS or entry.effective_trust(has_steward) is not Trust.STEWARD:
+            return None
+        return config_peer.expectations(
+            workload_sha256=None, platform_names=None, tcb=None, allowed=entry.allow_advisories
+        )
     return config_peer.expectations(
         workload_sha256=entry.expected_workload_sha256(),
         platform_names=entry.expected_platforms(),
@@ -124,9 +137,21 @@ def client_expectations(
     entry: ListenFile,
 ) -> tuple[PeerExpectations, frozenset[bytes] | None] | None:
     """What a ``listen`` entry demands of each client Keep, if anything: the expectations,
-    and the digests admitted when it names more than one workload."""
+    and the digests admitted when it names more than one workload.
+
+    ``client_ca = "steward"`` without ``expect_client_*`` still applies the relying-party
+    defaults to every client (no revoked, development or debug Keep, no advisory).
+    """
     if not entry.client_expects():
-        return None
+        if entry.effective_client_ca() != "steward":
+            return None
+        expect = config_peer.expectations(
+            workload_sha256=None,
+            platform_names=None,
+            tcb=None,
+            allowed=entry.allow_client_advisories,
+        )
+        return expect, None
     digests = config_peer.digests(entry.expect_client_workload)
     single = next(iter(digests)) if digests is not None and len(digests) == 1 else None
     expect = config_peer.expectations(

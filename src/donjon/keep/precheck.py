@@ -14,12 +14,11 @@ from donjon.errors import UsageError
 from donjon.wasi.errors import ModuleError
 
 
-def check_module(path: Path) -> None:
-    """Refuse a ``main.wasm`` that is not a valid WebAssembly module, in one line."""
-    try:
-        wasm = path.read_bytes()
-    except OSError as exc:
-        raise ModuleError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+def check_module(wasm: bytes, path: Path) -> None:
+    """Refuse a ``main.wasm`` that is not a valid WebAssembly module, in one line.
+
+    ``wasm`` is the package's one read of the file (what is attested and compiled);
+    ``path`` only names it."""
     if not wasm:
         raise ModuleError(f"{path}: empty file (0 bytes), not a WebAssembly module")
     if wasm[:4] != b"\0asm":

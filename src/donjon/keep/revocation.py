@@ -23,6 +23,7 @@ from cryptography import x509
 
 from donjon.attestation.peer import CrlError, load_crl
 from donjon.errors import DonjonError
+from donjon.escape import escape
 from donjon.keep.config_peer import Revocation
 
 log = logging.getLogger("donjon.keep.revocation")
@@ -111,5 +112,9 @@ def current_crl(
                 f"{exc}; peers are refused while revocation cannot be checked "
                 '(revocation = "if-available" accepts them unchecked)'
             ) from None
-        log.warning('%s: peer revocation NOT checked (revocation = "if-available"): %s', who, exc)
+        log.warning(
+            '%s: peer revocation NOT checked (revocation = "if-available"): %s',
+            who,
+            escape(str(exc)),
+        )
         return None

@@ -15,15 +15,15 @@ import ssl
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cryptography import x509
 
 from donjon.atomicfile import write_bytes
 from donjon.attestation.claims import WorkloadClaims
+from donjon.keep import guest_secrets, net, peercheck, platforms, precheck, revocation, tls
 from donjon.keep import identity as ident
-from donjon.keep import net, peercheck, platforms, precheck, revocation, tls
 from donjon.keep.config import (
     STDIO_KINDS,
     Config,
@@ -34,21 +34,25 @@ from donjon.keep.config import (
     Trust,
     file_label,
 )
+from donjon.keep.config_secret import SecretFile
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
-from donjon.keep.platforms.base import HARDWARE_PLATFORMS, Platform
+from donjon.keep.platforms.base import HARDWARE_PLATFORMS, HOST_SERVES_FILES, Platform
 from donjon.keep.revocation import CrlCache
 from donjon.keep.steward_client import StewardClient
 from donjon.wasi.api import (
     ByteStream,
     Limits,
     Listener,
+    MemoryDir,
+    MemoryFile,
     Preopen,
     RunResult,
     RunSpec,
     Stdio,
     StdioKind,
 )
+from donjon.wasi.cache import KEY_NAME
 
 log = logging.getLogger("donjon.keep")
 
@@ -94,6 +98,7 @@ def workload_claims(package: Package) -> WorkloadClaims:
         wasm_sha256=package.wasm_sha256(),
         config_sha256=package.config_sha256(),
         package_name=package.name,
+        package_sha256=package.package_sha256,
     )
 
 
@@ -107,10 +112,17 @@ def obtain_identity(
         identity = ident.unattested_identity(key, claims, platform)
         report(f"{identity.describe()}; peers cannot verify what runs here")
         return identity
-    csr = ident.build_csr(key, claims, platform)
     ca_bundle = resolve(package.base_dir, config.steward_ca) if config.steward_ca else None
+    client = StewardClient.from_config(config.steward, ca_bundle)
+    report(f"asking steward {config.steward} for a challenge")
+    nonce = client.challenge()
+    if nonce is None:
+        report(f"steward {config.steward} offers no challenge: this evidence cannot be fresh")
+    else:
+        claims = replace(claims, nonce=nonce)
+    csr = ident.build_csr(key, claims, platform)
     report(f"requesting a certificate from steward {config.steward}")
-    chain = StewardClient.from_config(config.steward, ca_bundle).request(csr)
+    chain = client.request(csr)
     # Enarx order is [CA, ..., leaf]; TLS presents leaf first, without the trust anchor.
     identity = Identity(
         key=key,
@@ -159,11 +171,17 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
     """Do everything up to starting the guest; the caller runs ``spec`` and then closes."""
     report = options.report
     config = package.config
-    precheck.check_module(package.wasm)  # before any key, certificate or file is made
+    if package.sealed is None:  # a sealed module is opened only after attestation
+        precheck.check_module(package.wasm_bytes, package.wasm)  # before any key or file
     if options.export_cert is not None:
         precheck.check_export_target(options.export_cert)
     platform = platforms.select(options.platform, options.state_dir)
-    if platform.name in HARDWARE_PLATFORMS:
+    if platform.name == "nitro":
+        report(
+            "platform nitro: memory is isolated by AWS's Nitro hypervisor, which you trust "
+            "(not a CPU TEE; certificates say hypervisor-trusted)"
+        )
+    elif platform.name in HARDWARE_PLATFORMS:
         report(f"platform {platform.name}: memory and registers are protected by the TEE")
     else:
         report(
@@ -186,9 +204,11 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                 options.export_cert, identity.certificate_pem(), mode=0o644, make_parents=False
             )
             report(f"wrote the Keep's certificate to {options.export_cert}")
+        # After attesting, before anything reaches the guest: secrets and a sealed module's key.
+        secrets = guest_secrets.release(package, identity, report)
 
-        streams: list[Listener | ByteStream] = []
-        preopens: list[Preopen] = []
+        streams: list[Listener | ByteStream | MemoryFile] = []
+        preopens: list[Preopen | MemoryDir] = []
         listening: dict[str, tuple[str, int]] = {}
         server_contexts: dict[str | None, ssl.SSLContext] = {}
         crls = _StewardCrl(config, package.base_dir)
@@ -200,6 +220,11 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                 preopens.append(
                     Preopen(resolve(package.base_dir, entry.path), entry.name, entry.writable)
                 )
+            elif isinstance(entry, SecretFile):
+                if entry.is_path:
+                    preopens.append(secrets.memory_dir(config, entry))
+                else:
+                    streams.append(secrets.memory_file(entry))
             elif isinstance(entry, ListenFile):
                 sock = raw_listeners[index]
                 where = _sockname(sock)
@@ -227,7 +252,8 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                     client = _client_tls(entry, package, identity)
                     if entry.effective_trust(config.steward is not None) is Trust.STEWARD:
                         crl = crls.get()
-                stream = net.connect(net.plan(entry, crl), client, label)
+                target = net.plan(entry, crl, has_steward=config.steward is not None)
+                stream = net.connect(target, client, label)
                 stack.callback(stream.close)
                 streams.append(stream)
                 report(
@@ -242,20 +268,36 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         stdin, stdout, stderr = _stdio(config)
         spec = RunSpec(
             module=package.wasm,
+            # The bytes hashed into the claims above (or, for a confidential package, the
+            # module opened in memory after attestation), never the file again.
+            module_bytes=secrets.module or package.wasm_bytes,
             args=["main.wasm", *config.args],
-            env={**config.env, **_fd_env(config)},
+            env={**config.plain_env(), **secrets.env, **_fd_env(config)},
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             preopens=preopens,
             streams=streams,
             limits=limits,
-            cache_dir=options.cache_dir,
+            # Compiled code of a confidential module would be its plaintext on the host's disk.
+            cache_dir=None if package.sealed is not None else _cache_dir(platform, options, report),
+            cache_key_file=options.state_dir / KEY_NAME if options.state_dir else None,
         )
         return PreparedKeep(platform, identity, spec, listening, stack)
     except BaseException:
         stack.close()
         raise
+
+
+def _cache_dir(platform: Platform, options: KeepOptions, report: Report) -> Path | None:
+    """The module cache, unless the host serves the files its key would be kept in."""
+    if options.cache_dir is not None and platform.name in HOST_SERVES_FILES:
+        report(
+            f"platform {platform.name}: module cache off (the host serves every file, "
+            "so it could read the cache's key and plant compiled code)"
+        )
+        return None
+    return options.cache_dir
 
 
 class _StewardCrl:

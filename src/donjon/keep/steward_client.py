@@ -20,10 +20,11 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_modules import rfc5280
 
+from donjon.attestation.der import DECODE_ERRORS
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.errors import DonjonError, plain
 
 ENV_STEWARD_CA = "DONJON_STEWARD_CA"
@@ -71,7 +72,7 @@ class StewardClient:
             raise StewardError(
                 f"steward CA bundle {self.ca_bundle}: cannot load: {plain(exc)}"
             ) from exc
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_3  # as the Steward: TLS 1.3 only
         return ctx
 
     def request(self, csr: x509.CertificateSigningRequest) -> list[x509.Certificate]:
@@ -104,6 +105,37 @@ class StewardClient:
         chain = parse_chain(response.content)
         check_chain(chain, csr)
         return chain
+
+    @property
+    def challenge_url(self) -> str:
+        """The Steward's challenge endpoint, next to its Enarx ``POST /``."""
+        return self.url.rstrip("/") + "/v1/challenge"
+
+    def challenge(self) -> bytes | None:
+        """A fresh nonce from ``POST <steward>/v1/challenge``; None where the Steward has none.
+
+        An Enarx Steward (404) offers no challenge: the Keep then attests without one,
+        and that Steward's policy decides whether evidence without one is acceptable.
+        """
+        import httpx
+
+        try:
+            with httpx.Client(verify=self.ssl_context(), timeout=self.timeout_s) as client:
+                response = client.post(self.challenge_url, headers={"Accept": "application/json"})
+        except httpx.TimeoutException as exc:
+            raise StewardUnreachable(
+                f"{self.challenge_url}: no answer within {self.timeout_s:g} s"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise StewardUnreachable(f"{self.challenge_url}: unreachable: {_reason(exc)}") from exc
+        if response.status_code in (404, 405):
+            return None
+        if response.status_code != 200:
+            raise StewardRefused(
+                f"{self.challenge_url}: HTTP {response.status_code}: "
+                f"{_problem_detail(response.content)}"
+            )
+        return parse_challenge(response.content, self.challenge_url)
 
     @property
     def crl_url(self) -> str:
@@ -153,11 +185,23 @@ def _problem_detail(body: bytes) -> str:
     return " ".join(text.split()) or "(no detail)"
 
 
+def parse_challenge(body: bytes, where: str) -> bytes:
+    """The nonce of a ``/v1/challenge`` answer: 32 to 64 bytes as lowercase hex."""
+    try:
+        data = json.loads(body[:4096])
+        nonce = bytes.fromhex(data["nonce"]) if isinstance(data.get("nonce"), str) else b""
+    except (ValueError, UnicodeDecodeError, TypeError, AttributeError):
+        nonce = b""
+    if not 32 <= len(nonce) <= 64:
+        raise StewardBadResponse(f"{where}: the answer holds no 32..64-byte hex nonce")
+    return nonce
+
+
 def parse_chain(der: bytes) -> list[x509.Certificate]:
     """Decode a DER ``SEQUENCE OF Certificate``."""
     try:
         value, rest = decoder.decode(der, asn1Spec=_CertificateList())
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise StewardBadResponse(
             f"steward response is not a DER certificate list: {plain(exc)}"
         ) from exc
@@ -165,7 +209,7 @@ def parse_chain(der: bytes) -> list[x509.Certificate]:
         raise StewardBadResponse(f"steward response has {len(rest)} trailing bytes")
     try:
         certs = [x509.load_der_x509_certificate(bytes(encoder.encode(c))) for c in value]
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise StewardBadResponse(f"steward response holds a bad certificate: {plain(exc)}") from exc
     if len(certs) < 2:
         raise StewardBadResponse(

@@ -36,8 +36,11 @@ from donjon.steward.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
+from donjon.steward.lifecycle import DrainMiddleware, Lifecycle
 from donjon.steward.openapi import openapi_document
 from donjon.steward.problems import from_error, problem
+from donjon.steward.secrets_api import secret_routes
+from donjon.steward.secrets_release import SecretService
 from donjon.steward.service import Attestation, Steward, checks_json, result_json, verdict_json
 
 log = logging.getLogger("donjon.steward")
@@ -51,7 +54,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PKIX_CERT = "application/pkix-cert"
 PKIX_CRL = "application/pkix-crl"
 _ROUTES = frozenset(
-    {"/", "/v1/attest", "/v1/ca", "/v1/crl", "/v1/revoke", "/metrics", "/openapi.json"}
+    {
+        "/",
+        "/v1/attest",
+        "/v1/challenge",
+        "/v1/ca",
+        "/v1/crl",
+        "/v1/revoke",
+        "/metrics",
+        "/openapi.json",
+        "/healthz",
+        "/readyz",
+    }
 )
 
 
@@ -117,19 +131,75 @@ def _check_bearer(request: Request, accepted: Sequence[str], *, check: str) -> N
         raise Unauthorized("wrong bearer token", check=check)
 
 
+def policy_summary(policy: Any) -> dict[str, Any]:
+    """What an operator must see at a glance: opt-ins that widen the policy."""
+    freshness = getattr(policy, "freshness", None)
+    accepting_any = getattr(policy, "accepting_any", None)
+    return {
+        "digest": getattr(policy, "digest", None),
+        "accept_any_workload": accepting_any() if accepting_any is not None else [],
+        "freshness": None
+        if freshness is None
+        else {
+            "donjon": freshness.donjon,
+            "enarx": freshness.enarx,
+            "nonce_lifetime_seconds": int(freshness.nonce_lifetime.total_seconds()),
+        },
+    }
+
+
 def _pem(der: bytes) -> str:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
 
 
 class _Handlers:
-    def __init__(self, steward: Steward, settings: AppSettings) -> None:
+    def __init__(self, steward: Steward, settings: AppSettings, lifecycle: Lifecycle) -> None:
         self.steward = steward
         self.settings = settings
+        self.lifecycle = lifecycle
         self.slots = asyncio.Semaphore(settings.max_concurrent)
 
     async def health(self, request: Request) -> Response:
-        body = {"status": "ok", "version": __version__, "development": self.settings.development}
+        body = {
+            "status": "ok",
+            "version": __version__,
+            "development": self.settings.development,
+            "policy": policy_summary(self.steward.policy),
+        }
         return JSONResponse(body)
+
+    async def challenge(self, request: Request) -> Response:
+        body = await _read_body(request, 1024)
+        if body.strip() not in (b"", b"{}"):
+            raise MalformedRequest("POST /v1/challenge takes no body", check="body")
+        issued = await run_in_threadpool(self.steward.challenge)
+        return JSONResponse(
+            {
+                "nonce": issued.nonce.hex(),
+                "expires_at": issued.expires_at.isoformat(),
+                "lifetime_seconds": int(self.steward.nonce_lifetime.total_seconds()),
+            },
+            headers={"Cache-Control": "no-store"},
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness: the process answers. Nothing else, so a database outage restarts nothing."""
+        return JSONResponse({"status": "ok", "draining": self.lifecycle.draining})
+
+    async def readyz(self, request: Request) -> Response:
+        """Readiness: the database answers and the CA key signs; 503 names what does not."""
+        failed = await run_in_threadpool(self.steward.readiness)
+        if self.lifecycle.draining:
+            failed["lifecycle"] = "shutting down"
+        if failed:
+            return problem(
+                503,
+                "not-ready",
+                "; ".join(f"{k}: {v}" for k, v in failed.items()),
+                extra={"failed": failed},
+                headers={"Retry-After": "2"},
+            )
+        return JSONResponse({"status": "ready"})
 
     async def _attest(self, request: Request) -> tuple[str, Attestation]:
         media = _media_type(request)
@@ -290,12 +360,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem(500, "internal-error", "the Steward failed internally; see its log")
 
 
-class _MetricsMiddleware:
-    """Counts and times every request by route; also a last-resort problem+json."""
+class StewardApp:
+    """The ASGI app: counts and times every request by route, around the drain gate."""
 
-    def __init__(self, app: ASGIApp, steward: Steward) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, steward: Steward, lifecycle: Lifecycle) -> None:
+        self.app = DrainMiddleware(app, lifecycle)
         self.metrics = steward.metrics
+        self.lifecycle = lifecycle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -307,6 +378,8 @@ class _MetricsMiddleware:
             if path in _ROUTES
             else ("/v1/certificates/{serial}" if path.startswith("/v1/certificates/") else "other")
         )
+        if path.startswith(("/v1/secrets/", "/v1/admin/secrets")):  # names stay out of labels
+            route = "/v1/secrets/{name}" if path.startswith("/v1/secrets/") else "/v1/admin/secrets"
         status = 500
         started = time.perf_counter()
 
@@ -343,20 +416,31 @@ def _guard(endpoint: Endpoint) -> Endpoint:
     return guarded
 
 
-def create_app(steward: Steward, settings: AppSettings | None = None) -> ASGIApp:
-    """The ASGI app of one Steward; all state lives in ``steward`` and ``settings``."""
+def create_app(
+    steward: Steward,
+    settings: AppSettings | None = None,
+    lifecycle: Lifecycle | None = None,
+    secrets: SecretService | None = None,
+) -> StewardApp:
+    """The ASGI app of one Steward; its state lives in ``steward``, ``settings``,
+    ``lifecycle`` and ``secrets``."""
     settings = settings or AppSettings()
-    h = _Handlers(steward, settings)
+    lifecycle = lifecycle or Lifecycle()
+    h = _Handlers(steward, settings, lifecycle)
     routes = [
         Route("/", _guard(h.health), methods=["GET"]),
+        Route("/healthz", _guard(h.healthz), methods=["GET"]),
+        Route("/readyz", _guard(h.readyz), methods=["GET"]),
         Route("/", _guard(h.enarx_attest), methods=["POST"]),
         Route("/v1/attest", _guard(h.attest_v1), methods=["POST"]),
+        Route("/v1/challenge", _guard(h.challenge), methods=["POST"]),
         Route("/v1/ca", _guard(h.ca), methods=["GET"]),
         Route("/v1/crl", _guard(h.crl), methods=["GET"]),
         Route("/v1/certificates/{serial}", _guard(h.certificate), methods=["GET"]),
         Route("/v1/revoke", _guard(h.revoke), methods=["POST"]),
         Route("/metrics", _guard(h.metrics), methods=["GET"]),
         Route("/openapi.json", _guard(h.openapi), methods=["GET"]),
+        *secret_routes(secrets, read_body=_read_body, authorize=h._authorize, guard=_guard),
     ]
     app = Starlette(
         routes=routes,
@@ -366,4 +450,4 @@ def create_app(steward: Steward, settings: AppSettings | None = None) -> ASGIApp
             Exception: _unexpected,
         },
     )
-    return _MetricsMiddleware(app, steward)
+    return StewardApp(app, steward, lifecycle)

@@ -18,8 +18,13 @@ from donjon.steward.ca import CA_CERT_NAME, CA_KEY_NAME, CertificateAuthority
 from donjon.steward.clock import NOW_ENV, fixed_clock, parse_time, system_clock
 from donjon.steward.contract import Verifier
 from donjon.steward.engine import default_verifier, development_platforms, load_policy, load_trust
+from donjon.steward.pkcs11uri import is_pkcs11_uri
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import SecretStore
+from donjon.steward.secrets_vault import KEK_ENV, load_kek
 from donjon.steward.server import DEV_BANNER
 from donjon.steward.service import Steward
+from donjon.steward.statedir import check_private, make_state_dir, private_sqlite_file
 from donjon.steward.store import AuditStore
 
 log = logging.getLogger("donjon.steward")
@@ -32,7 +37,7 @@ AUDIT_TOKEN_ENV = "DONJON_STEWARD_AUDIT_TOKEN"
 class StewardConfig:
     state_dir: Path = Path("steward")
     ca_cert: Path | None = None  # default: <state_dir>/ca.pem
-    ca_key: Path | None = None  # default: <state_dir>/ca.key
+    ca_key: Path | str | None = None  # a file or a pkcs11: URI; default: <state_dir>/ca.key
     init: bool = False  # create the CA if it does not exist
     curve: str = "p384"
     ca_name: str = "Donjon Steward CA"
@@ -47,13 +52,18 @@ class StewardConfig:
     max_body: int = 256 * 1024
     max_concurrent: int = 8
     attest_timeout: float = 30.0
+    #: Key-encryption key of stored secrets (0600 file); else $DONJON_STEWARD_KEK; else none.
+    secrets_kek_file: Path | None = None
 
     @property
     def ca_cert_path(self) -> Path:
         return self.ca_cert or self.state_dir / CA_CERT_NAME
 
     @property
-    def ca_key_path(self) -> Path:
+    def ca_key_path(self) -> Path | str:
+        """The key file, or the ``pkcs11:`` URI of a key on a token."""
+        if isinstance(self.ca_key, str) and not is_pkcs11_uri(self.ca_key):
+            return Path(self.ca_key)
         return self.ca_key or self.state_dir / CA_KEY_NAME
 
     @property
@@ -64,6 +74,7 @@ class StewardConfig:
 def read_token(path: Path | None, env: str, what: str) -> str | None:
     """A bearer token from a file (first line) or the environment variable ``env``."""
     if path is not None:
+        check_private(Path(path), f"{what} token file")
         try:
             token = Path(path).read_text().strip()
         except OSError as exc:
@@ -112,7 +123,15 @@ def audit_access(config: StewardConfig, admin_token: str | None) -> tuple[str | 
 
 def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthority:
     cert, key = config.ca_cert_path, config.ca_key_path
+    if isinstance(key, str):  # a key on a PKCS#11 token
+        if not cert.exists():
+            raise UsageError(
+                f"no Steward CA certificate at {cert} for the token key",
+                hint="create both with `donjon steward init --pkcs11 URI`",
+            )
+        return CertificateAuthority.load(cert, key)
     if config.init and not cert.exists() and not key.exists():
+        make_state_dir(key.parent)
         ca = CertificateAuthority.create(name=config.ca_name, curve=config.curve, now=now)
         ca.save_to(cert, key)
         log.warning("created a new Steward CA: %s (key %s, mode 0600)", cert, key)
@@ -125,20 +144,78 @@ def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthor
     return CertificateAuthority.load(cert, key)
 
 
+def check_policy_pins(policy: object) -> None:
+    """Refuse to start with a TEE section that would certify any guest without saying so."""
+    unpinned = getattr(policy, "unpinned", None)
+    problems: list[str] = unpinned() if unpinned is not None else []
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(
+            f"{getattr(policy, 'source', 'the policy')}: {problems[0]}{more}",
+            hint="docs/policy.md: 'What a policy must pin'",
+        )
+    tees = getattr(policy, "tees", {})
+    if (
+        not tees
+        and getattr(policy, "sim", None) is None
+        and not (getattr(policy, "nil_allow", False) or getattr(policy, "kvm_allow", False))
+    ):
+        raise UsageError(
+            f"{getattr(policy, 'source', 'the policy')}: accepts no platform at all: add a "
+            "section such as [snp] that pins your workload",
+            hint="docs/policy.md",
+        )
+
+
+def announce_policy(policy: object, steward: Steward) -> None:
+    """Say at every start what the policy opted into, in the log and in /metrics."""
+    accepting = getattr(policy, "accepting_any", None)
+    for name in accepting() if accepting is not None else []:
+        steward.metrics.accept_any_workload.labels(name).set(1)
+        log.warning(
+            "[%s] accept_any_workload = true: ANY genuine %s guest gets a certificate, "
+            "whatever it runs; pin a measurement, signer or allowed_workloads to narrow it",
+            name,
+            name,
+        )
+    freshness = getattr(policy, "freshness", None)
+    if freshness is not None and freshness.donjon == "optional":
+        log.warning(
+            'FRESHNESS OPTIONAL: [freshness] donjon = "optional": Donjon evidence without a '
+            "challenge nonce is accepted, so copied evidence can be replayed"
+        )
+    if freshness is not None and freshness.enarx == "accept":
+        log.info(
+            "Enarx CSRs (no challenge possible) are accepted with the advisory "
+            'evidence-not-fresh; [freshness] enarx = "refuse" turns them away'
+        )
+
+
 def build_steward(
-    config: StewardConfig, *, verifier: Verifier | None = None
+    config: StewardConfig, *, verifier: Verifier | None = None, announce: bool = True
 ) -> tuple[Steward, AppSettings]:
-    """A ready Steward and its HTTP settings. ``verifier`` defaults to the engine's."""
+    """A ready Steward and its HTTP settings. ``verifier`` defaults to the engine's.
+
+    ``announce``: log the development-mode warnings (once per Steward, not per worker)."""
     # Tokens first: a bad token file must not leave a new CA or an open store behind.
     admin_token = read_admin_token(config.admin_token_file)
     audit_token, public_audit = audit_access(config, admin_token)
+    warn = log.warning if announce else log.debug
     now_text = os.environ.get(NOW_ENV)
     instant = config.now or (parse_time(now_text, what=f"${NOW_ENV}") if now_text else None)
     clock = fixed_clock(instant) if instant is not None else system_clock
     if instant is not None:
-        log.warning("clock fixed at %s: certificates are dated then", instant.isoformat())
-    ca = load_or_create_ca(config, clock())  # a CA made now is valid at the fixed time
+        warn("clock fixed at %s: certificates are dated then", instant.isoformat())
+    if config.policy is None:
+        raise UsageError(
+            "the Steward needs a policy (--policy FILE): it names the platforms and workloads "
+            "it certifies",
+            hint="see docs/policy.md; for a first try, pin your workload with allowed_workloads",
+        )
     policy = load_policy(config.policy)
+    check_policy_pins(policy)
+    make_state_dir(config.state_dir)
+    ca = load_or_create_ca(config, clock())  # a CA made now is valid at the fixed time
     trust = load_trust(config.trust_dir, cache_dir=config.state_dir / "collateral")
     dev_platforms = development_platforms(policy)
     if dev_platforms and not config.development:
@@ -147,19 +224,34 @@ def build_steward(
             "start the Steward with --dev to confirm development mode"
         )
     if config.development:
-        log.warning(DEV_BANNER)
+        warn(DEV_BANNER)
         if dev_platforms:
-            log.warning(
+            warn(
                 "DEVELOPMENT MODE: policy accepts %s evidence; those certificates say so",
                 ", ".join(dev_platforms),
             )
     if getattr(getattr(policy, "snp", None), "crl", "require") != "require":
-        log.warning(
+        warn(
             'REVOCATION MAY GO UNCHECKED: the policy says [snp] crl = "if-available"; '
             "certificates issued without a current AMD CRL carry the advisory "
             '"revocation-not-checked"'
         )
+    for name in ("tdx", "sgx"):
+        collateral = getattr(getattr(policy, "tees", {}).get(name), "collateral", None)
+        if collateral is not None and "if-available" in (collateral.crl, collateral.tcb_mode):
+            warn(
+                "INTEL COLLATERAL MAY GO UNCHECKED: the policy says [%s] crl = %r, "
+                "tcb_mode = %r; such certificates carry the advisory "
+                '"revocation-not-checked" or "tcb-not-appraised"',
+                name,
+                collateral.crl,
+                collateral.tcb_mode,
+            )
+    if config.db is None:
+        private_sqlite_file((config.state_dir / "audit.db").resolve())
     store = AuditStore.open(config.db_url)
+    if config.db is None:
+        private_sqlite_file((config.state_dir / "audit.db").resolve())  # its WAL, now there
     steward = Steward(
         ca=ca,
         policy=policy,
@@ -168,6 +260,7 @@ def build_steward(
         verifier=verifier or default_verifier(),
         clock=clock,
     )
+    announce_policy(policy, steward)
     settings = AppSettings(
         max_body=config.max_body,
         max_concurrent=config.max_concurrent,
@@ -178,3 +271,24 @@ def build_steward(
         development=config.development,
     )
     return steward, settings
+
+
+def build_secrets(config: StewardConfig, steward: Steward) -> SecretService | None:
+    """Secret storage and release, when a KEK is configured (else the routes say disabled)."""
+    kek = load_kek(config.secrets_kek_file)
+    if kek is None:
+        log.info("secrets disabled (no --secrets-kek-file or $%s)", KEK_ENV)
+        return None
+    store = SecretStore(steward.store.engine)
+    stale = sorted({row.name for row in store.live_rows() if row.sealed.kek_id != kek.kek_id})
+    if stale:
+        log.warning(
+            "secrets wrapped by another KEK cannot be released until rewrapped: %s",
+            ", ".join(stale[:20]),
+        )
+    log.info(
+        "secrets enabled: KEK %s; release needs mutual TLS with a Keep certificate", kek.kek_id
+    )
+    return SecretService(
+        store=store, kek=kek, ca=steward.ca, audit=steward.store, clock=steward.clock
+    )

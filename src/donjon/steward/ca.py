@@ -1,8 +1,10 @@
 """The Steward's certificate authority: create, store and load its key and certificate.
 
-The CA key is an ECDSA key (P-256 or P-384). It is written PKCS#8 PEM with mode
-0600 through an atomic rename, and the certificate next to it. Loading checks
-that the two belong together, so a Steward never signs with a stranger's key.
+The CA key is an ECDSA key (P-256 or P-384): a PKCS#8 PEM file written with
+mode 0600 through an atomic rename, or a key on a PKCS#11 token named by an
+RFC 7512 URI (``pkcs11:token=...;object=...``), which never leaves the token.
+Loading checks that the key and the certificate belong together, so a Steward
+never signs with a stranger's key.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from donjon.atomicfile import write_bytes
 from donjon.attestation.certprofile import key_usage, parse_certificate, signature_hash
 from donjon.errors import plain
 from donjon.steward.errors import CAError
+from donjon.steward.pkcs11uri import is_pkcs11_uri, parse_pkcs11_uri
 
 CURVES: dict[str, ec.EllipticCurve] = {"p256": ec.SECP256R1(), "p384": ec.SECP384R1()}
 CA_CERT_NAME = "ca.pem"
@@ -54,12 +57,19 @@ class CertificateAuthority:
         curve: str = "p384",
         now: datetime,
         lifetime: timedelta = DEFAULT_CA_LIFETIME,
+        key: ec.EllipticCurvePrivateKey | None = None,
     ) -> CertificateAuthority:
-        """A fresh self-signed CA that may only sign end-entity certificates (pathlen 0)."""
-        try:
-            key = ec.generate_private_key(CURVES[curve])
-        except KeyError:
-            raise CAError(f"unknown CA curve {curve!r}: use one of {', '.join(CURVES)}") from None
+        """A self-signed CA that may only sign end-entity certificates (pathlen 0).
+
+        ``key`` is an existing key (a token's); by default a new one on ``curve``.
+        """
+        if key is None:
+            try:
+                key = ec.generate_private_key(CURVES[curve])
+            except KeyError:
+                raise CAError(
+                    f"unknown CA curve {curve!r}: use one of {', '.join(CURVES)}"
+                ) from None
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         public = key.public_key()
         cert = (
@@ -94,13 +104,31 @@ class CertificateAuthority:
         write_bytes(cert_path, self.certificate_pem, mode=0o644, overwrite=overwrite)
         return cert_path, key_path
 
+    def save_certificate(self, cert_path: Path, *, overwrite: bool = False) -> Path:
+        """Write only the certificate (the key stays where it is, e.g. on a token)."""
+        write_bytes(cert_path, self.certificate_pem, mode=0o644, overwrite=overwrite)
+        return cert_path
+
+    @property
+    def on_token(self) -> bool:
+        return hasattr(self.key, "probe")
+
+    def probe(self) -> None:
+        """Readiness: a token-held key must still sign (a file key is always loaded)."""
+        probe = getattr(self.key, "probe", None)
+        if probe is not None:
+            probe()
+
     @classmethod
-    def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
-        """Load and cross-check a CA; a key readable by others is refused."""
+    def load(cls, cert_path: Path, key_path: Path | str) -> CertificateAuthority:
+        """Load and cross-check a CA; a key readable by others is refused.
+
+        ``key_path`` is a file, or a ``pkcs11:`` URI of a key on a token.
+        """
         cert = _load_certificate(cert_path)
-        key = _load_key(key_path)
+        key = load_ca_key(key_path)
         if cert.public_key() != key.public_key():
-            raise CAError(f"CA key {key_path} does not match the certificate {cert_path}")
+            raise CAError(f"CA key {_shown(key_path)} does not match the certificate {cert_path}")
         try:
             constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
         except x509.ExtensionNotFound:
@@ -108,6 +136,21 @@ class CertificateAuthority:
         if not constraints.ca:
             raise CAError(f"certificate {cert_path} is not a CA (basicConstraints ca=false)")
         return cls(certificate=cert, key=key)
+
+
+def _shown(key: Path | str) -> str:
+    if isinstance(key, str) and is_pkcs11_uri(key):
+        return parse_pkcs11_uri(key).redacted
+    return str(key)
+
+
+def load_ca_key(key: Path | str) -> ec.EllipticCurvePrivateKey:
+    """A key file, or a key on a PKCS#11 token for a ``pkcs11:`` URI."""
+    if isinstance(key, str) and is_pkcs11_uri(key):
+        from donjon.steward.hsm import TokenKey
+
+        return TokenKey.open(parse_pkcs11_uri(key))
+    return _load_key(Path(key))
 
 
 def _load_certificate(path: Path) -> x509.Certificate:

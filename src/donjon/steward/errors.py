@@ -57,6 +57,20 @@ class EvidenceNotAuthentic(AttestationRefused):
     code = "evidence-not-authentic"
 
 
+class KeyRevoked(AttestationRefused):
+    """The CSR's key belongs to a revoked certificate: a revoked key stays revoked."""
+
+    status = 403
+    code = "revoked.key"
+
+
+class NotFresh(AttestationRefused):
+    """The evidence's challenge nonce is unknown to this Steward, used, or expired."""
+
+    status = 403
+    code = "freshness.nonce"
+
+
 class KeyAlgorithmMismatch(AttestationRefused):
     """The CSR key is weaker than the platform's binding demands (anti-downgrade)."""
 
@@ -90,6 +104,20 @@ class CANotValid(StewardError):
 
     status = 503
     code = "ca-not-valid"
+
+
+class CAUnavailable(StewardError):
+    """The CA key could not sign now (an HSM or its session is gone): try again later."""
+
+    status = 503
+    code = "ca-unavailable"
+
+
+class ShuttingDown(StewardError):
+    """This replica is draining before it exits: retry (another replica will answer)."""
+
+    status = 503
+    code = "shutting-down"
 
 
 class StoreError(StewardError):

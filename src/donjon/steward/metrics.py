@@ -1,11 +1,18 @@
-"""Prometheus metrics of one Steward app, in its own registry (no global state)."""
+"""Prometheus metrics of one Steward app, in its own registry (no global state).
+
+Under ``--workers N`` the supervisor sets ``$PROMETHEUS_MULTIPROC_DIR`` before
+it spawns the workers; prometheus_client then keeps every value in a file
+there, and a scrape of any worker renders the sum over all of them.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -48,9 +55,27 @@ class StewardMetrics:
         self.revoked = Counter(
             "donjon_steward_certificates_revoked", "Revocations accepted by the API.", registry=r
         )
+        self.challenges = Counter(
+            "donjon_steward_challenges", "Challenge nonces handed out.", registry=r
+        )
+        self.accept_any_workload = Gauge(
+            "donjon_steward_policy_accept_any_workload",
+            "1 for each TEE section whose policy opts into accepting any workload.",
+            ["platform"],
+            registry=r,
+        )
         self.in_flight = Gauge(
-            "donjon_steward_attestations_in_flight", "Attestations being verified now.", registry=r
+            "donjon_steward_attestations_in_flight",
+            "Attestations being verified now.",
+            registry=r,
+            multiprocess_mode="livesum",
         )
 
     def render(self) -> bytes:
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(merged))
         return bytes(generate_latest(self.registry))

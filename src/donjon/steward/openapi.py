@@ -99,6 +99,35 @@ def openapi_document(version: str, *, public_audit: bool = False) -> dict[str, A
                     json_answer=True,
                 )
             },
+            "/v1/challenge": {
+                "post": {
+                    "summary": "A fresh challenge nonce for a Keep's workload claims; the "
+                    "Steward accepts evidence bound to it once, before expires_at",
+                    "responses": {
+                        "200": {
+                            "description": "the nonce (lowercase hex) and its expiry",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "required": ["nonce", "expires_at", "lifetime_seconds"],
+                                        "properties": {
+                                            "nonce": {
+                                                "type": "string",
+                                                "pattern": "^[0-9a-f]{64,128}$",
+                                            },
+                                            "expires_at": {"type": "string", "format": "date-time"},
+                                            "lifetime_seconds": {"type": "integer"},
+                                        },
+                                    }
+                                }
+                            },
+                        },
+                        "400": _PROBLEM,
+                        "503": _PROBLEM,
+                    },
+                }
+            },
             "/v1/ca": {
                 "get": {
                     "summary": "The Steward CA certificate (PEM; DER with Accept: "

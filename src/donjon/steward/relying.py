@@ -28,6 +28,7 @@ from donjon.attestation.peer import (
     load_crl,
     verify_peer_certificate,
 )
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.errors import DonjonError, UsageError, plain
 
 # OpenSSL verify codes that have a more precise meaning than "untrusted".
@@ -144,7 +145,7 @@ def connect_and_verify(
         raise UntrustedChainError(f"{host}:{port} presented no certificate")
     try:
         leaf = x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise UntrustedChainError(
             f"{host}:{port}: peer certificate is unreadable: {plain(exc)}"
         ) from None

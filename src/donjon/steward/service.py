@@ -6,32 +6,40 @@ commit the audit record, and only then hand the certificate out.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from donjon.attestation.claims import REVOCATION_NOT_CHECKED
+from donjon.attestation.claims import (
+    EVIDENCE_NOT_FRESH,
+    REVOCATION_NOT_CHECKED,
+    TCB_NOT_APPRAISED,
+)
 from donjon.attestation.verdict import UNKNOWN_PLATFORM
+from donjon.steward import challenges
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike, Verifier
-from donjon.steward.crl import REASONS, build_crl
+from donjon.steward.crl import CRL_VALIDITY, REASONS, build_crl
 from donjon.steward.errors import (
     AttestationRefused,
     EvidenceNotAuthentic,
+    KeyRevoked,
     MalformedRequest,
+    NotFresh,
     StewardError,
 )
-from donjon.steward.issue import Issued, issue_certificate
+from donjon.steward.issue import Issued, csr_workload_claims, issue_certificate
 from donjon.steward.metrics import StewardMetrics
-from donjon.steward.store import AuditStore, CertificateRecord, Rejection
+from donjon.steward.refusals import RefusalRecorder, bounded
+from donjon.steward.store import AuditStore, CertificateRecord, NonceAlreadyUsed, UsedNonce
 
 log = logging.getLogger("donjon.steward")
 
@@ -94,8 +102,9 @@ def classify(verdict: VerdictLike) -> type[StewardError]:
 
 
 def checks_json(verdict: VerdictLike) -> list[dict[str, Any]]:
+    """The checks for an answer or an audit row; reasons that quote the request are bounded."""
     return [
-        {"id": c.id, "passed": bool(c.passed), "status": c.status, "reason": c.reason}
+        {"id": c.id, "passed": bool(c.passed), "status": c.status, "reason": bounded(c.reason)}
         for c in verdict.checks
     ]
 
@@ -119,6 +128,23 @@ def result_json(issued: Issued) -> dict[str, Any]:
     return claims
 
 
+_NONCE_REFUSALS = {
+    "unknown": "the challenge nonce was not given by this Steward (or its store)",
+    "used": "the challenge nonce was already used: evidence is accepted once per challenge",
+    "expired": "the challenge nonce expired before the evidence arrived: ask for a new one",
+}
+
+
+def _not_fresh(outcome: str, nonce: bytes | None) -> NotFresh:
+    shown = f" (nonce {nonce.hex()[:16]}...)" if nonce is not None else ""
+    return NotFresh(f"{_NONCE_REFUSALS[outcome]}{shown}", check=f"freshness.nonce_{outcome}")
+
+
+def spki_digest(csr: x509.CertificateSigningRequest) -> str:
+    der = csr.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 @dataclass(frozen=True)
 class Attestation:
     """What one request produced: the verdicts and the certificates issued for them."""
@@ -138,7 +164,7 @@ class Steward:
         verifier: Verifier,
         clock: Clock,
         metrics: StewardMetrics | None = None,
-        serialize_verifier: bool = True,
+        nonce_lifetime: timedelta | None = None,
     ) -> None:
         self.ca = ca
         self.policy = policy
@@ -147,18 +173,23 @@ class Steward:
         self.verifier = verifier
         self.clock = clock
         self.metrics = metrics or StewardMetrics()
-        # The engine's trust store caches chains and is not thread-safe; the HTTP layer
-        # runs attestations in worker threads, so they take turns inside the verifier.
-        self._verify_lock: threading.Lock | contextlib.nullcontext[None] = (
-            threading.Lock() if serialize_verifier else contextlib.nullcontext()
-        )
+        self.refusals = RefusalRecorder(store)
+        freshness = getattr(policy, "freshness", None)
+        lifetime = nonce_lifetime or getattr(freshness, "nonce_lifetime", None)
+        self.nonce_lifetime: timedelta = lifetime or timedelta(seconds=120)
+        self._challenge_key: bytes | None = None
+        self._crl_lock = threading.Lock()
+        self._crl_cache: (
+            tuple[tuple[int, datetime | None], datetime, x509.CertificateRevocationList] | None
+        ) = None
+        self._last_purge: datetime | None = None
 
     def _verify(self, csr_der: bytes, now: datetime) -> VerdictLike:
         started = time.perf_counter()
         self.metrics.in_flight.inc()
         try:
-            with self._verify_lock:
-                verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
+            # Concurrent calls are fine: the engine's trust store is safe for concurrent use.
+            verdict = self.verifier(csr_der, policy=self.policy, trust=self.trust, now=now)
         except Exception as exc:
             # The engine promises never to raise for bad input; if it does anyway, this
             # input is what broke it. Refuse it (fail closed) and keep the traceback.
@@ -177,35 +208,60 @@ class Steward:
         reason = error.check or error.code
         platform = platform or UNKNOWN_PLATFORM
         self.metrics.verdicts.labels(platform, "refused", reason).inc()
-        log.warning(
-            "refused attestation: platform=%s reason=%s status=%d evidence_sha256=%s: %s",
-            platform,
-            reason,
-            error.status,
-            evidence_sha256,
-            error.message,
-        )
-        try:
-            self.store.record_rejection(
-                Rejection(
-                    at=now,
-                    reason=reason,
-                    status=error.status,
-                    platform=platform,
-                    evidence_sha256=evidence_sha256,
-                    detail=error.message,
-                )
-            )
-        except StewardError as exc:  # the refusal stands even if it cannot be counted
-            log.error("could not record a rejection: %s", exc.message)
+        error.message = bounded(error.message)
+        self.refusals.record(error, platform=platform, evidence_sha256=evidence_sha256, now=now)
         error.evidence_sha256 = evidence_sha256
         return error
+
+    def challenge(self) -> challenges.Challenge:
+        """A fresh nonce for a Keep's claims: accepted once, before it expires (nothing stored)."""
+        now = self.clock()
+        self._purge(now)
+        self.metrics.challenges.inc()
+        return challenges.mint(self._key(), now + self.nonce_lifetime)
+
+    def _key(self) -> bytes:
+        if self._challenge_key is None:
+            self._challenge_key = self.store.challenge_key()
+        return self._challenge_key
+
+    def _purge(self, now: datetime) -> None:
+        """Forget used nonces that can only be refused as expired now, about once a minute."""
+        last = self._last_purge
+        if last is not None and timedelta(0) <= now - last < timedelta(minutes=1):
+            return
+        self._last_purge = now
+        self.store.purge_used_nonces(before=now - timedelta(minutes=5))
+
+    def _check_fresh(self, verdict: VerdictLike, now: datetime) -> UsedNonce | None:
+        """The claims' challenge must be one of this store's, unexpired; its use is recorded
+        with the certificate (``record_issued``), which refuses a second use."""
+        if verdict.csr is None:
+            return None
+        workload, _ = csr_workload_claims(verdict.csr)
+        nonce = getattr(workload, "nonce", None)
+        if nonce is None:
+            return None  # the verifier applied [freshness] to evidence without a challenge
+        outcome, expires = challenges.check(self._key(), nonce, now)
+        if outcome != "ok" or expires is None:
+            raise _not_fresh(outcome, nonce)
+        return UsedNonce(challenges.digest(nonce), now, expires)
+
+    def _check_key_not_revoked(self, key_sha256: str) -> None:
+        serial = self.store.revoked_serial_for_key(key_sha256)
+        if serial is not None:
+            raise KeyRevoked(
+                f"the CSR's key belongs to revoked certificate serial {serial}: "
+                "a revoked key is never certified again; make a new key",
+                check="revoked.key",
+            )
 
     def attest(self, csr_ders: Sequence[bytes]) -> Attestation:
         """Verify every CSR, then issue all or none, commit the audit rows, then return."""
         now = self.clock()
         verdicts: list[VerdictLike] = []
         issued: list[Issued] = []
+        nonces: list[UsedNonce] = []
         for der in csr_ders:
             try:
                 verdict = self._verify(der, now)
@@ -235,6 +291,11 @@ class Steward:
                     now=now,
                 )
             try:
+                if verdict.csr is not None:
+                    self._check_key_not_revoked(spki_digest(verdict.csr))
+                used = self._check_fresh(verdict, now)
+                if used is not None:
+                    nonces.append(used)
                 issued.append(issue_certificate(self.ca, verdict, self.policy, now=now))
             except StewardError as exc:
                 exc.checks = checks_json(verdict)
@@ -259,7 +320,17 @@ class Steward:
             )
             for item, verdict in zip(issued, verdicts, strict=True)
         ]
-        self.store.record_issued(records)  # before anything is returned
+        try:
+            self.store.record_issued(records, nonces)  # before anything is returned
+        except NonceAlreadyUsed:
+            verdict = verdicts[0]
+            raise self._refuse(
+                _not_fresh("used", None),
+                platform=verdict.platform,
+                evidence_sha256=verdict.evidence_sha256,
+                now=now,
+            ) from None
+        self._recheck_revocations(issued, verdicts, now)
         for item, verdict in zip(issued, verdicts, strict=True):
             self.metrics.verdicts.labels(verdict.platform, "accepted", "").inc()
             self.metrics.issued.inc()
@@ -270,8 +341,19 @@ class Steward:
                 item.result.development,
                 verdict.evidence_sha256,
             )
+            if EVIDENCE_NOT_FRESH in item.result.advisories:
+                log.warning(
+                    "EVIDENCE NOT FRESH for certificate serial=%s platform=%s: an Enarx CSR "
+                    'carries no challenge ([freshness] enarx = "accept"; advisory in the '
+                    "certificate)",
+                    item.serial_hex,
+                    item.result.platform,
+                )
             if REVOCATION_NOT_CHECKED in item.result.advisories:
-                revocation = next((c for c in verdict.checks if c.id == "snp.revocation"), None)
+                revocation = next(
+                    (c for c in verdict.checks if c.id in ("snp.revocation", "dcap.revocation")),
+                    None,
+                )
                 log.warning(
                     "REVOCATION NOT CHECKED for certificate serial=%s platform=%s (policy crl = "
                     '"if-available"; advisory in the certificate): %s',
@@ -279,10 +361,68 @@ class Steward:
                     item.result.platform,
                     revocation.reason if revocation is not None else "no current vendor CRL",
                 )
+            if TCB_NOT_APPRAISED in item.result.advisories:
+                log.warning(
+                    "TCB NOT APPRAISED for certificate serial=%s platform=%s (policy tcb_mode = "
+                    '"if-available", no Intel TCB collateral; advisory in the certificate)',
+                    item.serial_hex,
+                    item.result.platform,
+                )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
 
+    def readiness(self) -> dict[str, str]:
+        """What keeps this replica from serving: {} when the store and the CA key both work."""
+        failed: dict[str, str] = {}
+        try:
+            self.store.ping()
+        except StewardError as exc:
+            failed["database"] = exc.message
+        try:
+            self.ca.probe()
+        except StewardError as exc:
+            failed["ca-key"] = exc.message
+        return failed
+
+    def _recheck_revocations(
+        self, issued: Sequence[Issued], verdicts: Sequence[VerdictLike], now: datetime
+    ) -> None:
+        """After the commit: a revocation of the same key that raced this issuance wins.
+
+        The revoker commits, then revokes every certificate of the key; this side
+        commits, then looks. One of the two always sees the other's row.
+        """
+        for item, verdict in zip(issued, verdicts, strict=True):
+            serial = self.store.revoked_serial_for_key(item.subject_key_sha256)
+            if serial is None:
+                continue
+            self.store.revoke_key(item.subject_key_sha256, reason="key-compromise", at=now)
+            raise self._refuse(
+                KeyRevoked(
+                    f"the CSR's key was revoked (serial {serial}) while this request was "
+                    "being answered; the new certificate was revoked too",
+                    check="revoked.key",
+                ),
+                platform=verdict.platform,
+                evidence_sha256=verdict.evidence_sha256,
+                now=now,
+            )
+
     def crl(self) -> x509.CertificateRevocationList:
-        return build_crl(self.ca, self.store.revoked(), now=self.clock())
+        """The signed CRL, rebuilt only when the store's revocations changed (on any replica)
+        or half its validity has passed; building one of 10^5 serials takes seconds."""
+        now = self.clock()
+        mark = self.store.revocation_mark()
+        with self._crl_lock:
+            cached = self._crl_cache
+            if (
+                cached is not None
+                and cached[0] == mark
+                and timedelta(0) <= now - cached[1] < CRL_VALIDITY / 2
+            ):
+                return cached[2]
+            crl = build_crl(self.ca, self.store.revoked(), now=now)
+            self._crl_cache = (mark, now, crl)
+            return crl
 
     def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
         if reason not in REASONS:

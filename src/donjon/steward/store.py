@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from donjon.steward.errors import MalformedRequest, NotFound, StoreConfigError, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the steward_meta row of stores made before Alembic (0001_baseline)
 
 _metadata = sa.MetaData()
 
@@ -59,12 +60,65 @@ rejections = sa.Table(
     sa.Column("detail", sa.Text(), nullable=False),
 )
 
+#: Challenge nonces that were answered: the primary key makes each acceptable once, across
+#: every Steward on this store. A row outlives its nonce's expiry only until the next purge.
+used_nonces = sa.Table(
+    "used_nonces",
+    _metadata,
+    sa.Column("nonce_sha256", sa.String(64), primary_key=True),
+    sa.Column("used_at", sa.DateTime(), nullable=False),
+    sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
+)
+
+#: A revoked key must stay revoked: issuance looks certificates up by their key.
+_by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject_key_sha256)
+#: The CRL reads only revoked rows, and asks whether they changed on every fetch.
+_by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
+
+#: Secrets for attested Keeps (``steward/secrets_*.py``): each version sealed under the KEK.
+secret_versions = sa.Table(
+    "secret_versions",
+    _metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("created_at", sa.DateTime(), nullable=False),
+    sa.Column("size", sa.Integer(), nullable=False),
+    sa.Column("kek_id", sa.String(16), nullable=False),
+    sa.Column("wrapped_dek", sa.LargeBinary(), nullable=False),
+    sa.Column("ciphertext", sa.LargeBinary(), nullable=False),
+    sa.Column("policy", sa.Text(), nullable=False),  # JSON of ReleasePolicy
+    sa.Column("withdrawn_at", sa.DateTime(), nullable=True),
+)
+
+secret_releases = sa.Table(
+    "secret_releases",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(), nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False, index=True),
+    sa.Column("version", sa.Integer(), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),  # released | refused
+    sa.Column("check", sa.String(64), nullable=False),
+    sa.Column("status", sa.Integer(), nullable=False),
+    sa.Column("serial", sa.String(64), nullable=True),
+    sa.Column("subject_key_sha256", sa.String(64), nullable=True),
+    sa.Column("platform", sa.String(16), nullable=True),
+    sa.Column("workload_sha256", sa.String(64), nullable=True),
+    sa.Column("package_sha256", sa.String(64), nullable=True),
+    sa.Column("detail", sa.Text(), nullable=False),
+)
+
 meta = sa.Table(
     "steward_meta",
     _metadata,
     sa.Column("key", sa.String(32), primary_key=True),
     sa.Column("value", sa.String(256), nullable=False),
 )
+
+
+def schema_metadata() -> sa.MetaData:
+    """The tables as this Donjon reads them (what the migrations must produce)."""
+    return _metadata
 
 
 def _utc(value: datetime) -> datetime:
@@ -196,7 +250,15 @@ class AuditStore:
                 )
                 sa.event.listen(engine, "connect", _on_sqlite_connect)
             else:
-                engine = sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+                engine = sa.create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=8,
+                    max_overflow=8,
+                    pool_timeout=10,
+                    # A database that does not answer is "unavailable" in seconds, not minutes.
+                    connect_args={"connect_timeout": 5} if "+psycopg" in url else {},
+                )
         except (ArgumentError, ImportError, ValueError) as exc:
             raise StoreConfigError(f"bad audit store URL {url!r}: {exc}") from None
         store = cls(engine)
@@ -205,27 +267,19 @@ class AuditStore:
         return store
 
     def _create(self) -> None:
+        """Migrate an empty store; refuse a schema other than this Donjon's head (one line)."""
+        from donjon.steward import schema  # it imports this module
+
         try:
-            _metadata.create_all(self._engine)
-            with self._engine.begin() as conn:
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "schema_version")
-                ).scalar()
-                if found is None:
-                    # A replica may create it at the same moment: keep theirs.
-                    with contextlib.suppress(IntegrityError), conn.begin_nested():
-                        conn.execute(
-                            meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION))
-                        )
-                elif found != str(SCHEMA_VERSION):
-                    raise StoreConfigError(
-                        f"audit store has schema version {found}, "
-                        f"this Steward reads {SCHEMA_VERSION}"
-                    )
-        except SQLAlchemyError as exc:
-            raise StoreConfigError(
-                f"cannot open the audit store {self._engine.url!r}: {_short(exc)}"
-            ) from None
+            schema.ensure(self._engine)
+        except StoreConfigError:
+            self._engine.dispose()
+            raise
+
+    @property
+    def engine(self) -> Engine:
+        """For schema migrations (``donjon.steward.schema``) only."""
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
@@ -246,8 +300,21 @@ class AuditStore:
         except SQLAlchemyError as exc:
             raise StoreError(f"audit store unavailable: {_short(exc)}") from None
 
-    def record_issued(self, records: Sequence[CertificateRecord]) -> None:
-        """Commit every record in one transaction (all or nothing)."""
+    def ping(self) -> None:
+        """One round trip to the database (readiness); StoreError when it does not answer."""
+        with self._tx() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def record_issued(
+        self,
+        records: Sequence[CertificateRecord],
+        nonces: Sequence[UsedNonce] = (),
+    ) -> None:
+        """Commit every record, and the use of every nonce, in one transaction (all or nothing).
+
+        A nonce used before makes the whole transaction fail with :class:`NonceAlreadyUsed`:
+        nothing is recorded, so nothing may be handed out.
+        """
         rows = [
             {
                 "serial": r.serial,
@@ -266,8 +333,25 @@ class AuditStore:
             }
             for r in records
         ]
-        with self._tx() as conn:
-            conn.execute(certificates.insert(), rows)
+        used = [
+            {
+                "nonce_sha256": n.nonce_sha256,
+                "used_at": _utc(n.used_at),
+                "expires_at": _utc(n.expires_at),
+            }
+            for n in nonces
+        ]
+        try:
+            with self._engine.begin() as conn:
+                if used:
+                    conn.execute(used_nonces.insert(), used)
+                conn.execute(certificates.insert(), rows)
+        except IntegrityError as exc:
+            if used and _duplicate_nonce(exc):
+                raise NonceAlreadyUsed() from None
+            raise StoreError(f"audit store refused the write: {_short(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"audit store unavailable: {_short(exc)}") from None
 
     def record_rejection(self, rejection: Rejection) -> None:
         with self._tx() as conn:
@@ -310,7 +394,13 @@ class AuditStore:
         return [_row_to_record(r) for r in rows]
 
     def revoke(self, serial: str, *, reason: str, at: datetime) -> CertificateRecord:
-        """Mark a certificate revoked; revoking twice keeps the first time and reason."""
+        """Mark a certificate revoked; revoking twice keeps the first time and reason.
+
+        Every other certificate for the same key is revoked with it, in a second
+        transaction after the first commits: an issuance racing this one commits
+        its row, then looks for a revoked sibling, so one of the two always sees
+        the other (``revoked_serial_for_key``).
+        """
         serial = normalize_serial(serial)
         with self._tx() as conn:
             conn.execute(
@@ -319,7 +409,79 @@ class AuditStore:
                 .values(revoked_at=_utc(at), revocation_reason=reason)
             )
             row = _select(conn, serial)
-        return _found(row, serial)
+        record = _found(row, serial)
+        self.revoke_key(record.subject_key_sha256, reason=reason, at=at)
+        return record
+
+    def revoke_key(self, subject_key_sha256: str, *, reason: str, at: datetime) -> list[str]:
+        """Revoke every unrevoked certificate of one key; their serials."""
+        column = certificates.c.subject_key_sha256
+        with self._tx() as conn:
+            serials = [
+                row[0]
+                for row in conn.execute(
+                    sa.select(certificates.c.serial).where(
+                        column == subject_key_sha256, certificates.c.revoked_at.is_(None)
+                    )
+                )
+            ]
+            if serials:
+                conn.execute(
+                    certificates.update()
+                    .where(certificates.c.serial.in_(serials), certificates.c.revoked_at.is_(None))
+                    .values(revoked_at=_utc(at), revocation_reason=reason)
+                )
+        return serials
+
+    def revoked_serial_for_key(self, subject_key_sha256: str) -> str | None:
+        """The serial of a revoked certificate for this key, if there is one."""
+        query = (
+            sa.select(certificates.c.serial)
+            .where(
+                certificates.c.subject_key_sha256 == subject_key_sha256,
+                certificates.c.revoked_at.is_not(None),
+            )
+            .order_by(certificates.c.revoked_at, certificates.c.serial)
+            .limit(1)
+        )
+        with self._tx() as conn:
+            return conn.execute(query).scalar()
+
+    # --- challenges ----------------------------------------------------------------------
+
+    def challenge_key(self) -> bytes:
+        """The key that authenticates this store's challenges (made once, shared by replicas)."""
+        with self._tx() as conn:
+            found = conn.execute(
+                sa.select(meta.c.value).where(meta.c.key == "challenge_key")
+            ).scalar()
+            if found is None:
+                # A replica may create it at the same moment: keep whichever was first.
+                with contextlib.suppress(IntegrityError), conn.begin_nested():
+                    conn.execute(
+                        meta.insert().values(key="challenge_key", value=secrets.token_hex(32))
+                    )
+                found = conn.execute(
+                    sa.select(meta.c.value).where(meta.c.key == "challenge_key")
+                ).scalar()
+        return bytes.fromhex(str(found))
+
+    def purge_used_nonces(self, *, before: datetime) -> int:
+        """Forget used nonces that expired before ``before`` (they are refused as expired)."""
+        with self._tx() as conn:
+            gone = conn.execute(used_nonces.delete().where(used_nonces.c.expires_at < _utc(before)))
+        return int(gone.rowcount or 0)
+
+    def revocation_mark(self) -> tuple[int, datetime | None]:
+        """How many certificates are revoked, and the latest revocation: a CRL built when
+        this was the same lists the same serials (revocations are never undone)."""
+        with self._tx() as conn:
+            count, latest = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(certificates.c.revoked_at)).where(
+                    certificates.c.revoked_at.is_not(None)
+                )
+            ).one()
+        return int(count or 0), _aware(latest)
 
     def revoked(self) -> list[tuple[str, datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
@@ -377,6 +539,22 @@ class AuditStore:
                 )
             )
         return out
+
+
+@dataclass(frozen=True)
+class UsedNonce:
+    nonce_sha256: str
+    used_at: datetime
+    expires_at: datetime
+
+
+class NonceAlreadyUsed(Exception):
+    """A nonce in this issuance was used before (by this Steward or a replica)."""
+
+
+def _duplicate_nonce(exc: IntegrityError) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "used_nonces" in text or "nonce_sha256" in text
 
 
 def normalize_serial(serial: str) -> str:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pyasn1.codec.der import decoder, encoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import namedtype, univ
 
+from donjon.attestation.der import DECODE_ERRORS
 from donjon.errors import plain
 from donjon.steward.errors import MalformedRequest
 
@@ -61,7 +61,7 @@ def split_sequence(der: bytes, what: str) -> list[bytes]:
     """The DER elements of a ``SEQUENCE OF`` (strict: no trailing bytes)."""
     try:
         value, rest = decoder.decode(der, asn1Spec=_AnySequence())
-    except (PyAsn1Error, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedRequest(
             f"{what}: not a DER SEQUENCE OF: {plain(exc)}", check="bundle"
         ) from None
@@ -87,7 +87,7 @@ def decode_bundle_output(der: bytes) -> tuple[list[bytes], list[bytes]]:
     """Client side of the bundle answer: (chain, issued)."""
     try:
         value, rest = decoder.decode(der, asn1Spec=_Output())
-    except (PyAsn1Error, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedRequest(f"bundle answer: not valid DER: {plain(exc)}") from None
     if rest:
         raise MalformedRequest(f"bundle answer: {len(rest)} trailing bytes")

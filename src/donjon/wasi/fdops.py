@@ -7,21 +7,32 @@ avoidable Python call.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Callable
 
-from donjon.wasi import abi
+from donjon.wasi import abi, memfs
 from donjon.wasi.context import HostContext, ready
 from donjon.wasi.errors import WasiError
-from donjon.wasi.fdtable import KIND_FILE, KIND_PYSTREAM, FdEntry, filetype_of_mode
-from donjon.wasi.sockets import SocketCalls
+from donjon.wasi.fdtable import (
+    KIND_FILE,
+    KIND_MEMDIR,
+    KIND_MEMFILE,
+    KIND_PYSTREAM,
+    FdEntry,
+    filetype_of_mode,
+)
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not a supported platform, kept importable
     fcntl = None  # type: ignore[assignment]
+
+#: ``typing`` and ``collections`` cost milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from donjon.wasi.sockets import SocketCalls
 
 _IOVEC = abi.IOVEC.unpack_from
 _U32 = abi.U32.pack_into
@@ -113,9 +124,10 @@ def resolve_times(
 
 
 class FdCalls:
-    def __init__(self, ctx: HostContext, sockets: SocketCalls) -> None:
+    def __init__(self, ctx: HostContext, sockets: Callable[[], SocketCalls]) -> None:
         self.ctx = ctx
         self.entries = ctx.fds.entries
+        #: the socket calls, built on first use (only socket entries need them)
         self.sockets = sockets
         self.fd_write = self._fast_write()
         self.fd_read = self._fast_read()
@@ -209,7 +221,7 @@ class FdCalls:
                     n += entry.stream.write(bytes(part)) or 0  # type: ignore[union-attr]
                 entry.stream.flush()  # type: ignore[union-attr]
             else:
-                n = self.sockets.send(entry, mem.iovecs(iovs, iovs_len))
+                n = self.sockets().send(entry, mem.iovecs(iovs, iovs_len))
             if nwritten + 4 > mem.size or nwritten & 3:
                 mem.set_u32(nwritten, n)
             else:
@@ -236,6 +248,8 @@ class FdCalls:
                 if entry.filetype in _WATCHED and (self.ctx.bounded or entry.flags & _NONBLOCK):
                     self._wait(entry, False)
                 n = readv(entry.hostfd, bufs)
+            elif entry.kind == KIND_MEMFILE:
+                n = memfs.read(entry, bufs)
             elif entry.kind == KIND_PYSTREAM:
                 n = 0
                 for part in bufs:
@@ -244,7 +258,7 @@ class FdCalls:
                     if got < len(part):
                         break
             else:
-                n = self.sockets.recv(entry, bufs, 0)
+                n = self.sockets().recv(entry, bufs, 0)
             mem.set_u32(nread, n)
             return abi.SUCCESS
         except WasiError as exc:
@@ -276,6 +290,12 @@ class FdCalls:
             raise WasiError(abi.ESPIPE)
 
     def fd_pread(self, fd: int, iovs: int, iovs_len: int, offset: int, nread: int) -> int:
+        memory = self.ctx.fds.get(fd)
+        if memory.kind == KIND_MEMFILE:
+            memory.require(_RIGHT_READ)
+            n = memfs.pread(memory, self.ctx.mem.iovecs(iovs, iovs_len), offset)
+            self.ctx.mem.set_u32(nread, n)
+            return abi.SUCCESS
         entry = self._file(fd, _RIGHT_READ)
         self._seekable(entry)
         if offset > 1 << 63:
@@ -314,6 +334,12 @@ class FdCalls:
 
     def fd_seek(self, fd: int, offset: int, whence: int, newoffset: int) -> int:
         entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_MEMFILE:
+            if whence > abi.WHENCE_END:
+                raise WasiError(abi.EINVAL)
+            entry.require(abi.RIGHT_FD_SEEK)
+            self.ctx.mem.set_u64(newoffset, memfs.seek(entry, _signed64(offset), whence))
+            return abi.SUCCESS
         if entry.kind != KIND_FILE or entry.is_dir:
             raise WasiError(abi.EBADF)
         self._seekable(entry)
@@ -329,6 +355,10 @@ class FdCalls:
 
     def fd_tell(self, fd: int, out: int) -> int:
         entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_MEMFILE:
+            entry.require(abi.RIGHT_FD_TELL)
+            self.ctx.mem.set_u64(out, entry.offset)
+            return abi.SUCCESS
         if entry.kind != KIND_FILE or entry.is_dir:
             raise WasiError(abi.EBADF)
         self._seekable(entry)
@@ -372,8 +402,10 @@ class FdCalls:
                 os.POSIX_FADV_DONTNEED,
                 os.POSIX_FADV_NOREUSE,
             )[advice]
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105 (contextlib costs milliseconds to import)
                 advise(entry.hostfd, _signed64(offset), _signed64(length), host)
+            except OSError:
+                pass
         return abi.SUCCESS
 
     def fd_allocate(self, fd: int, offset: int, length: int) -> int:
@@ -437,8 +469,10 @@ class FdCalls:
     def fd_filestat_get(self, fd: int, out: int) -> int:
         entry = self.ctx.fds.get(fd)
         entry.require(abi.RIGHT_FD_FILESTAT_GET)
-        if entry.kind == KIND_PYSTREAM:
-            values: tuple[int, ...] = (0, 0, entry.filetype, 0, 0, 0, 0, 0)
+        if entry.kind in (KIND_MEMFILE, KIND_MEMDIR):
+            values: tuple[int, ...] = memfs.filestat(entry)
+        elif entry.kind == KIND_PYSTREAM:
+            values = (0, 0, entry.filetype, 0, 0, 0, 0, 0)
         elif entry.kind == KIND_FILE and entry.filetype in _WATCHED:
             # stdio: wasmtime reports only the type.
             values = (0, 0, entry.filetype, 0, 0, 0, 0, 0)
@@ -492,11 +526,13 @@ class FdCalls:
 
     def fd_readdir(self, fd: int, buf: int, buf_len: int, cookie: int, bufused: int) -> int:
         entry = self.ctx.fds.get(fd)
-        if entry.kind != KIND_FILE or not entry.is_dir:
+        if entry.kind not in (KIND_FILE, KIND_MEMDIR) or not entry.is_dir:
             raise WasiError(abi.EBADF)  # as wasmtime: not a directory fd
         entry.require(abi.RIGHT_FD_READDIR)
         if cookie == 0 or entry.dirents is None:
-            entry.dirents = _list_dir(entry.hostfd)
+            entry.dirents = (
+                memfs.dirents(entry) if entry.kind == KIND_MEMDIR else _list_dir(entry.hostfd)
+            )
         mem = self.ctx.mem
         mem.check(buf, buf_len)
         out = bytearray()

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from pyasn1.codec.der import decoder
-from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, univ
 
+from donjon.attestation.der import DECODE_ERRORS
 from donjon.attestation.errors import MalformedEvidenceError
 from donjon.attestation.snp.product import Product
 
@@ -72,7 +72,7 @@ def _ext_value(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bytes | No
 def _integer(data: bytes, what: str) -> int:
     try:
         value, rest = decoder.decode(data, asn1Spec=univ.Integer())
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedEvidenceError(f"endorsement key: {what} is not a DER INTEGER") from exc
     if rest:
         raise MalformedEvidenceError(f"endorsement key: trailing bytes after {what}")
@@ -85,7 +85,7 @@ def _integer(data: bytes, what: str) -> int:
 def _ia5(data: bytes, what: str) -> str:
     try:
         value, rest = decoder.decode(data, asn1Spec=char.IA5String())
-    except PyAsn1Error as exc:
+    except DECODE_ERRORS as exc:
         raise MalformedEvidenceError(f"endorsement key: {what} is not an IA5String") from exc
     if rest:
         raise MalformedEvidenceError(f"endorsement key: trailing bytes after {what}")

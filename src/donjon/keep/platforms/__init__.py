@@ -2,7 +2,8 @@
 
 Each platform lives in its own module, imported only when used, and exposes
 ``create(state_dir) -> Platform``. Auto-selection follows Enarx's order: sgx,
-snp, tdx, then sim (only once ``donjon sim init`` has made its state), then nil.
+snp, tdx, then cca and nitro, then azure (a vTPM holding Azure's HCL report), then
+sim and sim-cca (only once ``donjon sim init`` has made their state), then nil.
 ``--platform`` or ``DONJON_PLATFORM`` overrides it.
 """
 
@@ -21,8 +22,10 @@ from donjon.keep.platforms.base import (
     PlatformUnavailable,
     UnknownPlatform,
 )
+from donjon.statedir import ENV_STATE_DIR, default_state_dir
 
 __all__ = [
+    "ENV_STATE_DIR",
     "PLATFORM_NAMES",
     "REGISTRY",
     "Platform",
@@ -35,26 +38,19 @@ __all__ = [
 ]
 
 ENV_PLATFORM = "DONJON_PLATFORM"
-ENV_STATE_DIR = "DONJON_STATE_DIR"
 
 #: name -> module exposing ``create(state_dir)``; modules are imported lazily.
 REGISTRY: dict[str, str] = {
     "sgx": "donjon.keep.platforms.sgx",
     "snp": "donjon.keep.platforms.snp",
     "tdx": "donjon.keep.platforms.tdx",
+    "cca": "donjon.keep.platforms.cca",
+    "nitro": "donjon.keep.platforms.nitro",
+    "azure": "donjon.keep.platforms.azure",
     "sim": "donjon.keep.platforms.sim",
+    "sim-cca": "donjon.keep.platforms.sim_cca",
     "nil": "donjon.keep.platforms.nil",
 }
-
-
-def default_state_dir() -> Path:
-    """Where Donjon keeps per-user state: ``$DONJON_STATE_DIR`` or the XDG data dir."""
-    env = os.environ.get(ENV_STATE_DIR)
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "donjon"
 
 
 def factory(name: str) -> PlatformFactory:

@@ -32,6 +32,7 @@ from donjon.attestation.kds import AMD_KDS_URL, CollateralFetcher, KdsFetcher
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import SigningKey, SnpReport, parse_report
+from donjon.attestation.x509util import X509_LOAD_ERRORS
 from donjon.errors import plain
 from donjon.keep.platforms import default_state_dir
 from donjon.keep.platforms.base import PlatformError, PlatformUnavailable, check_report_data
@@ -219,7 +220,7 @@ def _check_size(report: bytes, where: str) -> bytes:
 def _load_crl(data: bytes, where: str) -> x509.CertificateRevocationList:
     try:
         return x509.load_der_x509_crl(data)
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise SnpPlatformError(f"{where}: not a DER CRL: {plain(exc)}") from None
 
 
@@ -228,7 +229,7 @@ def _load_cert(data: bytes, where: str) -> x509.Certificate:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
-    except ValueError as exc:
+    except X509_LOAD_ERRORS as exc:
         raise SnpPlatformError(f"{where}: not an X.509 certificate: {plain(exc)}") from None
 
 

@@ -48,7 +48,8 @@ from donjon.attestation.peer import (
     verify_peer_certificate,
 )
 from donjon.errors import DonjonError
-from donjon.keep.sim import sim_dir
+from donjon.keep.sim import cca as sim_cca
+from donjon.keep.sim import sim_dir, tdx_state
 from donjon.keep.sim import state as sim_state
 from donjon.keep.sim.products import DEFAULT_TCB, Product
 
@@ -294,6 +295,8 @@ class Lab:
     procs: list[Proc] = field(default_factory=list)
     #: The CA of the newest Steward's HTTPS certificate, for Keeps' ``steward_ca``.
     https_ca: Path | None = None
+    #: The simulated TEE: "snp" (SEV-SNP reports) or "tdx" (TDX quotes).
+    tee: str = "snp"
 
     @property
     def state_dir(self) -> Path:
@@ -301,7 +304,9 @@ class Lab:
 
     @property
     def ark(self) -> Path:
-        return sim_dir(self.state_dir) / "ark.pem"
+        """The simulator's root certificate (the SNP ARK, or the TDX product's root)."""
+        name = "tdx-root.pem" if self.tee == "tdx" else "ark.pem"
+        return sim_dir(self.state_dir) / name
 
     def __enter__(self) -> Lab:
         return self
@@ -347,9 +352,29 @@ class Lab:
         )
         return sim_state.init(sim_dir(self.state_dir), config, now=now)
 
-    def write_policy(self, allowed_wasm: Sequence[bytes], extra: str = "") -> Path:
+    def init_sim_cca(self) -> sim_cca.SimCcaState:
+        """The simulated Arm CCA platform (a CPAK; Keeps use ``--platform sim-cca``)."""
+        self.tee = "cca"
+        return sim_cca.init(sim_cca.cca_dir(self.state_dir))
+
+    def init_sim_tdx(self, now: datetime | None = None) -> tdx_state.TdxSimState:
+        """The TDX product (``donjon sim init --tee tdx``); ``tee`` becomes "tdx"."""
+        self.tee = "tdx"
+        return tdx_state.init(sim_dir(self.state_dir), tdx_state.TdxSimConfig(), now=now)
+
+    def write_policy(
+        self, allowed_wasm: Sequence[bytes], extra: str = "", tee: str | None = None
+    ) -> Path:
+        """A policy trusting the simulated TEE ``tee`` (default: the last one initialised)."""
+        tee = tee or self.tee
         digests = ", ".join(toml_string(d.hex()) for d in allowed_wasm)
-        text = f"[sim]\ntrust = {toml_string(str(self.ark))}\nallowed_workloads = [{digests}]\n"
+        if tee == "cca":
+            cpak = sim_cca.cca_dir(self.state_dir) / "cpak.pem"
+            text = f"[sim]\ncca_cpak = {toml_string(str(cpak))}\nallowed_workloads = [{digests}]\n"
+        else:
+            section = "[sim.tdx]" if tee == "tdx" else "[sim]"
+            trust = toml_string(str(self.ark))
+            text = f"{section}\ntrust = {trust}\nallowed_workloads = [{digests}]\n"
         path = self.root / f"policy-{len(list(self.root.glob('policy-*')))}.toml"
         write_bytes(path, (extra + "\n" + text).encode())
         return path
@@ -361,6 +386,7 @@ class Lab:
         now: datetime | None = None,
         tls_now: datetime | None = None,
         timeout: float = 60.0,
+        extra: Sequence[str] = (),
     ) -> Steward:
         """A development Steward on HTTPS, ready to answer when this returns."""
         index = sum(1 for p in self.procs if p.name.startswith("steward"))
@@ -374,6 +400,7 @@ class Lab:
         ]  # fmt: skip
         if now is not None:
             args += ["--now", now.isoformat()]
+        args += list(extra)
         proc = self.spawn(f"steward-{index}", args)
         _wait_listening(proc, port, timeout)
         self.https_ca = tls.ca
@@ -395,9 +422,9 @@ class Lab:
             lines.append(f"steward_ca = {toml_string(str(self.https_ca))}")
         return "\n".join(lines) + "\n"
 
-    def start_keep(self, package: Path, extra: Sequence[str] = ()) -> Proc:
+    def start_keep(self, package: Path, extra: Sequence[str] = (), platform: str = "sim") -> Proc:
         name = f"keep {package.name}"
-        return self.spawn(name, ["run", str(package), "--platform", "sim", *extra])
+        return self.spawn(name, ["run", str(package), "--platform", platform, *extra])
 
 
 def _wait_listening(proc: Proc, port: int, timeout: float) -> None:

@@ -1,4 +1,4 @@
-"""Judge genuine SNP evidence against a policy, and say what a certificate will claim.
+"""Judge genuine SNP evidence against the ``[snp]`` (or ``[sim]``) policy.
 
 Everything here runs after the cryptography passed: the report is authentic,
 the question is whether the owner accepts what it shows. All checks run, so
@@ -7,13 +7,12 @@ that an operator sees every reason at once; the first failure is the verdict.
 
 from __future__ import annotations
 
-from donjon.attestation.claims import WorkloadClaims
 from donjon.attestation.errors import (
     DebugNotAllowedError,
     PolicyViolationError,
     TcbBelowMinimumError,
 )
-from donjon.attestation.policy import POLICY_FLAGS_MASK, SnpPolicy
+from donjon.attestation.snp.policy import POLICY_FLAGS_MASK, SnpPolicy
 from donjon.attestation.snp.verify import SnpVerified
 from donjon.attestation.verdict import Checklist
 
@@ -30,9 +29,8 @@ def appraise_snp(
     verified: SnpVerified,
     policy: SnpPolicy,
     checks: Checklist,
-    *,
-    workload: WorkloadClaims | None,
 ) -> None:
+    """The SNP-specific checks; the rules every TEE shares are applied by ``rules.py``."""
     report = verified.report
     gp = report.policy
     checks.expect(
@@ -122,19 +120,6 @@ def appraise_snp(
             f"guest SVN {report.guest_svn} >= {minimum}",
             lambda: _violation(
                 "policy.guest_svn", f"guest SVN {report.guest_svn} is below the minimum {minimum}"
-            ),
-        )
-    if policy.allowed_workloads:
-        ok = workload is not None and workload.wasm_sha256 in policy.allowed_workloads
-        checks.expect(
-            "policy.workload",
-            ok,
-            f"workload {_short(workload.wasm_sha256)} allowed" if workload else "",
-            lambda: _violation(
-                "policy.workload",
-                "no workload claims in the CSR"
-                if workload is None
-                else f"workload {workload.wasm_sha256.hex()} is not in allowed_workloads",
             ),
         )
 

@@ -3,7 +3,11 @@
 uvicorn installs its own handlers (``INFO:     Started server process``) unless told
 not to; the Steward passes ``log_config=None`` so that uvicorn's records, access
 lines included, reach the root handler set up here. ``--log-format json`` writes
-one JSON object a line, for log shippers.
+one JSON object a line, for log shippers. The Steward's ``--workers`` processes
+set up the same handler, and add their process id (``name[pid]``, ``"pid"``).
+
+Log lines quote what others sent (a Keep's package name, a refused client's
+reason): every message is escaped to one line (:mod:`donjon.escape`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from donjon.escape import escape
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: The same, for one of several worker processes.
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 #: uvicorn's logger names, as this project names them in its logs.
 RENAMED = {"uvicorn.error": "donjon.steward.server", "uvicorn.access": "donjon.steward.access"}
@@ -28,17 +36,30 @@ class _Rename(logging.Filter):
         return True
 
 
+class EscapingFormatter(logging.Formatter):
+    """A log line may quote a peer's certificate (a refused client's reason): escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
-    """``{"time", "level", "logger", "message"}``; access lines add client, method,
-    path, status."""
+    """``{"time", "level", "logger", "message"}`` (and ``"pid"`` for a worker); access
+    lines add client, method, path, status."""
+
+    def __init__(self, *, with_pid: bool = False) -> None:
+        super().__init__()
+        self.with_pid = with_pid
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": escape(record.getMessage()),
         }
+        if self.with_pid:
+            entry["pid"] = record.process
         args = record.args
         if record.name == RENAMED["uvicorn.access"] and isinstance(args, tuple) and len(args) == 5:
             client, method, path, version, status = args
@@ -49,15 +70,21 @@ class JsonFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def configured(level: str = "info", fmt: str = "text") -> Iterator[None]:
+def configured(level: str = "info", fmt: str = "text", *, worker: bool = False) -> Iterator[None]:
     """Route every logger to stderr in one format (``text`` or ``json``) while the block runs.
 
-    Other handlers stay; everything is put back afterwards, so an in-process caller
-    (a test) keeps its own logging.
+    ``worker``: this is one of several processes, whose lines carry its pid. Other
+    handlers stay; everything is put back afterwards, so an in-process caller (a
+    test) keeps its own logging.
     """
     handler = _StderrHandler()
     handler.addFilter(_Rename())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    formatter: logging.Formatter
+    if fmt == "json":
+        formatter = JsonFormatter(with_pid=worker)
+    else:
+        formatter = EscapingFormatter(WORKER_TEXT_FORMAT if worker else TEXT_FORMAT)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     saved_level = root.level
     uvicorn_loggers = [logging.getLogger(n) for n in ("uvicorn", "uvicorn.error", "uvicorn.access")]

@@ -1,0 +1,251 @@
+"""The policy rules every TEE shares, parsed and applied in one place.
+
+A TEE section (``[snp]``, ``[tdx]``, ...) pins its own measurements; these
+rules sit beside them in every section: which workloads may get a certificate,
+whether the owner really meant to accept any workload, which TCB statuses and
+vendor advisories are acceptable. ``[freshness]`` is top-level: it says whether
+evidence must answer the Steward's challenge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from donjon.attestation.claims import WorkloadClaims
+from donjon.attestation.errors import FreshnessError, PolicyViolationError
+from donjon.attestation.policytoml import SectionReader
+from donjon.attestation.verdict import Checklist
+
+#: The keys of :class:`TeeRules`, which every TEE section accepts.
+RULE_KEYS = frozenset(
+    {
+        "allowed_workloads",
+        "allowed_packages",
+        "accept_any_workload",
+        "tcb_statuses",
+        "allowed_advisories",
+    }
+)
+
+
+@dataclass(frozen=True)
+class TeeRules:
+    """Rules shared by every TEE section. Empty ``allowed_workloads`` means "any"."""
+
+    allowed_workloads: frozenset[bytes] = frozenset()
+    #: SHA-256 digests of OCI manifests (``donjon run oci://...@sha256:...``); empty: any.
+    allowed_packages: frozenset[bytes] = frozenset()
+    #: The owner's explicit "this section pins nothing, and that is intended".
+    accept_any_workload: bool = False
+    #: TCB statuses that may get a certificate; None: the TEE's own default.
+    tcb_statuses: frozenset[str] | None = None
+    #: Vendor advisory ids (e.g. INTEL-SA-00615) that may be outstanding.
+    allowed_advisories: frozenset[str] = frozenset()
+
+
+def parse_rules(table: Mapping[str, Any], reader: SectionReader) -> TeeRules:
+    """The shared rules of one TEE section (its other keys are the TEE's own)."""
+    workloads: frozenset[bytes] = frozenset()
+    if "allowed_workloads" in table:
+        workloads = frozenset(reader.digests(table["allowed_workloads"], 32, "allowed_workloads"))
+    packages: frozenset[bytes] = frozenset()
+    if "allowed_packages" in table:
+        packages = frozenset(
+            reader.digests(_strip_sha256(table["allowed_packages"]), 32, "allowed_packages")
+        )
+    statuses = None
+    if "tcb_statuses" in table:
+        statuses = reader.strings(table["tcb_statuses"], "tcb_statuses")
+    advisories: frozenset[str] = frozenset()
+    if "allowed_advisories" in table:
+        advisories = reader.strings(table["allowed_advisories"], "allowed_advisories")
+    return TeeRules(
+        allowed_workloads=workloads,
+        allowed_packages=packages,
+        accept_any_workload=reader.boolean(table, "accept_any_workload"),
+        tcb_statuses=statuses,
+        allowed_advisories=advisories,
+    )
+
+
+def _strip_sha256(value: Any) -> Any:
+    """Manifest digests are written ``sha256:<hex>`` (as registries print them) or bare hex."""
+    items = value if isinstance(value, list) else [value]
+    return [i.removeprefix("sha256:") if isinstance(i, str) else i for i in items]
+
+
+def _violation(code: str, message: str) -> PolicyViolationError:
+    return PolicyViolationError(message, code=code)
+
+
+def apply_rules(
+    rules: TeeRules,
+    *,
+    section: str,
+    pinned: tuple[str, ...],
+    tcb_status: str,
+    default_statuses: frozenset[str],
+    vendor_advisories: tuple[str, ...],
+    workload: WorkloadClaims | None,
+    checks: Checklist,
+) -> None:
+    """Record the shared policy checks for one appraisal (all of them run).
+
+    ``pinned`` names the section's own keys that pin the guest (measurement,
+    signer, ...); with none of them and no allowed workloads, the section must
+    say ``accept_any_workload = true``.
+    """
+    pins = (*pinned, "allowed_workloads") if rules.allowed_workloads else pinned
+    pins = (*pins, "allowed_packages") if rules.allowed_packages else pins
+    checks.expect(
+        "policy.pinned",
+        bool(pins) or rules.accept_any_workload,
+        f"pinned by {', '.join(pins)}"
+        if pins
+        else f"[{section}] accept_any_workload = true: any genuine guest is accepted",
+        lambda: _violation(
+            "policy.unpinned",
+            f"[{section}] pins no workload, measurement or signer: any genuine guest would get "
+            f"a certificate; pin one, or say accept_any_workload = true",
+        ),
+    )
+    if rules.allowed_workloads:
+        ok = workload is not None and workload.wasm_sha256 in rules.allowed_workloads
+        checks.expect(
+            "policy.workload",
+            ok,
+            f"workload {workload.wasm_sha256.hex()[:16]}... allowed" if workload else "",
+            lambda: _violation(
+                "policy.workload",
+                "no workload claims in the CSR"
+                if workload is None
+                else f"workload {workload.wasm_sha256.hex()} is not in allowed_workloads",
+            ),
+        )
+    if rules.allowed_packages:
+        package = workload.package_sha256 if workload is not None else None
+        checks.expect(
+            "policy.package",
+            package is not None and package in rules.allowed_packages,
+            f"package sha256:{package.hex()[:16]}... allowed" if package else "",
+            lambda: _violation(
+                "policy.package",
+                "the workload claims name no package (it was not deployed from a registry)"
+                if package is None
+                else f"package sha256:{package.hex()} is not in allowed_packages",
+            ),
+        )
+    statuses = rules.tcb_statuses if rules.tcb_statuses is not None else default_statuses
+    checks.expect(
+        "policy.tcb_status",
+        tcb_status in statuses,
+        f"TCB status {tcb_status} accepted",
+        lambda: _violation(
+            "policy.tcb_status",
+            f"TCB status {tcb_status} is not accepted "
+            f"(tcb_statuses: {', '.join(sorted(statuses))})",
+        ),
+    )
+    outstanding = sorted(set(vendor_advisories) - rules.allowed_advisories)
+    checks.expect(
+        "policy.advisories",
+        not outstanding,
+        "no advisories"
+        if not vendor_advisories
+        else f"advisories allowed: {', '.join(sorted(vendor_advisories))}",
+        lambda: _violation(
+            "policy.advisories",
+            f"advisories not in allowed_advisories: {', '.join(outstanding)}",
+        ),
+    )
+
+
+# --- freshness -------------------------------------------------------------------------------
+
+DonjonFreshness = Literal["require", "optional"]
+EnarxFreshness = Literal["accept", "refuse"]
+DEFAULT_NONCE_LIFETIME = timedelta(seconds=120)
+FRESHNESS_KEYS = frozenset({"donjon", "enarx", "nonce_lifetime"})
+
+
+@dataclass(frozen=True)
+class FreshnessPolicy:
+    """``[freshness]``: whether evidence must answer a challenge of this Steward."""
+
+    #: Donjon CSRs (with workload claims): must their claims carry a challenge nonce?
+    donjon: DonjonFreshness = "require"
+    #: Enarx CSRs cannot carry a nonce: accept them (advisory evidence-not-fresh) or refuse.
+    enarx: EnarxFreshness = "accept"
+    nonce_lifetime: timedelta = DEFAULT_NONCE_LIFETIME
+
+
+def parse_freshness(table: Mapping[str, Any], reader: SectionReader) -> FreshnessPolicy:
+    reader.only(table, FRESHNESS_KEYS)
+    donjon: DonjonFreshness = "require"
+    if "donjon" in table:
+        donjon = (
+            "optional"
+            if reader.choice(table["donjon"], "donjon", ("require", "optional")) == "optional"
+            else "require"
+        )
+    enarx: EnarxFreshness = "accept"
+    if "enarx" in table:
+        enarx = (
+            "refuse"
+            if reader.choice(table["enarx"], "enarx", ("accept", "refuse")) == "refuse"
+            else "accept"
+        )
+    lifetime = DEFAULT_NONCE_LIFETIME
+    if "nonce_lifetime" in table:
+        lifetime = reader.duration(
+            table["nonce_lifetime"],
+            "nonce_lifetime",
+            low=timedelta(seconds=5),
+            high=timedelta(hours=1),
+            example="120s",
+        )
+    return FreshnessPolicy(donjon=donjon, enarx=enarx, nonce_lifetime=lifetime)
+
+
+def check_freshness(
+    policy: FreshnessPolicy, workload: WorkloadClaims | None, checks: Checklist
+) -> bool:
+    """Record ``freshness.nonce``; True when the evidence carries no challenge at all.
+
+    The verifier only sees whether a nonce is there: that the Steward gave it,
+    that it has not expired and that it is used once is the Steward's check
+    against its store.
+    """
+    if workload is None:
+        checks.expect(
+            "freshness.nonce",
+            policy.enarx == "accept",
+            'Enarx CSR: no challenge possible; accepted ([freshness] enarx = "accept"), '
+            "the certificate says evidence-not-fresh",
+            lambda: FreshnessError(
+                "Enarx CSRs carry no challenge nonce, and the policy says [freshness] enarx = "
+                '"refuse"',
+                code="freshness.enarx_refused",
+            ),
+        )
+        return True
+    if workload.nonce is None:
+        checks.expect(
+            "freshness.nonce",
+            policy.donjon == "optional",
+            'no challenge nonce; accepted ([freshness] donjon = "optional")',
+            lambda: FreshnessError(
+                "the workload claims carry no challenge nonce: ask POST /v1/challenge first "
+                '(or set [freshness] donjon = "optional")',
+                code="freshness.nonce_missing",
+            ),
+        )
+        return True
+    checks.ok(
+        "freshness.nonce",
+        f"challenge nonce {workload.nonce.hex()[:16]}... (the Steward accepts it once)",
+    )
+    return False

@@ -1,0 +1,123 @@
+"""Probes and graceful shutdown: /healthz, /readyz, and a drain that finishes what is in flight.
+
+The drain is driven through the server's own signal handler (``handle_exit``,
+what SIGTERM calls) for the in-process server, and by a real SIGTERM to
+``donjon steward serve --workers 2`` in a child process.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from steward_fakes import FakeVerifier, make_csr
+from steward_harness import StewardFactory, TlsFiles
+
+from donjon.steward.errors import StoreError
+from support.net import free_port
+
+PKCS10 = {"Content-Type": "application/pkcs10"}
+NIL_POLICY = 'san_dns = ["keep.example.test"]\n\n[nil]\nallow = true\n'
+
+
+def test_healthz_and_readyz(start_steward: StewardFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = start_steward()
+    assert s.client.get("/healthz").json() == {"status": "ok", "draining": False}
+    assert s.client.get("/readyz").json() == {"status": "ready"}
+
+    def down() -> None:
+        raise StoreError("audit store unavailable: connection refused")
+
+    monkeypatch.setattr(s.steward.store, "ping", down)
+    ready = s.client.get("/readyz")
+    assert ready.status_code == 503 and ready.headers["Retry-After"] == "2"
+    assert ready.json()["failed"] == {"database": "audit store unavailable: connection refused"}
+    assert s.client.get("/healthz").status_code == 200  # liveness does not follow the database
+
+
+def test_drain_finishes_in_flight_and_refuses_new_requests(start_steward: StewardFactory) -> None:
+    inner = FakeVerifier()
+    entered = threading.Event()
+
+    def slow(csr_der: bytes, **kwargs: Any) -> Any:
+        entered.set()
+        time.sleep(1.5)
+        return inner(csr_der, **kwargs)
+
+    s = start_steward(verifier=slow)
+    s.server.drain_seconds = 0.5
+    answers: list[httpx.Response] = []
+    worker = threading.Thread(
+        target=lambda: answers.append(s.client.post("/", content=make_csr(), headers=PKCS10))
+    )
+    worker.start()
+    assert entered.wait(10)
+    s.server.handle_exit(signal.SIGTERM, None)  # what SIGTERM does
+    with httpx.Client(base_url=s.url, verify=s.tls.context, timeout=10) as fresh:
+        refused = fresh.post("/", content=make_csr(), headers=PKCS10)
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "2"
+        assert refused.json()["type"].endswith(":shutting-down")
+        assert fresh.get("/readyz").status_code == 503
+        assert fresh.get("/healthz").json()["draining"] is True
+    worker.join(timeout=20)
+    assert [a.status_code for a in answers] == [200]  # the request in flight finished
+    assert s.steward.store.counts()["issued"] == 1
+    deadline = time.monotonic() + 20
+    while not s.server.should_exit and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert s.server.should_exit  # it stopped by itself once drained
+
+
+@pytest.mark.slow
+def test_workers_share_a_port_sum_metrics_and_drain_on_sigterm(
+    tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    policy = tmp_path / "nil.toml"
+    policy.write_text(NIL_POLICY)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    args = [
+        sys.executable, "-m", "donjon.cli.main", "steward", "serve",
+        "--dir", str(tmp_path / "state"), "--init", "--dev", "--policy", str(policy),
+        "--port", str(port), "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key),
+        "--workers", "2", "--drain-seconds", "2", "--log-level", "warning",
+    ]  # fmt: skip
+    log = (tmp_path / "steward.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/readyz", verify=tls_files.context, timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.2)
+        statuses = []
+        for _ in range(12):  # a new connection each: the kernel hands them to either worker
+            with httpx.Client(base_url=url, verify=tls_files.context, timeout=30) as c:
+                statuses.append(c.post("/", content=make_csr(), headers=PKCS10).status_code)
+        assert statuses == [200] * 12
+        metrics = httpx.get(url + "/metrics", verify=tls_files.context, timeout=10).text
+        assert "donjon_steward_certificates_issued_total 12.0" in metrics  # summed over workers
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        refused = httpx.post(
+            url + "/", content=make_csr(), headers=PKCS10, verify=tls_files.context, timeout=10
+        )
+        assert refused.status_code == 503 and refused.headers["Retry-After"] == "2"
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
