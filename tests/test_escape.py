@@ -49,7 +49,9 @@ def test_the_log_formatter_escapes_the_message_only() -> None:
 def test_attest_verify_escapes_what_the_evidence_said(capsys: pytest.CaptureFixture[str]) -> None:
     from donjon.cli.attest import _print_verdict
 
-    check = SimpleNamespace(passed=False, not_checked=False, id="vcek", reason="subject CN=x\n  ✔ chain ok")
+    check = SimpleNamespace(
+        passed=False, not_checked=False, id="vcek", reason="subject CN=x\n  ✔ chain ok"
+    )
     verdict: Any = SimpleNamespace(
         evaluated_at=datetime(2024, 1, 1, tzinfo=UTC),
         details={"product": "Milan\x1b[2J", "chain": ["CN=ark", "CN=a\nb"]},

@@ -148,3 +148,34 @@ def test_run_with_module_bytes_never_reads_the_file(
     )
     assert run(spec).exit_code == 0
     assert out.read_text() == "good\n"
+
+
+def test_run_wasm_says_so_in_donjons_format(modules: tuple[Path, Path], tmp_path: Path) -> None:
+    """The lean ``run-wasm`` start sets up no logging; a discarded entry is still one
+    ``donjon: module cache: ...`` line on stderr (it was a bare, unprefixed line)."""
+    import subprocess
+    import sys
+
+    good, evil = modules
+    env = {
+        **os.environ,
+        "DONJON_CACHE_DIR": str(tmp_path / "cache"),
+        "DONJON_STATE_DIR": str(tmp_path / "state"),
+    }
+
+    def run_wasm(module: Path) -> subprocess.CompletedProcess[str]:
+        lean = "import sys; from donjon.cli.entry import main; main(sys.argv[1:])"
+        argv = [sys.executable, "-c", lean, "run-wasm", str(module)]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+    assert run_wasm(good).stdout == "good\n"
+    assert run_wasm(evil).stdout == "EVIL\n"
+    key = tmp_path / "state" / KEY_NAME
+    entry_of(good, tmp_path / "cache", key).write_bytes(
+        entry_of(evil, tmp_path / "cache", key).read_bytes()
+    )
+    third = run_wasm(good)
+    assert third.stdout == "good\n"
+    lines = third.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"donjon: module cache: the entry for {good} fails authentication")

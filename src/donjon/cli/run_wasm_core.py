@@ -249,7 +249,10 @@ def execute(options: RunWasmOptions) -> NoReturn:
             _echo_err(f"donjon: {message}")
 
     stop_promptly_on_sigterm()  # a guest spinning in wasm never returns to Python's handlers
-    result = run(spec, progress=progress)
+    def warn(message: str) -> None:  # always shown: no logging is set up on this path
+        _echo_err(f"donjon: {message}")
+
+    result = run(spec, progress=progress, warn=warn)
     if result.trap:
         _echo_err(f"donjon: {result.trap}")
     sys.exit(result.exit_code)

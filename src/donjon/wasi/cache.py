@@ -59,10 +59,11 @@ class CacheKeyError(Exception):
     """The cache's MAC key cannot be made or trusted; the cache is off for this run."""
 
 
-def _warn(message: str, *args: object) -> None:
+def log_warning(message: str) -> None:
+    """The default for a cache's warnings: the ``donjon.wasi`` logger."""
     import logging  # a warning is rare; the import costs milliseconds
 
-    logging.getLogger("donjon.wasi").warning(message, *args)
+    logging.getLogger("donjon.wasi").warning("%s", message)
 
 
 def default_cache_dir() -> Path:
@@ -195,9 +196,16 @@ def _create_exclusive(path: StrPath, key: bytes) -> None:
 
 class ModuleCache:
     def __init__(
-        self, directory: StrPath, engine_flags: str, key_file: StrPath | None = None
+        self,
+        directory: StrPath,
+        engine_flags: str,
+        key_file: StrPath | None = None,
+        warn: Callable[[str], None] = log_warning,
     ) -> None:
+        """``warn`` hears what a person should see (an entry discarded, the cache off): a
+        command that sets up no logging (``run-wasm``'s lean start) passes its own printer."""
         self.directory = os.fspath(directory)
+        self._warn = warn
         self.engine_flags = engine_flags
         self.key_file = os.fspath(key_file) if key_file is not None else default_key_file()
         #: what the last :meth:`load` did: "hit", "miss", "corrupt" (an entry failed its
@@ -227,7 +235,7 @@ class ModuleCache:
         try:
             key = load_key(self.key_file)
         except CacheKeyError as exc:
-            _warn("module cache off for this run: %s", exc)
+            self._warn(f"module cache off for this run: {exc}")
             self.last = "off"
             if progress is not None:
                 progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
@@ -268,7 +276,7 @@ class ModuleCache:
 
     def _discard(self, path: str, where: str, why: str) -> None:
         self.last = "corrupt"
-        _warn("module cache: the entry for %s %s; discarded, recompiling (%s)", where, why, path)
+        self._warn(f"module cache: the entry for {where} {why}; discarded, recompiling ({path})")
         try:  # noqa: SIM105 (contextlib costs milliseconds to import)
             os.unlink(path)
         except OSError:

@@ -12,7 +12,7 @@ import time
 
 from donjon.wasi import capi
 from donjon.wasi.api import RunResult
-from donjon.wasi.cache import ModuleCache, compile_module
+from donjon.wasi.cache import ModuleCache, compile_module, log_warning
 from donjon.wasi.context import HostContext
 from donjon.wasi.errors import (
     EXIT_MEMORY,
@@ -64,6 +64,7 @@ def load_module(
     engine: capi.Engine,
     flags: EngineFlags,
     progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> capi.Module:
     where = os.fspath(spec.module)
     wasm = spec.module_bytes
@@ -77,7 +78,9 @@ def load_module(
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
         return compile_module(engine, wasm, where)
-    cache = ModuleCache(spec.cache_dir, flags.key(), key_file=spec.cache_key_file)
+    cache = ModuleCache(
+        spec.cache_dir, flags.key(), key_file=spec.cache_key_file, warn=warn or log_warning
+    )
     return cache.load(engine, wasm, where, progress)
 
 
@@ -107,14 +110,20 @@ def _guest_memory(store: capi.Store, memory: capi.Extern) -> GuestMemory:
     return GuestMemory(lambda: store.memory_base(memory), lambda: store.memory_size(memory))
 
 
-def run(spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> RunResult:
+def run(
+    spec: RunSpec,
+    *,
+    progress: Callable[[str], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> RunResult:
     """Run one WASI command module to completion. Raises :class:`DonjonError` on bad input.
 
-    ``progress`` is told about slow steps (compiling a module the cache lacks).
+    ``progress`` is told about slow steps (compiling a module the cache lacks); ``warn``
+    about what a person must see (a cache entry discarded), default the logger.
     """
     limits = spec.limits
     flags = EngineFlags(epoch_interruption=limits.timeout_s is not None)
-    with flags.engine() as engine, load_module(spec, engine, flags, progress) as module:
+    with flags.engine() as engine, load_module(spec, engine, flags, progress, warn) as module:
         imported = check_wasi_command(module, os.fspath(spec.module))
         # The store goes first: the linker keeps alive the callbacks its instances call.
         with FastLinker(engine) as linker, capi.Store(engine) as store:
