@@ -66,7 +66,7 @@ def test_attest_verify_escapes_what_the_evidence_said(capsys: pytest.CaptureFixt
     )
     evidence: Any = SimpleNamespace(form="csr")
     policy: Any = SimpleNamespace(source="default")
-    _print_verdict(Path("x.csr"), evidence, verdict, policy, from_flag=False)
+    _print_verdict(Path("x.csr"), evidence, verdict, policy, crl_flag=None)
     out = capsys.readouterr().out
     assert "\x1b" not in out
     assert not any(line.lstrip().startswith("✔") for line in out.splitlines())

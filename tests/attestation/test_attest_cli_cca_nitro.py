@@ -38,7 +38,11 @@ def test_verify_cca_with_cpak_jwk_and_pem(
         capsys,
     )
     assert code == 0
-    assert json.loads(out)["accepted"] is True
+    doc = json.loads(out)
+    assert doc["accepted"] is True
+    # A bare token binds no key: the binding is "not checked", never "passed".
+    binding = next(c for c in doc["checks"] if c["id"] == "binding.report_data")
+    assert binding["status"] == "not_checked"
     other = tmp_path / "other.pem"
     key = ec.generate_private_key(ec.SECP384R1()).public_key()
     other.write_bytes(key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))

@@ -96,6 +96,11 @@ def test_tcb_mode_if_available_says_not_appraised(
     assert code == 0, err
     assert "TCB NOT APPRAISED" in out
     assert "ACCEPTED (revocation NOT checked, TCB NOT APPRAISED)" in out
+    # The flag, not the (default, require) policy, let the CRLs go unchecked; what was
+    # not appraised is never shown as passed.
+    assert 'crl = "if-available" (from --tcb-mode if-available): NOT CHECKED' in out
+    for check in ("dcap.tcb_info", "dcap.qe_identity", "dcap.revocation", "dcap.tcb_status"):
+        assert re.search(rf"^  – {re.escape(check)} ", out, re.M), check
     code, out, _ = run(
         ["attest", "verify", str(vectors / "tdx/teekit/tdx-v4-azure.b64"), "--tcb-mode",
          "if-available", "--at", "2025-01-01", "--json"],
@@ -104,6 +109,10 @@ def test_tcb_mode_if_available_says_not_appraised(
     doc = json.loads(out)
     assert doc["result"]["tcb_status"] == "NotAppraised"
     assert "tcb-not-appraised" in doc["result"]["advisories"]
+    assert doc["revocation"]["crl_mode_from"] == "flag"
+    status = {c["id"]: c["status"] for c in doc["checks"]}
+    assert status["dcap.tcb_status"] == status["dcap.revocation"] == "not_checked"
+    assert status["dcap.quote_signature"] == "passed"
 
 
 def test_enarx_sgx_csr(vectors: Path, capsys: pytest.CaptureFixture[str]) -> None:

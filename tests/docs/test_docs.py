@@ -40,6 +40,16 @@ CLEARED_ENV = (
     "DONJON_STEWARD_ADMIN_TOKEN",
     "DONJON_STEWARD_AUDIT_TOKEN",
     "DONJON_DEBUG",
+    "DONJON_STATE_DIR",
+    "DONJON_STEWARD_URL",
+    "DONJON_STEWARD_KEK",
+    "DONJON_REGISTRY_CA",
+    "DONJON_REGISTRY_USERNAME",
+    "DONJON_REGISTRY_PASSWORD",
+    "DONJON_PKCS11_MODULE",
+    "DONJON_PKCS11_PIN",
+    "DONJON_TPM_TCTI",
+    "DONJON_AZURE_IMDS_URL",
     "XDG_DATA_HOME",
     "XDG_CONFIG_HOME",
     "XDG_STATE_HOME",
@@ -164,7 +174,11 @@ def doc_env(tmp: Path) -> dict[str, str]:
     (tmp / "home").mkdir()
     env.update(
         HOME=str(tmp / "home"),
-        XDG_CACHE_HOME=real_cache,  # build and module caches are caches: share them
+        XDG_CACHE_HOME=real_cache,  # the toolchain's build cache is a cache: share it
+        # Compiled modules are authenticated with a key in the (fresh, empty) state
+        # directory: a shared module cache would hold entries of another key, which a
+        # reader's machine does not (each would be discarded, with a warning).
+        DONJON_CACHE_DIR=str(tmp / "module-cache"),
         PATH=f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         NO_COLOR="1",
         TERM="dumb",

@@ -413,10 +413,12 @@ def verify(
         data["file"] = str(file)
         data["form"] = evidence.form
         data["policy"] = policy.source
-        data["revocation"]["crl_mode_from"] = "flag" if mode else "policy"
+        source = _crl_source(mode, tcb_mode, verdict)
+        data["revocation"]["crl_mode_from"] = "policy" if source is None else "flag"
         print_json(data)
     else:
-        _print_verdict(file, evidence, verdict, policy, from_flag=mode is not None)
+        crl_flag = _crl_source(mode, tcb_mode, verdict)
+        _print_verdict(file, evidence, verdict, policy, crl_flag=crl_flag)
     if not verdict.accepted and verdict.error is not None:
         raise verdict.error
 
@@ -476,8 +478,18 @@ def _bold(text: str) -> str:
     return click.style(text, bold=True)
 
 
+def _crl_source(crl_mode: str | None, tcb_mode: str | None, verdict: Verdict) -> str | None:
+    """The flag that set the verdict's CRL mode, or None when the policy did."""
+    if crl_mode is not None:
+        return "--crl-mode"
+    dcap = "quote" in (verdict.details or {})
+    if dcap and tcb_mode == "if-available" and verdict.crl_mode == "if-available":
+        return "--tcb-mode if-available"  # it accepts missing CRLs too (dcap/entry.py)
+    return None
+
+
 def _print_verdict(
-    file: Path, evidence: Evidence, verdict: Verdict, policy: Policy, *, from_flag: bool
+    file: Path, evidence: Evidence, verdict: Verdict, policy: Policy, *, crl_flag: str | None
 ) -> None:
     when = verdict.evaluated_at.isoformat() if verdict.evaluated_at else "?"
     product = (verdict.details or {}).get("product", "")
@@ -515,7 +527,7 @@ def _print_verdict(
     if chain:
         click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))
     if verdict.crl_mode is not None:
-        source = "--crl-mode" if from_flag else f"policy {policy.source}"
+        source = crl_flag or f"policy {policy.source}"
         checked = verdict.revocation_checked
         state = "" if checked is None else ": checked" if checked else ": NOT CHECKED"
         color = "red" if checked is False else None

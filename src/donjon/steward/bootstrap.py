@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -96,20 +97,30 @@ def read_admin_token(path: Path | None) -> str | None:
 
 
 def audit_access(config: StewardConfig, admin_token: str | None) -> tuple[str | None, bool]:
-    """The audit token and public flag, refusing a contradiction, and said once at start."""
+    """The audit token and public flag, refusing a contradiction."""
     audit_token = read_token(config.audit_token_file, AUDIT_TOKEN_ENV, "audit")
+    if config.public_audit and audit_token is not None:
+        raise UsageError(
+            "--public-audit contradicts an audit token "
+            f"(--audit-token-file or ${AUDIT_TOKEN_ENV}): choose one"
+        )
+    return audit_token, config.public_audit
+
+
+def say_audit_access(
+    config: StewardConfig,
+    audit_token: str | None,
+    admin_token: str | None,
+    warn: Callable[..., None],
+) -> None:
+    """Said once at start, once the configuration is known to be good."""
     if config.public_audit:
-        if audit_token is not None:
-            raise UsageError(
-                "--public-audit contradicts an audit token "
-                f"(--audit-token-file or ${AUDIT_TOKEN_ENV}): choose one"
-            )
-        log.warning(
+        warn(
             "AUDIT RECORDS ARE PUBLIC (--public-audit): GET /v1/certificates/{serial} "
             "answers anyone, and says which workloads run where"
         )
     elif audit_token is None and admin_token is None:
-        log.warning(
+        warn(
             "audit reads over HTTP are disabled (no audit or admin token): "
             "use `donjon steward certs` on the store, or pass --audit-token-file"
         )
@@ -118,7 +129,6 @@ def audit_access(config: StewardConfig, admin_token: str | None) -> tuple[str | 
             "audit reads (GET /v1/certificates/{serial}) need the %s bearer token",
             "audit or admin" if audit_token is not None else "admin",
         )
-    return audit_token, config.public_audit
 
 
 def load_or_create_ca(config: StewardConfig, now: datetime) -> CertificateAuthority:
@@ -214,6 +224,7 @@ def build_steward(
         )
     policy = load_policy(config.policy)
     check_policy_pins(policy)
+    say_audit_access(config, audit_token, admin_token, warn)
     make_state_dir(config.state_dir)
     ca = load_or_create_ca(config, clock())  # a CA made now is valid at the fixed time
     trust = load_trust(config.trust_dir, cache_dir=config.state_dir / "collateral")
