@@ -138,6 +138,17 @@ def test_valid_document_verifies_at_its_time(vectors: Path, nitro_trust: TrustSt
     assert verdict.not_after_limit == datetime(2022, 10, 13, 11, 58, 2, tzinfo=UTC)
 
 
+def test_the_verdict_says_the_time_it_was_judged_at(
+    vectors: Path, nitro_trust: TrustStore, nitro_vectors: dict[str, Any]
+) -> None:
+    """Judged at the document's own timestamp: so say the verdict and the result (they
+    said the caller's clock, which no check used)."""
+    verdict = verify_bare((vectors / VALID).read_bytes(), trust=nitro_trust)
+    made = datetime.fromtimestamp(nitro_vectors[VALID]["computed"]["timestamp_ms"] / 1000, UTC)
+    assert verdict.result is not None
+    assert verdict.evaluated_at == verdict.result.evaluated_at == made
+
+
 def test_root_from_the_document_when_the_trust_dir_lacks_it(vectors: Path) -> None:
     verdict = verify_bare((vectors / VALID).read_bytes())
     assert verdict.accepted, verdict.error

@@ -256,8 +256,9 @@ def _conclude(
             workload=workload,
             checks=ctx.checks,
         )
+    when = appraisal.evaluated_at or ctx.now
     if not ctx.checks.passed:
-        return _rejected(ctx.checks, appraisal.platform, sha, csr, ctx.now, appraisal)
+        return _rejected(ctx.checks, appraisal.platform, sha, csr, when, appraisal)
     result = AttestationResult(
         platform=appraisal.platform,
         product=appraisal.product,
@@ -268,7 +269,7 @@ def _conclude(
         debug=appraisal.debug,
         development=appraisal.development,
         policy_id=ctx.policy.digest,
-        evaluated_at=ctx.now,
+        evaluated_at=when,
         workload=workload,
     )
     return Verdict(
@@ -281,7 +282,7 @@ def _conclude(
         evidence_sha256=sha,
         not_after_limit=appraisal.not_after_limit,
         csr=csr,
-        evaluated_at=ctx.now,
+        evaluated_at=when,
         appraisal=appraisal,
         crl_mode=appraisal.crl_mode,
     )

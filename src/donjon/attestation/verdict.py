@@ -95,6 +95,9 @@ class Appraisal:
     crl_mode: str | None = None
     #: Decoded evidence for display, built on demand (verification does not pay for it).
     describe: Callable[[], dict[str, Any]] | None = None
+    #: The instant the evidence was judged at, when the verifier was asked to use another
+    #: than the context's (a bare Nitro document, at its own timestamp); None: ``ctx.now``.
+    evaluated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ class NitroEntry:
         if document.user_data is None and ctx.subject is not None:
             ctx.checks.step("binding.report_data", _no_user_data)
         check_binding(ctx, document.user_data or b"", enarx=None)
-        return _appraisal(ctx, verified, policy)
+        return _appraisal(ctx, verified, policy, ctx.now)
 
     def verify_bare(self, data: bytes, ctx: VerifyContext) -> Appraisal:
         policy: NitroPolicy = section_of(ctx, "nitro")
@@ -94,7 +94,7 @@ class NitroEntry:
             ctx.checks.step("binding.ratls", lambda: _ratls_binding(document, cert))
         else:
             check_binding(ctx, document.user_data or b"", enarx=None)
-        return _appraisal(ctx, verified, policy)
+        return _appraisal(ctx, verified, policy, now)
 
 
 def _verify(ctx: VerifyContext, document: NitroDocument, now: datetime) -> NitroVerified:
@@ -127,7 +127,9 @@ def _ratls_binding(document: NitroDocument, cert: x509.Certificate) -> tuple[Non
     return None, "user_data = the certificate's SubjectPublicKeyInfo (RA-TLS binding)"
 
 
-def _appraisal(ctx: VerifyContext, verified: NitroVerified, policy: NitroPolicy) -> Appraisal:
+def _appraisal(
+    ctx: VerifyContext, verified: NitroVerified, policy: NitroPolicy, now: datetime
+) -> Appraisal:
     document = verified.document
     appraise_nitro(document, policy, ctx.checks)
     return Appraisal(
@@ -145,6 +147,7 @@ def _appraisal(ctx: VerifyContext, verified: NitroVerified, policy: NitroPolicy)
         not_after_limit=verified.chain.valid_until,
         revocation_checked=False,
         describe=_describe(verified),
+        evaluated_at=None if now == ctx.now else now,
     )
 
 
