@@ -397,6 +397,8 @@ class Lab:
             "steward", "serve", "--dev", "--init", "--dir", str(directory),
             "--policy", str(policy), "--tls-cert", str(tls.cert), "--tls-key", str(tls.key),
             "--addr", LOCALHOST, "--port", str(port), "--log-level", "warning",
+            # No load balancer to tell: stop at once (a drain outlasted STOP_GRACE).
+            "--drain-seconds", "0",
         ]  # fmt: skip
         if now is not None:
             args += ["--now", now.isoformat()]
