@@ -26,6 +26,10 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: The same, for one of several worker processes.
 WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
+#: Libraries whose INFO lines describe their own internals (Alembic's "setup plugin
+#: ...", "Context impl SQLiteImpl."): shown from WARNING on, unless the level is DEBUG.
+QUIET_BELOW_WARNING = ("alembic",)
+
 #: uvicorn's logger names, as this project names them in its logs.
 RENAMED = {"uvicorn.error": "donjon.steward.server", "uvicorn.access": "donjon.steward.access"}
 
@@ -94,6 +98,11 @@ def configured(level: str = "info", fmt: str = "text", *, worker: bool = False) 
     for logger in uvicorn_loggers:
         logger.handlers = []
         logger.propagate = True
+    quiet = [logging.getLogger(name) for name in QUIET_BELOW_WARNING]
+    quiet_levels = [lg.level for lg in quiet]
+    if root.level > logging.DEBUG:
+        for logger in quiet:
+            logger.setLevel(logging.WARNING)
     try:
         yield
     finally:
@@ -101,6 +110,8 @@ def configured(level: str = "info", fmt: str = "text", *, worker: bool = False) 
         root.setLevel(saved_level)
         for logger, handlers, propagate in saved:
             logger.handlers, logger.propagate = handlers, propagate
+        for logger, quiet_level in zip(quiet, quiet_levels, strict=True):
+            logger.setLevel(quiet_level)
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+#: The same, from one of several worker processes: its pid after the logger's name.
+WORKER_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+\[\d+\]: ")
 
 
 def free_port() -> int:
@@ -30,7 +32,7 @@ def serve_and_get(tmp_path: Path, *extra: str) -> list[str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
          "--dir", str(tmp_path / "state"), "--policy", str(tmp_path / "dev.toml"),
-         "--port", str(port), *extra],
+         "--port", str(port), "--drain-seconds", "0", *extra],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -53,6 +55,8 @@ def test_text_logs_have_one_format_and_say_development_once(tmp_path: Path) -> N
     lines = serve_and_get(tmp_path)
     assert lines and all(TEXT_LINE.match(line) for line in lines), lines
     assert not any(line.startswith("INFO:") for line in lines)
+    # Alembic's INFO lines about its own plugins are not the operator's business.
+    assert not any(" INFO alembic." in line for line in lines), lines
     banner = [line for line in lines if "not fit for production" in line]
     assert len(banner) == 1
     access = [line for line in lines if " donjon.steward.access: " in line]
@@ -66,4 +70,28 @@ def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
     access = [e for e in entries if e["logger"] == "donjon.steward.access"]
     assert len(access) == 1
     assert (access[0]["method"], access[0]["path"], access[0]["status"]) == ("GET", "/v1/crl", 200)
+    assert sum("not fit for production" in e["message"] for e in entries) == 1
+
+
+def test_workers_log_in_the_same_format_with_their_pid(tmp_path: Path) -> None:
+    lines = serve_and_get(tmp_path, "--workers", "2")
+    assert lines
+    workers = [line for line in lines if WORKER_LINE.match(line)]
+    parent = [line for line in lines if TEXT_LINE.match(line)]
+    assert len(workers) + len(parent) == len(lines), lines  # nothing in another format
+    assert not any(line.startswith("INFO:") for line in lines)
+    pids = {re.search(r"\[(\d+)\]: ", line).group(1) for line in workers}  # type: ignore[union-attr]
+    assert len(pids) == 2, workers  # both workers logged (their start-up at least)
+    access = [line for line in workers if " donjon.steward.access[" in line]
+    assert len(access) == 1 and '"GET /v1/crl HTTP/1.1" 200' in access[0]
+    # Development mode is announced once, by the parent, not once per worker.
+    assert sum("not fit for production" in line for line in lines) == 1
+
+
+def test_workers_log_json_with_their_pid(tmp_path: Path) -> None:
+    entries = [json.loads(line) for line in serve_and_get(tmp_path, "--workers", "2",
+                                                           "--log-format", "json")]  # fmt: skip
+    access = [e for e in entries if e["logger"] == "donjon.steward.access"]
+    assert len(access) == 1 and access[0]["status"] == 200
+    assert isinstance(access[0]["pid"], int)
     assert sum("not fit for production" in e["message"] for e in entries) == 1

@@ -75,7 +75,9 @@ def _serve(config: StewardConfig, options: ServeOptions, sock: socket.socket) ->
 
 def bind(options: ServeOptions) -> socket.socket:
     """The listening socket the workers share (bound once, by the parent)."""
-    config = uvicorn.Config(lambda: None, host=options.host, port=options.port)
+    # log_config=None: uvicorn would install its own handlers ("INFO:     Uvicorn running
+    # on ..."), replacing the one log format (donjon.logformat).
+    config = uvicorn.Config(lambda: None, host=options.host, port=options.port, log_config=None)
     try:
         return config.bind_socket()
     except SystemExit:  # uvicorn exits on a bind error after logging it
