@@ -71,6 +71,16 @@ def wasmtime_cli() -> Path:
         pytest.skip(str(exc))
 
 
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """Long byte strings are named by their argument, not their bytes: test ids must be
+    the same in every process (pytest-xdist's workers each collect the suite, and some
+    parameters hold freshly generated keys), and kilobytes of escaped bytes say nothing.
+    The case's message parameter names it; repeated names get pytest's index suffix."""
+    if isinstance(val, bytes | bytearray) and len(val) > 64:
+        return argname
+    return None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("DONJON_TEST_NO_REEXEC"):
         _skip_tests_that_start_the_interpreter()
