@@ -82,6 +82,31 @@ meta = sa.Table(
     sa.Column("value", sa.String(256), nullable=False),
 )
 
+# --- the web console (steward/console/, migration 0004_console) -----------------------------
+#: The overview's counts per platform are an index-only scan of these two columns.
+_by_platform_revoked = sa.Index(
+    "ix_certificates_platform_revoked", certificates.c.platform, certificates.c.revoked_at
+)
+#: The overview's attestations over time, and the newest-first list, read this range.
+_by_issued_at = sa.Index("ix_certificates_issued_at", certificates.c.issued_at)
+#: Searching certificates by workload digest.
+_by_workload = sa.Index("ix_certificates_workload", certificates.c.workload_sha256)
+#: Refusals over time and their top reasons in a window (index-only).
+_rejections_by_at = sa.Index("ix_rejections_at_reason", rejections.c.at, rejections.c.reason)
+#: Refusals per platform.
+_rejections_by_platform = sa.Index("ix_rejections_platform", rejections.c.platform)
+
+#: Each policy text a Steward started with, so the console can diff the last two.
+policy_texts = sa.Table(
+    "policy_texts",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(512), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("first_seen", sa.DateTime(), nullable=False),
+)
+
 
 def schema_metadata() -> sa.MetaData:
     """The tables as this Donjon reads them (what the migrations must produce)."""
@@ -245,7 +270,7 @@ class AuditStore:
 
     @property
     def engine(self) -> Engine:
-        """For schema migrations (``donjon.steward.schema``) only."""
+        """For schema migrations (``donjon.steward.schema``) and the console's read queries."""
         return self._engine
 
     def close(self) -> None:

@@ -1,0 +1,37 @@
+"""The web console: indexes for its overview and searches, and the policy texts it diffs.
+
+Revision ID: 0004_console
+Revises: 0003_revoked_index
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004_console"
+down_revision = "0003_revoked_index"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_certificates_platform_revoked", "certificates", ["platform", "revoked_at"]
+    )
+    op.create_index("ix_certificates_issued_at", "certificates", ["issued_at"])
+    op.create_index("ix_certificates_workload", "certificates", ["workload_sha256"])
+    op.create_index("ix_rejections_at_reason", "rejections", ["at", "reason"])
+    op.create_index("ix_rejections_platform", "rejections", ["platform"])
+    op.create_table(
+        "policy_texts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("source", sa.String(512), nullable=False),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("first_seen", sa.DateTime(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    raise NotImplementedError("the audit store is never downgraded: restore a backup instead")
