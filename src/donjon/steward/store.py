@@ -443,19 +443,18 @@ class AuditStore:
 
     def challenge_key(self) -> bytes:
         """The key that authenticates this store's challenges (made once, shared by replicas)."""
+        return self.secret("challenge_key")
+
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte key kept in steward_meta as ``name``: made once, shared by replicas
+        (the challenge key; the console's session key)."""
         with self._tx() as conn:
-            found = conn.execute(
-                sa.select(meta.c.value).where(meta.c.key == "challenge_key")
-            ).scalar()
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == name)).scalar()
             if found is None:
                 # A replica may create it at the same moment: keep whichever was first.
                 with contextlib.suppress(IntegrityError), conn.begin_nested():
-                    conn.execute(
-                        meta.insert().values(key="challenge_key", value=secrets.token_hex(32))
-                    )
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "challenge_key")
-                ).scalar()
+                    conn.execute(meta.insert().values(key=name, value=secrets.token_hex(32)))
+                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == name)).scalar()
         return bytes.fromhex(str(found))
 
     def purge_used_nonces(self, *, before: datetime) -> int:

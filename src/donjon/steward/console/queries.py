@@ -1,0 +1,457 @@
+"""The console's reads of the audit store: SQLAlchemy Core over the store's own tables.
+
+Every query here is shaped for an index (named in ``store.py``, migration
+``0004_console``): the overview's counts are index-only scans of
+``(platform, revoked_at)`` and ``rejections.platform``; its charts read a range of
+``issued_at`` and of ``(at, reason)``. Nothing here loads a certificate's DER or
+verdict except the one being shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from donjon.steward.errors import StoreError
+from donjon.steward.store import certificates, policy_texts, rejections
+
+T = TypeVar("T")
+PAGE_SIZE = 50
+
+
+@contextmanager
+def _read(engine: Engine) -> Iterator[Connection]:
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        text = str(getattr(exc, "orig", None) or exc).splitlines()
+        raise StoreError(f"audit store unavailable: {(text[0] if text else '')[:300]}") from None
+
+
+def _naive(value: datetime) -> datetime:
+    """The store's timestamps are naive UTC."""
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+# --- the overview --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    name: str
+    span: timedelta
+    step: timedelta
+    label: str  # strftime of a bucket's start on the chart's axis
+
+    @property
+    def buckets(self) -> int:
+        return int(self.span / self.step)
+
+
+WINDOWS: dict[str, Window] = {
+    "hour": Window("hour", timedelta(hours=1), timedelta(minutes=5), "%H:%M"),
+    "day": Window("day", timedelta(days=1), timedelta(hours=1), "%H:00"),
+    "week": Window("week", timedelta(days=7), timedelta(hours=6), "%a %Hh"),
+}
+
+
+@dataclass(frozen=True)
+class PlatformCounts:
+    platform: str
+    issued: int = 0
+    revoked: int = 0
+    refused: int = 0
+
+
+@dataclass(frozen=True)
+class Overview:
+    platforms: list[PlatformCounts]
+    totals: PlatformCounts
+    window: Window
+    since: datetime  # start of the first bucket (aware UTC)
+    issued_series: list[int]
+    refused_series: list[int]
+    top_reasons: list[tuple[str, int]]
+
+    @property
+    def bucket_starts(self) -> list[datetime]:
+        return [self.since + i * self.window.step for i in range(self.window.buckets)]
+
+
+def _bucket(conn: Connection, column: Any, since: datetime, step: timedelta) -> Any:
+    """SQL for the index of the ``step``-long bucket after ``since`` that ``column`` falls in."""
+    start = int(since.timestamp())
+    seconds = int(step.total_seconds())
+    if conn.dialect.name == "sqlite":
+        epoch = sa.cast(sa.func.strftime("%s", column), sa.Integer)
+        return (epoch - start) / seconds  # integer division
+    seconds_since = sa.extract("epoch", column)  # of a naive timestamp: as if UTC, which it is
+    return sa.cast(sa.func.floor((seconds_since - start) / seconds), sa.Integer)
+
+
+def _series(conn: Connection, column: Any, since: datetime, window: Window) -> list[int]:
+    bucket = _bucket(conn, column, since, window.step).label("bucket")
+    query = sa.select(bucket, sa.func.count()).where(column >= _naive(since)).group_by(bucket)
+    out = [0] * window.buckets
+    for index, count in conn.execute(query):
+        if index is not None and 0 <= int(index) < len(out):
+            out[int(index)] = int(count)
+    return out
+
+
+def overview(engine: Engine, now: datetime, window: Window) -> Overview:
+    """Counts per platform (all time), and attestations and refusals over ``window``."""
+    step = int(window.step.total_seconds())
+    end = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
+    since = end - window.span
+    per: dict[str, dict[str, int]] = {}
+    with _read(engine) as conn:
+        issued = conn.execute(
+            sa.select(
+                certificates.c.platform,
+                sa.func.count(),
+                sa.func.count(certificates.c.revoked_at),
+            ).group_by(certificates.c.platform)
+        )
+        for platform, count, revoked in issued:
+            per.setdefault(platform, {})["issued"] = int(count)
+            per[platform]["revoked"] = int(revoked)
+        refused = conn.execute(
+            sa.select(rejections.c.platform, sa.func.count()).group_by(rejections.c.platform)
+        )
+        for platform, count in refused:
+            per.setdefault(platform, {})["refused"] = int(count)
+        issued_series = _series(conn, certificates.c.issued_at, since, window)
+        refused_series = _series(conn, rejections.c.at, since, window)
+        count = sa.func.count().label("n")
+        top = conn.execute(
+            sa.select(rejections.c.reason, count)
+            .where(rejections.c.at >= _naive(since))
+            .group_by(rejections.c.reason)
+            .order_by(count.desc(), rejections.c.reason)
+            .limit(6)
+        ).all()
+    platforms = [PlatformCounts(name, **values) for name, values in sorted(per.items())]
+    totals = PlatformCounts(
+        "all",
+        sum(p.issued for p in platforms),
+        sum(p.revoked for p in platforms),
+        sum(p.refused for p in platforms),
+    )
+    return Overview(
+        platforms=platforms,
+        totals=totals,
+        window=window,
+        since=since,
+        issued_series=issued_series,
+        refused_series=refused_series,
+        top_reasons=[(str(reason), int(n)) for reason, n in top],
+    )
+
+
+# --- searching -----------------------------------------------------------------------------
+
+
+class SearchError(ValueError):
+    """A search the console cannot run; the message says what it takes."""
+
+
+#: Qualifiers of the certificate search box, and what each matches.
+FIELDS = ("serial", "workload", "package", "measurement", "evidence", "key")
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    rows: list[T]
+    page: int
+    has_next: bool
+
+
+def parse_search(text: str) -> tuple[str | None, str]:
+    """``[field:]hex`` -> (field or None for any, lowercase hex)."""
+    text = text.strip().lower()
+    field: str | None = None
+    if ":" in text:
+        name, _, rest = text.partition(":")
+        if name in FIELDS:
+            field, text = name, rest.strip()
+        elif name != "sha256":
+            raise SearchError(f"unknown search field {name[:20]!r}: use one of {', '.join(FIELDS)}")
+    text = text.removeprefix("sha256:").removeprefix("0x").replace(":", "")
+    if not text or len(text) > 128 or not _HEX.fullmatch(text):
+        raise SearchError(
+            "search by a serial or a hex digest (workload, package, measurement, evidence, "
+            "key), optionally as field:hex, e.g. workload:4f2a..."
+        )
+    return field, text
+
+
+def _day(value: date | None, *, end: bool = False) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.combine(value + timedelta(days=1) if end else value, time())
+
+
+@dataclass(frozen=True)
+class CertQuery:
+    text: str = ""
+    platform: str = ""
+    status: str = ""  # "" | active | revoked | expired
+    since: date | None = None
+    until: date | None = None  # inclusive
+    page: int = 0
+
+
+@dataclass(frozen=True)
+class CertRow:
+    serial: str
+    issued_at: datetime
+    not_after: datetime
+    platform: str
+    development: bool
+    workload_sha256: str | None
+    package_name: str | None
+    tcb_status: str | None
+    revoked_at: datetime | None
+    revocation_reason: str | None
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.not_after <= now else "active"
+
+
+def _claims_match(name: str, value: str) -> Any:
+    # Claims are stored as json.dumps(..., sort_keys=True): '"name": "hex"' is exact.
+    return certificates.c.claims.contains(f'"{name}": "{value}"', autoescape=True)
+
+
+def _text_filter(field: str | None, value: str) -> Any:
+    c = certificates.c
+    by = {
+        "serial": c.serial.startswith(value, autoescape=True),
+        "workload": c.workload_sha256 == value,
+        "package": _claims_match("package_sha256", value),
+        "measurement": _claims_match("measurement", value),
+        "evidence": c.evidence_sha256 == value,
+        "key": c.subject_key_sha256 == value,
+    }
+    if field is not None:
+        return by[field]
+    return sa.or_(*by.values())
+
+
+def search_certificates(engine: Engine, query: CertQuery, now: datetime) -> Page[CertRow]:
+    c = certificates.c
+    select = sa.select(
+        c.serial,
+        c.issued_at,
+        c.not_after,
+        c.platform,
+        c.development,
+        c.workload_sha256,
+        c.claims,
+        c.revoked_at,
+        c.revocation_reason,
+    )
+    if query.text.strip():
+        select = select.where(_text_filter(*parse_search(query.text)))
+    if query.platform:
+        select = select.where(c.platform == query.platform)
+    if query.status == "revoked":
+        select = select.where(c.revoked_at.is_not(None))
+    elif query.status == "active":
+        select = select.where(c.revoked_at.is_(None), c.not_after > _naive(now))
+    elif query.status == "expired":
+        select = select.where(c.revoked_at.is_(None), c.not_after <= _naive(now))
+    if (since := _day(query.since)) is not None:
+        select = select.where(c.issued_at >= since)
+    if (until := _day(query.until, end=True)) is not None:
+        select = select.where(c.issued_at < until)
+    select = (
+        select.order_by(c.issued_at.desc(), c.serial)
+        .limit(PAGE_SIZE + 1)
+        .offset(query.page * PAGE_SIZE)
+    )
+    with _read(engine) as conn:
+        rows = conn.execute(select).all()
+    out = []
+    for row in rows[:PAGE_SIZE]:
+        m = row._mapping
+        claims = _json(m["claims"])
+        found = claims.get("workload")
+        workload: dict[str, Any] = found if isinstance(found, dict) else {}
+        issued_at, not_after = _aware(m["issued_at"]), _aware(m["not_after"])
+        assert issued_at is not None and not_after is not None
+        out.append(
+            CertRow(
+                serial=m["serial"],
+                issued_at=issued_at,
+                not_after=not_after,
+                platform=m["platform"],
+                development=bool(m["development"]),
+                workload_sha256=m["workload_sha256"],
+                package_name=_text(workload.get("package_name")),
+                tcb_status=_text(claims.get("tcb_status")),
+                revoked_at=_aware(m["revoked_at"]),
+                revocation_reason=m["revocation_reason"],
+            )
+        )
+    return Page(out, query.page, len(rows) > PAGE_SIZE)
+
+
+def _json(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True)
+class RefusalQuery:
+    platform: str = ""
+    reason: str = ""
+    evidence: str = ""
+    since: date | None = None
+    until: date | None = None
+    page: int = 0
+
+
+@dataclass(frozen=True)
+class RefusalRow:
+    id: int
+    at: datetime
+    reason: str
+    status: int
+    platform: str
+    evidence_sha256: str
+    detail: str
+
+
+def search_refusals(engine: Engine, query: RefusalQuery) -> Page[RefusalRow]:
+    r = rejections.c
+    select = sa.select(rejections)
+    if query.platform:
+        select = select.where(r.platform == query.platform)
+    if query.reason:
+        select = select.where(r.reason.startswith(query.reason, autoescape=True))
+    if query.evidence:
+        _, value = parse_search(query.evidence)
+        select = select.where(r.evidence_sha256.startswith(value, autoescape=True))
+    if (since := _day(query.since)) is not None:
+        select = select.where(r.at >= since)
+    if (until := _day(query.until, end=True)) is not None:
+        select = select.where(r.at < until)
+    select = select.order_by(r.id.desc()).limit(PAGE_SIZE + 1).offset(query.page * PAGE_SIZE)
+    with _read(engine) as conn:
+        rows = conn.execute(select).all()
+    out = []
+    for row in rows[:PAGE_SIZE]:
+        m = row._mapping
+        at = _aware(m["at"])
+        assert at is not None
+        out.append(
+            RefusalRow(
+                id=int(m["id"]),
+                at=at,
+                reason=m["reason"],
+                status=int(m["status"]),
+                platform=m["platform"],
+                evidence_sha256=m["evidence_sha256"],
+                detail=m["detail"],
+            )
+        )
+    return Page(out, query.page, len(rows) > PAGE_SIZE)
+
+
+# --- policy history ------------------------------------------------------------------------
+
+#: The longest policy text kept (a policy is a few KiB; this bounds a mistake).
+MAX_POLICY_TEXT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class PolicyText:
+    id: int
+    digest: str
+    source: str
+    text: str
+    first_seen: datetime
+
+
+def record_policy(engine: Engine, *, digest: str, source: str, text: str, now: datetime) -> bool:
+    """Remember the policy a Steward starts with, unless it is already the newest one kept.
+
+    Replicas starting together may both add it; the history then shows it twice in a row,
+    which :func:`policy_history` skips.
+    """
+    try:
+        with engine.begin() as conn:
+            newest = conn.execute(
+                sa.select(policy_texts.c.digest).order_by(policy_texts.c.id.desc()).limit(1)
+            ).scalar()
+            if newest == digest:
+                return False
+            conn.execute(
+                policy_texts.insert().values(
+                    digest=digest,
+                    source=source[-512:],
+                    text=text[:MAX_POLICY_TEXT],
+                    first_seen=_naive(now),
+                )
+            )
+    except SQLAlchemyError as exc:
+        text_ = str(getattr(exc, "orig", None) or exc).splitlines()
+        raise StoreError(f"audit store unavailable: {(text_[0] if text_ else '')[:300]}") from None
+    return True
+
+
+def _policy_row(row: sa.Row[Any] | None) -> PolicyText | None:
+    if row is None:
+        return None
+    m = row._mapping
+    first = _aware(m["first_seen"])
+    assert first is not None
+    return PolicyText(int(m["id"]), m["digest"], m["source"], m["text"], first)
+
+
+def policy_history(engine: Engine, digest: str) -> tuple[PolicyText | None, PolicyText | None]:
+    """(the newest text kept of the policy in force, the policy kept before it that differs)."""
+    p = policy_texts.c
+    with _read(engine) as conn:
+        current = _policy_row(
+            conn.execute(
+                sa.select(policy_texts).where(p.digest == digest).order_by(p.id.desc()).limit(1)
+            ).first()
+        )
+        if current is None:
+            return None, None
+        previous = _policy_row(
+            conn.execute(
+                sa.select(policy_texts)
+                .where(p.id < current.id, p.digest != digest)
+                .order_by(p.id.desc())
+                .limit(1)
+            ).first()
+        )
+    return current, previous
