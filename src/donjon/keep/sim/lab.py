@@ -361,8 +361,10 @@ class Lab:
         now: datetime | None = None,
         tls_now: datetime | None = None,
         timeout: float = 60.0,
+        extra: Sequence[str] = (),
     ) -> Steward:
-        """A development Steward on HTTPS, ready to answer when this returns."""
+        """A development Steward on HTTPS, ready to answer when this returns; ``extra`` are
+        more ``steward serve`` arguments (tokens, --console, --trust-dir...)."""
         index = sum(1 for p in self.procs if p.name.startswith("steward"))
         directory = self.root / f"steward-{index}"
         tls = make_tls(directory / "https", tls_now or datetime.now(UTC))
@@ -374,6 +376,7 @@ class Lab:
         ]  # fmt: skip
         if now is not None:
             args += ["--now", now.isoformat()]
+        args += list(extra)
         proc = self.spawn(f"steward-{index}", args)
         _wait_listening(proc, port, timeout)
         self.https_ca = tls.ca

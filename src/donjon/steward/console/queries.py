@@ -98,7 +98,7 @@ def _bucket(conn: Connection, column: Any, since: datetime, step: timedelta) -> 
     seconds = int(step.total_seconds())
     if conn.dialect.name == "sqlite":
         epoch = sa.cast(sa.func.strftime("%s", column), sa.Integer)
-        return (epoch - start) / seconds  # integer division
+        return (epoch - start) // seconds  # SQLAlchemy 2: "/" would divide as REAL
     seconds_since = sa.extract("epoch", column)  # of a naive timestamp: as if UTC, which it is
     return sa.cast(sa.func.floor((seconds_since - start) / seconds), sa.Integer)
 
@@ -109,7 +109,7 @@ def _series(conn: Connection, column: Any, since: datetime, window: Window) -> l
     out = [0] * window.buckets
     for index, count in conn.execute(query):
         if index is not None and 0 <= int(index) < len(out):
-            out[int(index)] = int(count)
+            out[int(index)] += int(count)
     return out
 
 

@@ -172,12 +172,9 @@ class Console:
                         ctx.form = await self.form(request)
                         self.check_csrf(keys, ctx, ctx.form.get("csrf"))
                 response = await handler(self, ctx)
-                self._set_cookie(
-                    response,
-                    request,
-                    keys.renew(session, wall),
-                    int(ABSOLUTE.total_seconds()),
-                )
+                if "set-cookie" not in response.headers:  # signing out sets its own
+                    renewed = keys.renew(session, wall)
+                    self._set_cookie(response, request, renewed, int(ABSOLUTE.total_seconds()))
                 return response
             except StewardError as exc:
                 return self.error(request, exc.status, exc.message)
@@ -258,20 +255,12 @@ class Console:
         return with_security_headers(response)
 
     async def signout(self, ctx: Ctx) -> Response:
+        """Clear the cookie in this browser (a copy elsewhere lives until it expires)."""
         response = RedirectResponse(f"{BASE}/signin", status_code=303)
+        response.delete_cookie(self.cookie_name(ctx.request), path="/", secure=True,
+                               httponly=True, samesite="strict")  # fmt: skip
+        log.info("console: %s session signed out", ctx.session.role)
         return with_security_headers(response)
-
-    def signout_endpoint(self) -> Callable[[Request], Awaitable[Response]]:
-        inner = self.page(Console.signout)
-
-        async def endpoint(request: Request) -> Response:
-            response = await inner(request)
-            if response.status_code == 303:  # signed out: the renewed cookie is replaced
-                response.delete_cookie(self.cookie_name(request), path="/", secure=True,
-                                       httponly=True, samesite="strict")  # fmt: skip
-            return response
-
-        return endpoint
 
     async def static_file(self, request: Request) -> Response:
         name = str(request.path_params["name"])
@@ -289,7 +278,7 @@ class Console:
             Route(f"{BASE}/", page(pages.overview), methods=["GET"]),
             Route(f"{BASE}/signin", self.signin_form, methods=["GET"]),
             Route(f"{BASE}/signin", self.signin, methods=["POST"]),
-            Route(f"{BASE}/signout", self.signout_endpoint(), methods=["POST"]),
+            Route(f"{BASE}/signout", page(Console.signout), methods=["POST"]),
             Route(f"{BASE}/certificates", page(pages.certificates), methods=["GET"]),
             Route(f"{BASE}/certificates/{{serial}}", page(pages.certificate), methods=["GET"]),
             Route(f"{BASE}/certificates/{{serial}}/pem", page(pages.pem), methods=["GET"]),
