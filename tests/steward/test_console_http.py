@@ -68,7 +68,10 @@ def test_pages_need_a_session_and_the_sign_in_sets_a_strict_host_cookie(
     with browser(s) as client:
         r = client.get("/console/certificates?platform=nil")
         assert r.status_code == 303
-        assert r.headers["location"] == "/console/signin?next=%2Fconsole%2Fcertificates%3Fplatform%3Dnil"
+        assert (
+            r.headers["location"]
+            == "/console/signin?next=%2Fconsole%2Fcertificates%3Fplatform%3Dnil"
+        )
         r = client.post("/console/signin", data={"token": ADMIN, "next": "/console/refusals"})
         assert r.status_code == 303 and r.headers["location"] == "/console/refusals"
         cookie = r.headers["set-cookie"]
@@ -112,7 +115,8 @@ def test_a_forged_cookie_is_no_session(start_steward: StewardFactory) -> None:
     with browser(s) as client:
         sign_in(client, AUDIT)
         value = client.cookies[SECURE_COOKIE]
-        client.cookies.set(SECURE_COOKIE, value.replace("v1.audit.", "v1.admin."), domain="127.0.0.1")
+        promoted = value.replace("v1.audit.", "v1.admin.")
+        client.cookies.set(SECURE_COOKIE, promoted, domain="127.0.0.1")
         assert client.get("/console", follow_redirects=False).status_code == 303
 
 
@@ -123,7 +127,7 @@ def test_sign_out_needs_the_csrf_token_and_clears_the_cookie(start_steward: Stew
         assert client.post("/console/signout", data={}).status_code == 403
         r = client.post("/console/signout", data={"csrf": csrf})
         assert r.status_code == 303 and r.headers["location"] == "/console/signin"
-        assert 'max-age=0' in r.headers["set-cookie"].lower()
+        assert "max-age=0" in r.headers["set-cookie"].lower()
         assert client.get("/console").status_code == 303
 
 
@@ -171,7 +175,12 @@ def test_an_audit_session_sees_no_revoke_form_and_its_post_is_403(
         form = {"csrf": csrf, "reason": "key-compromise", "confirm": "yes"}
         r = client.post(f"/console/certificates/{serial}/revoke", data=form)
         assert r.status_code == 403 and "only an admin session revokes" in r.text
-        assert client.post(f"/console/certificates/{serial}/revoke", data={"confirm": "yes"}).status_code == 403
+        assert (
+            client.post(
+                f"/console/certificates/{serial}/revoke", data={"confirm": "yes"}
+            ).status_code
+            == 403
+        )
     assert s.steward.store.get(serial).revoked_at is None
 
 
@@ -180,8 +189,16 @@ def test_an_audit_session_sees_no_revoke_form_and_its_post_is_403(
     [
         ({"reason": "key-compromise", "confirm": "yes"}, {}, "CSRF token is missing"),
         ({"csrf": "A" * 43, "reason": "key-compromise", "confirm": "yes"}, {}, "CSRF"),
-        ({"reason": "key-compromise", "confirm": "yes"}, {"Origin": "https://evil.example"}, "another origin"),
-        ({"reason": "key-compromise", "confirm": "yes"}, {"Sec-Fetch-Site": "cross-site"}, "cross-site"),
+        (
+            {"reason": "key-compromise", "confirm": "yes"},
+            {"Origin": "https://evil.example"},
+            "another origin",
+        ),
+        (
+            {"reason": "key-compromise", "confirm": "yes"},
+            {"Sec-Fetch-Site": "cross-site"},
+            "cross-site",
+        ),
     ],
     ids=["no-token", "wrong-token", "origin", "fetch-site"],
 )

@@ -49,7 +49,9 @@ def record(
     )
 
 
-def refusal(at: datetime, reason: str, platform: str = "snp", evidence: str = "ff" * 32) -> Rejection:
+def refusal(
+    at: datetime, reason: str, platform: str = "snp", evidence: str = "ff" * 32
+) -> Rejection:
     return Rejection(at, reason, 403, platform, evidence, f"refused: {reason}")
 
 
@@ -154,7 +156,9 @@ def test_refusals_filter_by_platform_reason_evidence_and_date(store: AuditStore)
     store.record_rejection(refusal(NOW, "policy.tcb_status"))
 
     def reasons(**kwargs: object) -> list[str]:
-        return [r.reason for r in queries.search_refusals(store.engine, RefusalQuery(**kwargs)).rows]  # type: ignore[arg-type]
+        return [
+            r.reason for r in queries.search_refusals(store.engine, RefusalQuery(**kwargs)).rows
+        ]  # type: ignore[arg-type]
 
     assert reasons() == ["policy.tcb_status", "policy.workload", "snp.chain"]
     assert reasons(platform="sim") == ["policy.workload"]

@@ -30,7 +30,7 @@ def test_a_session_reads_back_with_its_role_until_it_idles_out() -> None:
 
 
 def test_renewal_moves_the_idle_deadline_but_never_past_the_absolute_limit() -> None:
-    value, session = keys().issue("admin", T0)
+    _, session = keys().issue("admin", T0)
     later = T0 + timedelta(minutes=25)
     renewed = keys().renew(session, later)
     read = keys().read(renewed, later + timedelta(minutes=20))

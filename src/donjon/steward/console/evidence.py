@@ -105,25 +105,24 @@ def _claims_facts(
     facts: list[tuple[str, str]] = []
     if result is not None:
         facts += [
-            ("platform", result.platform),
-            ("product", result.product or "—"),
-            ("measurement", result.measurement.hex() or "—"),
+            ("Product", result.product or "—"),
+            ("Measurement", result.measurement.hex() or "—"),
             ("TCB", result.tcb or "—"),
             ("TCB status", result.tcb_status),
-            ("advisories", ", ".join(result.advisories) or "none"),
-            ("debug", "yes" if result.debug else "no"),
-            ("development", "yes" if result.development else "no"),
-            ("policy", result.policy_id),
+            ("Advisories", ", ".join(result.advisories) or "none"),
+            ("Debug", "yes" if result.debug else "no"),
+            ("Development", "yes" if result.development else "no"),
+            ("Policy", result.policy_id),
         ]
     if workload is not None:
         facts += [
-            ("workload (main.wasm SHA-256)", workload.wasm_sha256.hex()),
+            ("Workload (main.wasm SHA-256)", workload.wasm_sha256.hex()),
             ("config SHA-256", workload.config_sha256.hex()),
-            ("package name", workload.package_name or "—"),
+            ("Package name", workload.package_name or "—"),
         ]
         package = getattr(workload, "package_sha256", None)
         if package is not None:
-            facts.append(("package SHA-256", package.hex()))
+            facts.append(("Package SHA-256", package.hex()))
     return [(k, bounded(v, 200)) for k, v in facts]
 
 
@@ -184,21 +183,20 @@ def _judge_evidence(data: bytes, digest: str, steward: Steward, now: datetime) -
 
 
 def _verdict_facts(verdict: Verdict) -> list[tuple[str, str]]:
-    facts: list[tuple[str, str]] = [("evidence SHA-256", verdict.evidence_sha256 or "—")]
+    facts: list[tuple[str, str]] = [("Evidence SHA-256", verdict.evidence_sha256 or "—")]
     appraisal = verdict.appraisal
     if verdict.result is None and appraisal is not None:
         facts += [
-            ("platform", appraisal.platform),
-            ("product", appraisal.product or "—"),
-            ("measurement", appraisal.measurement.hex() or "—"),
+            ("Product", appraisal.product or "—"),
+            ("Measurement", appraisal.measurement.hex() or "—"),
             ("TCB", appraisal.tcb or "—"),
             ("TCB status", appraisal.tcb_status or "—"),
-            ("debug", "yes" if appraisal.debug else "no"),
+            ("Debug", "yes" if appraisal.debug else "no"),
         ]
     if verdict.crl_mode is not None:
         checked = verdict.revocation_checked
         state = "" if checked is None else (": checked" if checked else ": NOT CHECKED")
-        facts.append(("revocation", f'crl = "{verdict.crl_mode}"{state}'))
+        facts.append(("Revocation", f'crl = "{verdict.crl_mode}"{state}'))
     workload = verdict.result.workload if verdict.result is not None else None
     facts += _claims_facts(verdict.result, workload)
     return [(k, bounded(v, 200)) for k, v in facts]
@@ -267,7 +265,7 @@ def _judge_certificate(
         which = "the policy in force" if result.policy_id == current else "an earlier policy"
         out.add("peer.attestation", "pass", f"platform {result.platform}, judged by {which}")
         out.facts = _claims_facts(result, workload)
-    out.facts.insert(0, ("serial", serial))
+    out.facts.insert(0, ("Serial", serial))
     out.accepted = out.failed is None
     return out
 

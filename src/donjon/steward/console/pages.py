@@ -69,8 +69,7 @@ def warnings(console: Console, ctx: Ctx) -> list[tuple[str, str]]:
     steward = console.steward
     policy: Any = steward.policy
     out: list[tuple[str, str]] = []
-    if console.config.development:
-        out.append(("error", "development mode: this Steward is not fit for production"))
+    # Development mode has its banner on every page; this list says what it lets in.
     if ctx.request.url.scheme != "https":
         out.append(("error", "served over plain HTTP: tokens and sessions cross in clear text"))
     for name in getattr(policy, "accepting_any", list)():

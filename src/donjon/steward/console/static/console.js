@@ -35,6 +35,7 @@
               s.parentNode.setAttribute("open", "");
             }
           });
+          newestInView();
         })
         .catch(function () {
           var said = main.querySelector("[data-refreshed]");
@@ -75,7 +76,15 @@
     });
   }
 
+  function newestInView() {
+    // On a narrow screen a chart scrolls sideways: show its newest (rightmost) bars first.
+    Array.prototype.forEach.call(document.querySelectorAll(".chart-scroll"), function (box) {
+      box.scrollLeft = box.scrollWidth;
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    newestInView();
     var main = document.getElementById("main");
     if (main && main.hasAttribute("data-refresh")) {
       liveRefresh(main);
