@@ -248,7 +248,7 @@ def test_a_hostile_refusal_renders_escaped_and_truncated(start_steward: StewardF
         page = client.get("/console/refusals").text
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>x</b>" not in page
     assert "&lt;script&gt;alert(" in page and "&lt;b&gt;x&lt;/b&gt;" in page
-    row = re.search(r'<td class="detail">([^<]*)</td>', page)
+    row = re.search(r'<td data-label="Reason" class="detail">([^<]*)</td>', page)
     assert row is not None
     shown = row.group(1)
     assert "\\n" in shown and "\n" not in shown  # one line: the newline shown as an escape

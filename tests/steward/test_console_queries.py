@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from donjon.steward.console import queries
+from donjon.steward.console import overview, queries
+from donjon.steward.console.overview import SettledCounts
 from donjon.steward.console.queries import CertQuery, RefusalQuery
 from donjon.steward.store import AuditStore, CertificateRecord, Rejection
 
@@ -76,7 +77,7 @@ def test_overview_counts_per_platform_and_buckets_the_window(store: AuditStore) 
         store.record_rejection(refusal(NOW - timedelta(minutes=minutes), reason))
     store.record_rejection(refusal(NOW - timedelta(days=2), "csr.parse", platform="unknown"))
 
-    hour = queries.overview(store.engine, NOW, queries.WINDOWS["hour"])
+    hour = overview.overview(store.engine, NOW, overview.WINDOWS["hour"], SettledCounts())
     counts = {p.platform: (p.issued, p.revoked, p.refused) for p in hour.platforms}
     assert counts == {"snp": (2, 1, 3), "sim": (2, 0, 0), "unknown": (0, 0, 1)}
     assert (hour.totals.issued, hour.totals.revoked, hour.totals.refused) == (4, 1, 4)
@@ -90,9 +91,72 @@ def test_overview_counts_per_platform_and_buckets_the_window(store: AuditStore) 
     assert hour.refused_series[-2:] == [1, 1] and sum(hour.refused_series) == 3
     assert hour.top_reasons == [("policy.workload", 2), ("snp.chain", 1)]
 
-    week = queries.overview(store.engine, NOW, queries.WINDOWS["week"])
+    week = overview.overview(store.engine, NOW, overview.WINDOWS["week"], SettledCounts())
     assert sum(week.issued_series) == 4 and sum(week.refused_series) == 4
     assert week.top_reasons[0] == ("policy.workload", 2)
+
+
+def test_settled_counts_are_read_once_an_hour_and_again_when_an_old_row_appears(
+    store: AuditStore,
+) -> None:
+    settled = SettledCounts(check_every=0)
+    window = overview.WINDOWS["day"]
+    store.record_issued(
+        [record("b1", at=NOW - timedelta(days=3)), record("b2", at=NOW - timedelta(minutes=1))]
+    )
+
+    def issued() -> dict[str, int]:
+        found = overview.overview(store.engine, NOW, window, settled)
+        return {p.platform: p.issued for p in found.platforms}
+
+    assert issued() == {"snp": 2} and settled.recounts == 2  # both tables counted once
+    store.record_issued([record("b3", at=NOW, platform="tdx")])  # a new row: recent
+    assert issued() == {"snp": 2, "tdx": 1} and settled.recounts == 2
+    # A Steward with a clock days behind writes an "old" row: the totals disagree, recount.
+    store.record_issued([record("b4", at=NOW - timedelta(days=5), platform="sim")])
+    assert issued() == {"sim": 1, "snp": 2, "tdx": 1} and settled.recounts == 3
+    store.record_rejection(refusal(NOW - timedelta(days=9), "late.row", platform="tdx"))
+    found = overview.overview(store.engine, NOW, window, settled)
+    assert {p.platform: p.refused for p in found.platforms}["tdx"] == 1
+    assert settled.recounts == 4
+    # Hours later, the hours between are added to the settled counts, not recounted.
+    later = overview.overview(store.engine, NOW + timedelta(hours=3), window, settled)
+    assert later.totals.issued == 4 and settled.recounts == 4
+    assert {p.platform: p.issued for p in later.platforms} == {"sim": 1, "snp": 2, "tdx": 1}
+    # The chart's settled buckets are kept, and an old row in one of them is still counted.
+    fresh = overview.overview(store.engine, NOW + timedelta(hours=3), window, SettledCounts())
+    assert later.issued_series == fresh.issued_series and sum(fresh.issued_series) == 2
+    store.record_issued([record("b5", at=NOW - timedelta(hours=2), platform="sim")])
+    again = overview.overview(store.engine, NOW + timedelta(hours=3), window, settled)
+    assert sum(again.issued_series) == 3 and settled.recounts == 5
+    assert again.top_reasons == [] and sum(again.refused_series) == 0
+
+
+def test_an_old_row_shows_once_the_totals_are_checked_again(store: AuditStore) -> None:
+    clock = [0.0]
+    settled = SettledCounts(check_every=300, ticker=lambda: clock[0])
+    day = overview.WINDOWS["day"]
+    store.record_issued([record("c1", at=NOW - timedelta(days=2))])
+    assert overview.overview(store.engine, NOW, day, settled).totals.issued == 1
+    store.record_issued([record("c2", at=NOW - timedelta(days=2))])  # a wrong clock's row
+    store.record_issued([record("c3", at=NOW)])  # a recent row shows at once
+    assert overview.overview(store.engine, NOW, day, settled).totals.issued == 2
+    clock[0] = 300.0
+    assert overview.overview(store.engine, NOW, day, settled).totals.issued == 3
+
+
+def test_top_reasons_add_the_settled_and_the_recent_refusals(store: AuditStore) -> None:
+    settled = SettledCounts()
+    week = overview.WINDOWS["week"]
+    for hours, reason in ((30, "snp.chain"), (3, "snp.chain"), (0.2, "policy.workload")):
+        store.record_rejection(refusal(NOW - timedelta(hours=hours), reason))
+    first = overview.overview(store.engine, NOW, week, settled)
+    assert first.top_reasons == [("snp.chain", 2), ("policy.workload", 1)]
+    store.record_rejection(refusal(NOW + timedelta(minutes=1), "policy.workload"))
+    store.record_rejection(refusal(NOW + timedelta(minutes=2), "policy.workload"))
+    later = overview.overview(store.engine, NOW + timedelta(hours=2), week, settled)
+    assert later.top_reasons == [("policy.workload", 3), ("snp.chain", 2)]
+    assert settled.recounts == 2  # both tables once, at the first page
 
 
 def test_certificates_are_found_by_each_digest_serial_status_and_date(store: AuditStore) -> None:
@@ -195,8 +259,8 @@ def test_the_console_indexes_exist(store: AuditStore) -> None:
     inspector = sa.inspect(store.engine)
     certs = {i["name"]: tuple(i["column_names"]) for i in inspector.get_indexes("certificates")}
     refused = {i["name"]: tuple(i["column_names"]) for i in inspector.get_indexes("rejections")}
-    assert certs["ix_certificates_platform_revoked"] == ("platform", "revoked_at")
-    assert certs["ix_certificates_issued_at"] == ("issued_at",)
+    assert certs["ix_certificates_issued_at"] == ("issued_at", "platform")
+    assert certs["ix_certificates_revoked_platform"] == ("revoked_at", "platform")
     assert certs["ix_certificates_workload"] == ("workload_sha256",)
-    assert refused["ix_rejections_at_reason"] == ("at", "reason")
-    assert refused["ix_rejections_platform"] == ("platform",)
+    assert refused["ix_rejections_at"] == ("at", "platform")
+    assert refused["ix_rejections_reason_at"] == ("reason", "at")

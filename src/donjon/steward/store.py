@@ -83,18 +83,21 @@ meta = sa.Table(
 )
 
 # --- the web console (steward/console/, migration 0004_console) -----------------------------
-#: The overview's counts per platform are an index-only scan of these two columns.
-_by_platform_revoked = sa.Index(
-    "ix_certificates_platform_revoked", certificates.c.platform, certificates.c.revoked_at
+#: The overview's charts count a range of these per bucket; its counts per platform read
+#: the last hour or two of them; the certificate list pages through them, newest first.
+_by_issued_at = sa.Index(
+    "ix_certificates_issued_at", certificates.c.issued_at, certificates.c.platform
 )
-#: The overview's attestations over time, and the newest-first list, read this range.
-_by_issued_at = sa.Index("ix_certificates_issued_at", certificates.c.issued_at)
+#: Revoked certificates per platform, reading only the revoked rows.
+_by_revoked_platform = sa.Index(
+    "ix_certificates_revoked_platform", certificates.c.revoked_at, certificates.c.platform
+)
 #: Searching certificates by workload digest.
 _by_workload = sa.Index("ix_certificates_workload", certificates.c.workload_sha256)
-#: Refusals over time and their top reasons in a window (index-only).
-_rejections_by_at = sa.Index("ix_rejections_at_reason", rejections.c.at, rejections.c.reason)
-#: Refusals per platform.
-_rejections_by_platform = sa.Index("ix_rejections_platform", rejections.c.platform)
+#: Refusals over time, and per platform in the last hour or two.
+_rejections_by_at = sa.Index("ix_rejections_at", rejections.c.at, rejections.c.platform)
+#: The top refusal reasons in a window: a seek per distinct reason, then a range count.
+_rejections_by_reason = sa.Index("ix_rejections_reason_at", rejections.c.reason, rejections.c.at)
 
 #: Each policy text a Steward started with, so the console can diff the last two.
 policy_texts = sa.Table(

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from donjon.attestation.claims import PLATFORMS
 from donjon.attestation.verdict import UNKNOWN_PLATFORM
 from donjon.steward.console import charts, policyview, queries
+from donjon.steward.console import overview as numbers
 from donjon.steward.console.render import render, with_security_headers
 from donjon.steward.crl import CRL_VALIDITY
 from donjon.steward.engine import development_platforms
@@ -95,9 +96,9 @@ def warnings(console: Console, ctx: Ctx) -> list[tuple[str, str]]:
 
 
 async def overview(console: Console, ctx: Ctx) -> Response:
-    window = queries.WINDOWS.get(_param(ctx, "range"), queries.WINDOWS["day"])
+    window = numbers.WINDOWS.get(_param(ctx, "range"), numbers.WINDOWS["day"])
     engine = console.steward.store.engine
-    data = await run_in_threadpool(queries.overview, engine, ctx.now, window)
+    data = await run_in_threadpool(numbers.overview, engine, ctx.now, window, console.settled)
     labels = [start.strftime(window.label) for start in data.bucket_starts]
     every = max(1, len(labels) // 8)
     chart = charts.bar_chart(
@@ -117,7 +118,7 @@ async def overview(console: Console, ctx: Ctx) -> Response:
     ca = console.steward.ca.certificate
     context = ctx.base("overview", "Overview") | {
         "data": data,
-        "windows": list(queries.WINDOWS),
+        "windows": list(numbers.WINDOWS),
         "window": window,
         "step_text": _duration(window.step),
         "chart": chart,

@@ -1,10 +1,8 @@
-"""The console's reads of the audit store: SQLAlchemy Core over the store's own tables.
+"""The console's searches of the audit store, and the policy history: SQLAlchemy Core over
+the store's own tables (the overview's counts are in ``overview.py``).
 
-Every query here is shaped for an index (named in ``store.py``, migration
-``0004_console``): the overview's counts are index-only scans of
-``(platform, revoked_at)`` and ``rejections.platform``; its charts read a range of
-``issued_at`` and of ``(at, reason)``. Nothing here loads a certificate's DER or
-verdict except the one being shown.
+Nothing here loads a certificate's DER or verdict; the list pages read a page of
+rows in ``issued_at`` (or id) order, using the indexes of migration ``0004_console``.
 """
 
 from __future__ import annotations
@@ -29,7 +27,8 @@ PAGE_SIZE = 50
 
 
 @contextmanager
-def _read(engine: Engine) -> Iterator[Connection]:
+def read(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads; a database error is the Steward's StoreError (503), one line."""
     try:
         with engine.connect() as conn:
             yield conn
@@ -38,129 +37,13 @@ def _read(engine: Engine) -> Iterator[Connection]:
         raise StoreError(f"audit store unavailable: {(text[0] if text else '')[:300]}") from None
 
 
-def _naive(value: datetime) -> datetime:
+def naive(value: datetime) -> datetime:
     """The store's timestamps are naive UTC."""
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _aware(value: datetime | None) -> datetime | None:
     return None if value is None else value.replace(tzinfo=UTC)
-
-
-# --- the overview --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    name: str
-    span: timedelta
-    step: timedelta
-    label: str  # strftime of a bucket's start on the chart's axis
-
-    @property
-    def buckets(self) -> int:
-        return int(self.span / self.step)
-
-
-WINDOWS: dict[str, Window] = {
-    "hour": Window("hour", timedelta(hours=1), timedelta(minutes=5), "%H:%M"),
-    "day": Window("day", timedelta(days=1), timedelta(hours=1), "%H:00"),
-    "week": Window("week", timedelta(days=7), timedelta(hours=6), "%a %Hh"),
-}
-
-
-@dataclass(frozen=True)
-class PlatformCounts:
-    platform: str
-    issued: int = 0
-    revoked: int = 0
-    refused: int = 0
-
-
-@dataclass(frozen=True)
-class Overview:
-    platforms: list[PlatformCounts]
-    totals: PlatformCounts
-    window: Window
-    since: datetime  # start of the first bucket (aware UTC)
-    issued_series: list[int]
-    refused_series: list[int]
-    top_reasons: list[tuple[str, int]]
-
-    @property
-    def bucket_starts(self) -> list[datetime]:
-        return [self.since + i * self.window.step for i in range(self.window.buckets)]
-
-
-def _bucket(conn: Connection, column: Any, since: datetime, step: timedelta) -> Any:
-    """SQL for the index of the ``step``-long bucket after ``since`` that ``column`` falls in."""
-    start = int(since.timestamp())
-    seconds = int(step.total_seconds())
-    if conn.dialect.name == "sqlite":
-        epoch = sa.cast(sa.func.strftime("%s", column), sa.Integer)
-        return (epoch - start) // seconds  # SQLAlchemy 2: "/" would divide as REAL
-    seconds_since = sa.extract("epoch", column)  # of a naive timestamp: as if UTC, which it is
-    return sa.cast(sa.func.floor((seconds_since - start) / seconds), sa.Integer)
-
-
-def _series(conn: Connection, column: Any, since: datetime, window: Window) -> list[int]:
-    bucket = _bucket(conn, column, since, window.step).label("bucket")
-    query = sa.select(bucket, sa.func.count()).where(column >= _naive(since)).group_by(bucket)
-    out = [0] * window.buckets
-    for index, count in conn.execute(query):
-        if index is not None and 0 <= int(index) < len(out):
-            out[int(index)] += int(count)
-    return out
-
-
-def overview(engine: Engine, now: datetime, window: Window) -> Overview:
-    """Counts per platform (all time), and attestations and refusals over ``window``."""
-    step = int(window.step.total_seconds())
-    end = datetime.fromtimestamp((int(now.timestamp()) // step + 1) * step, UTC)
-    since = end - window.span
-    per: dict[str, dict[str, int]] = {}
-    with _read(engine) as conn:
-        issued = conn.execute(
-            sa.select(
-                certificates.c.platform,
-                sa.func.count(),
-                sa.func.count(certificates.c.revoked_at),
-            ).group_by(certificates.c.platform)
-        )
-        for platform, count, revoked in issued:
-            per.setdefault(platform, {})["issued"] = int(count)
-            per[platform]["revoked"] = int(revoked)
-        refused = conn.execute(
-            sa.select(rejections.c.platform, sa.func.count()).group_by(rejections.c.platform)
-        )
-        for platform, count in refused:
-            per.setdefault(platform, {})["refused"] = int(count)
-        issued_series = _series(conn, certificates.c.issued_at, since, window)
-        refused_series = _series(conn, rejections.c.at, since, window)
-        count = sa.func.count().label("n")
-        top = conn.execute(
-            sa.select(rejections.c.reason, count)
-            .where(rejections.c.at >= _naive(since))
-            .group_by(rejections.c.reason)
-            .order_by(count.desc(), rejections.c.reason)
-            .limit(6)
-        ).all()
-    platforms = [PlatformCounts(name, **values) for name, values in sorted(per.items())]
-    totals = PlatformCounts(
-        "all",
-        sum(p.issued for p in platforms),
-        sum(p.revoked for p in platforms),
-        sum(p.refused for p in platforms),
-    )
-    return Overview(
-        platforms=platforms,
-        totals=totals,
-        window=window,
-        since=since,
-        issued_series=issued_series,
-        refused_series=refused_series,
-        top_reasons=[(str(reason), int(n)) for reason, n in top],
-    )
 
 
 # --- searching -----------------------------------------------------------------------------
@@ -276,9 +159,9 @@ def search_certificates(engine: Engine, query: CertQuery, now: datetime) -> Page
     if query.status == "revoked":
         select = select.where(c.revoked_at.is_not(None))
     elif query.status == "active":
-        select = select.where(c.revoked_at.is_(None), c.not_after > _naive(now))
+        select = select.where(c.revoked_at.is_(None), c.not_after > naive(now))
     elif query.status == "expired":
-        select = select.where(c.revoked_at.is_(None), c.not_after <= _naive(now))
+        select = select.where(c.revoked_at.is_(None), c.not_after <= naive(now))
     if (since := _day(query.since)) is not None:
         select = select.where(c.issued_at >= since)
     if (until := _day(query.until, end=True)) is not None:
@@ -288,7 +171,7 @@ def search_certificates(engine: Engine, query: CertQuery, now: datetime) -> Page
         .limit(PAGE_SIZE + 1)
         .offset(query.page * PAGE_SIZE)
     )
-    with _read(engine) as conn:
+    with read(engine) as conn:
         rows = conn.execute(select).all()
     out = []
     for row in rows[:PAGE_SIZE]:
@@ -363,7 +246,7 @@ def search_refusals(engine: Engine, query: RefusalQuery) -> Page[RefusalRow]:
     if (until := _day(query.until, end=True)) is not None:
         select = select.where(r.at < until)
     select = select.order_by(r.id.desc()).limit(PAGE_SIZE + 1).offset(query.page * PAGE_SIZE)
-    with _read(engine) as conn:
+    with read(engine) as conn:
         rows = conn.execute(select).all()
     out = []
     for row in rows[:PAGE_SIZE]:
@@ -417,7 +300,7 @@ def record_policy(engine: Engine, *, digest: str, source: str, text: str, now: d
                     digest=digest,
                     source=source[-512:],
                     text=text[:MAX_POLICY_TEXT],
-                    first_seen=_naive(now),
+                    first_seen=naive(now),
                 )
             )
     except SQLAlchemyError as exc:
@@ -438,7 +321,7 @@ def _policy_row(row: sa.Row[Any] | None) -> PolicyText | None:
 def policy_history(engine: Engine, digest: str) -> tuple[PolicyText | None, PolicyText | None]:
     """(the newest text kept of the policy in force, the policy kept before it that differs)."""
     p = policy_texts.c
-    with _read(engine) as conn:
+    with read(engine) as conn:
         current = _policy_row(
             conn.execute(
                 sa.select(policy_texts).where(p.digest == digest).order_by(p.id.desc()).limit(1)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from donjon.steward.console import actions, pages
 from donjon.steward.console.mode import ConsoleMode
+from donjon.steward.console.overview import WINDOWS, SettledCounts, overview
 from donjon.steward.console.render import (
     BASE,
     STATIC,
@@ -97,6 +99,8 @@ class Console:
         self.env.globals["development"] = config.development
         self.env.globals["mode"] = config.mode
         self.verifying = asyncio.Semaphore(2)  # uploads judged at once; more wait
+        self.settled = SettledCounts()  # the overview's counts of rows older than an hour
+        self._warming: threading.Thread | None = None
         self._keys: SessionKeys | None = None
         self._static = {
             path.name: path.read_bytes()
@@ -216,7 +220,23 @@ class Console:
     # --- sign-in ---------------------------------------------------------------------------
 
     async def signin_form(self, request: Request) -> Response:
+        self._warm()
         return self._signin_page(request, "", 200)
+
+    def _warm(self) -> None:
+        """Count the settled rows while someone types their token, so that the first
+        overview of this process is as quick as the next ones (console/overview.py)."""
+        if self._warming is not None:
+            return
+
+        def warm() -> None:
+            try:
+                overview(self.steward.store.engine, self.now(), WINDOWS["day"], self.settled)
+            except StewardError as exc:  # the page will say it, if it is still so
+                log.debug("console: could not count the overview in advance: %s", exc.message)
+
+        self._warming = threading.Thread(target=warm, name="console-warm", daemon=True)
+        self._warming.start()
 
     def _signin_page(self, request: Request, message: str, status: int) -> Response:
         target = _safe_next(request.query_params.get("next", ""))

@@ -16,13 +16,13 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_index("ix_certificates_issued_at", "certificates", ["issued_at", "platform"])
     op.create_index(
-        "ix_certificates_platform_revoked", "certificates", ["platform", "revoked_at"]
+        "ix_certificates_revoked_platform", "certificates", ["revoked_at", "platform"]
     )
-    op.create_index("ix_certificates_issued_at", "certificates", ["issued_at"])
     op.create_index("ix_certificates_workload", "certificates", ["workload_sha256"])
-    op.create_index("ix_rejections_at_reason", "rejections", ["at", "reason"])
-    op.create_index("ix_rejections_platform", "rejections", ["platform"])
+    op.create_index("ix_rejections_at", "rejections", ["at", "platform"])
+    op.create_index("ix_rejections_reason_at", "rejections", ["reason", "at"])
     op.create_table(
         "policy_texts",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
