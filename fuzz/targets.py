@@ -345,6 +345,7 @@ def steward_request(fixtures: Path) -> OneInput:
     state = _private_tmp()
     token = state / "admin.token"
     token.write_text(ADMIN_TOKEN)
+    token.chmod(0o600)  # the Steward refuses a token file others can read
     config = StewardConfig(
         state_dir=state,
         init=True,

@@ -54,6 +54,7 @@ def test_attest_verify_escapes_what_the_evidence_said(capsys: pytest.CaptureFixt
         evaluated_at=datetime(2024, 1, 1, tzinfo=UTC),
         details={"product": "Milan\x1b[2J", "chain": ["CN=ark", "CN=a\nb"]},
         platform="snp",
+        appraisal=None,
         crl_mode=None,
         revocation_checked=None,
         checks=[check],

@@ -8,19 +8,30 @@ other tools (and other users, on a shared cache) may be able to write.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+#: ``pathlib`` costs milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENV_STATE_DIR = "DONJON_STATE_DIR"
 
 
 def default_state_dir() -> Path:
     """``$DONJON_STATE_DIR``, else ``$XDG_DATA_HOME/donjon``, else ``~/.local/share/donjon``."""
+    from pathlib import Path
+
+    return Path(default_state_path())
+
+
+def default_state_path() -> str:
+    """:func:`default_state_dir` as a string (``donjon run-wasm`` starts without pathlib)."""
     env = os.environ.get(ENV_STATE_DIR)
     if env:
-        return Path(env)
+        return env
     xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "donjon"
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "donjon")
 
 
-__all__ = ["ENV_STATE_DIR", "default_state_dir"]
+__all__ = ["ENV_STATE_DIR", "default_state_dir", "default_state_path"]

@@ -203,7 +203,7 @@ def test_sgx_csr_is_recognised_but_not_supported_yet(vectors: Path, amd_trust: T
     assert verdict.error.code == "platform.unsupported"
 
 
-@pytest.mark.parametrize("oid", [oids.EVIDENCE_TDX, oids.EVIDENCE_CCA])
+@pytest.mark.parametrize("oid", [oids.EVIDENCE_TDX])
 def test_tdx_and_cca_not_supported_yet(oid: x509.ObjectIdentifier, amd_trust: TrustStore) -> None:
     csr, _ = make_csr([(oid, b"\x04\x00", False)])
     verdict = verify_csr(csr, policy=policy(), trust=amd_trust, now=STEWARD_TIME)

@@ -16,8 +16,7 @@ from donjon.attestation.verdict import Checklist
 # Version-1 claims as a Donjon of the previous release wrote them (no optional fields):
 # wasm = 32 x 0x61, no config, package "p".
 OLD_CLAIMS_DER = bytes.fromhex(
-    "302a020101042061616161616161616161616161616161616161616161616161616161616161610400"
-    "0c0170"
+    "302a0201010420616161616161616161616161616161616161616161616161616161616161616104000c0170"
 )
 WASM = b"\x61" * 32
 

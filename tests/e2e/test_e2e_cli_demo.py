@@ -70,3 +70,26 @@ def test_ctrl_c_leaves_no_process_behind(tmp_path: Path, wasm: dict[str, Path]) 
     assert "donjon: aborted" in err or "donjon: interrupted" in err
     assert lab_processes(str(tmp_path)) == []
     assert list(tmp_path.glob("donjon-lab-*")) == []  # the lab directory is removed too
+
+
+@pytest.mark.slow
+def test_demo_runs_on_cca_tokens(tmp_path: Path, wasm: dict[str, Path]) -> None:
+    """The whole attested flow on Arm CCA tokens: sim-cca Keep, the Steward's CCA verifier
+    (CPAK trusted through [sim] cca_cpak), a development certificate, a TLS fetch."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.run(
+        [*DONJON, "demo", "--tee", "cca", "--json", "--example", str(wasm["http"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] is True
+    assert doc["claims"]["platform"] == "sim"
+    assert doc["claims"]["product"] == "cca"
+    assert doc["claims"]["development"] is True
+    assert "Hello from a Donjon Keep" in doc["page"]
+    assert "cca_cpak" in doc["steps"][2]["detail"]
+    assert list(tmp_path.glob("donjon-lab-*")) == []

@@ -93,7 +93,9 @@ def test_platform_info_json_on_a_fake_root(tmp_path: Path) -> None:
     proc = run_cli("platform", "info", "--json", "--root", str(root), "--state-dir", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert [p["name"] for p in data["platforms"]] == ["sgx", "snp", "tdx", "sim", "nil"]
+    assert [p["name"] for p in data["platforms"]] == [
+        "sgx", "snp", "tdx", "cca", "nitro", "sim", "sim-cca", "nil"
+    ]  # fmt: skip
     snp = data["platforms"][1]
     assert snp["checks"][1] == {
         "ok": True,

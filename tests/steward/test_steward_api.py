@@ -335,3 +335,30 @@ def test_the_csr_subject_is_not_copied(steward: RunningSteward) -> None:
     )
     leaf = _chain(steward.client.post("/", content=csr, headers=PKCS10).content)[1]
     assert leaf.subject.rfc4514_string() == "CN=keep.example.test"
+
+
+def test_the_crl_is_reused_until_a_revocation_or_half_its_validity(
+    start_steward: StewardFactory,
+) -> None:
+    now = [datetime(2026, 12, 1, tzinfo=UTC)]
+    s = start_steward(clock=lambda: now[0])
+    first = s.client.get("/v1/crl").content
+    now[0] += timedelta(hours=1)
+    assert s.client.get("/v1/crl").content == first  # nothing changed: the same signed CRL
+    leaf = _chain(s.client.post("/", content=make_csr(), headers=PKCS10).content)[1]
+    revoke = {"serial": format(leaf.serial_number, "x"), "reason": "superseded"}
+    assert s.client.post("/v1/revoke", json=revoke, headers=ADMIN).status_code == 200
+    after = x509.load_der_x509_crl(s.client.get("/v1/crl").content)
+    assert after.get_revoked_certificate_by_serial_number(leaf.serial_number) is not None
+    # A revocation made by another Steward on the same store is seen too.
+    other = s.steward.store
+    second = _chain(s.client.post("/", content=make_csr(), headers=PKCS10).content)[1]
+    other.revoke(format(second.serial_number, "x"), reason="superseded", at=now[0])
+    listed = x509.load_der_x509_crl(s.client.get("/v1/crl").content)
+    assert listed.get_revoked_certificate_by_serial_number(second.serial_number) is not None
+    # Past half its validity (12 h) a new one is signed, dated now.
+    cached = s.client.get("/v1/crl").content
+    now[0] += timedelta(hours=12, minutes=1)
+    fresh = x509.load_der_x509_crl(s.client.get("/v1/crl").content)
+    assert fresh.public_bytes(serialization.Encoding.DER) != cached
+    assert fresh.last_update_utc == now[0]

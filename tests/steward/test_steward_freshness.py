@@ -32,14 +32,13 @@ from donjon.keep.sim import state as sim_state
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
 #: After the module's simulated hierarchy is made (it is valid from its creation).
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 CLAIMS = WorkloadClaims(bytes(range(32)), b"", "fresh-demo")
 REASONS = ["key-compromise", "superseded", "unspecified", "cessation-of-operation"]
 
 
 @dataclass
 class Clock:
-    now: datetime = T0
+    now: datetime
 
     def __call__(self) -> datetime:
         return self.now
@@ -55,6 +54,12 @@ def sim_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = sim_state.SimConfig(product, tcb, sim_state.random_chip_id(product))
     sim_state.init(home / "sim", config)
     return home
+
+
+@pytest.fixture
+def t0(sim_home: Path) -> datetime:
+    """A Steward time inside the simulated hierarchy's validity (it starts when it is made)."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=5)
 
 
 @pytest.fixture
@@ -94,7 +99,7 @@ def problem(response: httpx.Response) -> tuple[int, str, str]:
 
 @pytest.fixture
 def engine_steward(
-    start_steward: StewardFactory, sim_home: Path, tmp_path: Path, store_url: str
+    start_steward: StewardFactory, sim_home: Path, tmp_path: Path, store_url: str, t0: datetime
 ) -> Iterator[Callable[..., RunningSteward]]:
     """Stewards with the real engine and a sim policy; all on the one ``store_url``."""
 
@@ -103,7 +108,7 @@ def engine_steward(
             verifier=verify_csr,
             policy=sim_policy(sim_home, tmp_path, extra),
             trust=TrustStore(),
-            clock=clock or Clock(),
+            clock=clock or Clock(t0),
             store_url=store_url,
         )
 
@@ -114,7 +119,7 @@ def engine_steward(
 
 
 def test_a_challenge_is_56_bytes_32_of_them_random_with_an_expiry(
-    engine_steward: Callable[..., RunningSteward],
+    engine_steward: Callable[..., RunningSteward], t0: datetime
 ) -> None:
     steward = engine_steward()
     first = steward.client.post("/v1/challenge")
@@ -124,9 +129,9 @@ def test_a_challenge_is_56_bytes_32_of_them_random_with_an_expiry(
     nonce, other = bytes.fromhex(body["nonce"]), bytes.fromhex(second.json()["nonce"])
     # 32 random bytes, the expiry (big-endian Unix seconds), a 16-byte MAC.
     assert len(nonce) == 56 and nonce[:32] != other[:32]
-    assert int.from_bytes(nonce[32:40], "big") == int((T0 + timedelta(seconds=120)).timestamp())
+    assert int.from_bytes(nonce[32:40], "big") == int((t0 + timedelta(seconds=120)).timestamp())
     assert body["lifetime_seconds"] == 120
-    assert datetime.fromisoformat(body["expires_at"]) == T0 + timedelta(seconds=120)
+    assert datetime.fromisoformat(body["expires_at"]) == t0 + timedelta(seconds=120)
     bad = steward.client.post("/v1/challenge", content=b"please")
     assert bad.status_code == 400
 
@@ -164,25 +169,25 @@ def test_a_nonce_the_steward_never_gave_is_refused(
 
 
 def test_an_expired_nonce_is_refused(
-    engine_steward: Callable[..., RunningSteward], platform: Platform
+    engine_steward: Callable[..., RunningSteward], platform: Platform, t0: datetime
 ) -> None:
-    clock = Clock()
+    clock = Clock(t0)
     steward = engine_steward(clock=clock)
     nonce = challenge(steward)
-    clock.now = T0 + timedelta(seconds=120)  # the expiry itself is too late
+    clock.now = t0 + timedelta(seconds=120)  # the expiry itself is too late
     csr, _ = csr_for(platform, nonce)
     assert problem(attest(steward, csr))[:2] == (403, "freshness.nonce_expired")
 
 
 def test_the_nonce_lifetime_comes_from_the_policy(
-    engine_steward: Callable[..., RunningSteward], platform: Platform
+    engine_steward: Callable[..., RunningSteward], platform: Platform, t0: datetime
 ) -> None:
-    clock = Clock()
+    clock = Clock(t0)
     steward = engine_steward(clock=clock, extra='[freshness]\nnonce_lifetime = "10s"\n')
     response = steward.client.post("/v1/challenge")
     assert response.json()["lifetime_seconds"] == 10
     nonce = bytes.fromhex(response.json()["nonce"])
-    clock.now = T0 + timedelta(seconds=11)
+    clock.now = t0 + timedelta(seconds=11)
     csr, _ = csr_for(platform, nonce)
     assert problem(attest(steward, csr))[:2] == (403, "freshness.nonce_expired")
 
@@ -253,13 +258,14 @@ def test_a_nonce_from_a_steward_with_another_store_is_unknown(
     platform: Platform,
     sim_home: Path,
     tmp_path: Path,
+    t0: datetime,
 ) -> None:
     here = engine_steward()
     elsewhere = start_steward(
         verifier=verify_csr,
         policy=sim_policy(sim_home, tmp_path),
         trust=TrustStore(),
-        clock=Clock(),
+        clock=Clock(t0),
         store_url=f"sqlite:///{tmp_path / 'other.db'}",
     )
     csr, _ = csr_for(platform, challenge(elsewhere))

@@ -155,7 +155,7 @@ def test_an_unknown_schema_is_one_line_and_the_steward_does_not_start(
     with pytest.raises(StoreConfigError, match="does not know"):
         schema.upgrade(_engine(store_url))  # never "upgrade" what a newer Donjon wrote
     policy = tmp_path / "p.toml"
-    policy.write_text('[nil]\nallow = true\n')
+    policy.write_text("[nil]\nallow = true\n")
     done = subprocess.run(
         [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dir", str(tmp_path),
          "--init", "--dev", "--policy", str(policy), "--db", store_url, "--port", "0"],

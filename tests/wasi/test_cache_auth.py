@@ -16,9 +16,8 @@ import stat
 from pathlib import Path
 
 import pytest
-import wasmtime
 
-from donjon.wasi import RunSpec, Stdio, StdioKind, run
+from donjon.wasi import RunSpec, Stdio, StdioKind, capi, run
 from donjon.wasi.cache import KEY_BYTES, KEY_NAME, MAGIC, ModuleCache, load_key
 from donjon.wasi.runner import EngineFlags
 from support.wat import printer
@@ -45,7 +44,7 @@ def run_printing(module: Path, cache: Path, key_file: Path, out: Path) -> str:
 
 def entry_of(module: Path, cache: Path, key_file: Path) -> Path:
     flags = EngineFlags(epoch_interruption=False)
-    return ModuleCache(cache, flags.key(), key_file).path_for(module.read_bytes())
+    return Path(ModuleCache(cache, flags.key(), key_file).path_for(module.read_bytes()))
 
 
 def test_another_modules_entry_under_this_name_never_runs(
@@ -75,7 +74,8 @@ def test_an_entry_with_a_correct_plain_sha256_is_refused(
     good, evil = modules
     cache, key = tmp_path / "cache", tmp_path / "state" / KEY_NAME
     flags = EngineFlags(epoch_interruption=False)
-    payload = bytes(wasmtime.Module(flags.engine(), evil.read_bytes()).serialize())
+    with flags.engine() as engine, capi.Module.compile(engine, evil.read_bytes()) as module:
+        payload = module.serialize()
     entry = entry_of(good, cache, key)
     entry.parent.mkdir(parents=True)
     entry.write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload)

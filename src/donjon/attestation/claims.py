@@ -58,6 +58,9 @@ REVOCATION_NOT_CHECKED = "revocation-not-checked"
 #: Advisory set by the Steward on evidence that carries no challenge of its own
 #: (Enarx-format CSRs): it may be a replay of older evidence for the same key.
 EVIDENCE_NOT_FRESH = "evidence-not-fresh"
+#: Advisory set by the Steward on evidence whose isolation rests on a trusted hypervisor,
+#: not on the CPU (AWS Nitro Enclaves): a relying party refuses it unless it allows it.
+HYPERVISOR_TRUSTED = "hypervisor-trusted"
 #: Platforms an issued result may name (a refused verdict may also say "unknown").
 PLATFORMS = frozenset(
     {"snp", "sgx", "tdx", "cca", "nitro", "azure-snp", "azure-tdx", "sim", "kvm", "nil"}
@@ -80,9 +83,7 @@ class _WorkloadClaimsAsn1(univ.Sequence):
         namedtype.NamedType("wasmSha256", univ.OctetString()),
         namedtype.NamedType("configSha256", univ.OctetString()),
         namedtype.NamedType("packageName", char.UTF8String()),
-        namedtype.OptionalNamedType(
-            "nonce", univ.OctetString().subtype(implicitTag=_context(0))
-        ),
+        namedtype.OptionalNamedType("nonce", univ.OctetString().subtype(implicitTag=_context(0))),
         namedtype.OptionalNamedType(
             "packageSha256", univ.OctetString().subtype(implicitTag=_context(1))
         ),
@@ -130,9 +131,7 @@ class WorkloadClaims:
                 f"nonce must be {NONCE_MIN}..{NONCE_MAX} bytes, got {len(self.nonce)}"
             )
         if self.package_sha256 is not None and len(self.package_sha256) != 32:
-            raise ClaimsError(
-                f"package digest must be 32 bytes, got {len(self.package_sha256)}"
-            )
+            raise ClaimsError(f"package digest must be 32 bytes, got {len(self.package_sha256)}")
 
     def _asn1(self) -> _WorkloadClaimsAsn1:
         value = _WorkloadClaimsAsn1()

@@ -124,9 +124,7 @@ def verify_evidence(
         return _conclude(ctx, appraisal, sha, None, None, ())
     except Stop:
         pass
-    return _rejected(
-        checks, form.platform, sha, None, now, appraisal, crl_mode=ctx.used_crl_mode
-    )
+    return _rejected(checks, form.platform, sha, None, now, appraisal, crl_mode=ctx.used_crl_mode)
 
 
 def verify_report(
@@ -194,9 +192,7 @@ def _extensions(
     unknown = [
         e
         for e in extensions
-        if e.oid not in known
-        and e.oid != oids.WORKLOAD_CLAIMS
-        and e.oid not in _STANDARD
+        if e.oid not in known and e.oid != oids.WORKLOAD_CLAIMS and e.oid not in _STANDARD
     ]
     if unknown:
         names = ", ".join(e.oid.dotted_string for e in unknown[:3])

@@ -184,3 +184,56 @@ class VerifierInternalError(AttestationError):
 
 class PolicyError(DonjonError):
     """A verification policy file that cannot be loaded; names the file and key."""
+
+
+# --- Arm CCA and AWS Nitro (cca/, nitro/) ---------------------------------------------------
+
+
+class CcaPlatformSignatureError(SignatureError):
+    """The CCA platform token's signature does not verify with the trusted CPAK."""
+
+    code = "cca.platform_signature"
+
+
+class CcaRealmSignatureError(SignatureError):
+    """The CCA realm token's signature does not verify with the RAK it carries."""
+
+    code = "cca.realm_signature"
+
+
+class CcaTrustAnchorError(CollateralMissingError):
+    """No trusted CPAK is known for the platform's implementation and instance IDs."""
+
+    code = "cca.trust_anchor"
+
+
+class CcaRakBindingError(AttestationError):
+    """The platform challenge is not the hash of the realm's RAK: the tokens do not belong
+    together."""
+
+    code = "cca.rak_binding"
+
+
+class CcaLifecycleError(AttestationError):
+    """The CCA platform is not in the "secured" lifecycle state (and the policy does not
+    allow the state it is in)."""
+
+    code = "cca.lifecycle"
+
+
+class NitroSignatureError(SignatureError):
+    """The Nitro attestation document's signature does not verify with its leaf certificate."""
+
+    code = "nitro.signature"
+
+
+class NitroTimestampError(AttestationError):
+    """The Nitro document's timestamp is outside its certificate's validity or in the future."""
+
+    code = "nitro.timestamp"
+
+
+class NitroDebugError(DebugNotAllowedError):
+    """All-zero PCRs: a debug-mode enclave, whose memory the parent instance can read."""
+
+    code = "nitro.debug"

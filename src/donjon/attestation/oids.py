@@ -28,7 +28,18 @@ EVIDENCE_TDX = ObjectIdentifier(f"{DONJON_ARC}.3.2")
 EVIDENCE_CCA = ObjectIdentifier(f"{DONJON_ARC}.3.3")
 #: A Keep with no TEE at all says so explicitly, rather than sending nothing.
 EVIDENCE_NIL = ObjectIdentifier(f"{DONJON_ARC}.3.4")
+#: AWS Nitro Enclaves: ``SEQUENCE { document OCTET STRING }`` (docs/extensions.md).
+EVIDENCE_NITRO = ObjectIdentifier(f"{DONJON_ARC}.3.5")
 
 EVIDENCE_OIDS = frozenset(
-    {ENARX_KVM, ENARX_SGX, ENARX_SNP, EVIDENCE_SIM, EVIDENCE_TDX, EVIDENCE_CCA, EVIDENCE_NIL}
+    {
+        ENARX_KVM,
+        ENARX_SGX,
+        ENARX_SNP,
+        EVIDENCE_SIM,
+        EVIDENCE_TDX,
+        EVIDENCE_CCA,
+        EVIDENCE_NIL,
+        EVIDENCE_NITRO,
+    }
 )

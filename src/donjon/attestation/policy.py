@@ -21,7 +21,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from donjon.attestation.cca.policy import parse_cca
 from donjon.attestation.errors import PolicyError
+from donjon.attestation.nitro.policy import parse_nitro
 from donjon.attestation.policytoml import SectionReader, table_of
 from donjon.attestation.rules import FreshnessPolicy, TeeRules, parse_freshness
 from donjon.attestation.snp.policy import (
@@ -66,9 +68,11 @@ class TeeSection(Protocol):
 #: Parser of each TEE section, by section name. Adding a TEE adds an entry.
 TEE_SECTIONS: Mapping[str, Callable[[Mapping[str, Any], SectionReader], TeeSection]] = {
     "snp": parse_snp,
+    "cca": parse_cca,
+    "nitro": parse_nitro,
 }
 #: Sections of TEEs whose verification is not in this version: loaded, kept as written.
-_PENDING = ("sgx", "tdx", "cca")
+_PENDING = ("sgx", "tdx")
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,9 @@ class SimPolicy:
 
     trust: Path | None
     snp: SnpPolicy
+    #: The simulator's CCA platform key (``[sim] cca_cpak``): sim CCA tokens are trusted
+    #: through it alone, and labelled development.
+    cca_cpak: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,11 @@ class Policy:
 
 
 #: What to pin, per TEE section, for the start-up refusal's message.
-_PIN_HINTS: dict[str, str] = {"snp": "measurement/hash, signer or id_key_digest"}
+_PIN_HINTS: dict[str, str] = {
+    "snp": "measurement/hash, signer or id_key_digest",
+    "cca": "rim, rem0-3, personalization_value or realm reference_values",
+    "nitro": "pcr0, pcr1, pcr2 or pcr8",
+}
 
 
 def load_policy(path: Path) -> Policy:
@@ -186,7 +197,7 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
     if not isinstance(san, list) or not all(isinstance(s, str) and s for s in san):
         raise top.fail("san_dns", "must be a list of DNS names")
     tees = {
-        name: parse(table_of(doc, name, top), SectionReader(source, name))
+        name: parse(table_of(doc, name, top), SectionReader(source, name, base_dir))
         for name, parse in TEE_SECTIONS.items()
         if name in doc
     }
@@ -215,13 +226,23 @@ def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolic
         if not isinstance(trust_value, str) or not trust_value:
             raise reader.fail("trust", "must be a path to the simulator's ARK certificate")
         trust = (base_dir / trust_value).resolve()
+    cca_value = sim_doc.pop("cca_cpak", None)
+    cca_cpak = None
+    if cca_value is not None:
+        if not isinstance(cca_value, str) or not cca_value:
+            raise reader.fail("cca_cpak", "must be a path to the simulator's CPAK (PEM or JWK)")
+        cca_cpak = (base_dir / cca_value).resolve()
     if "crl" in sim_doc:
         raise reader.fail(
             "crl",
             "the simulator's hierarchy publishes no CRL, so sim evidence is always "
             'verified as crl = "if-available" (to revoke it, change [sim] trust)',
         )
-    return SimPolicy(trust=trust, snp=replace(parse_snp(sim_doc, reader), crl="if-available"))
+    return SimPolicy(
+        trust=trust,
+        snp=replace(parse_snp(sim_doc, reader), crl="if-available"),
+        cca_cpak=cca_cpak,
+    )
 
 
 def _allow(doc: Mapping[str, Any], name: str, top: SectionReader) -> bool:

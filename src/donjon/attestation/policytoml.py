@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from donjon.attestation.errors import PolicyError, ProductMismatchError
@@ -18,9 +19,11 @@ from donjon.attestation.errors import PolicyError, ProductMismatchError
 class SectionReader:
     """Where a value comes from (file and section), to name it in errors."""
 
-    def __init__(self, source: str, section: str) -> None:
+    def __init__(self, source: str, section: str, base_dir: Path | None = None) -> None:
         self.source = source
         self.section = section
+        #: Where relative paths in the section are resolved (the policy file's directory).
+        self.base_dir = base_dir
 
     def fail(self, key: str, message: str) -> PolicyError:
         where = f"[{self.section}] {key}" if self.section else key
@@ -38,8 +41,9 @@ class SectionReader:
             raise self.fail(key, "must be true or false")
         return value
 
-    def digests(self, value: Any, size: int, key: str) -> set[bytes]:
-        """A hex digest or a list of them, each exactly ``size`` bytes."""
+    def digests(self, value: Any, size: int | tuple[int, ...], key: str) -> set[bytes]:
+        """A hex digest or a list of them, each exactly ``size`` bytes (or one of the sizes)."""
+        sizes = size if isinstance(size, tuple) else (size,)
         items = value if isinstance(value, list) else [value]
         out = set()
         for item in items:
@@ -49,8 +53,9 @@ class SectionReader:
                 digest = bytes.fromhex(item)
             except ValueError as exc:
                 raise self.fail(key, f"{item!r} is not hex") from exc
-            if len(digest) != size:
-                raise self.fail(key, f"{item[:16]}... is {len(digest)} bytes, expected {size}")
+            if len(digest) not in sizes:
+                want = " or ".join(str(n) for n in sizes)
+                raise self.fail(key, f"{item[:16]}... is {len(digest)} bytes, expected {want}")
             out.add(digest)
         return out
 
@@ -81,6 +86,14 @@ class SectionReader:
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise self.fail(key, "must be a list of non-empty strings")
         return frozenset(value)
+
+    def paths(self, value: Any, key: str) -> list[Path]:
+        """A path or a list of paths, relative to the policy file's directory."""
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, str) and v for v in items):
+            raise self.fail(key, "must be a path or a list of paths")
+        base = self.base_dir or Path.cwd()
+        return [(base / v).resolve() for v in items]
 
     def integer(self, value: Any, key: str, low: int, high: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -15,3 +15,9 @@ AMD_ARK_SHA256: dict[Product, str] = {
     Product.GENOA: "4c6598d19c18719c5dfd4a7d335f674e5bfe1d8f800cea2cf270c10d103db2f1",
     Product.TURIN: "1f084161a44bb6d93778a904877d4819cafa5d05ef4193b2ded9dd9c73dd3f6a",
 }
+
+#: AWS Nitro Enclaves root G1 ("aws.nitro-enclaves"), self-signed ECDSA P-384, valid
+#: 2019-10-28..2049-10-28 (AWS, "Verifying the root of trust").
+AWS_NITRO_ROOT_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
+#: Where AWS publishes it, for the message that says it is missing.
+AWS_NITRO_ROOT_URL = "https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip"

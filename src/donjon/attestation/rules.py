@@ -152,14 +152,18 @@ def parse_freshness(table: Mapping[str, Any], reader: SectionReader) -> Freshnes
     reader.only(table, FRESHNESS_KEYS)
     donjon: DonjonFreshness = "require"
     if "donjon" in table:
-        donjon = "optional" if reader.choice(
-            table["donjon"], "donjon", ("require", "optional")
-        ) == "optional" else "require"
+        donjon = (
+            "optional"
+            if reader.choice(table["donjon"], "donjon", ("require", "optional")) == "optional"
+            else "require"
+        )
     enarx: EnarxFreshness = "accept"
     if "enarx" in table:
-        enarx = "refuse" if reader.choice(
-            table["enarx"], "enarx", ("accept", "refuse")
-        ) == "refuse" else "accept"
+        enarx = (
+            "refuse"
+            if reader.choice(table["enarx"], "enarx", ("accept", "refuse")) == "refuse"
+            else "accept"
+        )
     lifetime = DEFAULT_NONCE_LIFETIME
     if "nonce_lifetime" in table:
         lifetime = reader.duration(
@@ -188,7 +192,7 @@ def check_freshness(
             'Enarx CSR: no challenge possible; accepted ([freshness] enarx = "accept"), '
             "the certificate says evidence-not-fresh",
             lambda: FreshnessError(
-                'Enarx CSRs carry no challenge nonce, and the policy says [freshness] enarx = '
+                "Enarx CSRs carry no challenge nonce, and the policy says [freshness] enarx = "
                 '"refuse"',
                 code="freshness.enarx_refused",
             ),

@@ -93,8 +93,12 @@ class _Loaded:
     refused: dict[Product, str] = field(default_factory=dict)
     intermediates: list[x509.Certificate] = field(default_factory=list)
     crls: list[x509.CertificateRevocationList] = field(default_factory=list)
+    #: Every self-signed certificate, by SHA-256 fingerprint (other vendors' pinned roots).
+    self_signed: dict[str, x509.Certificate] = field(default_factory=dict)
 
     def add_cert(self, cert: x509.Certificate, source: str) -> None:
+        if cert.issuer == cert.subject:
+            self.self_signed.setdefault(fingerprint(cert), cert)
         cn = _common_name(cert.subject)
         product = product_of_name(cn)
         if cert.issuer == cert.subject and cn.startswith("ARK-") and product is not None:
@@ -201,6 +205,10 @@ class TrustStore:
         where = f" in {self.trust_dir}" if self.trust_dir else ""
         raise CollateralMissingError(f"no trusted ARK-{product.value} certificate{where}")
 
+    def pinned_root(self, sha256: str) -> x509.Certificate | None:
+        """The trust directory's self-signed certificate with this fingerprint, if any."""
+        return self._loaded.self_signed.get(sha256)
+
     def intermediates(self, product: Product, kind: str) -> list[x509.Certificate]:
         prefix = "SEV-VLEK-" if kind == "VLEK" else "SEV-"
         wanted = f"{prefix}{product.value}"
@@ -217,9 +225,7 @@ class TrustStore:
         with self._lock:
             if key not in self._by_name:
                 self._by_name[key] = [
-                    c
-                    for c in self._loaded.intermediates
-                    if _common_name(c.subject) == common_name
+                    c for c in self._loaded.intermediates if _common_name(c.subject) == common_name
                 ]
             return list(self._by_name[key])
 

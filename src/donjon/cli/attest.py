@@ -23,7 +23,10 @@ from donjon.attestation import (
     load_policy,
     oids,
 )
+from donjon.attestation.cca.anchors import AnchorError, AnchorStore, load_cpak, load_store
+from donjon.attestation.cca.entry import MATERIAL_ANCHORS as CCA_ANCHORS
 from donjon.attestation.errors import AttestationError
+from donjon.attestation.nitro.entry import MATERIAL_TIME as NITRO_TIME
 from donjon.attestation.recognise import Evidence, UnrecognisedEvidence, verify_recognised
 from donjon.attestation.recognise import recognise as recognise_evidence
 from donjon.attestation.registry import VerifyOptions
@@ -106,11 +109,14 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
 
 @click.group()
 def attest() -> None:
-    """Decode and verify attestation evidence (AMD SEV-SNP reports and Keep CSRs).
+    """Decode and verify attestation evidence: AMD SEV-SNP reports, Arm CCA tokens, AWS Nitro
+    documents (raw, or inside an RA-TLS certificate) and Keep CSRs.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show cca-token.cbor --json
+      donjon attest verify cca-token.cbor --cpak cpak.pem
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
     """
@@ -120,7 +126,8 @@ def attest() -> None:
 @click.argument("file", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
-    """Decode FILE without verifying it: a raw or hex SNP report, or a CSR.
+    """Decode FILE without verifying it: a raw or hex SNP report, a CCA token, a Nitro
+    document or RA-TLS certificate, or a CSR. --json prints every claim, bytes in hex.
 
     \b
     Examples:
@@ -194,6 +201,18 @@ def show(file: Path, as_json: bool) -> None:
     is_flag=True,
     help="Fetch missing VCEKs, chains and CRLs from AMD KDS (cached on disk).",
 )
+@click.option(
+    "--cpak",
+    type=EXISTING_FILE,
+    help="Arm CCA: the platform key (CPAK, PEM or JWK) that must have signed the token.",
+)
+@click.option(
+    "--trust-anchors",
+    "trust_anchors",
+    type=EXISTING_FILE,
+    help="Arm CCA: a trust-anchor store (tastore.json: CPAKs by implementation and "
+    "instance ID).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify(
     file: Path,
@@ -207,9 +226,12 @@ def verify(
     crl_mode: str | None,
     require_crl: bool,
     fetch: bool,
+    cpak: Path | None,
+    trust_anchors: Path | None,
     as_json: bool,
 ) -> None:
-    """Verify FILE (an SNP report or a Keep CSR) and judge it against a policy.
+    """Verify FILE (an SNP report, a CCA token, a Nitro document or RA-TLS certificate,
+    or a Keep CSR) and judge it against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
     Revocation fails closed: without a current CRL of the AMD root (from the
@@ -224,6 +246,14 @@ def verify(
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ \\
           --crl-mode if-available
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify cca-token.cbor --cpak cpak-pub.json
+      donjon attest verify cca-token.cbor --trust-anchors tastore.json --policy steward.toml
+      donjon attest verify nitro-doc.cose --trust-dir nitro-roots/   # at the doc's time
+      donjon attest verify enclave-cert.pem --trust-dir nitro-roots/ --at 2023-01-18T15:20Z
+
+    A Nitro document (or RA-TLS certificate) is judged at its own timestamp unless
+    --at names a time; its AWS root is found in --trust-dir (or, identical by its pinned
+    fingerprint, in the document).
     """
     evidence = recognise(file)
     now = _parse_time(at_time)
@@ -246,7 +276,15 @@ def verify(
     cert = _certs(vcek, "--vcek")
     if vcek is not None and len(cert) != 1:
         raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
-    material = {"vcek": cert[0] if cert else None, "chain": tuple(chain_certs), "crls": crls}
+    material: dict[str, Any] = {
+        "vcek": cert[0] if cert else None,
+        "chain": tuple(chain_certs),
+        "crls": crls,
+        NITRO_TIME: "now" if at_time else "document",
+    }
+    anchors = _cca_anchors(cpak, trust_anchors)
+    if anchors:
+        material[CCA_ANCHORS] = anchors
     options = VerifyOptions(crl_mode=mode, product=chosen, material=material)
     verdict = verify_recognised(evidence, policy=policy, trust=trust, now=now, options=options)
     if as_json:
@@ -260,6 +298,18 @@ def verify(
         _print_verdict(file, evidence, verdict, policy, from_flag=mode is not None)
     if not verdict.accepted and verdict.error is not None:
         raise verdict.error
+
+
+def _cca_anchors(cpak: Path | None, store: Path | None) -> AnchorStore:
+    anchors = AnchorStore()
+    for flag, path, load in (("--trust-anchors", store, load_store), ("--cpak", cpak, load_cpak)):
+        if path is None:
+            continue
+        try:
+            anchors = anchors.merged(load(path))
+        except AnchorError as exc:
+            raise UsageError(f"{flag}: {exc}") from exc
+    return anchors
 
 
 def _crl_mode(text: str | None) -> CrlMode | None:

@@ -87,8 +87,13 @@ def run_demo(
     keep_going: bool,
     progress: Callable[[str], None],
     keep_files: bool = False,
+    tee: str = "snp",
 ) -> Outcome:
-    """Run every step; each failure is recorded, and stops the run unless ``keep_going``."""
+    """Run every step; each failure is recorded, and stops the run unless ``keep_going``.
+
+    ``tee`` is the simulated TEE whose evidence format the flow runs on: ``snp`` (SEV-SNP
+    reports) or ``cca`` (Arm CCA tokens, through the Steward's real CCA verifier).
+    """
     from donjon.attestation.claims import REVOCATION_NOT_CHECKED
     from donjon.attestation.peer import PeerExpectations
     from donjon.keep.sim import lab as labmod
@@ -108,6 +113,10 @@ def run_demo(
     with labmod.Lab(keep_root=keep_files) as lab, labmod.interrupt_on_sigterm():
 
         def sim() -> str:
+            if tee == "cca":
+                cca = lab.init_sim_cca()
+                impl = cca.config.implementation_id.hex()
+                return f"Arm CCA, implementation {impl[:16]}..., CPAK {cca.cpak_pem.name}"
             state = lab.init_sim()
             ark = state.ark.fingerprint(hashes.SHA256()).hex()
             return f"{state.config.product.value}, TCB {state.config.tcb}, ARK sha256 {ark[:16]}..."
@@ -122,16 +131,17 @@ def run_demo(
             return f"{source} -> main.wasm sha256 {ctx['digest'].hex()}"
 
         def steward() -> str:
-            policy = lab.write_policy([ctx.get("digest", bytes(32))])
+            policy = lab.write_policy([ctx.get("digest", bytes(32))], tee=tee)
             ctx["steward"] = lab.start_steward(policy)
-            return f"{ctx['steward'].url}, policy {policy.name}: [sim] trust + allowed_workloads"
+            trusts = "cca_cpak" if tee == "cca" else "trust"
+            return f"{ctx['steward'].url}, policy {policy.name}: [sim] {trusts} + allowed_workloads"
 
         def keep() -> str:
             port = labmod.free_port()
             target = ctx.get("steward") or "https://127.0.0.1:9"  # nothing listens on 9
             config = http_config(lab.steward_config(target), port)
             package = lab.write_package("http", ctx["wasm"], config)
-            proc = lab.start_keep(package)
+            proc = lab.start_keep(package, platform="sim-cca" if tee == "cca" else "sim")
             ctx["keep"], ctx["port"] = proc, port
             serving = proc.wait_for(r"serving on fd", KEEP_TIMEOUT, stream="stdout")
             challenged = proc.wait_for(r"for a challenge", 5, stream="stderr")
@@ -235,7 +245,14 @@ def _claims(identity: Any) -> dict[str, Any]:
     help="The HTTP example (a directory with main.c, or a .wasm) [default: examples/http].",
 )
 @click.option("--keep-files", is_flag=True, help="Leave the lab directory for inspection.")
-def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool) -> None:
+@click.option(
+    "--tee",
+    type=click.Choice(["snp", "cca"]),
+    default="snp",
+    show_default=True,
+    help="The simulated TEE: SEV-SNP reports, or Arm CCA tokens (the real CCA layout).",
+)
+def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool, tee: str) -> None:
     """Run the whole attested flow on this machine, with the simulated TEE.
 
     \b
@@ -256,6 +273,7 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
       donjon demo
       donjon demo --json | jq .timings
       donjon demo --keep-going --keep-files
+      donjon demo --tee cca                  the same flow on Arm CCA tokens
     """
 
     def progress(text: str) -> None:
@@ -263,7 +281,7 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
             click.echo(click.style(text, dim=True), err=True)
 
     outcome = run_demo(
-        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files
+        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files, tee=tee
     )
     if as_json:
         print_json(outcome.to_json())

@@ -9,15 +9,13 @@ non-zero exit, never a traceback.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from typing import Any
 
 import click
 
 from donjon import __version__
-from donjon.errors import DonjonError
-from donjon.escape import escape
+from donjon.cli import failure
 
 #: command name -> (module, attribute, one-line help shown by ``donjon --help``)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -90,32 +88,8 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except DonjonError as exc:
-        # Messages may quote a peer's certificate or a CSR: one line, whatever they hold.
-        click.echo(f"donjon: error: {escape(exc.message)}", err=True)
-        if exc.hint:
-            click.echo(f"donjon: hint: {escape(exc.hint)}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("donjon: interrupted", err=True)
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(141)
-    except OSError as exc:
-        # A full disk, a closed socket, a permission problem: say which and where.
-        where = f": {exc.filename}" if getattr(exc, "filename", None) else ""
-        click.echo(f"donjon: error: {exc.strerror or exc}{where}", err=True)
-        sys.exit(1)
-    except Exception as exc:
-        # A bug of ours, not the user's input: still one line, with the way to see more.
-        if os.environ.get("DONJON_DEBUG"):
-            raise
-        click.echo(
-            f"donjon: internal error: {type(exc).__name__}: {exc} "
-            "(set DONJON_DEBUG=1 for the traceback, and please report it)",
-            err=True,
-        )
-        sys.exit(70)
+    except (Exception, KeyboardInterrupt) as exc:
+        sys.exit(failure.report(exc))
 
 
 if __name__ == "__main__":

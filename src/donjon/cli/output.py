@@ -71,7 +71,6 @@ def log_to_stderr(level: int = logging.WARNING) -> None:
     logging.basicConfig(level=level, handlers=[handler])
 
 
-
 def print_fields(data: Any, *, indent: int = 0) -> None:
     """Print decoded evidence as aligned ``key  value`` lines, nested tables indented."""
     pad = "  " * indent
@@ -90,6 +89,7 @@ def print_fields(data: Any, *, indent: int = 0) -> None:
         else:
             shown = ", ".join(map(str, value)) if isinstance(value, list) else value
             click.echo(f"{pad}{key!s:<{width}}  {escape(str(shown))}")
+
 
 __all__ = [
     "FAIL",

@@ -9,8 +9,10 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from donjon.cli import sim_cca
 from donjon.cli.options import DIRECTORY, JSON
 from donjon.cli.output import print_json
+from donjon.errors import UsageError
 from donjon.keep.platforms import default_state_dir
 from donjon.keep.sim import sim_dir
 from donjon.keep.sim import state as sim_state
@@ -23,6 +25,15 @@ _STATE_DIR = click.option(
     envvar="DONJON_STATE_DIR",
     help="Donjon's state directory; the simulator lives in its 'sim' subdirectory "
     "[default: ~/.local/share/donjon, or $DONJON_STATE_DIR].",
+)
+
+
+_TEE = click.option(
+    "--tee",
+    type=click.Choice(["snp", "cca"]),
+    default="snp",
+    show_default=True,
+    help="Which TEE to simulate: AMD SEV-SNP (reports) or Arm CCA (tokens, --platform sim-cca).",
 )
 
 
@@ -73,6 +84,7 @@ def sim() -> None:
 )
 @click.option("--debug", is_flag=True, help="Launch guests with debugging allowed (policy bit 19).")
 @click.option("--force", is_flag=True, help="Replace an existing hierarchy.")
+@_TEE
 @JSON
 def init(
     state_dir: Path | None,
@@ -81,6 +93,7 @@ def init(
     report_version: str,
     debug: bool,
     force: bool,
+    tee: str,
     as_json: bool,
 ) -> None:
     """Create the simulated vendor hierarchy (two RSA-4096 keys: a second or two).
@@ -89,7 +102,13 @@ def init(
     Examples:
       donjon sim init
       donjon sim init --state-dir /tmp/donjon --product Genoa --report-version 5
+      donjon sim init --tee cca              Arm CCA: a CPAK and a platform identity
     """
+    if tee == "cca":
+        if tcb_text or debug:
+            raise UsageError("--tcb and --debug apply to --tee snp only")
+        sim_cca.init(state_dir, force=force, as_json=as_json)
+        return
     line = parse_product(product)
     tcb = parse_tcb(tcb_text, line)
     policy = sim_state.DEFAULT_POLICY | (1 << 19 if debug else 0)
@@ -109,14 +128,19 @@ def init(
 
 @sim.command()
 @_STATE_DIR
+@_TEE
 @JSON
-def show(state_dir: Path | None, as_json: bool) -> None:
+def show(state_dir: Path | None, tee: str, as_json: bool) -> None:
     """Show the simulated chip, its TCB, and the policy line that trusts it.
 
     \b
     Example:
       donjon sim show --json | jq .ark_sha256
+      donjon sim show --tee cca
     """
+    if tee == "cca":
+        sim_cca.show(state_dir, as_json)
+        return
     _show(sim_state.load(_directory(state_dir)), as_json)
 
 
@@ -141,14 +165,19 @@ def tcb(state_dir: Path | None, tcb_text: str, as_json: bool) -> None:
 
 @sim.command()
 @_STATE_DIR
+@_TEE
 @JSON
-def reset(state_dir: Path | None, as_json: bool) -> None:
+def reset(state_dir: Path | None, tee: str, as_json: bool) -> None:
     """Delete the simulated hierarchy (keys and certificates).
 
     \b
     Example:
       donjon sim reset
+      donjon sim reset --tee cca
     """
+    if tee == "cca":
+        sim_cca.reset(state_dir, as_json)
+        return
     directory = _directory(state_dir)
     removed = sim_state.reset(directory)
     if as_json:

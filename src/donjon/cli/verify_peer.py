@@ -62,6 +62,17 @@ def _tcb_statuses(given: tuple[str, ...]) -> frozenset[str] | None:
     return frozenset(given)
 
 
+def _known_platforms(given: tuple[str, ...]) -> None:
+    from donjon.attestation.claims import PLATFORMS
+    from donjon.errors import UsageError
+
+    unknown = sorted(set(given) - PLATFORMS)
+    if unknown:
+        raise UsageError(
+            f"--platform {unknown[0]!r} is not a platform (known: {', '.join(sorted(PLATFORMS))})"
+        )
+
+
 def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
     if not given:
         return None
@@ -93,7 +104,11 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
 )
 @click.option("--min-tcb", metavar="SPEC", help='Minimum TCB, e.g. "bl=3,tee=0,snp=8,ucode=115".')
 @click.option(
-    "--platform", "platforms", multiple=True, help="Accepted platform(s) (snp, tdx, ...)."
+    "--platform",
+    "platforms",
+    multiple=True,
+    help="Accepted platform(s): snp, sgx, tdx, cca, nitro, azure-snp, azure-tdx (or sim, "
+    "nil, kvm with --allow-development).",
 )
 @click.option("--crl", "crl_source", metavar="FILE|URL", help="Check revocation with this CRL.")
 @click.option("--allow-development", is_flag=True, help="Accept nil/sim/kvm (non-TEE) peers.")
@@ -153,10 +168,15 @@ def verify_peer(
           --crl https://steward.example/v1/crl --json
       donjon verify-peer 127.0.0.1:8443 --ca ca.pem --allow-development \\
           --platform sim --allow-advisory revocation-not-checked
+      donjon verify-peer keep.example:8443 --ca ca.pem --platform cca
+      donjon verify-peer enclave.example:8443 --ca ca.pem --platform nitro \\
+          --allow-advisory hypervisor-trusted --allow-advisory revocation-not-checked \\
+          --allow-tcb-status NotAppraised
     """
     from donjon.attestation.peer import PeerError, PeerExpectations, parse_tcb
     from donjon.steward.relying import connect_and_verify, fetch_crl, parse_address, read_ca
 
+    _known_platforms(platforms)
     host, port = parse_address(address)
     ca = read_ca(ca_path)
     expect = PeerExpectations(
@@ -207,6 +227,8 @@ def verify_peer(
         sign = click.style("!", fg="yellow") if c.skipped else mark(c.passed)
         click.echo(f"  {sign} {c.id}: {escape(c.reason)}")
     dev = "  (DEVELOPMENT: not in a TEE)" if r.development else ""
+    if "hypervisor-trusted" in r.advisories:
+        dev += "  (isolation by a trusted hypervisor, not by the CPU)"
     click.echo(f"  platform:    {escape(r.platform)} {escape(r.product)}{dev}")
     click.echo(f"  measurement: {r.measurement.hex() or '-'}")
     click.echo(f"  tcb:         {escape(r.tcb) or '-'} ({escape(r.tcb_status)})")

@@ -168,7 +168,12 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
     report = options.report
     config = package.config
     platform = platforms.select(options.platform, options.state_dir)
-    if platform.name in HARDWARE_PLATFORMS:
+    if platform.name == "nitro":
+        report(
+            "platform nitro: memory is isolated by AWS's Nitro hypervisor, which you trust "
+            "(not a CPU TEE; certificates say hypervisor-trusted)"
+        )
+    elif platform.name in HARDWARE_PLATFORMS:
         report(f"platform {platform.name}: memory and registers are protected by the TEE")
     else:
         report(

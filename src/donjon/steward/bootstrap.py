@@ -156,8 +156,10 @@ def check_policy_pins(policy: object) -> None:
             hint="docs/policy.md: 'What a policy must pin'",
         )
     tees = getattr(policy, "tees", {})
-    if not tees and getattr(policy, "sim", None) is None and not (
-        getattr(policy, "nil_allow", False) or getattr(policy, "kvm_allow", False)
+    if (
+        not tees
+        and getattr(policy, "sim", None) is None
+        and not (getattr(policy, "nil_allow", False) or getattr(policy, "kvm_allow", False))
     ):
         raise UsageError(
             f"{getattr(policy, 'source', 'the policy')}: accepts no platform at all: add a "

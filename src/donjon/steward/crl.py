@@ -39,9 +39,7 @@ def build_crl(
         last_update=now,
         next_update=now + validity,
         extensions=[
-            x509.Extension(
-                x509.CRLNumber.oid, False, x509.CRLNumber(int(now.timestamp() * 1000))
-            ),
+            x509.Extension(x509.CRLNumber.oid, False, x509.CRLNumber(int(now.timestamp() * 1000))),
             x509.Extension(
                 x509.AuthorityKeyIdentifier.oid,
                 False,

@@ -39,6 +39,7 @@ ALLOWED_CURVES: dict[str, frozenset[str]] = {
     "sim": frozenset({"secp384r1"}),
     "tdx": frozenset({"secp384r1"}),
     "cca": frozenset({"secp384r1"}),
+    "nitro": frozenset({"secp384r1"}),
     "sgx": frozenset({"secp256r1", "secp384r1"}),
     "kvm": frozenset({"secp256r1", "secp384r1"}),
     "nil": frozenset({"secp256r1", "secp384r1"}),

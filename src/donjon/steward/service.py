@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from donjon.attestation.verdict import UNKNOWN_PLATFORM
 from donjon.steward import challenges
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.contract import PolicyLike, VerdictLike, Verifier
-from donjon.steward.crl import REASONS, build_crl
+from donjon.steward.crl import CRL_VALIDITY, REASONS, build_crl
 from donjon.steward.errors import (
     AttestationRefused,
     EvidenceNotAuthentic,
@@ -172,6 +173,10 @@ class Steward:
         lifetime = nonce_lifetime or getattr(freshness, "nonce_lifetime", None)
         self.nonce_lifetime: timedelta = lifetime or timedelta(seconds=120)
         self._challenge_key: bytes | None = None
+        self._crl_lock = threading.Lock()
+        self._crl_cache: (
+            tuple[tuple[int, datetime | None], datetime, x509.CertificateRevocationList] | None
+        ) = None
         self._last_purge: datetime | None = None
 
     def _verify(self, csr_der: bytes, now: datetime) -> VerdictLike:
@@ -388,7 +393,21 @@ class Steward:
             )
 
     def crl(self) -> x509.CertificateRevocationList:
-        return build_crl(self.ca, self.store.revoked(), now=self.clock())
+        """The signed CRL, rebuilt only when the store's revocations changed (on any replica)
+        or half its validity has passed; building one of 10^5 serials takes seconds."""
+        now = self.clock()
+        mark = self.store.revocation_mark()
+        with self._crl_lock:
+            cached = self._crl_cache
+            if (
+                cached is not None
+                and cached[0] == mark
+                and timedelta(0) <= now - cached[1] < CRL_VALIDITY / 2
+            ):
+                return cached[2]
+            crl = build_crl(self.ca, self.store.revoked(), now=now)
+            self._crl_cache = (mark, now, crl)
+            return crl
 
     def revoke(self, serial: str, *, reason: str = "unspecified") -> CertificateRecord:
         if reason not in REASONS:

@@ -466,6 +466,17 @@ class AuditStore:
             gone = conn.execute(used_nonces.delete().where(used_nonces.c.expires_at < _utc(before)))
         return int(gone.rowcount or 0)
 
+    def revocation_mark(self) -> tuple[int, datetime | None]:
+        """How many certificates are revoked, and the latest revocation: a CRL built when
+        this was the same lists the same serials (revocations are never undone)."""
+        with self._tx() as conn:
+            count, latest = conn.execute(
+                sa.select(sa.func.count(), sa.func.max(certificates.c.revoked_at)).where(
+                    certificates.c.revoked_at.is_not(None)
+                )
+            ).one()
+        return int(count or 0), _aware(latest)
+
     def revoked(self) -> list[tuple[str, datetime, str]]:
         """(serial, revoked_at, reason) of every revoked certificate, for the CRL."""
         query = (

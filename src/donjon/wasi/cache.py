@@ -3,85 +3,108 @@
 Loading a serialized module takes well under a millisecond against 100+ ms to
 compile. A serialized module is native code that the engine runs as it is, so
 the cache directory is untrusted input: whoever can write it could otherwise
-plant code under a good module's name. Each entry therefore carries an
-HMAC-SHA-256 over its name (libwasmtime build, engine flags, the module's
-SHA-256) and its payload, under a random key that only Donjon holds: 32 bytes,
-mode 0600, in the state directory (not the cache directory), made on first use.
-An entry that fails the check (planted, copied from another module's name,
-truncated, or written under another key) is discarded with a warning and the
-module is recompiled. A key that cannot be made or trusted (someone else's,
-readable by others, the wrong size) turns the cache off for the run, with a
-warning. Files are written atomically, so concurrent runs never see half a file.
+plant code under a good module's name. Each entry therefore carries a MAC over
+its name (libwasmtime build, engine flags, the module's digest) and its
+payload, under a random key that only Donjon holds: 32 bytes, mode 0600, in the
+state directory (not the cache directory), made on first use. An entry that
+fails the check (planted, copied from another module's name, truncated, or
+written under another key) is discarded with a warning and the module is
+recompiled. A key that cannot be made or trusted (someone else's, readable by
+others, the wrong size) turns the cache off for the run, with a warning. Files
+are written atomically, so concurrent runs never see half a file.
+
+Up to 2 MiB, digest and MAC are BLAKE2b-256, the MAC in BLAKE2b's own keyed
+mode (a MAC by design, RFC 7693): BLAKE2b is built into the interpreter, while
+SHA-256 and HMAC through ``hashlib`` first load OpenSSL, a few milliseconds of
+every start. Above 2 MiB, where OpenSSL's faster SHA-256 repays that, they are
+SHA-256 and HMAC-SHA-256. The choice depends only on the input's length, so a
+name or a tag never changes for the same bytes. ``logging``, ``tempfile`` and
+``pathlib`` are loaded only when needed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
-import hmac
-import logging
 import os
-import secrets
 import stat
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
+from _operator import _compare_digest
 
-import wasmtime
-from wasmtime import _ffi as ffi
-
-from donjon.atomicfile import write_bytes
-from donjon.statedir import default_state_dir
+from donjon.statedir import default_state_path
+from donjon.wasi import capi
 from donjon.wasi.errors import ModuleError
 
-log = logging.getLogger("donjon.wasi")
+try:
+    from _blake2 import blake2b  # what hashlib.blake2b is, without loading OpenSSL
+except ImportError:  # pragma: no cover - an interpreter without the built-in module
+    from hashlib import blake2b
 
-MAGIC = b"DJMC2\0"
+#: ``typing`` and ``pathlib`` cost milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from donjon.wasi.api import StrPath
+
+MAGIC = b"DJMC3\0"
 _TAG = 32
-#: The HMAC key's file name in the state directory.
+#: inputs up to this size are digested and MACed with BLAKE2b, larger ones through OpenSSL
+SMALL_INPUT = 2 << 20
+#: The MAC key's file name in the state directory.
 KEY_NAME = "module-cache.key"
 KEY_BYTES = 32
 
 
 class CacheKeyError(Exception):
-    """The cache's HMAC key cannot be made or trusted; the cache is off for this run."""
+    """The cache's MAC key cannot be made or trusted; the cache is off for this run."""
+
+
+def _warn(message: str, *args: object) -> None:
+    import logging  # a warning is rare; the import costs milliseconds
+
+    logging.getLogger("donjon.wasi").warning(message, *args)
 
 
 def default_cache_dir() -> Path:
     """``$DONJON_CACHE_DIR``, else ``$XDG_CACHE_HOME/donjon/modules``, else ``~/.cache/...``."""
+    from pathlib import Path
+
+    return Path(default_cache_path())
+
+
+def default_cache_path() -> str:
+    """:func:`default_cache_dir` as a string, without importing ``pathlib``."""
     explicit = os.environ.get("DONJON_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return explicit
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "donjon" / "modules"
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "donjon", "modules")
 
 
-def default_key_file() -> Path:
+def default_key_file() -> str:
     """``module-cache.key`` in the state directory (``$DONJON_STATE_DIR``, ...)."""
-    return default_state_dir() / KEY_NAME
+    return os.path.join(default_state_path(), KEY_NAME)
 
 
 def engine_identity() -> str:
     """Names the exact libwasmtime in use; a new build changes every key."""
-    lib = Path(ffi.filename)
-    st = lib.stat()
-    return f"{lib.name}:{st.st_size}:{st.st_mtime_ns}"
+    st = os.stat(capi.LIBRARY)
+    return f"{os.path.basename(capi.LIBRARY)}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def compile_module(engine: wasmtime.Engine, wasm: bytes, where: str) -> wasmtime.Module:
+def compile_module(engine: capi.Engine, wasm: bytes, where: str) -> capi.Module:
     """Compile, turning the engine's multi-line error into one line naming the file."""
     if wasm[:4] != b"\0asm":
         raise ModuleError(f"{where}: not a WebAssembly module (bad magic number)")
     try:
-        return wasmtime.Module(engine, wasm)
-    except wasmtime.WasmtimeError as exc:
+        return capi.Module.compile(engine, wasm)
+    except capi.WasmtimeError as exc:
         detail = " ".join(str(exc).split())
         raise ModuleError(f"{where}: invalid WebAssembly module: {detail}") from exc
 
 
-def read_key(path: Path) -> bytes | None:
+def read_key(path: StrPath) -> bytes | None:
     """The key in ``path``, or None when there is none yet.
 
     Trusted only as a regular file (not a symlink) of ``KEY_BYTES`` bytes, owned by
@@ -116,8 +139,8 @@ def read_key(path: Path) -> bytes | None:
     return data
 
 
-def load_key(path: Path) -> bytes:
-    """The cache's HMAC key, made (0600, atomically) on first use.
+def load_key(path: StrPath) -> bytes:
+    """The cache's MAC key, made (0600, atomically) on first use.
 
     Two runs that start together agree on one key: the new key is written to a
     private temporary file and hard-linked into place, which fails if another
@@ -126,12 +149,15 @@ def load_key(path: Path) -> bytes:
     existing = read_key(path)
     if existing is not None:
         return existing
+    import tempfile  # only the first run makes the key
+
+    folder = os.path.dirname(os.fspath(path)) or "."
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".module-cache-key.", dir=path.parent)
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".module-cache-key.", dir=folder)
     except OSError as exc:
         raise CacheKeyError(f"{path}: cannot create: {exc.strerror or exc}") from None
-    key = secrets.token_bytes(KEY_BYTES)
+    key = os.urandom(KEY_BYTES)  # what secrets.token_bytes returns
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -147,15 +173,17 @@ def load_key(path: Path) -> bytes:
     except OSError as exc:
         raise CacheKeyError(f"{path}: cannot create: {exc.strerror or exc}") from None
     finally:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (contextlib costs milliseconds to import)
             os.unlink(tmp)
+        except OSError:
+            pass
     found = read_key(path)
     if found is None:
         raise CacheKeyError(f"{path}: vanished while it was being created")
     return found
 
 
-def _create_exclusive(path: Path, key: bytes) -> None:
+def _create_exclusive(path: StrPath, key: bytes) -> None:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, 0o600)
@@ -166,10 +194,12 @@ def _create_exclusive(path: Path, key: bytes) -> None:
 
 
 class ModuleCache:
-    def __init__(self, directory: Path, engine_flags: str, key_file: Path | None = None) -> None:
-        self.directory = directory
+    def __init__(
+        self, directory: StrPath, engine_flags: str, key_file: StrPath | None = None
+    ) -> None:
+        self.directory = os.fspath(directory)
         self.engine_flags = engine_flags
-        self.key_file = key_file if key_file is not None else default_key_file()
+        self.key_file = os.fspath(key_file) if key_file is not None else default_key_file()
         #: what the last :meth:`load` did: "hit", "miss", "corrupt" (an entry failed its
         #: check and was replaced) or "off" (no usable key: compiled, nothing cached)
         self.last = ""
@@ -177,31 +207,33 @@ class ModuleCache:
     def entry_name(self, wasm: bytes) -> str:
         """The format is part of the name: entries of another Donjon version sharing the
         directory are never read (nor warned about), only this format's."""
-        key = hashlib.sha256(MAGIC)
-        for part in (engine_identity(), self.engine_flags, hashlib.sha256(wasm).hexdigest()):
-            key.update(part.encode() + b"\0")
-        return key.hexdigest()
+        parts = (engine_identity(), self.engine_flags, _digest(wasm))
+        named = MAGIC + b"".join(part.encode() + b"\0" for part in parts)
+        return blake2b(named, digest_size=32).hexdigest()
 
     def path_for(self, wasm: bytes) -> Path:
-        return self.directory / f"{self.entry_name(wasm)}.cwasm"
+        """The entry's path (for tools and tests; a run itself never needs ``pathlib``)."""
+        from pathlib import Path
+
+        return Path(self.directory, f"{self.entry_name(wasm)}.cwasm")
 
     def load(
         self,
-        engine: wasmtime.Engine,
+        engine: capi.Engine,
         wasm: bytes,
         where: str,
         progress: Callable[[str], None] | None = None,
-    ) -> wasmtime.Module:
+    ) -> capi.Module:
         try:
             key = load_key(self.key_file)
         except CacheKeyError as exc:
-            log.warning("module cache off for this run: %s", exc)
+            _warn("module cache off for this run: %s", exc)
             self.last = "off"
             if progress is not None:
                 progress(f"compiling {where} ({len(wasm) // 1024} KiB)")
             return compile_module(engine, wasm, where)
         name = self.entry_name(wasm)
-        path = self.directory / f"{name}.cwasm"
+        path = os.path.join(self.directory, f"{name}.cwasm")
         module = self._read(engine, key, name, path, where)
         if module is not None:
             self.last = "hit"
@@ -209,50 +241,80 @@ class ModuleCache:
         if progress is not None:
             progress(f"compiling {where} ({len(wasm) // 1024} KiB; cached for next time)")
         module = compile_module(engine, wasm, where)
-        self._write(path, key, name, bytes(module.serialize()))
+        self._write(path, key, name, module.serialize())
         return module
 
     def _read(
-        self, engine: wasmtime.Engine, key: bytes, name: str, path: Path, where: str
-    ) -> wasmtime.Module | None:
+        self, engine: capi.Engine, key: bytes, name: str, path: str, where: str
+    ) -> capi.Module | None:
         try:
-            blob = path.read_bytes()
+            with open(path, "rb") as file:
+                blob = file.read()
         except OSError:
             self.last = "miss"
             return None
         head = len(MAGIC) + _TAG
         payload = blob[head:]
-        if blob[: len(MAGIC)] != MAGIC or not hmac.compare_digest(
+        if blob[: len(MAGIC)] != MAGIC or not _same(
             blob[len(MAGIC) : head], _tag(key, name, payload)
         ):
             self._discard(path, where, "fails authentication (not written by this Donjon)")
             return None
         try:
-            return wasmtime.Module.deserialize(engine, payload)
-        except wasmtime.WasmtimeError:
+            return capi.Module.deserialize(engine, payload)
+        except capi.WasmtimeError:
             self._discard(path, where, "is authentic but the engine cannot load it")
             return None
 
-    def _discard(self, path: Path, where: str, why: str) -> None:
+    def _discard(self, path: str, where: str, why: str) -> None:
         self.last = "corrupt"
-        log.warning(
-            "module cache: the entry for %s %s; discarded, recompiling (%s)", where, why, path
-        )
-        with contextlib.suppress(OSError):
-            path.unlink()
+        _warn("module cache: the entry for %s %s; discarded, recompiling (%s)", where, why, path)
+        try:  # noqa: SIM105 (contextlib costs milliseconds to import)
+            os.unlink(path)
+        except OSError:
+            pass
 
-    def _write(self, path: Path, key: bytes, name: str, payload: bytes) -> None:
+    def _write(self, path: str, key: bytes, name: str, payload: bytes) -> None:
         """Best effort: a read-only or full cache directory must not fail the run."""
+        from pathlib import Path
+
+        from donjon.atomicfile import write_bytes  # tempfile and shutil: only on a miss
+
         try:
-            self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
             blob = MAGIC + _tag(key, name, payload) + payload
-            write_bytes(path, blob, mode=0o600, durable=False, prefix=".tmp-", suffix=".cwasm")
+            target = Path(path)
+            write_bytes(target, blob, mode=0o600, durable=False, prefix=".tmp-", suffix=".cwasm")
         except OSError:
             pass
 
 
+def _digest(data: bytes) -> str:
+    """``blake2b:<hex>`` or ``sha256:<hex>``, chosen by the length of ``data``."""
+    if len(data) <= SMALL_INPUT:
+        return "blake2b:" + blake2b(data, digest_size=32).hexdigest()
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def _tag(key: bytes, name: str, payload: bytes) -> bytes:
     """Binds the payload to its entry name: another module's entry copied here fails."""
-    mac = hmac.new(key, MAGIC + name.encode() + b"\0", hashlib.sha256)
-    mac.update(payload)
-    return mac.digest()
+    label = MAGIC + name.encode() + b"\0"
+    if len(payload) <= SMALL_INPUT:
+        mac = blake2b(key=key, digest_size=_TAG, person=b"donjon-cwasm")
+        mac.update(label)
+        mac.update(payload)
+        return mac.digest()
+    import hashlib
+    import hmac
+
+    keyed = hmac.new(key, label, hashlib.sha256)
+    keyed.update(payload)
+    return keyed.digest()
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison: what ``hmac.compare_digest`` falls back to, without
+    importing ``hmac`` (which loads OpenSSL)."""
+    return _compare_digest(a, b)

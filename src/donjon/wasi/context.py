@@ -11,30 +11,45 @@ from __future__ import annotations
 import select
 import sys
 import time
-from dataclasses import dataclass, field
 
 from donjon.wasi import abi
 from donjon.wasi.api import Limits
 from donjon.wasi.errors import DeadlineExceeded, WasiError
-from donjon.wasi.fdtable import FdTable
-from donjon.wasi.memory import GuestMemory
+
+#: ``typing`` costs milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from donjon.wasi.fdtable import FdTable
+    from donjon.wasi.memory import GuestMemory
 
 #: poll(2) where it works for every fd type; macOS's poll() refuses ttys and devices
 #: (POLLNVAL), so there select(2) is used instead.
 USE_POLL = hasattr(select, "poll") and sys.platform != "darwin"
 
 
-@dataclass(slots=True)
 class HostContext:
-    args: list[bytes]
-    env: list[bytes]
-    fds: FdTable
-    limits: Limits = field(default_factory=Limits)
-    #: monotonic time at which the whole run must stop (None: never)
-    deadline: float | None = None
-    memory: GuestMemory | None = None
+    """State shared by all host functions of one run."""
 
-    def __post_init__(self) -> None:
+    __slots__ = ("args", "deadline", "env", "fds", "limits", "memory")
+
+    def __init__(
+        self,
+        args: list[bytes],
+        env: list[bytes],
+        fds: FdTable,
+        limits: Limits | None = None,
+        deadline: float | None = None,
+        memory: GuestMemory | None = None,
+    ) -> None:
+        if limits is None:
+            limits = Limits()
+        self.args = args
+        self.env = env
+        self.fds = fds
+        self.limits = limits
+        #: monotonic time at which the whole run must stop (None: never)
+        self.deadline = deadline
+        self.memory = memory
         self.fds.set_watch(self.bounded)
 
     @property

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Literal
 
 from donjon.wasi import abi
 from donjon.wasi.context import HostContext
 from donjon.wasi.errors import ProcExit, WasiError
+
+#: ``typing`` and ``collections`` cost milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
 _CLOCKS = {
     abi.CLOCK_REALTIME: time.time_ns,

@@ -1,11 +1,9 @@
-"""The one place that touches wasmtime's private ctypes bindings (``wasmtime._ffi``).
+"""Host functions through ``wasmtime_linker_define_func_unchecked`` (about 1 µs a call).
 
-``Linker.define_func`` goes through a generic trampoline that boxes every
-argument in a ``Val`` (15-22 µs per call). The C API's
-``wasmtime_linker_define_func_unchecked`` hands the callback a raw
-``wasmtime_val_raw_t`` array instead (about 1 µs per call). This module wraps it
-behind :func:`define`, so that a wasmtime upgrade that changes the private API
-breaks one file and one test (``tests/wasi/test_fastcall.py``), not the host.
+A generic host-function trampoline that boxes every argument in a value object
+costs 15-22 µs per call. The C API's unchecked variant hands the callback a raw
+``wasmtime_val_raw_t`` array instead; this module decodes it with one
+``struct`` call and calls the host function with plain ints.
 
 A host function receives its parameters as unsigned Python ints (i32 masked to
 32 bits, i64 as u64) and returns an int for its one i32 result, or ``None`` when
@@ -17,78 +15,47 @@ from __future__ import annotations
 
 import ctypes
 import struct
-from collections.abc import Callable
-from typing import Any
 
-import wasmtime
-from wasmtime import _ffi as ffi
+from donjon.wasi import capi
 
-#: wasmtime versions whose private ctypes layout this adapter was written against.
-SUPPORTED_MAJOR = 49
+#: ``typing`` costs milliseconds to import; mypy reads this name as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    HostFunction = Callable[..., int | None]
+
+#: the wasmtime major version the engine binding follows (kept here for the version test)
+SUPPORTED_MAJOR = capi.SUPPORTED_MAJOR
 
 #: ``wasmtime_val_raw_t`` is a 16-byte union; argument ``i`` starts at byte ``16 * i``.
 _RAW_SIZE = 16
 
-#: Our own prototype: the raw value array arrives as a plain address (an int) ...
-_CALLBACK = ctypes.CFUNCTYPE(
-    ctypes.c_size_t,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.c_void_p,
-    ctypes.c_size_t,
-)
-#: ... seen through a memoryview. wasmtime passes the same stack address for
-#: every call made from the same depth, so the views are cached by address (a
+#: wasmtime passes the same stack address for every call made from the same
+#: depth, so the memoryviews over the raw value array are cached by address (a
 #: few per run); building one per call costs more than the call itself.
 _VIEW_CACHE_MAX = 256
 #: the one i32 result goes back in the low 4 bytes of value 0
 _RESULT = struct.Struct("<I")
 
-_NO_FINALIZER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)()
-
-HostFunction = Callable[..., int | None]
-
-
-class FastcallUnavailable(RuntimeError):
-    """The installed wasmtime does not offer the private API this adapter needs."""
-
-
-def check_api() -> None:
-    """Fail loudly when wasmtime changed what :class:`FastLinker` relies on.
-
-    The version pin (``SUPPORTED_MAJOR``) is checked by the test suite, not here:
-    reading package metadata costs milliseconds on every start.
-    """
-    for name in (
-        "wasmtime_linker_define_func_unchecked",
-        "wasmtime_func_unchecked_callback_t",
-        "wasmtime_val_raw",
-        "wasmtime_trap_new",
-    ):
-        if not hasattr(ffi, name):
-            raise FastcallUnavailable(f"wasmtime._ffi has no {name}")
-    if ctypes.sizeof(ffi.wasmtime_val_raw) != _RAW_SIZE:
-        raise FastcallUnavailable(
-            f"wasmtime_val_raw_t is {ctypes.sizeof(ffi.wasmtime_val_raw)} bytes, expected 16"
-        )
-
-
-def _new_trap(message: str) -> int:
-    raw = message.encode()
-    trap = ffi.wasmtime_trap_new(ctypes.create_string_buffer(raw), len(raw))
-    value = ctypes.cast(trap, ctypes.c_void_p).value
-    return int(value or 0)
-
 
 class FastLinker:
-    """A ``wasmtime.Linker`` plus the ctypes callbacks it points at (kept alive here)."""
+    """A :class:`capi.Linker` plus the exception of the host function that trapped last."""
 
-    def __init__(self, engine: wasmtime.Engine) -> None:
-        check_api()
-        self.linker = wasmtime.Linker(engine)
-        self._keep: list[Any] = []
+    def __init__(self, engine: capi.Engine) -> None:
+        self.linker = capi.Linker(engine)
         #: the exception raised by the host function that trapped last, if any
         self.pending: BaseException | None = None
+
+    def close(self) -> None:
+        self.linker.close()
+
+    def __enter__(self) -> FastLinker:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def define(
         self,
@@ -99,28 +66,8 @@ class FastLinker:
         func: HostFunction,
     ) -> None:
         """Define ``module.name`` with ``params`` a string of ``i`` (i32) / ``I`` (i64)."""
-        valtypes = {"i": wasmtime.ValType.i32, "I": wasmtime.ValType.i64}
-        functype = wasmtime.FuncType(
-            [valtypes[p]() for p in params], [wasmtime.ValType.i32()] if result else []
-        )
-        callback = _CALLBACK(self._trampoline(func, params, result, f"{module}::{name}"))
-        as_expected = ctypes.cast(callback, ffi.wasmtime_func_unchecked_callback_t)
-        mod = module.encode()
-        nam = name.encode()
-        error = ffi.wasmtime_linker_define_func_unchecked(
-            self.linker.ptr(),
-            ctypes.create_string_buffer(mod),
-            len(mod),
-            ctypes.create_string_buffer(nam),
-            len(nam),
-            functype.ptr(),
-            as_expected,
-            None,
-            _NO_FINALIZER,
-        )
-        if error:
-            raise wasmtime.WasmtimeError._from_ptr(error)
-        self._keep.extend((callback, as_expected, functype))
+        callback = self._trampoline(func, params, result, f"{module}::{name}")
+        self.linker.define_unchecked(module, name, params, result, callback)
 
     def _trampoline(
         self, func: HostFunction, params: str, result: bool, label: str
@@ -149,7 +96,7 @@ class FastLinker:
 
         def fail(exc: BaseException) -> int:
             linker.pending = exc
-            return _new_trap(f"host function {label} stopped the guest")
+            return capi.new_trap(f"host function {label} stopped the guest")
 
         if result:
 

@@ -7,18 +7,27 @@ so a guest ``fd_close(1)`` never closes the host process's stdout.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import socket
-import ssl
 import stat
-from collections import deque
-from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+import sys
 
 from donjon.wasi import abi
-from donjon.wasi.api import Listener, Preopen, Stdio, StdioKind
+from donjon.wasi.api import StdioKind
 from donjon.wasi.errors import WasiError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a supported platform, kept importable
+    fcntl = None  # type: ignore[assignment]
+
+#: ``typing``, ``dataclasses``, ``socket`` and ``ssl`` cost milliseconds to import;
+#: mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
+
+    from donjon.wasi.api import Preopen, Stdio
+    from donjon.wasi.streams import ByteStream, Listener
 
 KIND_FILE = 0  # a host fd: regular file, tty, pipe, directory
 KIND_SOCKET = 1  # a connected stream (socket.socket or ssl.SSLSocket)
@@ -26,33 +35,76 @@ KIND_LISTENER = 2  # a Listener for sock_accept
 KIND_PYSTREAM = 3  # a Python file object without a usable fileno()
 
 
-@dataclass(slots=True)
 class FdEntry:
-    kind: int
-    filetype: int
-    hostfd: int
-    rights_base: int
-    rights_inheriting: int
-    flags: int = 0
-    #: guest name of a preopened directory (fd_prestat_get answers only for these)
-    preopen: bytes | None = None
-    #: entries under a read-only preopen can never gain writing rights
-    readonly: bool = False
-    sock: Any = None
-    stream: BinaryIO | None = None
-    owns_fd: bool = True
-    #: fd_readdir snapshot: (cookie-indexed list of (name, ino, type)) built at cookie 0
-    dirents: list[tuple[bytes, int, int]] | None = field(default=None)
-    #: sockets: bytes already received but not yet consumed (MSG_PEEK is emulated here,
-    #: since an SSLSocket cannot peek), and whether the guest shut down its write side
-    rbuf: bytearray = field(default_factory=bytearray)
-    shut_wr: bool = False
-    #: the host file description is shared with the host process (inherited stdio):
-    #: its status flags (O_APPEND) must not be changed under the host's feet
-    shared: bool = False
-    #: host fd that fd_write / fd_read may use directly with no further checks, else -1
-    fast_write: int = -1
-    fast_read: int = -1
+    """One guest fd (a slotted class written out: it is built on every start and path_open)."""
+
+    __slots__ = (
+        "dirents",
+        "fast_read",
+        "fast_write",
+        "filetype",
+        "flags",
+        "hostfd",
+        "kind",
+        "owns_fd",
+        "preopen",
+        "rbuf",
+        "readonly",
+        "rights_base",
+        "rights_inheriting",
+        "shared",
+        "shut_wr",
+        "sock",
+        "stream",
+        "tls",
+    )
+
+    def __init__(
+        self,
+        kind: int,
+        filetype: int,
+        hostfd: int,
+        rights_base: int,
+        rights_inheriting: int,
+        flags: int = 0,
+        preopen: bytes | None = None,
+        readonly: bool = False,
+        sock: Any = None,
+        stream: BinaryIO | None = None,
+        owns_fd: bool = True,
+        shared: bool = False,
+        tls: bool = False,
+    ) -> None:
+        self.kind = kind
+        self.filetype = filetype
+        self.hostfd = hostfd
+        self.rights_base = rights_base
+        self.rights_inheriting = rights_inheriting
+        self.flags = flags
+        #: guest name of a preopened directory (fd_prestat_get answers only for these)
+        self.preopen = preopen
+        #: entries under a read-only preopen can never gain writing rights
+        self.readonly = readonly
+        self.sock = sock
+        self.stream = stream
+        self.owns_fd = owns_fd
+        #: fd_readdir snapshot: (cookie-indexed list of (name, ino, type)) built at cookie 0
+        self.dirents: list[tuple[bytes, int, int]] | None = None
+        #: sockets: bytes already received but not yet consumed (MSG_PEEK is emulated here,
+        #: since an SSLSocket cannot peek), and whether the guest shut down its write side
+        self.rbuf = bytearray()
+        self.shut_wr = False
+        #: the host file description is shared with the host process (inherited stdio):
+        #: its status flags (O_APPEND) must not be changed under the host's feet
+        self.shared = shared
+        #: the socket is an ``ssl.SSLSocket`` (its ``pending()`` bytes are readable)
+        self.tls = tls
+        #: host fd that fd_write / fd_read may use directly with no further checks, else -1
+        self.fast_write = -1
+        self.fast_read = -1
+
+    def __repr__(self) -> str:
+        return f"FdEntry(kind={self.kind}, filetype={self.filetype}, hostfd={self.hostfd})"
 
     def require(self, rights: int) -> None:
         if self.rights_base & rights != rights:
@@ -86,11 +138,11 @@ def _stdio_entry(number: int, spec: Stdio) -> FdEntry:
     if not reading:
         rights &= ~abi.RIGHT_FD_READ
     shared = spec.kind in (StdioKind.INHERIT, StdioKind.STREAM)
-    if spec.kind is StdioKind.INHERIT:
+    if spec.kind == StdioKind.INHERIT:
         hostfd = os.dup(number)
-    elif spec.kind is StdioKind.NULL:
+    elif spec.kind == StdioKind.NULL:
         hostfd = os.open(os.devnull, os.O_RDONLY if reading else os.O_WRONLY)
-    elif spec.kind is StdioKind.FILE:
+    elif spec.kind == StdioKind.FILE:
         if spec.path is None:
             raise ValueError(f"stdio {number}: kind=file needs a path")
         flags = os.O_RDONLY if reading else os.O_WRONLY | os.O_CREAT | os.O_TRUNC
@@ -108,14 +160,40 @@ def _stdio_entry(number: int, spec: Stdio) -> FdEntry:
             return FdEntry(KIND_PYSTREAM, abi.FILETYPE_UNKNOWN, -1, rights, 0, stream=stream)
     try:
         filetype = abi.FILETYPE_CHARACTER_DEVICE if os.isatty(hostfd) else abi.FILETYPE_UNKNOWN
-        if filetype == abi.FILETYPE_UNKNOWN and stat.S_ISREG(os.fstat(hostfd).st_mode):
-            filetype = abi.FILETYPE_REGULAR_FILE
-            rights |= abi.RIGHTS_REGULAR_FILE & ~abi.RIGHTS_WRITING
-            if not reading:
-                rights |= abi.RIGHT_FD_WRITE
+        if filetype == abi.FILETYPE_UNKNOWN:
+            mode = os.fstat(hostfd).st_mode
+            if stat.S_ISREG(mode):
+                filetype = abi.FILETYPE_REGULAR_FILE
+                rights |= abi.RIGHTS_REGULAR_FILE & ~abi.RIGHTS_WRITING
+                if not reading:
+                    rights |= abi.RIGHT_FD_WRITE
+            elif stat.S_ISFIFO(mode):
+                grow_pipe(hostfd)
     except OSError:
         filetype = abi.FILETYPE_UNKNOWN
     return FdEntry(KIND_FILE, filetype, hostfd, rights, 0, shared=shared)
+
+
+#: pipe capacity asked for on stdio pipes (Linux's default maximum for unprivileged users)
+PIPE_CAPACITY = 1 << 20
+
+
+def grow_pipe(hostfd: int) -> None:
+    """Give a stdio pipe room for several of the guest's writes (Linux; best effort).
+
+    A 64 KiB write into a default 64 KiB pipe fills it, so the writer sleeps
+    until the reader has drained everything and then wakes it: two cross-CPU
+    wake-ups per write, which cost more than the copy on an idle VM. With room
+    for many writes the two sides run side by side. The guest cannot tell; a
+    refusal (the user's pipe quota, ``fs.pipe-max-size``) leaves the pipe as it was.
+    """
+    if fcntl is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        if fcntl.fcntl(hostfd, fcntl.F_GETPIPE_SZ) < PIPE_CAPACITY:
+            fcntl.fcntl(hostfd, fcntl.F_SETPIPE_SZ, PIPE_CAPACITY)
+    except OSError:
+        pass
 
 
 def _preopen_entry(preopen: Preopen) -> FdEntry:
@@ -137,9 +215,10 @@ def _preopen_entry(preopen: Preopen) -> FdEntry:
     )
 
 
-def socket_entry(sock: socket.socket | ssl.SSLSocket, *, nonblock: bool = False) -> FdEntry:
+def socket_entry(sock: ByteStream, *, nonblock: bool = False) -> FdEntry:
     """A connected stream. The host socket is always non-blocking; the guest flag is ours."""
     sock.setblocking(False)
+    ssl = sys.modules.get("ssl")  # not imported: then it cannot be an SSLSocket
     return FdEntry(
         KIND_SOCKET,
         abi.FILETYPE_SOCKET_STREAM,
@@ -149,6 +228,7 @@ def socket_entry(sock: socket.socket | ssl.SSLSocket, *, nonblock: bool = False)
         flags=abi.FDFLAGS_NONBLOCK if nonblock else 0,
         sock=sock,
         owns_fd=False,
+        tls=ssl is not None and isinstance(sock, ssl.SSLSocket),
     )
 
 
@@ -167,6 +247,10 @@ def listener_entry(listener: Listener) -> FdEntry:
 
 def is_listener(obj: object) -> bool:
     """A listening socket, or a Keep listener object (anything with accept but no recv)."""
+    import socket
+
+    from donjon.wasi.streams import Listener
+
     if isinstance(obj, socket.socket):
         acceptconn = getattr(socket, "SO_ACCEPTCONN", None)
         if acceptconn is not None:
@@ -194,7 +278,8 @@ class FdTable:
 
     def __init__(self) -> None:
         self.entries: dict[int, FdEntry] = {}
-        self._free: deque[int] = deque()
+        #: freed numbers, oldest first (a short list: popping its head is cheap)
+        self._free: list[int] = []
         self._next = 0
         #: blocking reads/writes on pipes and ttys must be watched (a time limit is set)
         self.watch = False
@@ -246,7 +331,7 @@ class FdTable:
         entries = self.entries
         fd = -1
         while self._free:
-            candidate = self._free.popleft()
+            candidate = self._free.pop(0)
             if candidate not in entries:
                 fd = candidate
                 break
@@ -275,6 +360,9 @@ class FdTable:
         self._free.append(src)
         del entry
 
+    def has_sockets(self) -> bool:
+        return any(e.kind in (KIND_SOCKET, KIND_LISTENER) for e in self.entries.values())
+
     def close_all(self) -> None:
         for fd in sorted(self.entries):
             close_entry(self.entries.pop(fd))
@@ -282,9 +370,13 @@ class FdTable:
 
 def close_entry(entry: FdEntry) -> None:
     if entry.kind in (KIND_SOCKET, KIND_LISTENER):
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (contextlib costs milliseconds to import)
             entry.sock.close()
+        except OSError:
+            pass
         return
     if entry.owns_fd and entry.hostfd >= 0:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105 (contextlib costs milliseconds to import)
             os.close(entry.hostfd)
+        except OSError:
+            pass

@@ -8,19 +8,18 @@ inside it into that errno, so the functions themselves read straight.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
 from donjon.wasi import abi
 from donjon.wasi.context import HostContext
-from donjon.wasi.core import CoreCalls
 from donjon.wasi.errors import WasiError
 from donjon.wasi.fastcall import FastLinker
-from donjon.wasi.fdops import FdCalls
-from donjon.wasi.pathops import PathCalls
-from donjon.wasi.poll import PollCalls
-from donjon.wasi.sockets import SocketCalls
+
+#: ``typing`` and ``collections`` cost milliseconds to import; mypy reads this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+    from donjon.wasi.sockets import SocketCalls
 
 MODULE = "wasi_snapshot_preview1"
 
@@ -79,7 +78,6 @@ _UNGUARDED = frozenset({"fd_write", "fd_read", "proc_exit"})
 
 
 def _guard(func: Callable[..., int]) -> Callable[..., int]:
-    @wraps(func)
     def guarded(*args: int) -> int:
         try:
             return func(*args)
@@ -91,32 +89,97 @@ def _guard(func: Callable[..., int]) -> Callable[..., int]:
             # Embedded NUL in a path, an offset beyond what the host can express.
             return abi.EINVAL
 
+    guarded.__name__ = guarded.__qualname__ = getattr(func, "__name__", "guarded")
+    guarded.__doc__ = func.__doc__
+    guarded.__wrapped__ = func  # type: ignore[attr-defined]
     return guarded
 
 
+def group_of(name: str) -> str:
+    """Which group of host functions implements ``name``: core, fd, path, poll or sockets."""
+    for prefix, group in (
+        ("fd_", "fd"),
+        ("path_", "path"),
+        ("poll_", "poll"),
+        ("sock_", "sockets"),
+    ):
+        if name.startswith(prefix):
+            return group
+    return "core"
+
+
 class WasiHost:
-    """All host functions of one run, sharing one :class:`HostContext`."""
+    """All host functions of one run, sharing one :class:`HostContext`.
+
+    Each group (a module of host functions) is imported and built the first
+    time one of its functions is asked for: a run defines only what its module
+    imports, and a hello world needs neither paths, nor poll, nor sockets.
+    """
 
     def __init__(self, ctx: HostContext) -> None:
         self.ctx = ctx
-        self.sockets = SocketCalls(ctx)
-        self.groups: list[Any] = [
-            CoreCalls(ctx),
-            FdCalls(ctx, self.sockets),
-            PathCalls(ctx),
-            PollCalls(ctx),
-            self.sockets,
-        ]
+        self._groups: dict[str, Any] = {}
+
+    def group(self, group: str) -> Any:
+        built = self._groups.get(group)
+        if built is None:
+            built = self._groups[group] = self._build(group)
+        return built
+
+    def _build(self, group: str) -> Any:
+        ctx = self.ctx
+        if group == "core":
+            from donjon.wasi.core import CoreCalls
+
+            return CoreCalls(ctx)
+        if group == "fd":
+            from donjon.wasi.fdops import FdCalls
+
+            return FdCalls(ctx, self.sockets)
+        if group == "path":
+            from donjon.wasi.pathops import PathCalls
+
+            return PathCalls(ctx)
+        if group == "poll":
+            from donjon.wasi.poll import PollCalls
+
+            return PollCalls(ctx)
+        if group == "sockets":
+            # ``socket`` and ``ssl`` take milliseconds to import, and a run that was
+            # given no sockets can never get one (preview 1 has no ``sock_open``).
+            from donjon.wasi.sockets import SocketCalls
+
+            return SocketCalls(ctx)
+        raise LookupError(f"no group of host functions called {group!r}")
+
+    def sockets(self) -> SocketCalls:
+        """The ``sock_*`` calls (also used by fd_read/fd_write on socket fds)."""
+        sockets: SocketCalls = self.group("sockets")
+        return sockets
 
     def function(self, name: str) -> Callable[..., Any]:
-        for group in self.groups:
-            func = getattr(group, name, None)
-            if func is not None:
-                return func  # type: ignore[no-any-return]
-        raise LookupError(f"no host function for {MODULE}::{name}")
+        if name not in SIGNATURES:
+            raise LookupError(f"no host function for {MODULE}::{name}")
+        group = group_of(name)
+        if group == "sockets" and "sockets" not in self._groups and not self.ctx.fds.has_sockets():
+            # No sockets in the table: these only answer errors (EBADF, ENOTSOCK),
+            # which the real calls give, loaded the first time the guest asks.
+            def deferred(*args: int) -> int:
+                call: Callable[..., int] = getattr(self.sockets(), name)
+                return call(*args)
 
-    def define(self, linker: FastLinker) -> None:
-        for name, (params, result) in SIGNATURES.items():
+            return deferred
+        func: Callable[..., Any] = getattr(self.group(group), name)
+        return func
+
+    def define(self, linker: FastLinker, names: Iterable[str] | None = None) -> None:
+        """Define ``names`` (every WASI import by default) in ``linker``.
+
+        A run defines only what its module imports: each definition builds a
+        ctypes callback, and a small command imports five or six of the 46.
+        """
+        for name in SIGNATURES if names is None else names:
+            params, result = SIGNATURES[name]
             func = self.function(name)
             if name not in _UNGUARDED:
                 func = _guard(func)

@@ -10,8 +10,6 @@ wait obeys the run deadline and the per-call limit like every blocking call.
 from __future__ import annotations
 
 import select
-import socket
-import ssl
 import struct
 import time
 
@@ -140,9 +138,8 @@ class PollCalls:
             if kind == KIND_SOCKET:
                 if tag == _FD_READ:
                     pending = len(entry.rbuf)
-                    sock = entry.sock
-                    if type(sock) is not socket.socket and isinstance(sock, ssl.SSLSocket):
-                        pending += sock.pending()
+                    if entry.tls:
+                        pending += entry.sock.pending()
                     if pending:
                         events.append((userdata, 0, tag, pending, 0))
             elif kind == KIND_PYSTREAM or (kind == KIND_FILE and entry.filetype in _ALWAYS_READY):

@@ -7,15 +7,11 @@ that fails once its memory has reached the limit gives 137.
 
 from __future__ import annotations
 
-import ctypes
-import threading
+import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
-import wasmtime
-
-from donjon.wasi.api import RunResult, RunSpec
+from donjon.wasi import capi
+from donjon.wasi.api import RunResult
 from donjon.wasi.cache import ModuleCache, compile_module
 from donjon.wasi.context import HostContext
 from donjon.wasi.errors import (
@@ -33,38 +29,48 @@ from donjon.wasi.host import MODULE, SIGNATURES, WasiHost
 from donjon.wasi.memory import GuestMemory
 from donjon.wasi.traps import describe_trap
 
+#: ``typing``, ``dataclasses`` and ``threading`` cost milliseconds to import; mypy reads
+#: this as True
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from threading import Timer
+
+    from donjon.wasi.api import RunSpec
+
 _MIB = 1 << 20
 #: proc_exit statuses must be below this (wasmtime's rule: 126+ mean "not run" or signals)
 EXIT_STATUS_LIMIT = 126
 
 
-@dataclass(frozen=True)
 class EngineFlags:
     """Everything that changes compiled code; part of the module cache key."""
 
-    epoch_interruption: bool
+    __slots__ = ("epoch_interruption",)
+
+    def __init__(self, epoch_interruption: bool) -> None:
+        self.epoch_interruption = epoch_interruption
 
     def key(self) -> str:
         return f"v1;memory_may_move=0;epoch={int(self.epoch_interruption)}"
 
-    def engine(self) -> wasmtime.Engine:
-        config = wasmtime.Config()
-        config.memory_may_move = False  # the host keeps a memoryview of linear memory
-        config.epoch_interruption = self.epoch_interruption
-        return wasmtime.Engine(config)
+    def engine(self) -> capi.Engine:
+        # The host keeps a memoryview of linear memory: it must never move.
+        return capi.Engine(memory_may_move=False, epoch_interruption=self.epoch_interruption)
 
 
 def load_module(
     spec: RunSpec,
-    engine: wasmtime.Engine,
+    engine: capi.Engine,
     flags: EngineFlags,
     progress: Callable[[str], None] | None = None,
-) -> wasmtime.Module:
-    where = str(spec.module)
+) -> capi.Module:
+    where = os.fspath(spec.module)
     wasm = spec.module_bytes
     if wasm is None:
         try:
-            wasm = spec.module.read_bytes()
+            with open(where, "rb") as file:
+                wasm = file.read()
         except OSError as exc:
             raise ModuleError(f"{where}: cannot read: {exc.strerror or exc}") from exc
     if spec.cache_dir is None:
@@ -75,28 +81,30 @@ def load_module(
     return cache.load(engine, wasm, where, progress)
 
 
-def check_wasi_command(module: wasmtime.Module, where: str) -> None:
-    """Refuse, in one line, what we could not run: unknown imports, no ``_start``, no memory."""
-    for imp in module.imports:
-        if not isinstance(imp.type, wasmtime.FuncType):
-            raise ModuleError(f"{where}: imports {imp.module}::{imp.name}, which is not a function")
-        if imp.module != MODULE or imp.name not in SIGNATURES:
+def check_wasi_command(module: capi.Module, where: str) -> list[str]:
+    """Refuse, in one line, what we could not run: unknown imports, no ``_start``, no memory.
+
+    Returns the names of the WASI functions the module imports.
+    """
+    imports = module.imports()
+    for imp_module, imp_name, kind in imports:
+        if kind != "func":
+            raise ModuleError(f"{where}: imports {imp_module}::{imp_name}, which is not a function")
+        if imp_module != MODULE or imp_name not in SIGNATURES:
             raise ModuleError(
-                f"{where}: imports {imp.module}::{imp.name}, which donjon does not provide "
+                f"{where}: imports {imp_module}::{imp_name}, which donjon does not provide "
                 f"(only {MODULE} is)"
             )
-    exports = {exp.name: exp.type for exp in module.exports}
-    if not isinstance(exports.get("_start"), wasmtime.FuncType):
+    exports = module.exports()
+    if exports.get("_start") != "func":
         raise ModuleError(f"{where}: not a WASI command: no exported _start function")
-    if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+    if exports.get("memory") != "memory":
         raise ModuleError(f"{where}: not a WASI command: no exported memory")
+    return list(dict.fromkeys(name for _, name, _ in imports))  # a name may be imported twice
 
 
-def _guest_memory(store: wasmtime.Store, memory: wasmtime.Memory) -> GuestMemory:
-    def base() -> int:
-        return ctypes.addressof(memory.data_ptr(store).contents)
-
-    return GuestMemory(base, lambda: int(memory.data_len(store)))
+def _guest_memory(store: capi.Store, memory: capi.Extern) -> GuestMemory:
+    return GuestMemory(lambda: store.memory_base(memory), lambda: store.memory_size(memory))
 
 
 def run(spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> RunResult:
@@ -106,15 +114,26 @@ def run(spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> RunR
     """
     limits = spec.limits
     flags = EngineFlags(epoch_interruption=limits.timeout_s is not None)
-    engine = flags.engine()
-    module = load_module(spec, engine, flags, progress)
-    where = str(spec.module)
-    check_wasi_command(module, where)
+    with flags.engine() as engine, load_module(spec, engine, flags, progress) as module:
+        imported = check_wasi_command(module, os.fspath(spec.module))
+        # The store goes first: the linker keeps alive the callbacks its instances call.
+        with FastLinker(engine) as linker, capi.Store(engine) as store:
+            return _run_in(spec, engine, module, imported, linker, store)
 
-    store = wasmtime.Store(engine)
+
+def _run_in(
+    spec: RunSpec,
+    engine: capi.Engine,
+    module: capi.Module,
+    imported: list[str],
+    linker: FastLinker,
+    store: capi.Store,
+) -> RunResult:
+    limits = spec.limits
+    where = os.fspath(spec.module)
     if limits.memory_bytes is not None:
-        store.set_limits(memory_size=limits.memory_bytes)
-    if flags.epoch_interruption:
+        store.limit_memory(limits.memory_bytes)
+    if limits.timeout_s is not None:
         store.set_epoch_deadline(1)
 
     fds = FdTable.build((spec.stdin, spec.stdout, spec.stderr), spec.preopens, spec.streams)
@@ -124,16 +143,14 @@ def run(spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> RunR
         fds=fds,
         limits=limits,
     )
-    timer: threading.Timer | None = None
+    timer: Timer | None = None
     try:
-        host = WasiHost(ctx)
-        linker = FastLinker(engine)
-        host.define(linker)
+        WasiHost(ctx).define(linker, imported)
         try:
             instance = linker.linker.instantiate(store, module)
-        except wasmtime.Trap as trap:
+        except capi.Trap as trap:
             return _trap_result(trap, linker, ctx, limits.memory_bytes)
-        except wasmtime.WasmtimeError as exc:
+        except capi.WasmtimeError as exc:
             detail = " ".join(str(exc).split())
             if limits.memory_bytes is not None and "memory" in detail and "limit" in detail:
                 raise MemoryLimitExceeded(
@@ -141,29 +158,29 @@ def run(spec: RunSpec, *, progress: Callable[[str], None] | None = None) -> RunR
                     f"{limits.memory_bytes} bytes"
                 ) from exc
             raise ModuleError(f"{where}: cannot instantiate: {detail}") from exc
-        exports = instance.exports(store)
-        memory = exports["memory"]
-        assert isinstance(memory, wasmtime.Memory)
+        memory = store.export(instance, "memory")
+        start = store.export(instance, "_start")
+        assert memory is not None and memory.kind == capi.EXTERN_MEMORY
+        assert start is not None and start.kind == capi.EXTERN_FUNC
         ctx.memory = _guest_memory(store, memory)
-        start = exports["_start"]
-        assert isinstance(start, wasmtime.Func)
 
         if limits.timeout_s is not None:
+            from threading import Timer  # only runs with a time limit pay for threading
+
             ctx.set_deadline(time.monotonic() + limits.timeout_s)
-            timer = threading.Timer(limits.timeout_s, engine.increment_epoch)
+            timer = Timer(limits.timeout_s, engine.increment_epoch)
             timer.daemon = True
             timer.start()
         try:
-            start(store)
-        except wasmtime.Trap as trap:
-            return _trap_result(trap, linker, ctx, limits.memory_bytes)
-        except wasmtime.WasmtimeError as exc:
+            store.call(start)
+        except (capi.Trap, capi.WasmtimeError) as trap:
             # wasmtime reports some host-side stops as plain errors; same handling.
-            return _trap_result(exc, linker, ctx, limits.memory_bytes)
+            return _trap_result(trap, linker, ctx, limits.memory_bytes)
         return RunResult(exit_code=0)
     finally:
         if timer is not None:
             timer.cancel()
+            timer.join()  # the engine must outlive a timer that is already firing
         fds.close_all()
 
 
@@ -188,7 +205,7 @@ def _trap_result(
     if pending is not None:
         # A bug in the host, not in the guest: let it be seen with its traceback.
         raise pending
-    if isinstance(trap, wasmtime.Trap) and trap.trap_code is wasmtime.TrapCode.INTERRUPT:
+    if isinstance(trap, capi.Trap) and trap.code == capi.TRAP_INTERRUPT:
         return _timeout_result(ctx)
     described = describe_trap(trap)
     if _at_memory_limit(ctx, memory_limit):

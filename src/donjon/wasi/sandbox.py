@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections import deque
 
 from donjon.wasi import abi
 from donjon.wasi.errors import WasiError
@@ -88,12 +87,12 @@ def resolve(base: int, path: str, *, follow: bool) -> Resolved:
     if path.startswith("/"):
         raise WasiError(ESCAPE)
     trailing = path.endswith("/") or path.endswith("/.") or path == "."
-    work: deque[str] = deque(_split(path))
+    work = _split(path)[::-1]  # the components still to walk, next one last
     stack: list[int] = []  # directories we opened; base is below them and not ours
     expansions = 0
     try:
         while work:
-            part = work.popleft()
+            part = work.pop()
             top = stack[-1] if stack else base
             if part == ".":  # only ever last: the directory itself
                 return Resolved(top, ".", True, stack)
@@ -129,7 +128,7 @@ def resolve(base: int, path: str, *, follow: bool) -> Resolved:
             parts = _split(target)
             if parts and parts[-1] == "." and work:
                 parts.pop()
-            work.extendleft(reversed(parts))
+            work.extend(reversed(parts))
             if not work:
                 # "link -> ." : the path names the directory the link sits in.
                 return Resolved(stack[-1] if stack else base, ".", True, stack)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import wasmtime
+from donjon.wasi.capi import Trap
 
 _WORDS: dict[str, str] = {
     "STACK_OVERFLOW": "call stack exhausted",
@@ -24,10 +24,10 @@ def describe_trap(error: Exception) -> str:
     """``trap: integer divide by zero in func foo``; never more than one line."""
     what = None
     where = ""
-    if isinstance(error, wasmtime.Trap):
-        code = error.trap_code
+    if isinstance(error, Trap):
+        code = error.code_name
         if code is not None:
-            what = _WORDS.get(code.name, code.name.lower().replace("_", " "))
+            what = _WORDS.get(code, code.lower().replace("_", " "))
         frames = error.frames
         if frames:
             frame = frames[0]

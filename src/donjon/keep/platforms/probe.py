@@ -23,15 +23,23 @@ GRAMINE_ATTESTATION = "dev/attestation"
 SGX_ENCLAVE = "dev/sgx_enclave"
 KVM = "dev/kvm"
 CPUINFO = "proc/cpuinfo"
+NSM = "dev/nsm"
 
 #: What each platform protects, in one line, for people deciding where to run.
 SUMMARY = {
     "sgx": "Intel SGX enclave (under Gramine): enclave memory encrypted, DCAP quote",
     "snp": "AMD SEV-SNP confidential VM: VM memory encrypted and integrity-protected, SNP report",
     "tdx": "Intel TDX trust domain: VM memory encrypted and integrity-protected, TD quote",
+    "cca": "Arm CCA Realm: VM memory isolated by the RMM, CCA attestation token",
+    "nitro": "AWS Nitro Enclave: isolated by AWS's hypervisor (not the CPU), NSM document",
     "sim": "simulated TEE for development: SNP-format evidence, NO protection at all",
+    "sim-cca": "simulated Arm CCA for development: CCA-format tokens, NO protection at all",
     "nil": "no TEE: NO protection, no evidence; certificates say so",
 }
+
+
+#: The simulated platforms, and the command that makes each one's state.
+SIMULATED = {"sim": "donjon sim init", "sim-cca": "donjon sim init --tee cca"}
 
 
 @dataclass(frozen=True)
@@ -148,9 +156,11 @@ def probe(
     state_dir: Path | None = None,
     sysctl: Sysctl = _run_sysctl,
     with_providers: bool = True,
+    machine: str | None = None,
 ) -> list[PlatformReport]:
     """One report per platform, in auto-selection order."""
     system = system or host_platform.system()
+    machine = (machine or host_platform.machine()).lower()
     flags = cpu_flags(root, system, sysctl)
     linux = system == "Linux"
     not_linux = Check(False, f"TEE guest interfaces need Linux (this is {system})")
@@ -192,7 +202,27 @@ def probe(
                 usable = gramine.ok
             else:
                 checks.append(not_linux)
-        elif name == "sim":
+        elif name == "cca":
+            if linux:
+                arm = machine in ("aarch64", "arm64")
+                checks.append(
+                    Check(arm, f"arm64 CPU (this is {machine})", None if arm else "needs Arm")
+                )
+                tsm = _exists(root, TSM_REPORT, "configfs-tsm", tsm_hint + " (a Realm guest)")
+                checks.append(tsm)
+                usable = arm and tsm.ok
+            else:
+                checks.append(not_linux)
+        elif name == "nitro":
+            if linux:
+                nsm = _exists(
+                    root, NSM, "Nitro Security Module", "run donjon inside an AWS Nitro Enclave"
+                )
+                checks.append(nsm)
+                usable = nsm.ok
+            else:
+                checks.append(not_linux)
+        elif name in SIMULATED:
             checks.append(Check(True, "software only: runs anywhere, protects nothing"))
         else:
             checks.append(Check(True, "always available"))
@@ -208,9 +238,9 @@ def probe(
         if with_providers:
             provider, ready = _provider(name, state_dir)
             checks.append(provider)
-            if name == "sim":
+            if name in SIMULATED:
                 usable = ready
-                hint = None if ready else "run `donjon sim init`"
+                hint = None if ready else f"run `{SIMULATED[name]}`"
                 checks.append(Check(ready, "simulated vendor keys initialised", hint))
             elif name == "nil":
                 usable = ready

@@ -48,6 +48,7 @@ from donjon.attestation.peer import (
     verify_peer_certificate,
 )
 from donjon.errors import DonjonError
+from donjon.keep.sim import cca as sim_cca
 from donjon.keep.sim import sim_dir
 from donjon.keep.sim import state as sim_state
 from donjon.keep.sim.products import DEFAULT_TCB, Product
@@ -347,9 +348,19 @@ class Lab:
         )
         return sim_state.init(sim_dir(self.state_dir), config, now=now)
 
-    def write_policy(self, allowed_wasm: Sequence[bytes], extra: str = "") -> Path:
+    def init_sim_cca(self) -> sim_cca.SimCcaState:
+        """The simulated Arm CCA platform (a CPAK; Keeps use ``--platform sim-cca``)."""
+        return sim_cca.init(sim_cca.cca_dir(self.state_dir))
+
+    def write_policy(
+        self, allowed_wasm: Sequence[bytes], extra: str = "", tee: str = "snp"
+    ) -> Path:
         digests = ", ".join(toml_string(d.hex()) for d in allowed_wasm)
-        text = f"[sim]\ntrust = {toml_string(str(self.ark))}\nallowed_workloads = [{digests}]\n"
+        trust = f"trust = {toml_string(str(self.ark))}"
+        if tee == "cca":
+            cpak = sim_cca.cca_dir(self.state_dir) / "cpak.pem"
+            trust = f"cca_cpak = {toml_string(str(cpak))}"
+        text = f"[sim]\n{trust}\nallowed_workloads = [{digests}]\n"
         path = self.root / f"policy-{len(list(self.root.glob('policy-*')))}.toml"
         write_bytes(path, (extra + "\n" + text).encode())
         return path
@@ -398,9 +409,9 @@ class Lab:
             lines.append(f"steward_ca = {toml_string(str(self.https_ca))}")
         return "\n".join(lines) + "\n"
 
-    def start_keep(self, package: Path, extra: Sequence[str] = ()) -> Proc:
+    def start_keep(self, package: Path, extra: Sequence[str] = (), platform: str = "sim") -> Proc:
         name = f"keep {package.name}"
-        return self.spawn(name, ["run", str(package), "--platform", "sim", *extra])
+        return self.spawn(name, ["run", str(package), "--platform", platform, *extra])
 
 
 def _wait_listening(proc: Proc, port: int, timeout: float) -> None:

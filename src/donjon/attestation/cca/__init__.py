@@ -1,0 +1,1 @@
+"""Arm CCA attestation tokens: parse, verify against a CPAK trust anchor, appraise ``[cca]``."""

@@ -1,0 +1,1 @@
+"""AWS Nitro Enclaves attestation documents: parse, chain to the pinned AWS root, appraise."""
