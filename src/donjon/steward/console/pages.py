@@ -22,7 +22,7 @@ from donjon.steward.console.render import render, with_security_headers
 from donjon.steward.crl import CRL_VALIDITY
 from donjon.steward.engine import development_platforms
 from donjon.steward.reasons import REVOCATION_REASONS
-from donjon.steward.store import CertificateRecord
+from donjon.steward.store import CertificateRecord, Rejection
 
 if TYPE_CHECKING:
     from donjon.steward.console.web import Console, Ctx
@@ -274,7 +274,7 @@ async def refusals(console: Console, ctx: Ctx) -> Response:
         until=_date(ctx, "to", problems),
         page=_page(ctx),
     )
-    result: queries.Page[queries.RefusalRow] = queries.Page([], query.page, False)
+    result: queries.Page[Rejection] = queries.Page([], query.page, False)
     try:
         result = await run_in_threadpool(
             queries.search_refusals, console.steward.store.engine, query

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from donjon.steward.errors import StoreError
-from donjon.steward.store import certificates, policy_texts, rejections
+from donjon.steward.store import Rejection, certificates, policy_texts, rejections
 
 T = TypeVar("T")
 PAGE_SIZE = 50
@@ -220,18 +220,7 @@ class RefusalQuery:
     page: int = 0
 
 
-@dataclass(frozen=True)
-class RefusalRow:
-    id: int
-    at: datetime
-    reason: str
-    status: int
-    platform: str
-    evidence_sha256: str
-    detail: str
-
-
-def search_refusals(engine: Engine, query: RefusalQuery) -> Page[RefusalRow]:
+def search_refusals(engine: Engine, query: RefusalQuery) -> Page[Rejection]:
     r = rejections.c
     select = sa.select(rejections)
     if query.platform:
@@ -254,8 +243,7 @@ def search_refusals(engine: Engine, query: RefusalQuery) -> Page[RefusalRow]:
         at = _aware(m["at"])
         assert at is not None
         out.append(
-            RefusalRow(
-                id=int(m["id"]),
+            Rejection(
                 at=at,
                 reason=m["reason"],
                 status=int(m["status"]),
