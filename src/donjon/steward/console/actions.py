@@ -5,6 +5,7 @@ uploaded file (any session; nothing is stored).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,8 @@ from donjon.steward.reasons import REVOCATION_REASONS
 
 if TYPE_CHECKING:
     from donjon.steward.console.web import Console, Ctx
+
+log = logging.getLogger("donjon.steward")
 
 #: Seconds one upload may take to judge (the Steward's own attestation timeout).
 VERIFY_TIMEOUT = 30.0
@@ -56,6 +59,7 @@ async def revoke(console: Console, ctx: Ctx) -> Response:
         }
         return render(console.env, "revoke.html", context)
     done = await run_in_threadpool(console.steward.revoke, record.serial, reason=reason)
+    log.warning("console: an admin session revoked certificate %s (%s)", done.serial, reason)
     response = RedirectResponse(f"{BASE}/certificates/{done.serial}?revoked=1", status_code=303)
     return with_security_headers(response)
 
