@@ -42,7 +42,7 @@ from donjon.steward.console.session import (
     SessionKeys,
     match_token,
 )
-from donjon.steward.errors import Forbidden, StewardError
+from donjon.steward.errors import Forbidden, MalformedRequest, StewardError
 from donjon.steward.service import Steward
 
 log = logging.getLogger("donjon.steward")
@@ -206,7 +206,7 @@ class Console:
         try:
             pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, max_num_fields=20)
         except (UnicodeDecodeError, ValueError):
-            raise Forbidden("the form could not be read", check="console.form") from None
+            raise MalformedRequest("the form could not be read", check="console.form") from None
         return dict(pairs)
 
     @staticmethod
@@ -348,7 +348,6 @@ def _same_origin(request: Request) -> None:
     if site is not None and site not in ("same-origin", "none"):
         raise Forbidden("cross-site form posts are refused", check="console.origin")
     origin = headers.get("origin")
-    if origin is not None and origin != "null":
-        expected = f"{request.url.scheme}://{request.url.netloc}"
-        if origin != expected:
-            raise Forbidden("the form came from another origin", check="console.origin")
+    # The host, not the scheme: a proxy in front may speak HTTPS for a plain-HTTP Steward.
+    if origin not in (None, "null") and urlsplit(origin).netloc != request.url.netloc:
+        raise Forbidden("the form came from another origin", check="console.origin")
