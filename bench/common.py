@@ -195,3 +195,26 @@ def report(title: str, rows: Sequence[Row], as_json: bool, notes: Sequence[str] 
         print("  " + "  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)))
     for note in notes:
         print("  " + note)
+
+
+def vectors_dir() -> Path | None:
+    """``$DONJON_VECTORS`` or ``../shared/vectors``, as the tests look for them."""
+    env = os.environ.get("DONJON_VECTORS")
+    for path in ([Path(env)] if env else []) + [REPO.parent / "shared" / "vectors"]:
+        if (path / "expected.json").is_file():
+            return path
+    return None
+
+
+def rate(fn: Callable[[], object], seconds: float) -> float:
+    """Calls per second over about ``seconds`` of wall time."""
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        for _ in range(20):
+            fn()
+        count += 20
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - start)

@@ -17,40 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-from common import REPO, Row, report
-
-
-def vectors_dir() -> Path | None:
-    """``$DONJON_VECTORS`` or ``../shared/vectors``, as the tests look for them."""
-    env = os.environ.get("DONJON_VECTORS")
-    for path in ([Path(env)] if env else []) + [REPO.parent / "shared" / "vectors"]:
-        if (path / "expected.json").is_file():
-            return path
-    return None
-
+from common import Row, rate, report, vectors_dir
 
 #: Inside the VCEK's life (from 2023-04-03) and the Milan CRL's window (to 2023-05-09), so
 #: the default policy's required revocation check runs against a current CRL.
 NOW = datetime(2023, 4, 10, tzinfo=UTC)
-
-
-def rate(fn: Callable[[], object], seconds: float) -> float:
-    """Calls per second over about ``seconds`` of wall time."""
-    count = 0
-    start = time.perf_counter()
-    deadline = start + seconds
-    while True:
-        for _ in range(20):
-            fn()
-        count += 20
-        now = time.perf_counter()
-        if now >= deadline:
-            return count / (now - start)
 
 
 def main() -> None:

@@ -15,12 +15,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from donjon.attestation import (
     CrlStaleError,
     CsrError,
+    MalformedEvidenceError,
     PlatformNotAllowedError,
     Policy,
     PolicyViolationError,
     ReportDataMismatchError,
     TrustStore,
-    UnsupportedPlatformError,
     load_policy,
     oids,
     verify_csr,
@@ -195,19 +195,21 @@ def test_garbage_is_a_verdict_not_an_exception(data: bytes, amd_trust: TrustStor
     assert verdict.error.code == "csr.malformed"
 
 
-def test_sgx_csr_is_recognised_but_not_supported_yet(vectors: Path, amd_trust: TrustStore) -> None:
+def test_sgx_csr_needs_an_sgx_section(vectors: Path, amd_trust: TrustStore) -> None:
     data = (vectors / "enarx-steward/sgx_icelake.signed.tcb.crl.single.i5.csr").read_bytes()
     verdict = verify_csr(data, policy=policy(), trust=amd_trust, now=STEWARD_TIME)
     assert verdict.platform == "sgx"
-    assert isinstance(verdict.error, UnsupportedPlatformError)
-    assert verdict.error.code == "platform.unsupported"
+    assert verdict.reason == "platform.allowed"
+    assert isinstance(verdict.error, PlatformNotAllowedError)
 
 
-@pytest.mark.parametrize("oid", [oids.EVIDENCE_TDX])
-def test_tdx_and_cca_not_supported_yet(oid: x509.ObjectIdentifier, amd_trust: TrustStore) -> None:
-    csr, _ = make_csr([(oid, b"\x04\x00", False)])
-    verdict = verify_csr(csr, policy=policy(), trust=amd_trust, now=STEWARD_TIME)
-    assert isinstance(verdict.error, UnsupportedPlatformError)
+def test_tdx_garbage_is_malformed_evidence(amd_trust: TrustStore) -> None:
+    csr, _ = make_csr([(oids.EVIDENCE_TDX, b"\x04\x00", False)])
+    tdx = Policy.from_toml("[tdx]\naccept_any_workload = true\n", source="t", base_dir=Path())
+    verdict = verify_csr(csr, policy=tdx, trust=amd_trust, now=STEWARD_TIME)
+    assert verdict.platform == "tdx"
+    assert verdict.reason == "evidence.format"
+    assert isinstance(verdict.error, MalformedEvidenceError)
 
 
 def test_extension_rules(amd_trust: TrustStore) -> None:

@@ -35,7 +35,10 @@ def test_enarx_policy_loads(vectors: Path) -> None:
     assert snp.policy_flags == 1 << 16  # SMT is guest policy bit 16
     assert snp.platform_info_flags == 1  # Enarx "SME" = platform_info bit 0
     assert not snp.allow_debug and snp.vmpl == frozenset({0})
-    assert "sgx" in policy.pending  # accepted, verified in a later version
+    sgx = policy.tees["sgx"]  # Enarx's [sgx] keys keep their meaning (see test_attest_dcap_policy)
+    assert [d.hex() for d in sgx.allowed("signer")] == [
+        "7a49a07df0f8e90a6e1d9a63e3c696d9c844f0e3f8739b21daa640f99facc48a"
+    ]
     assert snp.crl == "require"  # no crl key in the Enarx file: the fail-closed default
     assert not policy.nil_allow and not policy.kvm_allow and policy.sim is None
 
@@ -71,8 +74,6 @@ min_guest_svn = 2
 allow = true
 [kvm]
 allow = false
-[tdx]
-anything = "kept for later"
 """,
         tmp_path,
     )
@@ -90,7 +91,7 @@ anything = "kept for later"
     assert snp.crl == "if-available"
     assert policy.sim.snp.crl == "if-available"  # sim hierarchies publish no CRL
     assert policy.nil_allow and not policy.kvm_allow
-    assert policy.pending["tdx"] == {"anything": "kept for later"}
+    assert set(policy.tees) == {"snp"}
 
 
 @pytest.mark.parametrize(

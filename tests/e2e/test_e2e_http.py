@@ -38,6 +38,27 @@ def test_demo_flow(build_wasm: Callable[[Path], Path]) -> None:
     assert timings["keep_start_to_certificate_s"] <= timings["keep_start_to_workload_s"]
 
 
+@pytest.mark.slow
+def test_demo_flow_on_tdx(build_wasm: Callable[[Path], Path]) -> None:
+    """``donjon demo --tee tdx``: TDX quotes v4 and their collateral through the whole flow."""
+    source = REPO / "examples" / "http" / "main.c"
+    wasm = build_wasm(source)
+    outcome = run_demo(
+        example=source.parent, keep_going=False, progress=lambda _: None, tee="tdx"
+    )
+    assert outcome.ok, [(s.name, s.detail) for s in outcome.steps if not s.ok]
+    assert "Intel TDX" in outcome.steps[0].name
+    claims = outcome.claims
+    assert claims["platform"] == "sim" and claims["development"] is True
+    assert claims["product"].startswith("TDX FMSPC ")
+    # The simulated Intel publishes CRLs and an UpToDate TCB level for its platform.
+    assert claims["tcb_status"] == "UpToDate"
+    assert claims["advisories"] == "none"
+    assert claims["tcb"].startswith("tee_tcb_svn=0x")
+    assert claims["workload_sha256"] == hashlib.sha256(wasm.read_bytes()).hexdigest()
+    assert "<h1>Hello from a Donjon Keep</h1>" in outcome.page
+
+
 def test_demo_names_a_missing_example(tmp_path: Path) -> None:
     outcome = run_demo(example=tmp_path, keep_going=False, progress=lambda _: None)
     assert not outcome.ok

@@ -18,6 +18,7 @@ OURS = {
     "http": "C",
     "chat": "C",
     "tls-client": "C",
+    "secret-http": "C",
 }
 
 

@@ -94,7 +94,7 @@ def test_platform_info_json_on_a_fake_root(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert [p["name"] for p in data["platforms"]] == [
-        "sgx", "snp", "tdx", "cca", "nitro", "sim", "sim-cca", "nil"
+        "sgx", "snp", "tdx", "cca", "nitro", "azure", "sim", "sim-cca", "nil"
     ]  # fmt: skip
     snp = data["platforms"][1]
     assert snp["checks"][1] == {

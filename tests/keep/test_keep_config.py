@@ -190,7 +190,7 @@ ERRORS = [
     (
         '[[files]]\nkind="socket"\n',
         ": [[files]] #1 (socket, fd 0): unknown kind 'socket' (expected null, stdin, stdout, "
-        "stderr, dir, listen or connect)",
+        "stderr, dir, listen, connect or secret)",
     ),
     ('[[files]]\nname="x"\n', ": [[files]] #1 \"x\" (fd 0): missing field 'kind'"),
     (

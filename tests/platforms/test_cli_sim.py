@@ -106,3 +106,40 @@ def test_init_turin_then_reset(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     code, out, _ = run(capsys, "sim", "reset", "--json", "--state-dir", str(tmp_path))
     assert code == 0 and json.loads(out)["removed"] is True
     assert not (tmp_path / "sim").exists()
+
+
+def test_tdx_product_init_show_reset(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    state = str(tmp_path)
+    code, out, err = run(
+        capsys, "sim", "init", "--tee", "tdx", "--debug", "--tcb-status", "OutOfDate",
+        "--json", "--state-dir", state,
+    )  # fmt: skip
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["tee"] == "tdx" and info["debug"] is True and info["tcb_status"] == "OutOfDate"
+    assert info["td_attributes"] == "0x0000000010000001"  # SEPT_VE_DISABLE | DEBUG
+    root = x509.load_pem_x509_certificate((tmp_path / "sim" / "tdx-root.pem").read_bytes())
+    assert info["root_sha256"] == root.fingerprint(hashes.SHA256()).hex()
+    assert "(not Intel)" in root.subject.rfc4514_string()
+    assert info["steward_policy"] == f'[sim.tdx]\ntrust = "{tmp_path / "sim" / "tdx-root.pem"}"'
+    code, out, _ = run(capsys, "sim", "show", "--state-dir", state)
+    assert code == 0 and "Intel TDX" in out and "NOT a hardware TEE" in out
+    code, _, err = run(capsys, "sim", "init", "--state-dir", state)
+    assert code == 1 and "already exists" in err and "generating" not in err
+    code, _, err = run(capsys, "sim", "tcb", "ucode=9", "--state-dir", state)
+    assert code == 2 and "moves the SNP product" in err
+    code, out, _ = run(capsys, "sim", "reset", "--json", "--state-dir", state)
+    assert code == 0 and json.loads(out)["removed"] is True
+    assert not (tmp_path / "sim").exists()
+
+
+def test_tdx_refuses_snp_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(
+        capsys, "sim", "init", "--tee", "tdx", "--product", "Genoa", "--state-dir", str(tmp_path)
+    )
+    assert code == 2 and "SNP options" in err
+    code, _, err = run(
+        capsys, "sim", "init", "--tcb-status", "OutOfDate", "--state-dir", str(tmp_path)
+    )
+    assert code == 2 and "TDX option" in err
+    assert not (tmp_path / "sim").exists()

@@ -27,6 +27,10 @@ from donjon.attestation import TrustStore, load_policy, verify_csr
 from donjon.attestation.peer import PeerExpectations, PeerRevokedError
 from donjon.keep.sim.lab import Lab, Steward, fetch, free_port
 from donjon.steward.console.render import CSP
+from donjon.steward.secrets_policy import ReleasePolicy
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import SecretStore
+from donjon.steward.secrets_vault import parse_kek
 from donjon.steward.store import AuditStore, Rejection
 from support.browser import LocalOnly, chromium, screenshot
 
@@ -39,6 +43,8 @@ GET = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 STDIO = '[[files]]\nkind = "stdin"\n[[files]]\nkind = "stdout"\n[[files]]\nkind = "stderr"\n'
 SNP_CSR = "enarx-steward/snp_milan.signed.crl.csr"
 HOSTILE_REASON = "<b>bold</b>"
+KEK = "0f" * 32
+SECRET_VALUE = b"correct-horse-battery-staple-0451"
 HOSTILE = "<script>window.pwned=1;alert(1)</script>\n<img src=x onerror=alert(2)>\n" + "Z" * 10_000
 
 
@@ -94,6 +100,7 @@ def world(build_wasm: Callable[[Path], Path], vectors: Path) -> Iterator[World]:
                 "--admin-token-file", _token(lab.root / "admin.token", ADMIN),
                 "--audit-token-file", _token(lab.root / "audit.token", AUDIT),
                 "--console", "on", "--trust-dir", str(vectors),
+                "--secrets-kek-file", _token(lab.root / "kek", KEK),
             ],
         )  # fmt: skip
         port = free_port()
@@ -118,6 +125,11 @@ def world(build_wasm: Callable[[Path], Path], vectors: Path) -> Iterator[World]:
             store.record_rejection(
                 Rejection(datetime.now(UTC), HOSTILE_REASON, 403, "sim", "ab" * 32, HOSTILE)
             )
+            # A secret for this Keep's workload, stored as `donjon steward secrets put` does.
+            secrets = SecretService(store=SecretStore(store.engine), kek=parse_kek(KEK, "kek"),
+                                    ca=None, audit=store, clock=lambda: datetime.now(UTC))  # type: ignore[arg-type]  # fmt: skip
+            policy = ReleasePolicy(allowed_workloads=[digest.hex()], development=True)
+            secrets.put("db-password", SECRET_VALUE, policy, create=True)
         finally:
             store.close()
         yield world
@@ -262,6 +274,19 @@ def test_the_policy_page_shows_pins_and_opt_ins(page: Any, world: World) -> None
     screenshot(page, "policy")
 
 
+def test_the_secrets_page_shows_versions_and_policy_never_the_value(
+    page: Any, world: World
+) -> None:
+    sign_in(page, world, AUDIT)
+    page.get_by_role("link", name="Secrets").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Secrets"
+    page.get_by_role("link", name="db-password").click()
+    assert page.get_by_role("heading", level=2, name="Version 1").count() == 1
+    assert world.wasm_sha256.hex() in page.inner_text("main")
+    assert SECRET_VALUE.decode() not in page.content()
+    screenshot(page, "secret")
+
+
 def test_uploading_the_shared_snp_vector_shows_every_check(
     page: Any, world: World, vectors: Path, expected: dict[str, Any]
 ) -> None:
@@ -336,7 +361,7 @@ def test_pages_have_ordered_headings_labels_and_work_from_the_keyboard(
     page.wait_for_load_state()
     assert page.locator(".role").inner_text() == "audit session"
     for path in ("", "/certificates", f"/certificates/{world.serial}", "/refusals", "/policy",
-                 "/verify"):  # fmt: skip
+                 "/secrets", "/secrets/db-password", "/verify"):  # fmt: skip
         page.goto(world.console + path)
         levels = page.evaluate(
             "[...document.querySelectorAll('h1,h2,h3,h4')].map(h => Number(h.tagName[1]))"

@@ -8,19 +8,32 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from steward_fakes import FakePolicy, make_csr
-from steward_harness import RunningSteward, StewardFactory, StewardProcess, TlsFiles
+from steward_fakes import FakePolicy, FakeVerifier, make_csr
+from steward_harness import (
+    RunningSteward,
+    ServerThread,
+    StewardFactory,
+    StewardProcess,
+    TlsFiles,
+)
 
 from donjon.steward import wire
-from donjon.steward.app import AppSettings
+from donjon.steward.app import AppSettings, create_app
+from donjon.steward.ca import CertificateAuthority
 from donjon.steward.console.render import CSP
 from donjon.steward.console.session import SECURE_COOKIE
-from donjon.steward.store import Rejection
+from donjon.steward.secrets_policy import ReleasePolicy
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import ReleaseRecord, SecretStore
+from donjon.steward.secrets_vault import new_kek_text, parse_kek
+from donjon.steward.service import Steward
+from donjon.steward.store import AuditStore, Rejection
 from support.net import free_port
 
 ADMIN = "admin-token-0123456789"
@@ -420,3 +433,79 @@ def test_cli_console_on_without_a_token_is_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "--console on needs a token to sign in with" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+# --- secrets -----------------------------------------------------------------------------
+
+SECRET_VALUE = b"correct-horse-battery-staple-0451"
+
+
+def _steward_with_secrets(tls_files: TlsFiles, tmp_path: Path) -> tuple[RunningSteward, Any]:
+
+    now = datetime.now(UTC)
+    store = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    steward = Steward(
+        ca=CertificateAuthority.create(curve="p384", now=now),
+        policy=FakePolicy(),
+        trust=None,
+        store=store,
+        verifier=FakeVerifier(),
+        clock=lambda: datetime.now(UTC),
+    )
+    service = SecretService(
+        store=SecretStore(store.engine),
+        kek=parse_kek(new_kek_text(), "test"),
+        ca=steward.ca,
+        audit=store,
+        clock=steward.clock,
+    )
+    policy = ReleasePolicy(allowed_workloads=["5f" * 32], platforms=["snp"])
+    service.put("db-password", SECRET_VALUE, policy, create=True)
+    service.rotate("db-password", SECRET_VALUE + b"-v2", None)
+    service.withdraw("db-password", 1)
+    service.store.record_release(
+        ReleaseRecord(now, "db-password", 2, "refused", "policy.workload", 403, "ab12",
+                      None, "snp", "66" * 32, None, "<i>workload</i> not allowed\n")
+    )  # fmt: skip
+    app = create_app(steward, settings(), secrets=service)
+    thread = ServerThread(app, tls_files)
+    url = f"https://127.0.0.1:{thread.start()}"
+    client = httpx.Client(base_url=url, verify=tls_files.context, timeout=30)
+    running = RunningSteward(url=url, steward=steward, client=client, tls=tls_files)
+    return running, thread
+
+
+def test_the_secrets_pages_show_versions_policies_and_history_never_a_value(
+    tls_files: TlsFiles, tmp_path: Path
+) -> None:
+    s, thread = _steward_with_secrets(tls_files, tmp_path)
+    try:
+        with browser(s) as client:
+            sign_in(client, AUDIT)
+            listing = client.get("/console/secrets")
+            detail = client.get("/console/secrets/db-password")
+            missing = client.get("/console/secrets/no-such")
+            nav = client.get("/console").text
+    finally:
+        s.client.close()
+        thread.stop()
+        s.steward.store.close()
+    assert listing.status_code == 200 and detail.status_code == 200
+    assert 'href="/console/secrets"' in nav
+    assert "db-password" in listing.text and "policy.workload" in listing.text
+    assert "&lt;i&gt;workload&lt;/i&gt;" in listing.text and "<i>workload" not in listing.text
+    assert "Version 2" in detail.text and "Version 1" in detail.text and "withdrawn" in detail.text
+    assert "5f" * 32 in detail.text and "snp" in detail.text
+    for page in (listing.text, detail.text):
+        for form in (SECRET_VALUE, SECRET_VALUE.hex().encode(), b"correct-horse"):
+            assert form.decode() not in page
+    assert missing.status_code == 404 and "no secret named" in missing.text
+
+
+def test_without_a_kek_there_is_no_secrets_page(start_steward: StewardFactory) -> None:
+    s = start_steward(settings=settings())
+    with browser(s) as client:
+        sign_in(client, AUDIT)
+        assert 'href="/console/secrets"' not in client.get("/console").text
+        r = client.get("/console/secrets")
+        assert r.status_code == 404 and "stores no secrets" in r.text

@@ -289,3 +289,62 @@ def test_tampered_leaf_signature(ca: CertificateAuthority) -> None:
     der[-5] ^= 0x01
     with pytest.raises(UntrustedChainError):
         verify_peer_certificate(x509.load_der_x509_certificate(bytes(der)), ca.certificate, now=NOW)
+
+
+# --- an Intel TDX peer: its platform, TCB status and advisories reach the relying party ------
+
+TDX_TCB = (
+    "tee_tcb_svn=0x06010300000000000000000000000000 fmspc=0xb0c06f000000 pcesvn=11 "
+    "cpusvn=0x03030202040100050000000000000000"
+)
+
+
+def _tdx_cert(ca: CertificateAuthority, **changes: object) -> x509.Certificate:
+    fields: dict[str, object] = {
+        "platform": "tdx",
+        "product": "TDX FMSPC b0c06f000000",
+        "tcb": TDX_TCB,
+        "tcb_status": "OutOfDate",
+        "advisories": ("INTEL-SA-00837",),
+    }
+    fields.update(changes)
+    return issue_snp_leaf(ca, now=NOW, **fields)
+
+
+def test_tdx_peer_status_and_advisories_are_judged(ca: CertificateAuthority) -> None:
+    from donjon.attestation.peer import AdvisoryNotAllowedError, TcbStatusNotAllowedError
+
+    leaf = _tdx_cert(ca)
+    with pytest.raises(AdvisoryNotAllowedError, match="INTEL-SA-00837"):
+        verify_peer_certificate(leaf, ca.certificate, now=NOW)
+    with pytest.raises(TcbStatusNotAllowedError, match="OutOfDate"):
+        verify_peer_certificate(
+            leaf,
+            ca.certificate,
+            now=NOW,
+            expect=PeerExpectations(allowed_advisories=frozenset({"INTEL-SA-00837"})),
+        )
+    ident = verify_peer_certificate(
+        leaf,
+        ca.certificate,
+        now=NOW,
+        expect=PeerExpectations(
+            platforms=frozenset({"tdx"}),
+            allowed_advisories=frozenset({"INTEL-SA-00837"}),
+            tcb_statuses=frozenset({"OutOfDate"}),
+            min_tcb=parse_tcb("pcesvn=11"),
+        ),
+    )
+    result = ident.result
+    assert (result.platform, result.tcb_status, result.advisories) == (
+        "tdx",
+        "OutOfDate",
+        ("INTEL-SA-00837",),
+    )
+    with pytest.raises(TcbTooLowError, match="pcesvn=11 < 12"):
+        verify_peer_certificate(
+            _tdx_cert(ca, tcb_status="UpToDate", advisories=()),
+            ca.certificate,
+            now=NOW,
+            expect=PeerExpectations(min_tcb={"pcesvn": 12}),
+        )

@@ -149,5 +149,5 @@ def test_an_unknown_tcb_status_option_is_a_usage_error(
         "donjon: error: --allow-tcb-status 'uptodate' is not a TCB status (known: "
         "ConfigurationAndSWHardeningNeeded, ConfigurationNeeded, MeetsMinimum, NoTEE, "
         "NotAppraised, OutOfDate, OutOfDateConfigurationNeeded, Revoked, SWHardeningNeeded, "
-        "Unknown, UpToDate)"
+        "TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded, Unknown, UpToDate)"
     ]

@@ -56,7 +56,7 @@ def wait_for_output(
 class KeepProcess:
     """A ``donjon run`` server whose stdout and stderr are collected as they arrive."""
 
-    def __init__(self, pkg: Path, *args: str, env: dict[str, str]) -> None:
+    def __init__(self, pkg: Path | str, *args: str, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
             donjon_cmd("run", str(pkg), *args),
             stdin=subprocess.DEVNULL,

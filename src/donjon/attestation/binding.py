@@ -51,3 +51,21 @@ def matches(
 ) -> bool:
     """Constant-time comparison of the reported data with what the key and claims demand."""
     return hmac.compare_digest(report_data, expected_report_data(binding, spki_der, claims_der))
+
+
+#: Domain separation of a Keep's secret-release request signature.
+SECRET_RELEASE_CONTEXT = b"donjon secret release v1\0"
+
+
+def secret_release_payload(nonce: bytes, name: str, certificate_der: bytes) -> bytes:
+    """What a Keep signs to ask for secret ``name``: the Steward's nonce, the name, and
+    SHA-256 of its own certificate, so the request cannot be replayed or moved to
+    another connection's certificate (Python's ``ssl`` has no TLS exporter)."""
+    return (
+        SECRET_RELEASE_CONTEXT
+        + nonce
+        + b"\0"
+        + name.encode()
+        + b"\0"
+        + hashlib.sha256(certificate_der).digest()
+    )

@@ -61,6 +61,12 @@ EVIDENCE_NOT_FRESH = "evidence-not-fresh"
 #: Advisory set by the Steward on evidence whose isolation rests on a trusted hypervisor,
 #: not on the CPU (AWS Nitro Enclaves): a relying party refuses it unless it allows it.
 HYPERVISOR_TRUSTED = "hypervisor-trusted"
+#: Advisory set by the Steward on SGX/TDX evidence judged without TCB collateral
+#: (``tcb_mode = "if-available"``): the result's TCB status is NotAppraised.
+TCB_NOT_APPRAISED = "tcb-not-appraised"
+#: Advisory set on SGX/TDX evidence whose quoting enclave was not judged against Intel's
+#: QE Identity (``qe_identity = "if-available"``, or Enarx SGX evidence, which carries none).
+QE_IDENTITY_NOT_APPRAISED = "qe-identity-not-appraised"
 #: Platforms an issued result may name (a refused verdict may also say "unknown").
 PLATFORMS = frozenset(
     {"snp", "sgx", "tdx", "cca", "nitro", "azure-snp", "azure-tdx", "sim", "kvm", "nil"}

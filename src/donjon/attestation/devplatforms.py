@@ -1,5 +1,4 @@
-"""Registry entries for evidence that proves no TEE (nil, Enarx KVM), and for formats
-whose verification this version does not have.
+"""Registry entries for evidence that proves no TEE (nil, Enarx KVM).
 
 A development platform is accepted only where the policy says ``[nil] allow`` /
 ``[kvm] allow``; its certificates say development=True everywhere.
@@ -7,9 +6,12 @@ A development platform is accepted only where the policy says ``[nil] allow`` /
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from donjon.attestation.errors import PlatformNotAllowedError, UnsupportedPlatformError
+from cryptography import x509
+
+from donjon.attestation.errors import MalformedEvidenceError, PlatformNotAllowedError
 from donjon.attestation.evidence import check_kvm, check_nil
 from donjon.attestation.registry import VerifyContext
 from donjon.attestation.verdict import Appraisal
@@ -56,21 +58,23 @@ class DevEntry:
         )
 
 
-class UnsupportedEntry:
-    """Recognised evidence that this version cannot verify: a distinct refusal."""
+def read_sim_root(path: Path, section: str) -> x509.Certificate:
+    """The one root certificate a simulator's ``trust`` entry names (``[sim]``, ``[sim.tdx]``).
 
-    def __init__(self, platform: str) -> None:
-        self.platform = platform
+    Every failure is a ``platform.allowed`` refusal naming the section and the file.
+    """
+    from donjon.attestation.trust import parse_cert_bundle
 
-    def show(self, value: bytes) -> dict[str, Any]:
-        return {"evidence": f"{self.platform} evidence, {len(value)} bytes (not decoded)"}
-
-    def verify(self, value: bytes, ctx: VerifyContext) -> Appraisal:
-        def refuse() -> tuple[None, str]:
-            raise UnsupportedPlatformError(
-                f"{self.platform.upper()} evidence is recognised, "
-                "but its verification is not supported yet"
-            )
-
-        ctx.checks.step("platform.supported", refuse)
-        raise AssertionError("unreachable: the step above always stops")
+    try:
+        certs = parse_cert_bundle(path.read_bytes(), str(path))
+    except OSError as exc:
+        raise PlatformNotAllowedError(
+            f"[{section}] trust: cannot read {path}: {exc.strerror or exc}"
+        ) from exc
+    except MalformedEvidenceError as exc:
+        raise PlatformNotAllowedError(f"[{section}] trust: {exc.message}") from exc
+    if len(certs) != 1:
+        raise PlatformNotAllowedError(
+            f"[{section}] trust: {path} must hold exactly one root certificate"
+        )
+    return certs[0]

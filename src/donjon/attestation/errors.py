@@ -182,6 +182,139 @@ class VerifierInternalError(AttestationError):
     code = "verifier.internal"
 
 
+# --- Intel DCAP (SGX and TDX) ------------------------------------------------------------------
+
+
+class QuoteSignatureError(SignatureError):
+    """The quote's ECDSA signature does not verify with its attestation key."""
+
+    code = "dcap.quote_signature"
+
+
+class QeReportSignatureError(SignatureError):
+    """The QE report is not signed by the PCK certificate's key."""
+
+    code = "dcap.qe_report_signature"
+
+
+class QeReportBindingError(AttestationError):
+    """The QE report's report_data is not SHA-256(attestation key || QE auth data) || 0^32."""
+
+    code = "dcap.qe_binding"
+
+
+class UnsupportedCertificationDataError(MalformedEvidenceError):
+    """A certification data type Donjon does not verify (PPID-only, platform manifest...)."""
+
+    code = "dcap.cert_data_type"
+
+
+class CollateralStaleError(AttestationError):
+    """TCB Info or QE Identity is past its nextUpdate (or not yet issued) at evaluation time."""
+
+    code = "collateral.stale"
+
+
+class CollateralSignatureError(ChainError):
+    """TCB Info or QE Identity is not signed by Intel's TCB Signing key under the pinned root."""
+
+    code = "collateral.signature"
+
+
+class CollateralMismatchError(AttestationError):
+    """The collateral is for another TEE, FMSPC, PCE or quoting enclave than the quote."""
+
+    code = "collateral.mismatch"
+
+
+class TcbNotSupportedError(TcbUnsupportedError):
+    """No TCB level of the TCB Info matches the platform (Intel: TCB not supported)."""
+
+    code = "tcb.not_supported"
+
+
+class TcbRevokedError(AttestationError):
+    """Intel's TCB algorithm says Revoked: this platform's TCB may never be trusted."""
+
+    code = "tcb.revoked"
+
+
+class QeIdentityMismatchError(AttestationError):
+    """The quoting enclave is not the one Intel's QE Identity describes."""
+
+    code = "dcap.qe_identity"
+
+
+class TdxModuleMismatchError(AttestationError):
+    """The TDX module (MRSIGNERSEAM, SEAM attributes, version) is not one TCB Info describes."""
+
+    code = "dcap.tdx_module"
+
+
+class TdDebugError(DebugNotAllowedError):
+    """The TD's DEBUG attribute is set, and the policy does not allow debug TDs."""
+
+    code = "tdx.debug"
+
+
+class EnclaveDebugError(DebugNotAllowedError):
+    """The enclave's DEBUG attribute is set, and the policy does not allow debug enclaves."""
+
+    code = "sgx.debug"
+
+
+# --- Azure confidential VMs (HCL report + vTPM quote) --------------------------------------
+
+
+class HclReportError(MalformedEvidenceError):
+    """An Azure HCL report whose header, sizes or hardware-report area break its layout."""
+
+    code = "azure.hcl_report"
+
+
+class RuntimeClaimsError(MalformedEvidenceError):
+    """The HCL report's runtime-claims JSON is malformed, or has fields Donjon does not know."""
+
+    code = "azure.runtime_claims"
+
+
+class RuntimeClaimsMismatchError(AttestationError):
+    """The hardware report's report_data is not SHA-256 of the runtime claims it came with."""
+
+    code = "azure.report_data"
+
+
+class AttestationKeyError(AttestationError):
+    """The runtime claims carry no usable vTPM attestation key (HCLAkPub, RSA)."""
+
+    code = "azure.ak"
+
+
+class TpmQuoteSignatureError(AttestationError):
+    """The TPM quote's signature does not verify with the attestation key, or its algorithm is
+    not RSASSA-PKCS1-v1_5 with SHA-256."""
+
+    code = "azure.quote_signature"
+
+
+class TpmQuoteFormatError(MalformedEvidenceError):
+    """A TPMS_ATTEST that is not a quote: wrong magic or type, bad sizes, trailing bytes."""
+
+    code = "azure.quote"
+
+
+class PcrDigestMismatchError(AttestationError):
+    """The PCR values sent with the quote do not hash to the digest the TPM signed."""
+
+    code = "azure.pcr_digest"
+
+
+class TdReportMismatchError(AttestationError):
+    """The TD quote does not describe the TDREPORT that the HCL report holds."""
+
+    code = "azure.td_report"
+
+
 class PolicyError(DonjonError):
     """A verification policy file that cannot be loaded; names the file and key."""
 

@@ -13,9 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-import httpx
-
-from donjon.attestation.errors import CollateralMissingError
+from donjon.attestation.httpget import get_with_retries
 from donjon.attestation.snp.product import Product
 from donjon.attestation.snp.report import TcbVersion
 
@@ -58,22 +56,14 @@ class KdsFetcher:
 
     def _get(self, path: str) -> bytes:
         url = f"{self.base_url}{path}"
-        last = "no attempt"
-        for attempt in range(self.retries + 1):
-            if attempt:
-                self._sleep(self.backoff * 2 ** (attempt - 1))
-            try:
-                response = httpx.get(url, timeout=self.timeout, follow_redirects=False)
-            except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}"
-                continue
-            if response.status_code == 200:
-                return response.content
-            last = f"HTTP {response.status_code}"
-            # 429 and 5xx are worth retrying (KDS rate-limits); other statuses are final.
-            if response.status_code != 429 and response.status_code < 500:
-                break
-        raise CollateralMissingError(f"AMD KDS: GET {url} failed ({last})")
+        return get_with_retries(
+            url,
+            service="AMD KDS",
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            sleep=self._sleep,
+        ).content
 
     @staticmethod
     def _service(kind: str) -> str:

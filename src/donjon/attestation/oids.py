@@ -30,6 +30,11 @@ EVIDENCE_CCA = ObjectIdentifier(f"{DONJON_ARC}.3.3")
 EVIDENCE_NIL = ObjectIdentifier(f"{DONJON_ARC}.3.4")
 #: AWS Nitro Enclaves: ``SEQUENCE { document OCTET STRING }`` (docs/extensions.md).
 EVIDENCE_NITRO = ObjectIdentifier(f"{DONJON_ARC}.3.5")
+#: The simulated TEE's TDX product (under the sim arc): a TDX quote from a local root.
+EVIDENCE_SIM_TDX = ObjectIdentifier(f"{DONJON_ARC}.3.1.2")
+#: An Azure confidential VM: the paravisor's HCL report, a vTPM quote, and the hardware
+#: report's collateral (``docs/extensions.md``).
+EVIDENCE_AZURE = ObjectIdentifier(f"{DONJON_ARC}.3.7")
 
 EVIDENCE_OIDS = frozenset(
     {
@@ -41,5 +46,7 @@ EVIDENCE_OIDS = frozenset(
         EVIDENCE_CCA,
         EVIDENCE_NIL,
         EVIDENCE_NITRO,
+        EVIDENCE_SIM_TDX,
+        EVIDENCE_AZURE,
     }
 )

@@ -45,6 +45,7 @@ from donjon.attestation.peer_errors import (
     LeafProfileError,
     MeasurementMismatchError,
     MissingAttestationError,
+    PackageMismatchError,
     PeerError,
     PeerExpiredError,
     PeerIsCAError,
@@ -85,6 +86,7 @@ __all__ = [
     "LeafProfileError",
     "MeasurementMismatchError",
     "MissingAttestationError",
+    "PackageMismatchError",
     "PeerCheck",
     "PeerError",
     "PeerExpectations",
@@ -129,6 +131,8 @@ KNOWN_TCB_STATUSES = frozenset(
         "ConfigurationAndSWHardeningNeeded",
         "OutOfDate",
         "OutOfDateConfigurationNeeded",
+        "TDRelaunchAdvised",
+        "TDRelaunchAdvisedConfigurationNeeded",
         "Revoked",
         "Unknown",
     }
@@ -149,6 +153,8 @@ class PeerExpectations:
     """
 
     workload_sha256: bytes | None = None
+    #: SHA-256 of the OCI manifest (or https tar) the peer must have been deployed from.
+    package_sha256: bytes | None = None
     #: The TEE's launch measurement (SNP MEASUREMENT, TDX MRTD, SGX MRENCLAVE), exactly.
     measurement: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
@@ -328,6 +334,16 @@ def verify_peer_certificate(
                 f"expected {expect.workload_sha256.hex()}"
             )
         checks.append(PeerCheck("workload", True, f"wasm sha256 {workload.wasm_sha256.hex()}"))
+    if expect.package_sha256 is not None:
+        package = workload.package_sha256 if workload is not None else None
+        if package is None:
+            raise PackageMismatchError("peer certificate names no package (not from a registry)")
+        if not hmac.compare_digest(package, expect.package_sha256):
+            raise PackageMismatchError(
+                f"peer was deployed from package sha256:{package.hex()}, "
+                f"expected sha256:{expect.package_sha256.hex()}"
+            )
+        checks.append(PeerCheck("package", True, f"package sha256:{package.hex()}"))
     if expect.measurement is not None:
         if not hmac.compare_digest(result.measurement, expect.measurement):
             raise MeasurementMismatchError(

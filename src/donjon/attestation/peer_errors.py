@@ -95,6 +95,12 @@ class WorkloadMismatchError(PeerError):
     code = "peer.workload"
 
 
+class PackageMismatchError(PeerError):
+    """The peer was not deployed from the expected package (OCI manifest digest)."""
+
+    code = "peer.package"
+
+
 class MeasurementMismatchError(PeerError):
     """The TEE measured something other than the launch image the caller expects."""
 

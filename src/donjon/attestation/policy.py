@@ -21,11 +21,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from donjon.attestation.azure.policy import parse_azure
 from donjon.attestation.cca.policy import parse_cca
 from donjon.attestation.errors import PolicyError
 from donjon.attestation.nitro.policy import parse_nitro
 from donjon.attestation.policytoml import SectionReader, table_of
 from donjon.attestation.rules import FreshnessPolicy, TeeRules, parse_freshness
+from donjon.attestation.sgx.policy import SgxPolicy, parse_sgx
 from donjon.attestation.snp.policy import (
     CRL_MODES,
     PLATFORM_FLAG_BITS,
@@ -36,6 +38,7 @@ from donjon.attestation.snp.policy import (
     TcbMinimum,
     parse_snp,
 )
+from donjon.attestation.tdx.policy import TDX_KEYS, TdxPolicy, parse_tdx
 
 __all__ = [
     "CRL_MODES",
@@ -46,9 +49,12 @@ __all__ = [
     "TCB_COMPONENTS",
     "TEE_SECTIONS",
     "Policy",
+    "SgxPolicy",
     "SimPolicy",
+    "SimTdxPolicy",
     "SnpPolicy",
     "TcbMinimum",
+    "TdxPolicy",
     "TeeSection",
     "load_policy",
 ]
@@ -70,20 +76,30 @@ TEE_SECTIONS: Mapping[str, Callable[[Mapping[str, Any], SectionReader], TeeSecti
     "snp": parse_snp,
     "cca": parse_cca,
     "nitro": parse_nitro,
+    "tdx": parse_tdx,
+    "sgx": parse_sgx,
+    "azure": parse_azure,
 }
-#: Sections of TEEs whose verification is not in this version: loaded, kept as written.
-_PENDING = ("sgx", "tdx")
+
+
+@dataclass(frozen=True)
+class SimTdxPolicy:
+    """``[sim.tdx]``: the simulator's TDX product, trusted only through its root file."""
+
+    trust: Path | None
+    policy: TdxPolicy
 
 
 @dataclass(frozen=True)
 class SimPolicy:
-    """The simulated TEE: trusted only through an explicit ARK file."""
+    """The simulated TEE: trusted only through an explicit ARK file (``[sim.tdx]``: root)."""
 
     trust: Path | None
     snp: SnpPolicy
     #: The simulator's CCA platform key (``[sim] cca_cpak``): sim CCA tokens are trusted
     #: through it alone, and labelled development.
     cca_cpak: Path | None = None
+    tdx: SimTdxPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -98,8 +114,6 @@ class Policy:
     nil_allow: bool = False
     kvm_allow: bool = False
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
-    #: Sections for platforms whose verification lands later; kept as loaded.
-    pending: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def snp(self) -> SnpPolicy | None:
@@ -152,6 +166,9 @@ _PIN_HINTS: dict[str, str] = {
     "snp": "measurement/hash, signer or id_key_digest",
     "cca": "rim, rem0-3, personalization_value or realm reference_values",
     "nitro": "pcr0, pcr1, pcr2 or pcr8",
+    "tdx": "mrtd, rtmr0-3, mrconfigid, mrowner or mrownerconfig",
+    "sgx": "signer/hash (MRSIGNER/MRENCLAVE) or config_id",
+    "azure": "pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] mrtd",
 }
 
 
@@ -183,7 +200,7 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
     top = SectionReader(source, "")
-    top.only(doc, _GENERAL_KEYS | set(TEE_SECTIONS) | set(_PENDING))
+    top.only(doc, _GENERAL_KEYS | set(TEE_SECTIONS))
     lifetime = DEFAULT_CERT_LIFETIME
     if "cert_lifetime" in doc:
         lifetime = top.duration(
@@ -213,19 +230,14 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
         freshness=parse_freshness(
             table_of(doc, "freshness", top), SectionReader(source, "freshness")
         ),
-        pending={name: dict(table_of(doc, name, top)) for name in _PENDING if name in doc},
     )
 
 
 def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolicy:
     sim_doc = dict(table_of(doc, "sim", top))
     reader = SectionReader(top.source, "sim")
-    trust_value = sim_doc.pop("trust", None)
-    trust = None
-    if trust_value is not None:
-        if not isinstance(trust_value, str) or not trust_value:
-            raise reader.fail("trust", "must be a path to the simulator's ARK certificate")
-        trust = (base_dir / trust_value).resolve()
+    tdx = _sim_tdx(sim_doc.pop("tdx"), reader, base_dir) if "tdx" in sim_doc else None
+    trust = _trust_path(sim_doc.pop("trust", None), reader, base_dir, "ARK")
     cca_value = sim_doc.pop("cca_cpak", None)
     cca_cpak = None
     if cca_value is not None:
@@ -238,11 +250,28 @@ def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolic
             "the simulator's hierarchy publishes no CRL, so sim evidence is always "
             'verified as crl = "if-available" (to revoke it, change [sim] trust)',
         )
-    return SimPolicy(
-        trust=trust,
-        snp=replace(parse_snp(sim_doc, reader), crl="if-available"),
-        cca_cpak=cca_cpak,
-    )
+    snp = replace(parse_snp(sim_doc, reader), crl="if-available")
+    return SimPolicy(trust=trust, snp=snp, cca_cpak=cca_cpak, tdx=tdx)
+
+
+def _sim_tdx(value: Any, top: SectionReader, base_dir: Path) -> SimTdxPolicy:
+    """``[sim.tdx]``: ``trust = "root.pem"`` (the simulator's Intel-like root) and [tdx] keys."""
+    reader = SectionReader(top.source, "sim.tdx")
+    if not isinstance(value, dict):
+        raise top.fail("tdx", "must be a table ([sim.tdx])")
+    table = dict(value)
+    trust = _trust_path(table.pop("trust", None), reader, base_dir, "TDX root certificate")
+    reader.only(table, TDX_KEYS)
+    return SimTdxPolicy(trust=trust, policy=parse_tdx(table, reader))
+
+
+def _trust_path(value: Any, reader: SectionReader, base_dir: Path, what: str) -> Path | None:
+    """A simulator's root file, relative to the policy file (None: not given)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise reader.fail("trust", f"must be a path to the simulator's {what}")
+    return (base_dir / value).resolve()
 
 
 def _allow(doc: Mapping[str, Any], name: str, top: SectionReader) -> bool:

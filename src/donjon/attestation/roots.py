@@ -1,6 +1,6 @@
 """Pinned SHA-256 fingerprints of the vendor root certificates.
 
-These are published facts (the AMD KDS ``cert_chain`` roots). The certificates
+These are published facts (the AMD KDS ``cert_chain`` roots, Intel's SGX Root CA). The certificates
 themselves come from a trust directory or from the vendor, and any root whose
 fingerprint is not listed here is refused.
 """
@@ -21,3 +21,6 @@ AMD_ARK_SHA256: dict[Product, str] = {
 AWS_NITRO_ROOT_SHA256 = "641a0321a3e244efe456463195d606317ed7cdcc3c1756e09893f3c68f79bb5b"
 #: Where AWS publishes it, for the message that says it is missing.
 AWS_NITRO_ROOT_URL = "https://aws-nitro-enclaves.amazonaws.com/AWS_NitroEnclaves_Root-G1.zip"
+#: The Intel SGX Root CA (ECDSA P-256, self-signed, valid 2018-05-21..2049-12-31): the root of
+#: every PCK, TCB Signing and CRL chain of SGX and TDX (Intel PCS, ``IntelSGXRootCA.der``).
+INTEL_SGX_ROOT_CA_SHA256 = "44a0196b2b99f889b8e149e95b807a350e7424964399e885a7cbb8ccfab674d3"

@@ -21,7 +21,13 @@ from donjon.attestation.verdict import Checklist
 
 #: The keys of :class:`TeeRules`, which every TEE section accepts.
 RULE_KEYS = frozenset(
-    {"allowed_workloads", "accept_any_workload", "tcb_statuses", "allowed_advisories"}
+    {
+        "allowed_workloads",
+        "allowed_packages",
+        "accept_any_workload",
+        "tcb_statuses",
+        "allowed_advisories",
+    }
 )
 
 
@@ -30,6 +36,8 @@ class TeeRules:
     """Rules shared by every TEE section. Empty ``allowed_workloads`` means "any"."""
 
     allowed_workloads: frozenset[bytes] = frozenset()
+    #: SHA-256 digests of OCI manifests (``donjon run oci://...@sha256:...``); empty: any.
+    allowed_packages: frozenset[bytes] = frozenset()
     #: The owner's explicit "this section pins nothing, and that is intended".
     accept_any_workload: bool = False
     #: TCB statuses that may get a certificate; None: the TEE's own default.
@@ -43,6 +51,11 @@ def parse_rules(table: Mapping[str, Any], reader: SectionReader) -> TeeRules:
     workloads: frozenset[bytes] = frozenset()
     if "allowed_workloads" in table:
         workloads = frozenset(reader.digests(table["allowed_workloads"], 32, "allowed_workloads"))
+    packages: frozenset[bytes] = frozenset()
+    if "allowed_packages" in table:
+        packages = frozenset(
+            reader.digests(_strip_sha256(table["allowed_packages"]), 32, "allowed_packages")
+        )
     statuses = None
     if "tcb_statuses" in table:
         statuses = reader.strings(table["tcb_statuses"], "tcb_statuses")
@@ -51,10 +64,17 @@ def parse_rules(table: Mapping[str, Any], reader: SectionReader) -> TeeRules:
         advisories = reader.strings(table["allowed_advisories"], "allowed_advisories")
     return TeeRules(
         allowed_workloads=workloads,
+        allowed_packages=packages,
         accept_any_workload=reader.boolean(table, "accept_any_workload"),
         tcb_statuses=statuses,
         allowed_advisories=advisories,
     )
+
+
+def _strip_sha256(value: Any) -> Any:
+    """Manifest digests are written ``sha256:<hex>`` (as registries print them) or bare hex."""
+    items = value if isinstance(value, list) else [value]
+    return [i.removeprefix("sha256:") if isinstance(i, str) else i for i in items]
 
 
 def _violation(code: str, message: str) -> PolicyViolationError:
@@ -79,6 +99,7 @@ def apply_rules(
     say ``accept_any_workload = true``.
     """
     pins = (*pinned, "allowed_workloads") if rules.allowed_workloads else pinned
+    pins = (*pins, "allowed_packages") if rules.allowed_packages else pins
     checks.expect(
         "policy.pinned",
         bool(pins) or rules.accept_any_workload,
@@ -102,6 +123,19 @@ def apply_rules(
                 "no workload claims in the CSR"
                 if workload is None
                 else f"workload {workload.wasm_sha256.hex()} is not in allowed_workloads",
+            ),
+        )
+    if rules.allowed_packages:
+        package = workload.package_sha256 if workload is not None else None
+        checks.expect(
+            "policy.package",
+            package is not None and package in rules.allowed_packages,
+            f"package sha256:{package.hex()[:16]}... allowed" if package else "",
+            lambda: _violation(
+                "policy.package",
+                "the workload claims name no package (it was not deployed from a registry)"
+                if package is None
+                else f"package sha256:{package.hex()} is not in allowed_packages",
             ),
         )
     statuses = rules.tcb_statuses if rules.tcb_statuses is not None else default_statuses

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar, cast
 
 from cryptography import x509
 from pyasn1.codec.der import decoder, encoder
@@ -54,6 +55,7 @@ from donjon.attestation.x509util import (
 _SUFFIXES = {".pem", ".der", ".crt", ".cer", ".pkipath", ".crl"}
 _CHAIN_CACHE_SIZE = 4096
 _MEMO_SIZE = 8192
+_T = TypeVar("_T")
 
 
 def _common_name(name: x509.Name) -> str:
@@ -143,12 +145,16 @@ class TrustStore:
         # Per-object memos (identity-checked, so a recycled id() never aliases).
         self._fps: dict[int, tuple[object, str]] = {}
         self._key_infos: OrderedDict[str, EndorsementKeyInfo] = OrderedDict()
+        self._parsed: OrderedDict[tuple[str, ...], object] = OrderedDict()
         self._by_name: dict[tuple[str, str], list[x509.Certificate]] = {}
         self._crls_by_issuer: dict[str, list[x509.CertificateRevocationList]] = {}
         #: Files of the trust directory (or cache) that are neither certificates nor CRLs.
         self.skipped: list[Path] = []
         # Why the last CRL fetch failed, so that "no current CRL" can say so.
         self._crl_fetch_errors: dict[tuple[Product, str], str] = {}
+        #: Other vendors' collateral stores, built on first use beside this one
+        #: (``dcap/store.py``: ``intel_store(trust)``).
+        self.companions: dict[str, object] = {}
         if trust_dir is not None:
             self._scan(trust_dir)
         if cache_dir is not None and (cache_dir / "amd").is_dir():
@@ -317,6 +323,18 @@ class TrustStore:
                 while len(self._key_infos) > _MEMO_SIZE:
                     self._key_infos.popitem(last=False)
         return info
+
+    def parsed(self, key: tuple[str, ...], build: Callable[[], _T]) -> _T:
+        """``build()``, memoised under ``key``: only for pure parses of immutable evidence
+        (a VM's HCL report is the same at every attestation until it reboots)."""
+        if key in self._parsed:
+            self._parsed.move_to_end(key)
+            return cast(_T, self._parsed[key])
+        value = build()
+        self._parsed[key] = value
+        while len(self._parsed) > _MEMO_SIZE:
+            self._parsed.popitem(last=False)
+        return value
 
     # --- chain cache -------------------------------------------------------------------
     def cached_chain(self, key: tuple[str, ...], now: datetime) -> ChainResult | None:

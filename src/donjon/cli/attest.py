@@ -25,11 +25,13 @@ from donjon.attestation import (
 )
 from donjon.attestation.cca.anchors import AnchorError, AnchorStore, load_cpak, load_store
 from donjon.attestation.cca.entry import MATERIAL_ANCHORS as CCA_ANCHORS
+from donjon.attestation.dcap.collateral import CollateralBundle
+from donjon.attestation.dcap.store import load_bundle_file
 from donjon.attestation.errors import AttestationError
 from donjon.attestation.nitro.entry import MATERIAL_TIME as NITRO_TIME
 from donjon.attestation.recognise import Evidence, UnrecognisedEvidence, verify_recognised
 from donjon.attestation.recognise import recognise as recognise_evidence
-from donjon.attestation.registry import VerifyOptions
+from donjon.attestation.registry import TcbMode, VerifyOptions
 from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verifiers import REGISTRY
@@ -109,29 +111,49 @@ def _crls(paths: tuple[Path, ...]) -> tuple[x509.CertificateRevocationList, ...]
 
 @click.group()
 def attest() -> None:
-    """Decode and verify attestation evidence: AMD SEV-SNP reports, Arm CCA tokens, AWS Nitro
-    documents (raw, or inside an RA-TLS certificate) and Keep CSRs.
+    """Decode and verify attestation evidence: AMD SEV-SNP reports, Intel SGX and TDX quotes,
+    Azure CVM evidence (HCL report + vTPM quote), Arm CCA tokens, AWS Nitro documents (raw,
+    or inside an RA-TLS certificate) and Keep CSRs.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show quote.dat --json
       donjon attest show cca-token.cbor --json
       donjon attest verify cca-token.cbor --cpak cpak.pem
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/
-      donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
+      donjon attest verify quote.dat --collateral collateral.json --trust-dir intel-roots/
+      donjon attest collateral fetch quote.dat -o collateral.json
+      donjon attest verify keep.csr --policy steward.toml --trust-dir roots/ --json
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --policy azure.toml
+      donjon attest verify az-snp-vtpm-evidence.json --trust-dir amd-roots/
     """
+
+
+def _register_collateral() -> None:
+    from donjon.cli.attest_collateral import collateral
+
+    attest.add_command(collateral)
+
+
+_register_collateral()
 
 
 @attest.command()
 @click.argument("file", type=EXISTING_FILE)
 @click.option("--json", "as_json", is_flag=True, help="Print the decoded fields as JSON.")
 def show(file: Path, as_json: bool) -> None:
-    """Decode FILE without verifying it: a raw or hex SNP report, a CCA token, a Nitro
-    document or RA-TLS certificate, or a CSR. --json prints every claim, bytes in hex.
+    """Decode FILE without verifying it: a raw or hex SNP report, a raw, hex or base64
+    SGX/TDX quote, an Azure HCL report or Trustee's az-snp-vtpm/az-tdx-vtpm evidence JSON,
+    a CCA token, a Nitro document or RA-TLS certificate, or a CSR. ``--json`` prints every
+    field, bytes as lowercase hex.
 
     \b
     Examples:
       donjon attest show report.bin
+      donjon attest show quote.dat --json
+      donjon attest show hcl-report.bin --json
       donjon attest show keep.csr --json
     """
     evidence = recognise(file)
@@ -151,7 +173,8 @@ def show(file: Path, as_json: bool) -> None:
 @click.option(
     "--vcek",
     type=EXISTING_FILE,
-    help="VCEK or VLEK certificate (DER or PEM) for a bare report.",
+    help="VCEK or VLEK certificate (DER or PEM) for a bare report; a PEM bundle "
+    "(VCEK first, then ASK and ARK, as Azure's THIM serves it) is accepted.",
 )
 @click.option(
     "--chain",
@@ -164,6 +187,18 @@ def show(file: Path, as_json: bool) -> None:
     multiple=True,
     type=EXISTING_FILE,
     help="An ARK CRL (DER or PEM); may be repeated.",
+)
+@click.option(
+    "--quote",
+    "tpm_quote",
+    type=EXISTING_FILE,
+    help="Azure: the vTPM quote of an HCL report, as Trustee writes it "
+    '(JSON {"message", "signature", "pcrs"}, hex).',
+)
+@click.option(
+    "--td-quote",
+    type=EXISTING_FILE,
+    help="Azure TDX: the TD quote IMDS made of the HCL report's TDREPORT (binary).",
 )
 @click.option(
     "--policy",
@@ -213,12 +248,32 @@ def show(file: Path, as_json: bool) -> None:
     help="Arm CCA: a trust-anchor store (tastore.json: CPAKs by implementation and "
     "instance ID).",
 )
+@click.option(
+    "--collateral",
+    "collateral_file",
+    type=EXISTING_FILE,
+    help="Intel collateral for an SGX/TDX quote: a QuoteCollateralV3 JSON bundle "
+    "(from `donjon attest collateral fetch`, or Phala dcap-qvl).",
+)
+@click.option(
+    "--tcb-mode",
+    type=click.Choice(["require", "if-available"]),
+    help="SGX/TDX: 'require' refuses without current TCB Info; 'if-available' verifies "
+    "signature and chain without it and says TCB NOT APPRAISED. Default: the policy's.",
+)
+@click.option(
+    "--pccs",
+    metavar="URL",
+    help="Fetch missing Intel collateral from this PCCS (clouds run their own).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify(
     file: Path,
     vcek: Path | None,
     chain: Path | None,
     crl_files: tuple[Path, ...],
+    tpm_quote: Path | None,
+    td_quote: Path | None,
     policy_file: Path | None,
     trust_dir: Path | None,
     product: str | None,
@@ -228,15 +283,21 @@ def verify(
     fetch: bool,
     cpak: Path | None,
     trust_anchors: Path | None,
+    collateral_file: Path | None,
+    tcb_mode: str | None,
+    pccs: str | None,
     as_json: bool,
 ) -> None:
-    """Verify FILE (an SNP report, a CCA token, a Nitro document or RA-TLS certificate,
-    or a Keep CSR) and judge it against a policy.
+    """Verify FILE (an SNP report, an SGX/TDX quote, Azure CVM evidence, a CCA token, a
+    Nitro document or RA-TLS certificate, or a Keep CSR) and judge it against a policy.
 
     Exits non-zero when the evidence is refused. Every check is shown with ✔ or ✗.
-    Revocation fails closed: without a current CRL of the AMD root (from the
-    evidence, --crl, --trust-dir or --fetch) the evidence is refused, unless
-    --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
+    Revocation fails closed: without a current CRL of the vendor root (from the
+    evidence, --crl, --collateral, --trust-dir or --fetch) the evidence is refused,
+    unless --crl-mode if-available (or the policy's crl = "if-available") says otherwise.
+    SGX and TDX quotes need Intel's TCB Info and QE Identity: from the evidence,
+    --collateral, a bundle in --trust-dir, or --fetch / --pccs (Intel PCS or a PCCS);
+    --tcb-mode if-available judges signature and chain only (TCB NOT APPRAISED).
 
     \b
     Examples:
@@ -245,15 +306,25 @@ def verify(
           --crl crl_milan.der --at 2023-04-10
       donjon attest verify report.bin --vcek vcek.der --trust-dir amd-roots/ \\
           --crl-mode if-available
+      donjon attest verify quote.dat --collateral collateral.json --at 2025-07-01
+      donjon attest verify quote.dat --fetch
+      donjon attest verify quote.dat --tcb-mode if-available
       donjon attest verify keep.csr --policy steward.toml --trust-dir amd-roots/ --json
       donjon attest verify cca-token.cbor --cpak cpak-pub.json
       donjon attest verify cca-token.cbor --trust-anchors tastore.json --policy steward.toml
       donjon attest verify nitro-doc.cose --trust-dir nitro-roots/   # at the doc's time
       donjon attest verify enclave-cert.pem --trust-dir nitro-roots/ --at 2023-01-18T15:20Z
 
+      donjon attest verify hcl-report.bin --quote tpm-quote.json --vcek vcek.pem \\
+          --trust-dir amd-roots/ --crl-mode if-available --policy azure.toml
+
     A Nitro document (or RA-TLS certificate) is judged at its own timestamp unless
     --at names a time; its AWS root is found in --trust-dir (or, identical by its pinned
     fingerprint, in the document).
+
+    An Azure HCL report needs its vTPM quote (--quote) and, for SNP, its VCEK (--vcek,
+    or --fetch); Trustee's evidence JSON carries both. The default policy refuses a VM
+    with a serial console: say allow_console = true in [azure] to accept one.
     """
     evidence = recognise(file)
     now = _parse_time(at_time)
@@ -261,6 +332,11 @@ def verify(
     if trust_dir is not None and not trust_dir.is_dir():
         raise UsageError(f"--trust-dir {trust_dir}: not a directory")
     chain_certs = _certs(chain, "--chain")
+    cert = _certs(vcek, "--vcek")
+    if vcek is not None and not cert:
+        raise UsageError(f"--vcek {vcek}: expected a certificate")
+    # A bundle (as Azure's THIM serves it): the VCEK first, then its ASK and ARK.
+    chain_certs += cert[1:]
     crls = _crls(crl_files)
     fetcher = KdsFetcher() if fetch else None
     cache = _cache_dir() if fetch else None
@@ -273,19 +349,23 @@ def verify(
     if require_crl and crl_mode == "if-available":
         raise UsageError("--require-crl contradicts --crl-mode if-available")
     mode: CrlMode | None = "require" if require_crl else _crl_mode(crl_mode)
-    cert = _certs(vcek, "--vcek")
-    if vcek is not None and len(cert) != 1:
-        raise UsageError(f"--vcek {vcek}: expected exactly one certificate")
     material: dict[str, Any] = {
         "vcek": cert[0] if cert else None,
         "chain": tuple(chain_certs),
         "crls": crls,
         NITRO_TIME: "now" if at_time else "document",
+        "tpm_quote": _read(tpm_quote, "--quote"),
+        "td_quote": _read(td_quote, "--td-quote"),
+        "collateral": _collateral(collateral_file),
+        "pccs": pccs,
+        "fetch": fetch,
     }
     anchors = _cca_anchors(cpak, trust_anchors)
     if anchors:
         material[CCA_ANCHORS] = anchors
-    options = VerifyOptions(crl_mode=mode, product=chosen, material=material)
+    options = VerifyOptions(
+        crl_mode=mode, tcb_mode=_tcb_mode(tcb_mode), product=chosen, material=material
+    )
     verdict = verify_recognised(evidence, policy=policy, trust=trust, now=now, options=options)
     if as_json:
         data = verdict.to_dict()
@@ -312,12 +392,38 @@ def _cca_anchors(cpak: Path | None, store: Path | None) -> AnchorStore:
     return anchors
 
 
+def _read(path: Path | None, flag: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{flag} {path}: cannot read: {exc.strerror or exc}") from exc
+
+
 def _crl_mode(text: str | None) -> CrlMode | None:
     if text == "require":
         return "require"
     if text == "if-available":
         return "if-available"
     return None
+
+
+def _tcb_mode(text: str | None) -> TcbMode | None:
+    if text == "require":
+        return "require"
+    if text == "if-available":
+        return "if-available"
+    return None
+
+
+def _collateral(path: Path | None) -> CollateralBundle | None:
+    if path is None:
+        return None
+    try:
+        return load_bundle_file(path)
+    except AttestationError as exc:
+        raise UsageError(f"--collateral {exc.message}") from exc
 
 
 def _cache_dir() -> Path:
@@ -344,11 +450,26 @@ def _print_verdict(
     if appraisal is not None:
         click.echo(f"  measurement      {_bold(appraisal.measurement.hex() or '-')}")
         click.echo(f"  TCB              {_bold(appraisal.tcb or '-')}   {appraisal.tcb_status}")
+    if appraisal is not None and appraisal.vendor_advisories:
+        click.echo(f"  advisories       {', '.join(appraisal.vendor_advisories)}")
+    if appraisal is not None and appraisal.tcb_status == "NotAppraised" and "quote" in (
+        verdict.details or {}
+    ):
+        click.echo(click.style("  TCB NOT APPRAISED (no TCB collateral)", fg="red"))
+    quote = (verdict.details or {}).get("quote")
+    if isinstance(quote, dict):
+        click.echo(f"  report_data      {quote['body']['report_data']}")
     report = (verdict.details or {}).get("report")
     if isinstance(report, dict):
         for name in ("report_data", "chip_id"):
             if name in report:
                 click.echo(f"  {name:<16} {report[name]}")
+    azure = (verdict.details or {}).get("azure")
+    if isinstance(azure, dict):
+        quote, vm = azure["quote"], azure["runtime_claims"]["vm_configuration"]
+        click.echo(f"  quote extraData  {quote['extra_data']}")
+        flags = ", ".join(f"{k} {v}" for k, v in vm.items())
+        click.echo(f"  vm               {flags}")
     chain = (verdict.details or {}).get("chain")
     if chain:
         click.echo("  chain            " + " -> ".join(escape(str(name)) for name in chain))
@@ -362,7 +483,14 @@ def _print_verdict(
     for check in verdict.checks:
         click.echo(f"  {mark(check.passed)} {check.id:<24} {escape(check.reason)}")
     if verdict.accepted:
-        caveat = " (revocation NOT checked)" if verdict.revocation_checked is False else ""
+        caveats = []
+        if verdict.revocation_checked is False:
+            caveats.append("revocation NOT checked")
+        if appraisal is not None and appraisal.tcb_status == "NotAppraised" and "quote" in (
+            verdict.details or {}
+        ):
+            caveats.append("TCB NOT APPRAISED")
+        caveat = f" ({', '.join(caveats)})" if caveats else ""
         click.echo(click.style("ACCEPTED" + caveat, fg="green", bold=True))
     else:
         code = verdict.error.code if verdict.error else "?"

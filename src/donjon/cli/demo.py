@@ -99,8 +99,9 @@ def run_demo(
     from donjon.keep.sim import lab as labmod
 
     outcome = Outcome()
+    label = {"tdx": "Intel TDX", "cca": "Arm CCA"}.get(tee, "AMD SEV-SNP")
     names = [
-        "initialise the simulated TEE",
+        f"initialise the simulated TEE ({label})",
         "build the HTTP workload",
         "start a Steward (HTTPS, policy trusts sim)",
         "start the Keep (attest, get a certificate, serve)",
@@ -117,6 +118,13 @@ def run_demo(
                 cca = lab.init_sim_cca()
                 impl = cca.config.implementation_id.hex()
                 return f"Arm CCA, implementation {impl[:16]}..., CPAK {cca.cpak_pem.name}"
+            if tee == "tdx":
+                tdx = lab.init_sim_tdx()
+                root = tdx.hierarchy.root.cert.fingerprint(hashes.SHA256()).hex()
+                return (
+                    f"TDX, FMSPC {tdx.config.fmspc.hex()}, TEE_TCB_SVN "
+                    f"{tdx.config.tee_tcb_svn.hex()}, root sha256 {root[:16]}..."
+                )
             state = lab.init_sim()
             ark = state.ark.fingerprint(hashes.SHA256()).hex()
             return f"{state.config.product.value}, TCB {state.config.tcb}, ARK sha256 {ark[:16]}..."
@@ -133,8 +141,8 @@ def run_demo(
         def steward() -> str:
             policy = lab.write_policy([ctx.get("digest", bytes(32))], tee=tee)
             ctx["steward"] = lab.start_steward(policy)
-            trusts = "cca_cpak" if tee == "cca" else "trust"
-            return f"{ctx['steward'].url}, policy {policy.name}: [sim] {trusts} + allowed_workloads"
+            trusts = {"cca": "[sim] cca_cpak", "tdx": "[sim.tdx] trust"}.get(tee, "[sim] trust")
+            return f"{ctx['steward'].url}, policy {policy.name}: {trusts} + allowed_workloads"
 
         def keep() -> str:
             port = labmod.free_port()
@@ -173,9 +181,14 @@ def run_demo(
             outcome.page = body.decode("utf-8", "replace")
             if not status.startswith("HTTP/1.1 200"):
                 raise DemoFailed(f"the Keep answered {status!r}")
+            allowed = (
+                "simulated TDX: CRLs and TCB Info checked"
+                if tee == "tdx"
+                else f"allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE"
+            )
             return (
                 f"{got.tls_version}, {status}, {len(body)} bytes, chain and claims verified "
-                f"(allowed advisory: {REVOCATION_NOT_CHECKED}, simulated TEE)"
+                f"({allowed})"
             )
 
         def stop() -> str:
@@ -187,21 +200,31 @@ def run_demo(
             files = f"kept {lab.root}" if keep_files else f"removed {lab.root}"
             return f"stopped {len(procs)} process(es), {files}"
 
-        actions = [sim, build, steward, keep, fetch, stop]
-        failed = False
-        for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
-            if failed and not keep_going and action is not stop:
-                continue
-            progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
-            started = time.monotonic()
-            try:
-                step.detail = action()
-                step.ok = True
-            except Exception as exc:  # a step's failure is reported, and cleanup still runs
-                step.ok, failed = False, True
-                step.detail = _reason(exc)
-            step.seconds = time.monotonic() - started
+        run_steps(outcome, [sim, build, steward, keep, fetch, stop], keep_going, progress)
     return outcome
+
+
+def run_steps(
+    outcome: Outcome,
+    actions: list[Callable[[], str]],
+    keep_going: bool,
+    progress: Callable[[str], None],
+) -> None:
+    """Run each step, timed; after a failure only the last (the cleanup) runs, unless
+    ``keep_going``."""
+    failed = False
+    for index, (step, action) in enumerate(zip(outcome.steps, actions, strict=True)):
+        if failed and not keep_going and index != len(actions) - 1:
+            continue
+        progress(f"[{index + 1}/{len(actions)}] {step.name} ...")
+        started = time.monotonic()
+        try:
+            step.detail = action()
+            step.ok = True
+        except Exception as exc:  # a step's failure is reported, and cleanup still runs
+            step.ok, failed = False, True
+            step.detail = _reason(exc)
+        step.seconds = time.monotonic() - started
 
 
 def _reason(exc: BaseException) -> str:
@@ -247,16 +270,30 @@ def _claims(identity: Any) -> dict[str, Any]:
 @click.option("--keep-files", is_flag=True, help="Leave the lab directory for inspection.")
 @click.option(
     "--tee",
-    type=click.Choice(["snp", "cca"]),
+    type=click.Choice(["snp", "tdx", "cca"]),
     default="snp",
     show_default=True,
-    help="The simulated TEE: SEV-SNP reports, or Arm CCA tokens (the real CCA layout).",
+    help="The simulated TEE: AMD SEV-SNP reports, Intel TDX quotes with their collateral, or "
+    "Arm CCA tokens, each in its real layout.",
 )
-def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool, tee: str) -> None:
+@click.option(
+    "--deploy",
+    is_flag=True,
+    help="Deploy a confidential package from an OCI registry, with a secret (docs/secrets.md).",
+)
+def demo(
+    as_json: bool,
+    keep_going: bool,
+    example: Path | None,
+    keep_files: bool,
+    tee: str,
+    deploy: bool,
+) -> None:
     """Run the whole attested flow on this machine, with the simulated TEE.
 
     \b
-    1. initialise a simulated AMD SEV-SNP vendor hierarchy (in a temp dir)
+    1. initialise a simulated AMD SEV-SNP (or, --tee tdx, Intel TDX) vendor
+       hierarchy (in a temp dir)
     2. build examples/http to main.wasm
     3. start a Steward on https://127.0.0.1 whose policy trusts the sim ARK
        and allows exactly that main.wasm
@@ -271,18 +308,29 @@ def demo(as_json: bool, keep_going: bool, example: Path | None, keep_files: bool
     \b
     Examples:
       donjon demo
+      donjon demo --tee tdx
       donjon demo --json | jq .timings
       donjon demo --keep-going --keep-files
       donjon demo --tee cca                  the same flow on Arm CCA tokens
+      donjon demo --deploy       a sealed package from a registry, a secret after attestation
     """
 
     def progress(text: str) -> None:
         if not as_json:
             click.echo(click.style(text, dim=True), err=True)
 
-    outcome = run_demo(
-        example=example, keep_going=keep_going, progress=progress, keep_files=keep_files, tee=tee
-    )
+    if deploy:
+        from donjon.cli.demo_deploy import run_deploy_demo
+
+        outcome = run_deploy_demo(keep_going=keep_going, progress=progress, keep_files=keep_files)
+    else:
+        outcome = run_demo(
+            example=example,
+            keep_going=keep_going,
+            progress=progress,
+            keep_files=keep_files,
+            tee=tee,
+        )
     if as_json:
         print_json(outcome.to_json())
     else:
@@ -312,6 +360,7 @@ def _print(outcome: Outcome) -> None:
             "attestation_round_trip_s": "attestation round trip (challenge -> CSR -> certificate)",
             "tls_handshake_s": "TLS connect + handshake",
             "first_tls_response_s": "first TLS response (connect -> first byte)",
+            "attest_to_secrets_released_s": "CSR sent -> key and secret released",
         }
         click.echo("\ntimings:")
         for key, seconds in outcome.timings.items():

@@ -93,7 +93,7 @@ _STATE_DIR = click.option(
 
 
 @click.command("run")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path")
 @click.option(
     "--config",
     "config_file",
@@ -117,9 +117,15 @@ _STATE_DIR = click.option(
     "--timeout", type=float, metavar="SECONDS", help="Wall-clock limit (overrides [limits])."
 )
 @click.option("--no-cache", is_flag=True, help="Compile every time; skip the module cache.")
+@click.option(
+    "--allow-tag", is_flag=True, help="Accept oci://...:TAG without a digest (logged; tags move)."
+)
+@click.option(
+    "--registry-ca", type=FILE, help="PEM that signed the registry's (or URL's) HTTPS certificate."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print only errors and the UNATTESTED warning.")
 def run(
-    path: Path,
+    path: str,
     config_file: Path | None,
     platform_name: str | None,
     state_dir: Path | None,
@@ -127,12 +133,17 @@ def run(
     memory: str | None,
     timeout: float | None,
     no_cache: bool,
+    allow_tag: bool,
+    registry_ca: Path | None,
     quiet: bool,
 ) -> None:
     """Run the workload package PATH in a Keep; exit with its exit code.
 
     PATH is a directory holding main.wasm and, optionally, Donjon.toml or
-    Enarx.toml, or a single .wasm file. The Keep picks a TEE platform, makes a
+    Enarx.toml, or a single .wasm file; or a package in an OCI registry,
+    oci://HOST[:PORT]/REPO@sha256:<digest>; or https://.../pkg.tar#sha256=<hex>.
+    Remote packages are checked digest by digest before anything runs, and the
+    Keep attests their manifest (or tar) digest. The Keep picks a TEE platform, makes a
     fresh key, gets a certificate from the config's Steward (or signs its own,
     marked UNATTESTED), opens the sockets in [[files]] with TLS done for the
     guest, then runs main.wasm.
@@ -143,11 +154,13 @@ def run(
       donjon run ./echo --platform sim
       donjon run app.wasm --config Enarx.toml --timeout 60
       donjon run ./server --export-cert server.pem   # a peer can pin it
+      donjon run oci://registry.example/team/app@sha256:9c1e...
+      donjon run https://files.example/app.tar#sha256=5f3a...
 
     Exit codes: the guest's own; 134 on a trap; 124 at the timeout; 137 at
     the memory limit; 1 or 2 when the Keep itself could not start.
     """
-    from donjon.keep import package as packages
+    from donjon.keep import source
     from donjon.keep.config import parse_size
     from donjon.keep.runner import KeepOptions
     from donjon.keep.runner import run as run_keep
@@ -160,7 +173,6 @@ def run(
             raise UsageError(f"--memory: {exc}") from exc
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds")
-    pkg = packages.load(path, config_file)
     # Library warnings (a dropped TLS client, a retried connect) reach the operator as
     # "donjon: <message>" lines, like the Keep's own status.
     log_to_stderr(logging.WARNING)
@@ -183,8 +195,15 @@ def run(
         timeout_s=timeout,
         report=report,
     )
+    opened = source.open_package(
+        path,
+        config_override=config_file,
+        options=source.SourceOptions(allow_tag=allow_tag, ca_bundle=registry_ca),
+        report=report,
+    )
     sys.stdout.flush()
-    result = run_keep(pkg, options)
+    with opened:
+        result = run_keep(opened.package, options)
     if result.trap:
         _say(result.trap)
     sys.exit(result.exit_code)

@@ -21,6 +21,11 @@ from donjon.cli import failure
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("donjon.cli.keep", "run", "Run a workload package in a Keep."),
     "config": ("donjon.cli.keep", "config", "Create and check Donjon.toml / Enarx.toml."),
+    "package": (
+        "donjon.cli.package",
+        "package",
+        "Push, pull and inspect packages in an OCI registry.",
+    ),
     "platform": ("donjon.cli.keep", "platform", "Show which TEE platforms this host offers."),
     "run-wasm": ("donjon.cli.run_wasm", "run_wasm", "Run a WASI module directly (no Keep)."),
     "attest": ("donjon.cli.attest", "attest", "Decode and verify attestation evidence."),

@@ -207,14 +207,14 @@ def load_host() -> None:
 
 def execute(options: RunWasmOptions) -> NoReturn:
     """Check the options, run the module and exit with its exit code."""
-    from donjon.wasi.api import Limits, Preopen, RunSpec
+    from donjon.wasi.api import Limits, MemoryDir, Preopen, RunSpec
     from donjon.wasi.cache import default_cache_path
     from donjon.wasi.runner import run
 
     module = path_text(options.module)
     if not os.path.isfile(module):
         raise UsageError(f"{module}: no such file")
-    preopens = []
+    preopens: list[Preopen | MemoryDir] = []
     for text, writable in [(d, True) for d in options.dirs] + [(d, False) for d in options.dirs_ro]:
         host, guest = parse_dir(text)
         host = path_text(host)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from datetime import UTC, datetime
@@ -50,6 +51,8 @@ def steward() -> None:
       donjon steward serve --dev --init --policy dev.toml   local development
       donjon steward certs list --dir ./steward --json
       donjon steward certs revoke 4f2a... --reason key-compromise
+      donjon steward secrets put db --url https://steward:8443 --value-file pw.txt \\
+          --allow-workload 5f3a...e1
     """
 
 
@@ -203,6 +206,12 @@ def init(
     help="Attestations verified at once.",
 )
 @click.option(
+    "--secrets-kek-file",
+    type=FILE,
+    help="Key-encryption key of stored secrets (0600; 64 hex digits) [or $DONJON_STEWARD_KEK]. "
+    "Without one, secrets are disabled. `donjon steward secrets kek-init FILE` makes one.",
+)
+@click.option(
     "--console",
     "console",
     type=click.Choice(["off", "read-only", "on"]),
@@ -252,6 +261,7 @@ def serve(
     max_body: int,
     max_concurrent: int,
     console: str | None,
+    secrets_kek_file: Path | None,
     workers: int,
     drain_seconds: float,
     log_level: str,
@@ -277,7 +287,7 @@ def serve(
     the ones in flight finish, then the process exits.
     """
     from donjon.steward.app import create_app
-    from donjon.steward.bootstrap import StewardConfig, build_steward
+    from donjon.steward.bootstrap import StewardConfig, build_secrets, build_steward
     from donjon.steward.clock import parse_time
     from donjon.steward.server import ServeOptions
     from donjon.steward.server import serve as run
@@ -300,6 +310,7 @@ def serve(
         max_body=max_body,
         max_concurrent=max_concurrent,
         console=console,
+        secrets_kek_file=secrets_kek_file,
     )
     options = ServeOptions(
         host=addr,
@@ -316,8 +327,12 @@ def serve(
 
         raise SystemExit(serve_workers(config, options, workers, log_level))
     stew, settings = build_steward(config)
+    secret_service = build_secrets(config, stew)
+    if secret_service is not None:
+        # Keeps present their certificate to fetch secrets (mutual TLS).
+        options = dataclasses.replace(options, client_ca_pem=stew.ca.certificate_pem)
     try:
-        run(create_app(stew, settings), options)
+        run(create_app(stew, settings, secrets=secret_service), options)
     finally:
         stew.store.close()
 
@@ -460,6 +475,15 @@ def revoke(serial: str, reason: str, state_dir: Path, db: str | None, as_json: b
         f"revoked {record.serial} at {record.revoked_at:%Y-%m-%d %H:%M:%S}Z "
         f"({record.revocation_reason})"
     )
+
+
+def _register_secrets() -> None:
+    from donjon.cli.steward_secrets import secrets
+
+    steward.add_command(secrets)
+
+
+_register_secrets()
 
 
 # --- the schema -----------------------------------------------------------------------------

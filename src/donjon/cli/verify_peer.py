@@ -11,7 +11,7 @@ from donjon.cli.options import FILE, JSON
 from donjon.cli.output import escape, mark, print_json
 
 
-def _digest(text: str | None) -> bytes | None:
+def _digest(text: str | None, option: str = "--expect-workload") -> bytes | None:
     if text is None:
         return None
     from donjon.errors import UsageError
@@ -20,9 +20,9 @@ def _digest(text: str | None) -> bytes | None:
     try:
         raw = bytes.fromhex(value)
     except ValueError:
-        raise UsageError(f"--expect-workload {text!r} is not a hex SHA-256 digest") from None
+        raise UsageError(f"{option} {text!r} is not a hex SHA-256 digest") from None
     if len(raw) != 32:
-        raise UsageError(f"--expect-workload must be 32 bytes (64 hex digits), got {len(raw)}")
+        raise UsageError(f"{option} must be 32 bytes (64 hex digits), got {len(raw)}")
     return raw
 
 
@@ -97,6 +97,11 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
     "--expect-workload", metavar="SHA256", help="Required digest of the peer's main.wasm."
 )
 @click.option(
+    "--expect-package",
+    metavar="SHA256",
+    help="Required OCI manifest digest (sha256:...) the peer was deployed from.",
+)
+@click.option(
     "--expect-measurement",
     metavar="HEX",
     help="Required launch measurement of the peer's TEE (SNP MEASUREMENT, TDX MRTD, "
@@ -136,6 +141,7 @@ def verify_peer(
     address: str,
     ca_path: Path,
     expect_workload: str | None,
+    expect_package: str | None,
     expect_measurement: str | None,
     min_tcb: str | None,
     platforms: tuple[str, ...],
@@ -166,6 +172,8 @@ def verify_peer(
       donjon verify-peer 10.0.0.5:443 --ca ca.pem --expect-workload 5f3a...e1 \\
           --expect-measurement 9a4c...07 --min-tcb snp=8,ucode=115 \\
           --crl https://steward.example/v1/crl --json
+      donjon verify-peer keep.example:443 --ca ca.pem --expect-package sha256:9c1e... \\
+          --crl https://steward.example/v1/crl
       donjon verify-peer 127.0.0.1:8443 --ca ca.pem --allow-development \\
           --platform sim --allow-advisory revocation-not-checked
       donjon verify-peer keep.example:8443 --ca ca.pem --platform cca
@@ -181,6 +189,7 @@ def verify_peer(
     ca = read_ca(ca_path)
     expect = PeerExpectations(
         workload_sha256=_digest(expect_workload),
+        package_sha256=_digest(expect_package, "--expect-package"),
         measurement=_measurement(expect_measurement),
         min_tcb=parse_tcb(min_tcb) if min_tcb else {},
         platforms=frozenset(platforms) if platforms else None,

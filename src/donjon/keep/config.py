@@ -18,10 +18,18 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from donjon.keep import config_peer
 from donjon.keep.config_peer import Revocation
+from donjon.keep.config_secret import SecretFile, SecretRef, env_value
 
 #: fds 0-2 are stdio in WASI; these kinds may sit there.
 STDIO_KINDS = frozenset({"null", "stdin", "stdout", "stderr"})
@@ -329,7 +337,14 @@ class ConnectFile(_Strict):
 
 
 FileEntry = Annotated[
-    NullFile | StdinFile | StdoutFile | StderrFile | DirFile | ListenFile | ConnectFile,
+    NullFile
+    | StdinFile
+    | StdoutFile
+    | StderrFile
+    | DirFile
+    | ListenFile
+    | ConnectFile
+    | SecretFile,
     Field(discriminator="kind"),
 ]
 
@@ -379,7 +394,10 @@ class Config(_Strict):
     """A parsed ``Donjon.toml`` or ``Enarx.toml``."""
 
     args: list[str] = Field(default_factory=list)
-    env: dict[str, str] = Field(default_factory=dict)
+    #: Donjon: a value may be ``{ secret = "name" }``, fetched from the Steward after attesting.
+    env: dict[str, Annotated[str | SecretRef, BeforeValidator(env_value)]] = Field(
+        default_factory=dict
+    )
     steward: str | None = None
     #: Donjon: PEM bundle trusted for the Steward's HTTPS endpoint (default: the system store).
     steward_ca: Path | None = None
@@ -403,7 +421,7 @@ class Config(_Strict):
 
     @field_validator("env")
     @classmethod
-    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+    def _env(cls, value: dict[str, str | SecretRef]) -> dict[str, str | SecretRef]:
         for key in value:
             if key in RESERVED_ENV:
                 raise ValueError(f"{key} is set by the Keep from [[files]]; remove it")
@@ -413,6 +431,16 @@ class Config(_Strict):
 
     def fd_names(self) -> list[str]:
         return [entry.effective_name() for entry in self.files]
+
+    def plain_env(self) -> dict[str, str]:
+        """The environment values written in the config (not secrets)."""
+        return {k: v for k, v in self.env.items() if isinstance(v, str)}
+
+    def secret_names(self) -> list[str]:
+        """Every Steward secret this config needs, once each, in order of first use."""
+        names = [e.secret for e in self.files if isinstance(e, SecretFile)]
+        names += [v.secret for v in self.env.values() if isinstance(v, SecretRef)]
+        return list(dict.fromkeys(names))
 
 
 def file_label(index: int, entry: object) -> str:
@@ -452,18 +480,41 @@ def check_files(config: Config) -> list[tuple[int, str]]:
             problems.append(
                 (index, f"a {entry.kind!r} entry can only be one of the first three (fds 0-2)")
             )
-        if entry.kind == "dir":
+        preopened = entry.kind == "dir" or (isinstance(entry, SecretFile) and entry.is_path)
+        if preopened:
             if first_other is not None:
                 problems.append(
                     (
                         index,
-                        f"a dir must come before the first socket (fd {first_other}): "
+                        (
+                            "a dir must come before the first socket"
+                            if entry.kind == "dir"
+                            else "a secret with a /path name is an in-memory dir: it must "
+                            "come before the first socket or fd secret"
+                        )
+                        + f" (fd {first_other}): "
                         "wasi-libc scans preopened dirs from fd 3 and stops at the first "
                         "fd that is not one, so this dir would be invisible to the guest",
                     )
                 )
         elif entry.kind not in STDIO_KINDS and first_other is None and index >= 3:
             first_other = index
+        if isinstance(entry, SecretFile) and entry.is_path:
+            clash = [
+                i
+                for i, e in enumerate(config.files)
+                if isinstance(e, DirFile) and e.name == entry.directory()
+            ]
+            if clash:
+                problems.append(
+                    (
+                        index,
+                        f"{entry.directory()} is also the dir of [[files]] #{clash[0] + 1}: put "
+                        "secrets in a directory of their own, such as /run/secrets",
+                    )
+                )
+        if isinstance(entry, SecretFile) and not config.steward:
+            problems.append((index, "a secret needs a steward URL in the config"))
         named = entry.kind not in STDIO_KINDS or getattr(entry, "name", None) is not None
         if named:
             name = entry.effective_name()
@@ -505,4 +556,7 @@ def check_files(config: Config) -> list[tuple[int, str]]:
                         "attests what a client runs",
                     )
                 )
+    secret_env = [k for k, v in config.env.items() if isinstance(v, SecretRef)]
+    if secret_env and not config.steward:
+        problems.append((-1, f"env.{secret_env[0]}: a secret needs a steward URL in the config"))
     return problems

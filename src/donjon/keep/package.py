@@ -27,6 +27,7 @@ from donjon.keep.config import (
     check_files,
     file_label,
 )
+from donjon.keep.sealed import SealedModule
 
 CONFIG_NAMES = ("Donjon.toml", "Enarx.toml")
 WASM_NAME = "main.wasm"
@@ -51,10 +52,20 @@ class Package:
     config_bytes: bytes
     #: Relative paths in the config are resolved against this directory.
     base_dir: Path
-    #: ``main.wasm`` as read once at load: what is hashed, attested and compiled.
+    #: ``main.wasm`` as read once at load (or fetched and digest-checked by
+    #: ``keep/source.py``): what is hashed, attested and compiled. Empty for a
+    #: confidential package, whose module is ``sealed`` until attestation.
     wasm_bytes: bytes = field(repr=False)
+    #: A confidential package's main.wasm: opened only after attestation, with its key.
+    sealed: SealedModule | None = None
+    #: SHA-256 of the OCI manifest (or the https tar) deployed; attested in the claims.
+    package_sha256: bytes | None = None
+    #: Where the package came from, for messages (``oci://...@sha256:...``).
+    origin: str | None = None
 
     def wasm_sha256(self) -> bytes:
+        if self.sealed is not None:
+            return self.sealed.plain_sha256
         return hashlib.sha256(self.wasm_bytes).digest()
 
     def config_sha256(self) -> bytes:
@@ -188,11 +199,11 @@ def _validation_error(where: Path, raw: dict[str, Any], exc: ValidationError) ->
     elif kind == "missing":
         text = f"missing required field {field!r}"
     elif kind in ("union_tag_not_found",):
-        text = "missing field 'kind' (null, stdin, stdout, stderr, dir, listen or connect)"
+        text = "missing field 'kind' (null, stdin, stdout, stderr, dir, listen, connect or secret)"
     elif kind == "union_tag_invalid":
         text = (
             f"unknown kind {first['input'].get('kind')!r} "
-            "(expected null, stdin, stdout, stderr, dir, listen or connect)"
+            "(expected null, stdin, stdout, stderr, dir, listen, connect or secret)"
             if isinstance(first["input"], dict)
             else "unknown kind"
         )

@@ -22,8 +22,8 @@ from cryptography import x509
 
 from donjon.atomicfile import write_bytes
 from donjon.attestation.claims import WorkloadClaims
+from donjon.keep import guest_secrets, net, peercheck, platforms, revocation, tls
 from donjon.keep import identity as ident
-from donjon.keep import net, peercheck, platforms, revocation, tls
 from donjon.keep.config import (
     STDIO_KINDS,
     Config,
@@ -34,6 +34,7 @@ from donjon.keep.config import (
     Trust,
     file_label,
 )
+from donjon.keep.config_secret import SecretFile
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
 from donjon.keep.platforms.base import HARDWARE_PLATFORMS, HOST_SERVES_FILES, Platform
@@ -43,6 +44,8 @@ from donjon.wasi.api import (
     ByteStream,
     Limits,
     Listener,
+    MemoryDir,
+    MemoryFile,
     Preopen,
     RunResult,
     RunSpec,
@@ -95,6 +98,7 @@ def workload_claims(package: Package) -> WorkloadClaims:
         wasm_sha256=package.wasm_sha256(),
         config_sha256=package.config_sha256(),
         package_name=package.name,
+        package_sha256=package.package_sha256,
     )
 
 
@@ -194,9 +198,11 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         if options.export_cert is not None:
             write_bytes(options.export_cert, identity.certificate_pem(), mode=0o644)
             report(f"wrote the Keep's certificate to {options.export_cert}")
+        # After attesting, before anything reaches the guest: secrets and a sealed module's key.
+        secrets = guest_secrets.release(package, identity, report)
 
-        streams: list[Listener | ByteStream] = []
-        preopens: list[Preopen] = []
+        streams: list[Listener | ByteStream | MemoryFile] = []
+        preopens: list[Preopen | MemoryDir] = []
         listening: dict[str, tuple[str, int]] = {}
         server_contexts: dict[str | None, ssl.SSLContext] = {}
         crls = _StewardCrl(config, package.base_dir)
@@ -208,6 +214,11 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                 preopens.append(
                     Preopen(resolve(package.base_dir, entry.path), entry.name, entry.writable)
                 )
+            elif isinstance(entry, SecretFile):
+                if entry.is_path:
+                    preopens.append(secrets.memory_dir(config, entry))
+                else:
+                    streams.append(secrets.memory_file(entry))
             elif isinstance(entry, ListenFile):
                 sock = raw_listeners[index]
                 where = _sockname(sock)
@@ -251,18 +262,19 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
         stdin, stdout, stderr = _stdio(config)
         spec = RunSpec(
             module=package.wasm,
-            # The bytes hashed into the claims above, never the file again: a main.wasm
-            # swapped on disk since cannot run under this certificate.
-            module_bytes=package.wasm_bytes,
+            # The bytes hashed into the claims above (or, for a confidential package, the
+            # module opened in memory after attestation), never the file again.
+            module_bytes=secrets.module or package.wasm_bytes,
             args=["main.wasm", *config.args],
-            env={**config.env, **_fd_env(config)},
+            env={**config.plain_env(), **secrets.env, **_fd_env(config)},
             stdin=stdin,
             stdout=stdout,
             stderr=stderr,
             preopens=preopens,
             streams=streams,
             limits=limits,
-            cache_dir=_cache_dir(platform, options, report),
+            # Compiled code of a confidential module would be its plaintext on the host's disk.
+            cache_dir=None if package.sealed is not None else _cache_dir(platform, options, report),
             cache_key_file=options.state_dir / KEY_NAME if options.state_dir else None,
         )
         return PreparedKeep(platform, identity, spec, listening, stack)

@@ -40,6 +40,8 @@ from donjon.steward.errors import (
 from donjon.steward.lifecycle import DrainMiddleware, Lifecycle
 from donjon.steward.openapi import openapi_document
 from donjon.steward.problems import from_error, problem
+from donjon.steward.secrets_api import secret_routes
+from donjon.steward.secrets_release import SecretService
 from donjon.steward.service import Attestation, Steward, checks_json, result_json, verdict_json
 
 log = logging.getLogger("donjon.steward")
@@ -380,6 +382,8 @@ class StewardApp:
         )
         if path == "/console" or path.startswith("/console/"):  # serials stay out of labels
             route = "/console"
+        if path.startswith(("/v1/secrets/", "/v1/admin/secrets")):  # names stay out of labels
+            route = "/v1/secrets/{name}" if path.startswith("/v1/secrets/") else "/v1/admin/secrets"
         status = 500
         started = time.perf_counter()
 
@@ -417,9 +421,13 @@ def _guard(endpoint: Endpoint) -> Endpoint:
 
 
 def create_app(
-    steward: Steward, settings: AppSettings | None = None, lifecycle: Lifecycle | None = None
+    steward: Steward,
+    settings: AppSettings | None = None,
+    lifecycle: Lifecycle | None = None,
+    secrets: SecretService | None = None,
 ) -> StewardApp:
-    """The ASGI app of one Steward; all state lives in ``steward``, ``settings``, ``lifecycle``."""
+    """The ASGI app of one Steward; its state lives in ``steward``, ``settings``,
+    ``lifecycle`` and ``secrets``."""
     settings = settings or AppSettings()
     lifecycle = lifecycle or Lifecycle()
     h = _Handlers(steward, settings, lifecycle)
@@ -446,7 +454,9 @@ def create_app(
                 max_upload=settings.max_body,
             ),
             read_body=_read_body,
+            secrets=secrets.store if secrets is not None else None,
         ),
+        *secret_routes(secrets, read_body=_read_body, authorize=h._authorize, guard=_guard),
     ]
     app = Starlette(
         routes=routes,

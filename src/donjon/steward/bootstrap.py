@@ -24,6 +24,9 @@ from donjon.steward.contract import Verifier
 from donjon.steward.engine import default_verifier, development_platforms, load_policy, load_trust
 from donjon.steward.errors import StewardError
 from donjon.steward.pkcs11uri import is_pkcs11_uri
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import SecretStore
+from donjon.steward.secrets_vault import KEK_ENV, load_kek
 from donjon.steward.server import DEV_BANNER
 from donjon.steward.service import Steward
 from donjon.steward.statedir import check_private, make_state_dir, private_sqlite_file
@@ -55,6 +58,8 @@ class StewardConfig:
     max_concurrent: int = 8
     attest_timeout: float = 30.0
     console: str | None = None  # off | read-only | on; default: on when a token exists
+    #: Key-encryption key of stored secrets (0600 file); else $DONJON_STEWARD_KEK; else none.
+    secrets_kek_file: Path | None = None
 
     @property
     def ca_cert_path(self) -> Path:
@@ -235,6 +240,17 @@ def build_steward(
             "certificates issued without a current AMD CRL carry the advisory "
             '"revocation-not-checked"'
         )
+    for name in ("tdx", "sgx"):
+        collateral = getattr(getattr(policy, "tees", {}).get(name), "collateral", None)
+        if collateral is not None and "if-available" in (collateral.crl, collateral.tcb_mode):
+            log.warning(
+                "INTEL COLLATERAL MAY GO UNCHECKED: the policy says [%s] crl = %r, "
+                "tcb_mode = %r; such certificates carry the advisory "
+                '"revocation-not-checked" or "tcb-not-appraised"',
+                name,
+                collateral.crl,
+                collateral.tcb_mode,
+            )
     if config.db is None:
         private_sqlite_file((config.state_dir / "audit.db").resolve())
     store = AuditStore.open(config.db_url)
@@ -284,3 +300,24 @@ def remember_policy(store: AuditStore, path: Path, digest: str) -> None:
         )
     except StewardError as exc:
         log.warning("policy history: not recorded: %s", exc.message)
+
+
+def build_secrets(config: StewardConfig, steward: Steward) -> SecretService | None:
+    """Secret storage and release, when a KEK is configured (else the routes say disabled)."""
+    kek = load_kek(config.secrets_kek_file)
+    if kek is None:
+        log.info("secrets disabled (no --secrets-kek-file or $%s)", KEK_ENV)
+        return None
+    store = SecretStore(steward.store.engine)
+    stale = sorted({row.name for row in store.live_rows() if row.sealed.kek_id != kek.kek_id})
+    if stale:
+        log.warning(
+            "secrets wrapped by another KEK cannot be released until rewrapped: %s",
+            ", ".join(stale[:20]),
+        )
+    log.info(
+        "secrets enabled: KEK %s; release needs mutual TLS with a Keep certificate", kek.kek_id
+    )
+    return SecretService(
+        store=store, kek=kek, ca=steward.ca, audit=steward.store, clock=steward.clock
+    )

@@ -40,6 +40,8 @@ ALLOWED_CURVES: dict[str, frozenset[str]] = {
     "tdx": frozenset({"secp384r1"}),
     "cca": frozenset({"secp384r1"}),
     "nitro": frozenset({"secp384r1"}),
+    "azure-snp": frozenset({"secp384r1"}),
+    "azure-tdx": frozenset({"secp384r1"}),
     "sgx": frozenset({"secp256r1", "secp384r1"}),
     "kvm": frozenset({"secp256r1", "secp384r1"}),
     "nil": frozenset({"secp256r1", "secp384r1"}),

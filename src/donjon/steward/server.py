@@ -17,12 +17,14 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
 from donjon.errors import UsageError
 from donjon.steward.app import ASGIApp
 from donjon.steward.lifecycle import Lifecycle
+from donjon.steward.tlsscope import with_client_certificate
 
 log = logging.getLogger("donjon.steward")
 
@@ -39,6 +41,9 @@ class ServeOptions:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     development: bool = False
+    #: PEM of the CA whose certificates clients may present (the Steward's own CA): asked
+    #: for, optionally, in the handshake, and exposed to the app (``tlsscope``).
+    client_ca_pem: bytes | None = None
     limit_concurrency: int = 256  # open connections + tasks; more get 503 from uvicorn
     timeout_keep_alive: int = 5
     log_level: str = "info"
@@ -84,8 +89,14 @@ def build_server(app: ASGIApp, options: ServeOptions) -> StewardServer:
             "refusing to serve plain HTTP: Keeps need an https:// Steward",
             hint="pass --tls-cert and --tls-key, or --dev for a local development Steward",
         )
+    http: Any = "auto"
+    if options.client_ca_pem is not None and options.tls_cert is not None:
+        from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+        http = with_client_certificate(AutoHTTPProtocol)
     config = uvicorn.Config(
         app,
+        http=http,
         host=options.host,
         port=options.port,
         ssl_certfile=str(options.tls_cert) if options.tls_cert else None,
@@ -104,6 +115,10 @@ def build_server(app: ASGIApp, options: ServeOptions) -> StewardServer:
         raise UsageError(f"cannot load the TLS certificate/key: {exc}") from None
     if config.ssl is not None:
         config.ssl.minimum_version = ssl.TLSVersion.TLSv1_3
+        if options.client_ca_pem is not None:
+            # Optional: Keeps attesting and everyone else connect without a certificate.
+            config.ssl.verify_mode = ssl.CERT_OPTIONAL
+            config.ssl.load_verify_locations(cadata=options.client_ca_pem.decode())
     if options.development:
         log.warning(DEV_BANNER)
     lifecycle = getattr(app, "lifecycle", None) or Lifecycle()

@@ -18,7 +18,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from donjon.attestation.claims import EVIDENCE_NOT_FRESH, REVOCATION_NOT_CHECKED
+from donjon.attestation.claims import (
+    EVIDENCE_NOT_FRESH,
+    REVOCATION_NOT_CHECKED,
+    TCB_NOT_APPRAISED,
+)
 from donjon.attestation.verdict import UNKNOWN_PLATFORM
 from donjon.steward import challenges
 from donjon.steward.ca import CertificateAuthority
@@ -345,13 +349,23 @@ class Steward:
                     item.result.platform,
                 )
             if REVOCATION_NOT_CHECKED in item.result.advisories:
-                revocation = next((c for c in verdict.checks if c.id == "snp.revocation"), None)
+                revocation = next(
+                    (c for c in verdict.checks if c.id in ("snp.revocation", "dcap.revocation")),
+                    None,
+                )
                 log.warning(
                     "REVOCATION NOT CHECKED for certificate serial=%s platform=%s (policy crl = "
                     '"if-available"; advisory in the certificate): %s',
                     item.serial_hex,
                     item.result.platform,
                     revocation.reason if revocation is not None else "no current vendor CRL",
+                )
+            if TCB_NOT_APPRAISED in item.result.advisories:
+                log.warning(
+                    "TCB NOT APPRAISED for certificate serial=%s platform=%s (policy tcb_mode = "
+                    '"if-available", no Intel TCB collateral; advisory in the certificate)',
+                    item.serial_hex,
+                    item.result.platform,
                 )
         return Attestation(verdicts=tuple(verdicts), issued=tuple(issued))
 

@@ -26,7 +26,7 @@ from types import FrameType
 import uvicorn
 
 from donjon.errors import DonjonError
-from donjon.steward.bootstrap import StewardConfig, build_steward
+from donjon.steward.bootstrap import StewardConfig, build_secrets, build_steward
 from donjon.steward.metrics import MULTIPROC_ENV
 from donjon.steward.server import ServeOptions
 
@@ -49,11 +49,14 @@ def _worker_main(
     )
     try:
         steward, settings = build_steward(config)
+        secrets = build_secrets(config, steward)
     except DonjonError as exc:
         log.error("worker could not start: %s", exc.message)
         raise SystemExit(STARTUP_FAILURE) from None
+    if secrets is not None:  # Keeps present their certificate to fetch secrets
+        options = replace(options, client_ca_pem=steward.ca.certificate_pem)
     try:
-        serve(create_app(steward, settings), options, sockets=[sock])
+        serve(create_app(steward, settings, secrets=secrets), options, sockets=[sock])
     except DonjonError as exc:
         log.error("worker could not serve: %s", exc.message)
         raise SystemExit(STARTUP_FAILURE) from None
@@ -149,6 +152,7 @@ def serve_workers(
 
     steward, settings = build_steward(config)
     try:
+        build_secrets(config, steward)  # the KEK loads; the secrets tables exist before workers
         build_server(create_app(steward, settings), options)  # the TLS files load
     finally:
         steward.store.close()

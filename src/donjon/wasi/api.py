@@ -24,6 +24,7 @@ from __future__ import annotations
 TYPE_CHECKING = False  # ``typing`` costs milliseconds to import; mypy reads this as True
 if TYPE_CHECKING:
     import os
+    from collections.abc import Mapping
     from typing import Any, BinaryIO
 
     from donjon.wasi.streams import ByteStream as ByteStream
@@ -131,6 +132,40 @@ class Preopen(_Value):
         _init(self, host_path=host_path, guest_path=guest_path, writable=writable)
 
 
+class MemoryDir(_Value):
+    """A read-only directory held in memory, preopened at ``guest_path``.
+
+    ``files`` maps plain names (no ``/``) to contents. Nothing of it exists on the
+    host's file system; the guest can open, read, seek, stat and list, never write.
+    """
+
+    __slots__ = ("files", "guest_path")
+    guest_path: str
+    files: Mapping[str, bytes]
+
+    def __init__(self, guest_path: str, files: Mapping[str, bytes]) -> None:
+        _init(self, guest_path=guest_path, files=files)
+
+    def __repr__(self) -> str:  # the contents may be secrets
+        return f"MemoryDir(guest_path={self.guest_path!r}, files=<{len(self.files)} files>)"
+
+    def __hash__(self) -> int:
+        return hash((self.guest_path, tuple(sorted(self.files))))
+
+
+class MemoryFile(_Value):
+    """A read-only file held in memory, at its position among ``RunSpec.streams``."""
+
+    __slots__ = ("data",)
+    data: bytes
+
+    def __init__(self, data: bytes) -> None:
+        _init(self, data=data)
+
+    def __repr__(self) -> str:  # the contents may be secrets
+        return f"MemoryFile(<{len(self.data)} bytes>)"
+
+
 class Limits(_Value):
     """Resource limits. ``None`` means unlimited.
 
@@ -184,8 +219,8 @@ class RunSpec:
         stdin: Stdio | None = None,
         stdout: Stdio | None = None,
         stderr: Stdio | None = None,
-        preopens: list[Preopen] | None = None,
-        streams: list[Listener | ByteStream] | None = None,
+        preopens: list[Preopen | MemoryDir] | None = None,
+        streams: list[Listener | ByteStream | MemoryFile] | None = None,
         limits: Limits | None = None,
         cache_dir: StrPath | None = None,
         module_bytes: bytes | None = None,
@@ -198,8 +233,10 @@ class RunSpec:
         self.stdin = Stdio() if stdin is None else stdin
         self.stdout = Stdio() if stdout is None else stdout
         self.stderr = Stdio() if stderr is None else stderr
-        self.preopens: list[Preopen] = [] if preopens is None else preopens
-        self.streams: list[Listener | ByteStream] = [] if streams is None else streams
+        self.preopens: list[Preopen | MemoryDir] = [] if preopens is None else preopens
+        self.streams: list[Listener | ByteStream | MemoryFile] = (
+            [] if streams is None else streams
+        )
         self.limits = Limits() if limits is None else limits
         #: Directory of the compiled-module cache; ``None`` disables it.
         self.cache_dir = cache_dir

@@ -10,10 +10,17 @@ from __future__ import annotations
 import os
 import time
 
-from donjon.wasi import abi
+from donjon.wasi import abi, memfs
 from donjon.wasi.context import HostContext, ready
 from donjon.wasi.errors import WasiError
-from donjon.wasi.fdtable import KIND_FILE, KIND_PYSTREAM, FdEntry, filetype_of_mode
+from donjon.wasi.fdtable import (
+    KIND_FILE,
+    KIND_MEMDIR,
+    KIND_MEMFILE,
+    KIND_PYSTREAM,
+    FdEntry,
+    filetype_of_mode,
+)
 
 try:
     import fcntl
@@ -241,6 +248,8 @@ class FdCalls:
                 if entry.filetype in _WATCHED and (self.ctx.bounded or entry.flags & _NONBLOCK):
                     self._wait(entry, False)
                 n = readv(entry.hostfd, bufs)
+            elif entry.kind == KIND_MEMFILE:
+                n = memfs.read(entry, bufs)
             elif entry.kind == KIND_PYSTREAM:
                 n = 0
                 for part in bufs:
@@ -281,6 +290,12 @@ class FdCalls:
             raise WasiError(abi.ESPIPE)
 
     def fd_pread(self, fd: int, iovs: int, iovs_len: int, offset: int, nread: int) -> int:
+        memory = self.ctx.fds.get(fd)
+        if memory.kind == KIND_MEMFILE:
+            memory.require(_RIGHT_READ)
+            n = memfs.pread(memory, self.ctx.mem.iovecs(iovs, iovs_len), offset)
+            self.ctx.mem.set_u32(nread, n)
+            return abi.SUCCESS
         entry = self._file(fd, _RIGHT_READ)
         self._seekable(entry)
         if offset > 1 << 63:
@@ -319,6 +334,12 @@ class FdCalls:
 
     def fd_seek(self, fd: int, offset: int, whence: int, newoffset: int) -> int:
         entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_MEMFILE:
+            if whence > abi.WHENCE_END:
+                raise WasiError(abi.EINVAL)
+            entry.require(abi.RIGHT_FD_SEEK)
+            self.ctx.mem.set_u64(newoffset, memfs.seek(entry, _signed64(offset), whence))
+            return abi.SUCCESS
         if entry.kind != KIND_FILE or entry.is_dir:
             raise WasiError(abi.EBADF)
         self._seekable(entry)
@@ -334,6 +355,10 @@ class FdCalls:
 
     def fd_tell(self, fd: int, out: int) -> int:
         entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_MEMFILE:
+            entry.require(abi.RIGHT_FD_TELL)
+            self.ctx.mem.set_u64(out, entry.offset)
+            return abi.SUCCESS
         if entry.kind != KIND_FILE or entry.is_dir:
             raise WasiError(abi.EBADF)
         self._seekable(entry)
@@ -444,8 +469,10 @@ class FdCalls:
     def fd_filestat_get(self, fd: int, out: int) -> int:
         entry = self.ctx.fds.get(fd)
         entry.require(abi.RIGHT_FD_FILESTAT_GET)
-        if entry.kind == KIND_PYSTREAM:
-            values: tuple[int, ...] = (0, 0, entry.filetype, 0, 0, 0, 0, 0)
+        if entry.kind in (KIND_MEMFILE, KIND_MEMDIR):
+            values: tuple[int, ...] = memfs.filestat(entry)
+        elif entry.kind == KIND_PYSTREAM:
+            values = (0, 0, entry.filetype, 0, 0, 0, 0, 0)
         elif entry.kind == KIND_FILE and entry.filetype in _WATCHED:
             # stdio: wasmtime reports only the type.
             values = (0, 0, entry.filetype, 0, 0, 0, 0, 0)
@@ -499,11 +526,13 @@ class FdCalls:
 
     def fd_readdir(self, fd: int, buf: int, buf_len: int, cookie: int, bufused: int) -> int:
         entry = self.ctx.fds.get(fd)
-        if entry.kind != KIND_FILE or not entry.is_dir:
+        if entry.kind not in (KIND_FILE, KIND_MEMDIR) or not entry.is_dir:
             raise WasiError(abi.EBADF)  # as wasmtime: not a directory fd
         entry.require(abi.RIGHT_FD_READDIR)
         if cookie == 0 or entry.dirents is None:
-            entry.dirents = _list_dir(entry.hostfd)
+            entry.dirents = (
+                memfs.dirents(entry) if entry.kind == KIND_MEMDIR else _list_dir(entry.hostfd)
+            )
         mem = self.ctx.mem
         mem.check(buf, buf_len)
         out = bytearray()

@@ -12,7 +12,7 @@ import stat
 import sys
 
 from donjon.wasi import abi
-from donjon.wasi.api import StdioKind
+from donjon.wasi.api import MemoryDir, MemoryFile, StdioKind
 from donjon.wasi.errors import WasiError
 
 try:
@@ -33,6 +33,8 @@ KIND_FILE = 0  # a host fd: regular file, tty, pipe, directory
 KIND_SOCKET = 1  # a connected stream (socket.socket or ssl.SSLSocket)
 KIND_LISTENER = 2  # a Listener for sock_accept
 KIND_PYSTREAM = 3  # a Python file object without a usable fileno()
+KIND_MEMFILE = 4  # a read-only file held in memory (``memory`` is its bytes)
+KIND_MEMDIR = 5  # a read-only directory held in memory (``memory`` maps names to bytes)
 
 
 class FdEntry:
@@ -46,6 +48,8 @@ class FdEntry:
         "flags",
         "hostfd",
         "kind",
+        "memory",
+        "offset",
         "owns_fd",
         "preopen",
         "rbuf",
@@ -74,6 +78,7 @@ class FdEntry:
         owns_fd: bool = True,
         shared: bool = False,
         tls: bool = False,
+        memory: Any = None,
     ) -> None:
         self.kind = kind
         self.filetype = filetype
@@ -102,6 +107,9 @@ class FdEntry:
         #: host fd that fd_write / fd_read may use directly with no further checks, else -1
         self.fast_write = -1
         self.fast_read = -1
+        #: in-memory entries: the file's bytes or the directory's files, and the read offset
+        self.memory = memory
+        self.offset = 0
 
     def __repr__(self) -> str:
         return f"FdEntry(kind={self.kind}, filetype={self.filetype}, hostfd={self.hostfd})"
@@ -215,6 +223,46 @@ def _preopen_entry(preopen: Preopen) -> FdEntry:
     )
 
 
+#: An in-memory file can be read, seeked, stat'ed and polled; never written.
+RIGHTS_MEMFILE = (
+    abi.RIGHT_FD_READ
+    | abi.RIGHT_FD_SEEK
+    | abi.RIGHT_FD_TELL
+    | abi.RIGHT_FD_FILESTAT_GET
+    | abi.RIGHT_POLL_FD_READWRITE
+)
+#: An in-memory directory can open and stat its files and list them.
+RIGHTS_MEMDIR = (
+    abi.RIGHT_PATH_OPEN
+    | abi.RIGHT_FD_READDIR
+    | abi.RIGHT_PATH_FILESTAT_GET
+    | abi.RIGHT_FD_FILESTAT_GET
+    | abi.RIGHT_POLL_FD_READWRITE
+)
+
+
+def memfile_entry(data: bytes) -> FdEntry:
+    return FdEntry(
+        KIND_MEMFILE, abi.FILETYPE_REGULAR_FILE, -1, RIGHTS_MEMFILE, 0, memory=data, readonly=True
+    )
+
+
+def memdir_entry(spec: MemoryDir, *, preopened: bool = True) -> FdEntry:
+    for name in spec.files:
+        if not name or "/" in name or name in (".", "..") or "\0" in name:
+            raise ValueError(f"in-memory directory {spec.guest_path}: bad file name {name!r}")
+    return FdEntry(
+        KIND_MEMDIR,
+        abi.FILETYPE_DIRECTORY,
+        -1,
+        RIGHTS_MEMDIR,
+        RIGHTS_MEMFILE,
+        preopen=spec.guest_path.encode() if preopened else None,
+        readonly=True,
+        memory=dict(spec.files),
+    )
+
+
 def socket_entry(sock: ByteStream, *, nonblock: bool = False) -> FdEntry:
     """A connected stream. The host socket is always non-blocking; the guest flag is ours."""
     sock.setblocking(False)
@@ -305,7 +353,7 @@ class FdTable:
     def build(
         cls,
         stdio: tuple[Stdio, Stdio, Stdio],
-        preopens: list[Preopen],
+        preopens: list[Preopen | MemoryDir],
         streams: list[Any],
     ) -> FdTable:
         table = cls()
@@ -313,9 +361,15 @@ class FdTable:
             for number, spec in enumerate(stdio):
                 table.add(_stdio_entry(number, spec))
             for preopen in preopens:
-                table.add(_preopen_entry(preopen))
+                if isinstance(preopen, MemoryDir):
+                    table.add(memdir_entry(preopen))
+                else:
+                    table.add(_preopen_entry(preopen))
             for obj in streams:
-                table.add(listener_entry(obj) if is_listener(obj) else socket_entry(obj))
+                if isinstance(obj, MemoryFile):
+                    table.add(memfile_entry(obj.data))
+                else:
+                    table.add(listener_entry(obj) if is_listener(obj) else socket_entry(obj))
         except BaseException:
             table.close_all()
             raise

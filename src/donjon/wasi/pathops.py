@@ -12,11 +12,11 @@ import errno
 import os
 import stat
 
-from donjon.wasi import abi
+from donjon.wasi import abi, memfs
 from donjon.wasi.context import HostContext
 from donjon.wasi.errors import WasiError
 from donjon.wasi.fdops import filestat_tuple, resolve_times
-from donjon.wasi.fdtable import KIND_FILE, FdEntry, filetype_of_mode
+from donjon.wasi.fdtable import KIND_FILE, KIND_MEMDIR, FdEntry, filetype_of_mode
 from donjon.wasi.sandbox import ESCAPE, Resolved, decode_path, resolve
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -36,6 +36,9 @@ class PathCalls:
 
     def _dir(self, fd: int, rights: int) -> FdEntry:
         entry = self.ctx.fds.get(fd)
+        if entry.kind == KIND_MEMDIR:
+            entry.require(rights)  # an in-memory directory lacks every writing right
+            raise WasiError(abi.ENOTSUP)
         if entry.kind != KIND_FILE or not entry.is_dir:
             raise WasiError(abi.ENOTDIR)
         entry.require(rights)
@@ -62,6 +65,16 @@ class PathCalls:
         fdflags: int,
         opened: int,
     ) -> int:
+        memory = self.ctx.fds.get(fd)
+        if memory.kind == KIND_MEMDIR:
+            if oflags & ~0xF or fdflags & ~abi.FDFLAGS_ALL or dirflags & ~1:
+                raise WasiError(abi.EINVAL)
+            text = self._path(path, path_len)
+            opened_fd = self.ctx.fds.add(
+                memfs.open_path(memory, text, oflags, rights_base, fdflags)
+            )
+            self.ctx.mem.set_u32(opened, opened_fd)
+            return abi.SUCCESS
         parent = self._dir(fd, abi.RIGHT_PATH_OPEN)
         if oflags & ~0xF or fdflags & ~abi.FDFLAGS_ALL or dirflags & ~1:
             raise WasiError(abi.EINVAL)
@@ -193,11 +206,16 @@ class PathCalls:
 
     def path_filestat_get(self, fd: int, flags: int, path: int, path_len: int, buf: int) -> int:
         follow = bool(flags & abi.LOOKUPFLAGS_SYMLINK_FOLLOW)
-        with self._resolve(fd, abi.RIGHT_PATH_FILESTAT_GET, path, path_len, follow) as where:
-            st = os.stat(_host_name(where), dir_fd=where.dirfd, follow_symlinks=False)
+        memory = self.ctx.fds.get(fd)
+        if memory.kind == KIND_MEMDIR:
+            values = memfs.path_filestat(memory, self._path(path, path_len))
+        else:
+            with self._resolve(fd, abi.RIGHT_PATH_FILESTAT_GET, path, path_len, follow) as where:
+                st = os.stat(_host_name(where), dir_fd=where.dirfd, follow_symlinks=False)
+            values = filestat_tuple(st)
         mem = self.ctx.mem
         mem.check(buf, abi.FILESTAT.size)
-        abi.FILESTAT.pack_into(mem.view, buf, *filestat_tuple(st))
+        abi.FILESTAT.pack_into(mem.view, buf, *values)
         return abi.SUCCESS
 
     def path_filestat_set_times(

@@ -16,9 +16,17 @@ import time
 from donjon.wasi import abi
 from donjon.wasi.context import USE_POLL, HostContext
 from donjon.wasi.errors import WasiError
-from donjon.wasi.fdtable import KIND_FILE, KIND_PYSTREAM, KIND_SOCKET, FdEntry
+from donjon.wasi.fdtable import (
+    KIND_FILE,
+    KIND_MEMDIR,
+    KIND_MEMFILE,
+    KIND_PYSTREAM,
+    KIND_SOCKET,
+    FdEntry,
+)
 
 _ALWAYS_READY = (abi.FILETYPE_REGULAR_FILE, abi.FILETYPE_DIRECTORY, abi.FILETYPE_BLOCK_DEVICE)
+_ALWAYS_READY_KINDS = (KIND_PYSTREAM, KIND_MEMFILE, KIND_MEMDIR)
 
 #: One subscription decoded in a single step: userdata, tag, then the union read as a
 #: clock (id, timeout, precision, flags). For fd subscriptions the id is the fd and the
@@ -142,7 +150,9 @@ class PollCalls:
                         pending += entry.sock.pending()
                     if pending:
                         events.append((userdata, 0, tag, pending, 0))
-            elif kind == KIND_PYSTREAM or (kind == KIND_FILE and entry.filetype in _ALWAYS_READY):
+            elif kind in _ALWAYS_READY_KINDS or (
+                kind == KIND_FILE and entry.filetype in _ALWAYS_READY
+            ):
                 events.append((userdata, 0, tag, 0, 0))
         return events
 

@@ -14,9 +14,9 @@ from cryptography import x509
 
 from donjon.attestation import binding
 from donjon.attestation.claims import REVOCATION_NOT_CHECKED
+from donjon.attestation.devplatforms import read_sim_root
 from donjon.attestation.errors import (
     FingerprintMismatchError,
-    MalformedEvidenceError,
     PlatformNotAllowedError,
 )
 from donjon.attestation.evidence import decode_enarx_snp, decode_sim
@@ -26,13 +26,10 @@ from donjon.attestation.snp.chain import CrlMode, fingerprint
 from donjon.attestation.snp.policy import SNP_TCB_STATUSES, SnpPolicy
 from donjon.attestation.snp.report import parse_report
 from donjon.attestation.snp.verify import SimRoot, SnpEvidence, SnpVerified, verify_snp
-from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verdict import Appraisal
 
 #: Size of a bare SNP report, raw.
 REPORT_SIZE = 1184
-#: An Azure CVM HCL report: a 32-byte header, then the SNP report.
-HCL_HEADER = 32
 
 
 def show_report(report: bytes) -> dict[str, Any]:
@@ -40,7 +37,7 @@ def show_report(report: bytes) -> dict[str, Any]:
     return {"report": parse_report(report, strict=False).to_dict()}
 
 
-def _describe(verified: SnpVerified) -> Callable[[], dict[str, Any]]:
+def describe_snp(verified: SnpVerified) -> Callable[[], dict[str, Any]]:
     def describe() -> dict[str, Any]:
         key = verified.key
         return {
@@ -105,7 +102,7 @@ def _verify(
         not_after_limit=verified.chain.not_after_limit,
         revocation_checked=verified.chain.crl_checked,
         crl_mode=crl_mode,
-        describe=_describe(verified),
+        describe=describe_snp(verified),
     )
 
 
@@ -162,11 +159,11 @@ class SimEntry:
 
     def verify(self, value: bytes, ctx: VerifyContext) -> Appraisal:
         checks = ctx.checks
-        root = checks.step("platform.allowed", lambda: _sim_root(ctx))
+        root = checks.step("platform.allowed", lambda: trusted_sim_root(ctx))
         evidence = checks.step("evidence.format", lambda: (decode_sim(value), "sim evidence"))
         checks.step("sim.root", lambda: _sim_ark_matches(evidence, root))
         sim = ctx.policy.sim
-        assert sim is not None  # _sim_root refused otherwise
+        assert sim is not None  # trusted_sim_root refused otherwise
         # The simulator publishes no CRL: its evidence is always "if-available".
         return _verify(
             ctx,
@@ -179,23 +176,14 @@ class SimEntry:
         )
 
 
-def _sim_root(ctx: VerifyContext) -> tuple[SimRoot, str]:
+def trusted_sim_root(ctx: VerifyContext) -> tuple[SimRoot, str]:
+    """The simulator ARK named by ``[sim] trust``, or a ``platform.not_allowed`` refusal."""
     sim = ctx.policy.sim
     if sim is None or sim.trust is None:
         raise PlatformNotAllowedError(
             'sim evidence needs an explicit [sim] trust = "path/to/ark.pem" entry in the policy'
         )
-    try:
-        certs = parse_cert_bundle(sim.trust.read_bytes(), str(sim.trust))
-    except OSError as exc:
-        raise PlatformNotAllowedError(
-            f"[sim] trust: cannot read {sim.trust}: {exc.strerror or exc}"
-        ) from exc
-    except MalformedEvidenceError as exc:
-        raise PlatformNotAllowedError(f"[sim] trust: {exc.message}") from exc
-    if len(certs) != 1:
-        raise PlatformNotAllowedError(f"[sim] trust: {sim.trust} must hold exactly one ARK")
-    sha = fingerprint(certs[0])
+    sha = fingerprint(read_sim_root(sim.trust, "sim"))
     return SimRoot(sha), f"[sim] trust = {sim.trust.name} (sha256 {sha[:16]}...)"
 
 
@@ -223,11 +211,4 @@ def sniff_hex_report(data: bytes) -> bytes | None:
             return bytes.fromhex(text.decode("ascii"))
         except (UnicodeDecodeError, ValueError):
             return None
-    return None
-
-
-def sniff_hcl_report(data: bytes) -> bytes | None:
-    """The SNP report inside an Azure HCL report (its vTPM binding is not judged here)."""
-    if data[:4] == b"HCLA" and len(data) >= HCL_HEADER + REPORT_SIZE:
-        return data[HCL_HEADER : HCL_HEADER + REPORT_SIZE]
     return None

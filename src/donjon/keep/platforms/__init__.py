@@ -2,8 +2,8 @@
 
 Each platform lives in its own module, imported only when used, and exposes
 ``create(state_dir) -> Platform``. Auto-selection follows Enarx's order: sgx,
-snp, tdx, then cca and nitro, then sim and sim-cca (only once ``donjon sim init``
-has made their state), then nil.
+snp, tdx, then cca and nitro, then azure (a vTPM holding Azure's HCL report), then
+sim and sim-cca (only once ``donjon sim init`` has made their state), then nil.
 ``--platform`` or ``DONJON_PLATFORM`` overrides it.
 """
 
@@ -46,6 +46,7 @@ REGISTRY: dict[str, str] = {
     "tdx": "donjon.keep.platforms.tdx",
     "cca": "donjon.keep.platforms.cca",
     "nitro": "donjon.keep.platforms.nitro",
+    "azure": "donjon.keep.platforms.azure",
     "sim": "donjon.keep.platforms.sim",
     "sim-cca": "donjon.keep.platforms.sim_cca",
     "nil": "donjon.keep.platforms.nil",

@@ -21,10 +21,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from donjon.errors import DonjonError
 
 #: The names a user may pass to ``--platform`` / ``DONJON_PLATFORM``, in auto-selection order.
-PLATFORM_NAMES: tuple[str, ...] = ("sgx", "snp", "tdx", "cca", "nitro", "sim", "sim-cca", "nil")
+PLATFORM_NAMES: tuple[str, ...] = (
+    "sgx", "snp", "tdx", "cca", "nitro", "azure", "sim", "sim-cca", "nil"
+)  # fmt: skip
 
 #: Platforms whose evidence comes from real TEE hardware; ``sim`` and ``nil`` are not among them.
-HARDWARE_PLATFORMS = frozenset({"sgx", "snp", "tdx", "cca", "nitro"})
+#: (``azure-snp``/``azure-tdx`` are what a Steward names the ``azure`` Keep platform's results.)
+HARDWARE_PLATFORMS = frozenset(
+    {"sgx", "snp", "tdx", "cca", "nitro", "azure", "azure-snp", "azure-tdx"}
+)
 #: Platforms whose file system the host serves call by call (SGX under Gramine): a file
 #: there, the module cache's key included, is no secret from the host.
 HOST_SERVES_FILES = frozenset({"sgx"})
@@ -48,7 +53,7 @@ class PlatformUnavailable(PlatformError):
 class Platform(Protocol):
     """An evidence provider. Implementations must be cheap to construct: no I/O in ``__init__``."""
 
-    #: "snp" | "tdx" | "sgx" | "cca" | "nitro" | "sim" | "sim-cca" | "nil"
+    #: "snp" | "tdx" | "sgx" | "cca" | "nitro" | "azure" | "sim" | "sim-cca" | "nil"
     name: str
 
     def key_curve(self) -> ec.EllipticCurve:

@@ -32,7 +32,9 @@ SUMMARY = {
     "tdx": "Intel TDX trust domain: VM memory encrypted and integrity-protected, TD quote",
     "cca": "Arm CCA Realm: VM memory isolated by the RMM, CCA attestation token",
     "nitro": "AWS Nitro Enclave: isolated by AWS's hypervisor (not the CPU), NSM document",
-    "sim": "simulated TEE for development: SNP-format evidence, NO protection at all",
+    "azure": "Azure confidential VM (SEV-SNP or TDX under Azure's paravisor): HCL report "
+    "and vTPM quote",
+    "sim": "simulated TEE for development: SNP or TDX evidence, NO protection at all",
     "sim-cca": "simulated Arm CCA for development: CCA-format tokens, NO protection at all",
     "nil": "no TEE: NO protection, no evidence; certificates say so",
 }
@@ -134,6 +136,39 @@ def _flag(flags: set[str] | None, name: str, what: str, hint: str) -> Check:
     return Check(present, f"CPU flag {name} ({what})", None if present else hint)
 
 
+def _azure(root: Path, state_dir: Path | None) -> list[Check]:
+    """vTPM, TPM library, HCL report in NV, its hardware: each a check, stopping at the first ✗."""
+    from donjon.keep.platforms import azure, tpm
+
+    spec = tpm.tcti_spec()
+    device = tpm.device_of(spec)
+    if device is not None:
+        rel = str(device).lstrip("/")
+        present = (root / rel).exists()
+        hint = "an Azure confidential VM has a vTPM; elsewhere set DONJON_TPM_TCTI"
+        checks = [Check(present, f"vTPM: /{rel}", None if present else hint)]
+        if not present:
+            return checks
+    else:
+        checks = [Check(True, f"vTPM: TCTI {spec} (from ${tpm.ENV_TCTI})")]
+    found = azure.AzurePlatform(cache_dir=state_dir).detect()
+    if found.library is not None:
+        return [*checks, Check(False, "TPM library tpm2-pytss", tpm.INSTALL_HINT)]
+    checks.append(Check(True, "TPM library tpm2-pytss"))
+    if found.tpm is not None:
+        hint = "the Keep needs read access to the TPM (root, or the tss group)"
+        return [*checks, Check(False, f"TPM answers: {found.tpm}", hint)]
+    checks.append(Check(True, "TPM answers"))
+    nv = "HCL report in vTPM NV index 0x01400001"
+    if not found.nv:
+        return [*checks, Check(False, nv, "not an Azure confidential VM (no paravisor report)")]
+    checks.append(Check(True, nv))
+    if found.kind is None:
+        return [*checks, Check(False, f"HCL report: {found.report_error}")]
+    what = "SEV-SNP report" if found.kind.name == "SNP" else "TDX TDREPORT"
+    return [*checks, Check(True, f"HCL report holds a {what} ({found.kind.platform})")]
+
+
 def _provider(name: str, state_dir: Path | None) -> tuple[Check, bool]:
     from donjon.keep import platforms
 
@@ -222,6 +257,10 @@ def probe(
                 usable = nsm.ok
             else:
                 checks.append(not_linux)
+        elif name == "azure":
+            azure_checks = _azure(root, state_dir) if linux else [not_linux]
+            checks += azure_checks
+            usable = all(c.ok for c in azure_checks)
         elif name in SIMULATED:
             checks.append(Check(True, "software only: runs anywhere, protects nothing"))
         else:

@@ -24,10 +24,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from pyasn1.codec.der import encoder
-from pyasn1.type import char, namedtype, univ
 
 from donjon.attestation import oids
+from donjon.attestation.sgx.evidence import encode_enarx_sgx
 from donjon.keep.platforms.base import PlatformError, PlatformUnavailable, check_report_data
 from donjon.keep.platforms.configfs import OsTsmFs, TsmFs
 
@@ -42,54 +41,6 @@ TEE_TYPE_SGX = 0x00
 
 class SgxPlatformError(PlatformError):
     """Gramine's attestation interface gave something that is not a usable quote."""
-
-
-class _CrlEntry(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("url", char.UTF8String()),
-        namedtype.NamedType("crl", univ.Any()),
-    )
-
-
-class _CrlEntries(univ.SequenceOf):
-    componentType = _CrlEntry()
-
-
-class _CrlList(univ.Sequence):
-    componentType = namedtype.NamedTypes(namedtype.NamedType("crls", _CrlEntries()))
-
-
-class _Certs(univ.SequenceOf):
-    componentType = univ.Any()
-
-
-class _TcbPackage(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("certs", _Certs()),
-        namedtype.NamedType("tcbInfo", univ.OctetString()),
-    )
-
-
-class _EnarxSgx(univ.Sequence):
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("quote", univ.OctetString()),
-        namedtype.NamedType("crls", _CrlList()),
-        namedtype.NamedType("tcb", _TcbPackage()),
-    )
-
-
-def encode_enarx_sgx(quote: bytes) -> bytes:
-    """Enarx's SGX evidence with no collateral attached."""
-    crl_list = _CrlList()
-    crl_list["crls"] = _CrlEntries()
-    tcb = _TcbPackage()
-    tcb["certs"] = _Certs()
-    tcb["tcbInfo"] = b""
-    value = _EnarxSgx()
-    value["quote"] = quote
-    value["crls"] = crl_list
-    value["tcb"] = tcb
-    return bytes(encoder.encode(value))
 
 
 def quote_report_data(quote: bytes, where: str) -> bytes:

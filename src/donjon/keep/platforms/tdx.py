@@ -23,10 +23,9 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
-from pyasn1.codec.der import encoder
-from pyasn1.type import namedtype, univ
 
 from donjon.attestation import oids
+from donjon.attestation.tdx.evidence import encode_tdx_evidence
 from donjon.keep.platforms.base import PlatformError, PlatformUnavailable, check_report_data
 from donjon.keep.platforms.configfs import ConfigfsTsm
 from donjon.keep.platforms.devguest import TdxGuestDevice
@@ -45,16 +44,6 @@ TD_REPORT_DATA_OFFSET = 520
 
 class TdxPlatformError(PlatformError):
     """The TDX guest interface gave something that is not a usable quote."""
-
-
-class _TdxEvidence(univ.Sequence):
-    componentType = namedtype.NamedTypes(namedtype.NamedType("quote", univ.OctetString()))
-
-
-def encode_tdx_evidence(quote: bytes) -> bytes:
-    value = _TdxEvidence()
-    value["quote"] = quote
-    return bytes(encoder.encode(value))
 
 
 def quote_report_data(quote: bytes, where: str) -> bytes:
@@ -94,7 +83,8 @@ class TdxPlatform:
         self._linux = sys.platform.startswith("linux") if linux is None else linux
 
     def key_curve(self) -> ec.EllipticCurve:
-        return ec.SECP256R1()
+        """P-384, as the Steward demands for TDX (its binding hashes with SHA-512)."""
+        return ec.SECP384R1()
 
     def available(self) -> bool:
         """A TDX guest has /dev/tdx_guest; whether its kernel can quote shows only on asking."""

@@ -49,7 +49,7 @@ from donjon.attestation.peer import (
 )
 from donjon.errors import DonjonError
 from donjon.keep.sim import cca as sim_cca
-from donjon.keep.sim import sim_dir
+from donjon.keep.sim import sim_dir, tdx_state
 from donjon.keep.sim import state as sim_state
 from donjon.keep.sim.products import DEFAULT_TCB, Product
 
@@ -295,6 +295,8 @@ class Lab:
     procs: list[Proc] = field(default_factory=list)
     #: The CA of the newest Steward's HTTPS certificate, for Keeps' ``steward_ca``.
     https_ca: Path | None = None
+    #: The simulated TEE: "snp" (SEV-SNP reports) or "tdx" (TDX quotes).
+    tee: str = "snp"
 
     @property
     def state_dir(self) -> Path:
@@ -302,7 +304,9 @@ class Lab:
 
     @property
     def ark(self) -> Path:
-        return sim_dir(self.state_dir) / "ark.pem"
+        """The simulator's root certificate (the SNP ARK, or the TDX product's root)."""
+        name = "tdx-root.pem" if self.tee == "tdx" else "ark.pem"
+        return sim_dir(self.state_dir) / name
 
     def __enter__(self) -> Lab:
         return self
@@ -350,17 +354,27 @@ class Lab:
 
     def init_sim_cca(self) -> sim_cca.SimCcaState:
         """The simulated Arm CCA platform (a CPAK; Keeps use ``--platform sim-cca``)."""
+        self.tee = "cca"
         return sim_cca.init(sim_cca.cca_dir(self.state_dir))
 
+    def init_sim_tdx(self, now: datetime | None = None) -> tdx_state.TdxSimState:
+        """The TDX product (``donjon sim init --tee tdx``); ``tee`` becomes "tdx"."""
+        self.tee = "tdx"
+        return tdx_state.init(sim_dir(self.state_dir), tdx_state.TdxSimConfig(), now=now)
+
     def write_policy(
-        self, allowed_wasm: Sequence[bytes], extra: str = "", tee: str = "snp"
+        self, allowed_wasm: Sequence[bytes], extra: str = "", tee: str | None = None
     ) -> Path:
+        """A policy trusting the simulated TEE ``tee`` (default: the last one initialised)."""
+        tee = tee or self.tee
         digests = ", ".join(toml_string(d.hex()) for d in allowed_wasm)
-        trust = f"trust = {toml_string(str(self.ark))}"
         if tee == "cca":
             cpak = sim_cca.cca_dir(self.state_dir) / "cpak.pem"
-            trust = f"cca_cpak = {toml_string(str(cpak))}"
-        text = f"[sim]\n{trust}\nallowed_workloads = [{digests}]\n"
+            text = f"[sim]\ncca_cpak = {toml_string(str(cpak))}\nallowed_workloads = [{digests}]\n"
+        else:
+            section = "[sim.tdx]" if tee == "tdx" else "[sim]"
+            trust = toml_string(str(self.ark))
+            text = f"{section}\ntrust = {trust}\nallowed_workloads = [{digests}]\n"
         path = self.root / f"policy-{len(list(self.root.glob('policy-*')))}.toml"
         write_bytes(path, (extra + "\n" + text).encode())
         return path

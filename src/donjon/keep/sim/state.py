@@ -28,12 +28,13 @@ from donjon.atomicfile import make_private_dir, write_bytes
 from donjon.attestation.snp import layout
 from donjon.attestation.snp.vcek import OID_HWID
 from donjon.errors import UsageError
-from donjon.keep.sim import hierarchy
+from donjon.keep.sim import hierarchy, tdx_state
 from donjon.keep.sim.errors import (
     SimAlreadyInitialised,
     SimNotInitialised,
     SimStateCorrupt,
 )
+from donjon.keep.sim.pemfiles import load_pem_certificate, load_pem_key, private_key_pem
 from donjon.keep.sim.products import Product, TcbVersion, parse_product, parse_tcb
 
 STATE_VERSION = 1
@@ -156,15 +157,18 @@ def init(
     now: datetime | None = None,
 ) -> SimState:
     """Create a new hierarchy in ``directory``; refuse to overwrite one unless ``force``."""
-    if is_initialised(directory) and not force:
+    other = (directory / tdx_state.CONFIG_FILE).is_file()
+    if (is_initialised(directory) or other) and not force:
         raise SimAlreadyInitialised(
             f"a simulated TEE already exists in {directory}",
             hint="use `donjon sim reset` first, or `donjon sim init --force`",
         )
+    if other:
+        reset(directory)  # one product per directory: --force replaces the TDX one
     make_private_dir(directory)
     h = hierarchy.generate(config.product, config.tcb, config.hwid, now=now)
     for name, key in (("ark", h.ark_key), ("ask", h.ask_key), ("vcek", h.vcek_key)):
-        write_bytes(directory / f"{name}.key", _key_pem(key), mode=0o600)
+        write_bytes(directory / f"{name}.key", private_key_pem(key), mode=0o600)
     for name, cert in (("ark", h.ark), ("ask", h.ask), ("vcek", h.vcek)):
         write_bytes(directory / f"{name}.pem", cert.public_bytes(serialization.Encoding.PEM))
     created = config.created or now or datetime.now(UTC)
@@ -188,8 +192,8 @@ def load(directory: Path) -> SimState:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SimStateCorrupt(f"{config_path}: unreadable: {exc}") from None
     config = SimConfig.from_json(data, config_path)
-    certs = {name: _load_cert(directory / f"{name}.pem") for name in CERT_NAMES}
-    vcek_key = _load_key(directory / "vcek.key")
+    certs = {name: load_pem_certificate(directory / f"{name}.pem") for name in CERT_NAMES}
+    vcek_key = load_pem_key(directory / "vcek.key")
     if not isinstance(vcek_key, ec.EllipticCurvePrivateKey) or not isinstance(
         vcek_key.curve, ec.SECP384R1
     ):
@@ -205,7 +209,7 @@ def load(directory: Path) -> SimState:
 def reissue_vcek(directory: Path, tcb: TcbVersion, now: datetime | None = None) -> SimState:
     """Move the simulated chip to a new TCB: a new VCEK, as AMD's KDS would issue."""
     state = load(directory)
-    ask_key = _load_key(directory / "ask.key")
+    ask_key = load_pem_key(directory / "ask.key")
     if not isinstance(ask_key, rsa.RSAPrivateKey):
         raise SimStateCorrupt(f"{directory / 'ask.key'}: not an RSA key")
     config = SimConfig(
@@ -219,7 +223,7 @@ def reissue_vcek(directory: Path, tcb: TcbVersion, now: datetime | None = None) 
     key, cert = hierarchy.make_vcek(
         config.product, tcb, config.hwid, ask_key, state.ask, now or datetime.now(UTC)
     )
-    write_bytes(directory / "vcek.key", _key_pem(key), mode=0o600)
+    write_bytes(directory / "vcek.key", private_key_pem(key), mode=0o600)
     write_bytes(directory / "vcek.pem", cert.public_bytes(serialization.Encoding.PEM))
     write_bytes(directory / CONFIG_FILE, json.dumps(config.to_json(), indent=2).encode())
     return SimState(directory, config, state.ark, state.ask, cert, key)
@@ -230,6 +234,7 @@ def reset(directory: Path) -> bool:
     if not directory.exists():
         return False
     ours = {CONFIG_FILE} | {f"{n}.pem" for n in CERT_NAMES} | {f"{n}.key" for n in CERT_NAMES}
+    ours |= tdx_state.FILES
     foreign = [
         p.name
         for p in directory.iterdir()
@@ -242,29 +247,3 @@ def reset(directory: Path) -> bool:
         )
     shutil.rmtree(directory)
     return True
-
-
-def _key_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _load_cert(path: Path) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except FileNotFoundError:
-        raise SimStateCorrupt(f"{path}: missing (run `donjon sim reset` then `init`)") from None
-    except (OSError, ValueError) as exc:
-        raise SimStateCorrupt(f"{path}: not a PEM certificate: {exc}") from None
-
-
-def _load_key(path: Path) -> Any:
-    try:
-        return serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except FileNotFoundError:
-        raise SimStateCorrupt(f"{path}: missing (run `donjon sim reset` then `init`)") from None
-    except (OSError, ValueError, TypeError) as exc:
-        raise SimStateCorrupt(f"{path}: not a PEM private key: {exc}") from None

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 
 from donjon.steward.console.mode import MODES, ConsoleMode, announce, parse_mode, resolve_mode
 from donjon.steward.console.web import BodyReader, Console, ConsoleConfig
+from donjon.steward.secrets_store import SecretStore
 from donjon.steward.service import Steward
 
 __all__ = [
@@ -25,9 +26,13 @@ __all__ = [
 
 
 def console_routes(
-    steward: Steward, config: ConsoleConfig, *, read_body: BodyReader
+    steward: Steward,
+    config: ConsoleConfig,
+    *,
+    read_body: BodyReader,
+    secrets: SecretStore | None = None,
 ) -> list[BaseRoute]:
     """The console's routes, or none when it is off."""
     if config.mode == "off":
         return []
-    return Console(steward, config, read_body).routes()
+    return Console(steward, config, read_body, secrets).routes()

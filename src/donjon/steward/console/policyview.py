@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -65,7 +65,9 @@ def fmt(value: Any) -> str:
 
 
 def _empty(value: Any) -> bool:
-    return value is None or (isinstance(value, frozenset | set | tuple | list) and not value)
+    if isinstance(value, frozenset | set | tuple | list | Mapping):
+        return not value
+    return value is None
 
 
 def _fields(obj: Any) -> list[tuple[str, str, Any]]:
@@ -74,15 +76,50 @@ def _fields(obj: Any) -> list[tuple[str, str, Any]]:
     return [(f.name, str(f.type), getattr(obj, f.name)) for f in dataclasses.fields(obj)]
 
 
+def _lookup(section: Any, name: str) -> Any:
+    """The value of a pin ``pinned()`` names: a field, a dotted path into a nested section,
+    a key of a mapping field (``digests["signer"]``, ``pcrs[0]`` as ``pcr0``), or None."""
+    head, dot, rest = name.partition(".")
+    if dot and hasattr(section, head):
+        return _lookup(getattr(section, head), rest)
+    if hasattr(section, name) and not callable(getattr(section, name)):
+        return getattr(section, name)
+    for field_name, _, value in _fields(section):
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                if name in (str(key), f"{field_name.rstrip('s')}{key}"):
+                    return item
+    return None
+
+
+def _expanded(section: Any) -> list[tuple[str, str, Any]]:
+    """The section's fields, with mapping fields (digests by name, PCRs by index) one per key
+    and its shared rules after them."""
+    out: list[tuple[str, str, Any]] = []
+    for key, declared, value in _fields(section):
+        if key == "rules":
+            continue
+        if isinstance(value, Mapping) and value:
+            singular = key.rstrip("s")
+            for item_key, item in sorted(value.items(), key=lambda kv: str(kv[0])):
+                label = f"{singular}{item_key}" if isinstance(item_key, int) else str(item_key)
+                out.append((label, "frozenset[bytes]", item))
+        else:
+            out.append((key, declared, value))
+    return out + _fields(getattr(section, "rules", None))
+
+
 def _section(name: str, section: Any, kind: str = "tee") -> SectionView:
     view = SectionView(name, kind)
-    pins = set(section.pinned()) if hasattr(section, "pinned") else set()
-    rules = getattr(section, "rules", None)
-    values = [(n, t, v) for n, t, v in _fields(section) if n != "rules"]
-    values += _fields(rules)
-    for key, declared, value in values:
+    pins = tuple(section.pinned()) if hasattr(section, "pinned") else ()
+    for pin in pins:
+        value = _lookup(section, pin)
+        view.pinned.append(Entry(pin, "set" if value is None else fmt(value)))
+    for key, declared, value in _expanded(section):
         shown = Entry(key, fmt(value))
-        if key in pins or (key.startswith("allowed_") and key != "allowed_advisories" and value):
+        if key in pins:
+            continue
+        if key.startswith("allowed_") and key != "allowed_advisories" and value:
             view.pinned.append(shown)
         elif key == "accept_any_workload" and value:
             view.opted_in.append(Entry(key, "true: any genuine guest gets a certificate"))
@@ -103,7 +140,7 @@ def _pins_when_set(key: str, declared: str) -> bool:
     """A digest list that would pin the guest if it had values (not a deny list)."""
     if key.endswith(("_deny", "_blacklist")):
         return False
-    return declared.replace(" ", "") in ("frozenset[bytes]", "bytes|None") or (
+    return declared.replace(" ", "") == "frozenset[bytes]" or (
         key.startswith("allowed_") and key != "allowed_advisories"
     )
 

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from donjon.steward.console import actions, pages
+from donjon.steward.console import actions, pages, secretpages
 from donjon.steward.console.mode import ConsoleMode
 from donjon.steward.console.overview import WINDOWS, SettledCounts, overview
 from donjon.steward.console.render import (
@@ -43,6 +43,7 @@ from donjon.steward.console.session import (
     match_token,
 )
 from donjon.steward.errors import Forbidden, MalformedRequest, StewardError
+from donjon.steward.secrets_store import SecretStore
 from donjon.steward.service import Steward
 
 log = logging.getLogger("donjon.steward")
@@ -91,13 +92,21 @@ Handler = Callable[["Console", Ctx], Awaitable[Response]]
 
 
 class Console:
-    def __init__(self, steward: Steward, config: ConsoleConfig, read_body: BodyReader) -> None:
+    def __init__(
+        self,
+        steward: Steward,
+        config: ConsoleConfig,
+        read_body: BodyReader,
+        secrets: SecretStore | None = None,
+    ) -> None:
         self.steward = steward
+        self.secrets = secrets  # the Steward's secret store, when it has a KEK
         self.config = config
         self.read_body = read_body
         self.env = make_environment()
         self.env.globals["development"] = config.development
         self.env.globals["mode"] = config.mode
+        self.env.globals["secrets_enabled"] = secrets is not None
         self.verifying = asyncio.Semaphore(2)  # uploads judged at once; more wait
         self.settled = SettledCounts()  # the overview's counts of rows older than an hour
         self._warming: threading.Thread | None = None
@@ -310,6 +319,8 @@ class Console:
             ),
             Route(f"{BASE}/refusals", page(pages.refusals), methods=["GET"]),
             Route(f"{BASE}/policy", page(pages.policy), methods=["GET"]),
+            Route(f"{BASE}/secrets", page(secretpages.secrets), methods=["GET"]),
+            Route(f"{BASE}/secrets/{{name}}", page(secretpages.secret), methods=["GET"]),
             Route(f"{BASE}/verify", page(pages.verify_form), methods=["GET"]),
             Route(f"{BASE}/verify", page(actions.verify), methods=["POST"]),
             Route(f"{BASE}/static/{{name}}", self.static_file, methods=["GET"]),
