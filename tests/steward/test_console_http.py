@@ -3,6 +3,7 @@ uploads, modes and workers. The browser tests (test_console_browser.py) look at 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -509,3 +510,36 @@ def test_without_a_kek_there_is_no_secrets_page(start_steward: StewardFactory) -
         assert 'href="/console/secrets"' not in client.get("/console").text
         r = client.get("/console/secrets")
         assert r.status_code == 404 and "stores no secrets" in r.text
+
+
+def test_over_plain_http_the_cookie_is_still_secure_and_the_overview_says_so(
+    tmp_path: Path,
+) -> None:
+    """--dev serves plain HTTP: browsers keep a Secure cookie from it for localhost only."""
+    store = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    steward = Steward(
+        ca=CertificateAuthority.create(curve="p384", now=datetime.now(UTC)),
+        policy=FakePolicy(),
+        trust=None,
+        store=store,
+        verifier=FakeVerifier(),
+        clock=lambda: datetime.now(UTC),
+    )
+    app = create_app(steward, settings(development=True))
+
+    async def run() -> tuple[httpx.Response, httpx.Response]:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            signed = await c.post("/console/signin", data={"token": AUDIT})
+            cookie = signed.headers["set-cookie"].split(";", 1)[0]
+            page = await c.get("/console", headers={"Cookie": cookie})
+            return signed, page
+
+    try:
+        signed, page = asyncio.run(run())
+    finally:
+        store.close()
+    cookie = signed.headers["set-cookie"].lower()
+    assert cookie.startswith("donjon_console=v1.audit.") and "; secure" in cookie
+    assert page.status_code == 200
+    assert "served over plain HTTP" in page.text and "not fit for production" in page.text
