@@ -9,7 +9,7 @@ two weeks, by bulk insert; then, in the same run and interleaved, times
   those older than an hour, once; console/overview.py), and for every page after it;
 * the whole overview page in process (the ASGI app, session cookie, queries, SVG, template);
 * the page through HTTPS on 127.0.0.1 (uvicorn, TLS 1.3);
-* the queries with the console's indexes dropped (what migration 0004_console buys).
+* the queries with the console's indexes dropped (what migration 0005_console buys).
 
 SQLite always; PostgreSQL too with ``--postgres`` (a throwaway cluster from
 Debian's package, as the tests start it) or ``--db postgresql://...``. Each
@@ -56,7 +56,7 @@ GOAL_MS = 100.0
 TOKEN = "bench-console-token-0123456789"
 PLATFORMS = (("snp", 60), ("tdx", 20), ("sim", 15), ("nil", 5))
 REASONS = ("policy.workload", "snp.chain", "csr.parse", "policy.tcb_status", "freshness.nonce_used")
-#: The console's indexes (store.py, migration 0004_console) and the queries that use them.
+#: The console's indexes (store.py, migration 0005_console) and the queries that use them.
 CONSOLE_INDEXES = {
     "ix_certificates_issued_at": ("certificates", ("issued_at", "platform")),
     "ix_certificates_revoked_platform": ("certificates", ("revoked_at", "platform")),
