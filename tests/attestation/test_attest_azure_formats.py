@@ -317,7 +317,7 @@ def test_bad_azure_sections_are_refused(text: str, message: str) -> None:
 def test_an_azure_section_that_pins_nothing_must_say_so() -> None:
     assert load("[azure]\n").unpinned() == [
         "[azure] pins nothing (no pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] "
-        "mrtd or allowed_workloads): any genuine azure guest on any cloud would get a certificate; "
+        "mrtd): any genuine azure guest on any cloud would get a certificate; "
         "pin one, or say accept_any_workload = true in [azure]"
     ]
     assert load("[azure]\naccept_any_workload = true\n").unpinned() == []

@@ -56,6 +56,12 @@ def _mode(path: Path) -> int:
         ("", "accepts no platform at all"),
         ("[snp]\n", "[snp] pins nothing (no measurement/hash, signer or id_key_digest"),
         ('[snp]\ncrl = "if-available"\nallow_debug = false\n', "[snp] pins nothing"),
+        # What a guest claims about itself pins no guest (a second review of issue 9 §3).
+        (
+            '[snp]\nallowed_workloads = ["' + "01" * 32 + '"]\n',
+            "(allowed_workloads only narrow what a guest claims)",
+        ),
+        ('[tdx]\nallowed_packages = ["sha256:' + "02" * 32 + '"]\n', "[tdx] pins nothing"),
     ],
 )
 def test_serve_refuses_a_policy_that_pins_nothing(
@@ -74,7 +80,7 @@ def test_serve_refuses_a_policy_that_pins_nothing(
         'hash = ["' + "ab" * 48 + '"]',
         'signer = ["' + "cd" * 48 + '"]',
         'id_key_digest = ["' + "ef" * 48 + '"]',
-        'allowed_workloads = ["' + "01" * 32 + '"]',
+        'hash = ["' + "ab" * 48 + '"]\nallowed_workloads = ["' + "01" * 32 + '"]',
     ],
 )
 def test_any_one_pin_is_enough(tmp_path: Path, pin: str) -> None:

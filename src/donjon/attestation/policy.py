@@ -121,17 +121,30 @@ class Policy:
         return section if isinstance(section, SnpPolicy) else None
 
     def unpinned(self) -> list[str]:
-        """One message per TEE section that would accept any guest without saying so."""
+        """One message per TEE section that would accept any guest without saying so.
+
+        ``allowed_workloads`` and ``allowed_packages`` pin nothing: they are what a guest
+        claims, and a guest the host launched with its own code claims what it likes.
+        """
         out = []
         for name, section in sorted(self.tees.items()):
-            if section.pinned() or section.rules.allowed_workloads:
+            if section.pinned() or section.rules.accept_any_workload:
                 continue
-            if not section.rules.accept_any_workload:
-                out.append(
-                    f"[{name}] pins nothing (no {_PIN_HINTS.get(name, 'measurement')} or "
-                    f"allowed_workloads): any genuine {name} guest on any cloud would get a "
-                    f"certificate; pin one, or say accept_any_workload = true in [{name}]"
+            rules = section.rules
+            narrowed = [
+                key
+                for key, values in (
+                    ("allowed_workloads", rules.allowed_workloads),
+                    ("allowed_packages", rules.allowed_packages),
                 )
+                if values
+            ]
+            but = f" ({' and '.join(narrowed)} only narrow what a guest claims)" if narrowed else ""
+            out.append(
+                f"[{name}] pins nothing (no {_PIN_HINTS.get(name, 'measurement')}){but}: any "
+                f"genuine {name} guest on any cloud would get a certificate; pin one, or say "
+                f"accept_any_workload = true in [{name}]"
+            )
         return out
 
     def accepting_any(self) -> list[str]:
@@ -139,8 +152,7 @@ class Policy:
         return sorted(
             name
             for name, section in self.tees.items()
-            if section.rules.accept_any_workload
-            and not (section.pinned() or section.rules.allowed_workloads)
+            if section.rules.accept_any_workload and not section.pinned()
         )
 
     @classmethod
