@@ -176,11 +176,11 @@ class Policy:
 #: What to pin, per TEE section, for the start-up refusal's message.
 _PIN_HINTS: dict[str, str] = {
     "snp": "measurement/hash, signer or id_key_digest",
-    "cca": "rim, rem0-3, personalization_value or realm reference_values",
+    "cca": "rim or realm reference_values",
     "nitro": "pcr0, pcr1, pcr2 or pcr8",
-    "tdx": "mrtd, rtmr0-3, mrconfigid, mrowner or mrownerconfig",
-    "sgx": "signer/hash (MRSIGNER/MRENCLAVE) or config_id",
-    "azure": "pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] mrtd",
+    "tdx": "mrtd, with rtmr0-3 beside it",
+    "sgx": "signer/hash (MRSIGNER/MRENCLAVE)",
+    "azure": "pcrs, [azure.snp] measurement or [azure.tdx] mrtd",
 }
 
 
