@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,12 @@ from steward_harness import StewardFactory
 from donjon.attestation import Policy, TrustStore, verify_csr
 from donjon.errors import UsageError
 from donjon.steward.bootstrap import StewardConfig, build_steward
+from donjon.steward.ca import CertificateAuthority
+from donjon.steward.errors import StewardError
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import SecretStore
+from donjon.steward.secrets_vault import Kek
+from donjon.steward.store import AuditStore
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
 TOKEN = "admin-token-0123456789"
@@ -193,6 +201,37 @@ def test_a_flood_of_refusals_is_stored_and_logged_within_a_budget(
         and sample.labels.get("reason") == "csr.extensions"
     ]
     assert counted == [float(sent + 1)]
+
+
+def test_a_flood_of_refused_secret_releases_is_bounded_like_attestations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # POST /v1/secrets/{name} needs no credential to be refused, and every refusal was a
+    # row and a log line quoting the name (60 KB names: 37 KB a line, 11 MB in 10 s).
+    audit = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    store = SecretStore(audit.engine)
+    now = datetime.now(UTC)
+    ca = CertificateAuthority.create(name="test CA", curve="p384", now=now)
+    service = SecretService(store=store, kek=Kek(b"\5" * 32), ca=ca, audit=audit, clock=lambda: now)
+    forged = "x\n2026-12-03 16:00:00,000 INFO donjon.steward: secret db released\n" + "A" * 60_000
+    sent = 400
+    with caplog.at_level(logging.WARNING, logger="donjon.steward"):
+        for _ in range(sent):  # well within the budget's minute
+            with pytest.raises(StewardError):
+                service.release(forged, client_cert_der=None, nonce_hex=None, signature_b64=None)
+        assert len(store.releases(limit=10_000)) == 120
+        late = time.monotonic() + 61.0  # a minute later, the next refusal writes the summary
+        service.refusals.ticker = lambda: late
+        with pytest.raises(StewardError):
+            service.release("db", client_cert_der=None, nonce_hex=None, signature_b64=None)
+    rows = store.releases(limit=10_000)
+    assert len(rows) == 120 + 1 + 1
+    summary = [r for r in rows if r.check == "flood.summary"]
+    assert len(summary) == 1 and f"{sent - 120} refusals" in summary[0].detail
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 122
+    assert all("\n" not in m and len(m) < 600 for m in logged)
+    audit.close()
 
 
 # --- file modes ----------------------------------------------------------------------------------
