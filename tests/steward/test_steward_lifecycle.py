@@ -7,6 +7,7 @@ what SIGTERM calls) for the in-process server, and by a real SIGTERM to
 
 from __future__ import annotations
 
+import logging
 import signal
 import subprocess
 import sys
@@ -170,3 +171,18 @@ def test_workers_log_what_a_request_quotes_escaped(tmp_path: Path, tls_files: Tl
     assert len(refused) == 4
     assert all("x\\n" + forged + "\\n\\x1b[2J" in line for line in refused)
     assert not [line for line in lines if line.startswith("FORGED") or "\x1b" in line]
+
+
+def test_a_worker_logs_through_the_escaping_formatter() -> None:
+    # What the single process does (cli.steward): a quote of a request cannot start a
+    # line of its own. A spawned worker logged through a plain formatter.
+    from donjon.steward.workers import worker_log_handler
+
+    record = logging.LogRecord(
+        "donjon.steward", logging.ERROR, __file__, 1, "internal error answering %s %s",
+        ("POST", "/v1/x\nFORGED line\x1b[2J"), None,
+    )  # fmt: skip
+    line = worker_log_handler(4242).format(record)
+    assert line.endswith(
+        "donjon.steward[4242]: internal error answering POST /v1/x\\nFORGED line\\x1b[2J"
+    )
