@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client.parser import text_string_to_metric_families
-from steward_fakes import FakeVerifier
+from steward_fakes import FakeVerifier, make_csr
 from steward_harness import StewardFactory
 
 from donjon.attestation import Policy, TrustStore, verify_csr
@@ -250,6 +252,34 @@ def test_the_state_directory_and_the_audit_database_are_private(tmp_path: Path) 
             if path.exists() or name == "audit.db":
                 assert _mode(path) == 0o600, name
         assert steward.store.counts()["issued"] == 0
+    finally:
+        steward.store.close()
+
+
+def test_reading_the_store_beside_a_running_steward_does_not_detach_it(tmp_path: Path) -> None:
+    # The Steward made its database private by opening and closing audit.db after SQLite
+    # had opened it. Closing any descriptor of a file drops the process's POSIX locks on
+    # it, SQLite's shared lock too: the next process to close the database (a routine
+    # `donjon steward certs list`) then checkpointed and deleted the WAL under the running
+    # Steward, whose later commits went to the unlinked file. `certs revoke` could not see
+    # them, and a crash lost them.
+    steward, _ = build_steward(
+        _config(tmp_path, "[nil]\nallow = true\n", development=True), verifier=verify_csr
+    )
+    state = tmp_path / "state"
+
+    def donjon(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "donjon.cli.main", "steward", "certs", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+    try:
+        steward.attest([make_csr()])
+        assert donjon("list", "--dir", str(state)).returncode == 0
+        assert (state / "audit.db-wal").exists()
+        serial = steward.attest([make_csr()]).issued[0].serial_hex
+        revoked = donjon("revoke", serial, "--reason", "key-compromise", "--dir", str(state))
+        assert revoked.returncode == 0, revoked.stderr
+        assert steward.store.get(serial).revocation_reason == "key-compromise"
     finally:
         steward.store.close()
 
