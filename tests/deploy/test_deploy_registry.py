@@ -410,3 +410,23 @@ def test_a_config_of_the_hosts_own_makes_the_claims_name_no_package(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_inspect_prints_what_the_registry_says_escaped(
+    tmp_path: Path, registry: Registry, wasm: bytes
+) -> None:
+    # The manifest's title (the package name) is the publisher's string, served by the
+    # registry: printed as it was, it wrote lines of its own under `donjon package inspect`.
+    forged = "sha256:" + "0" * 64
+    renamed = tmp_path / f"app\n  main.wasm:   {forged}"
+    make_pkg(tmp_path, wasm).rename(renamed)
+    ref = registry.ref("team/named", ":v1")
+    pushed = donjon("package", "push", str(renamed), ref, env=registry.env())
+    assert pushed.returncode == 0, pushed.stderr
+    shown = donjon("package", "inspect", ref, env=registry.env())
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert [line for line in lines if "main.wasm:" in line] == [
+        "  name:        app\\n  main.wasm:   " + forged,
+        "  main.wasm:   sha256:" + hashlib.sha256(wasm).hexdigest(),
+    ]
