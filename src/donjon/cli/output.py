@@ -20,6 +20,7 @@ from typing import Any
 import click
 
 from donjon.escape import escape
+from donjon.logformat import EscapingFormatter
 
 OK = "✔"
 FAIL = "✗"
@@ -55,13 +56,6 @@ def print_checks(rows: Iterable[tuple[int, bool, str]]) -> None:
     """Print a tree of checks: (depth, passed, text) rows; the text is escaped."""
     for depth, ok, text in rows:
         click.echo(f"{'  ' * depth}{mark(ok)} {escape(text)}")
-
-
-class EscapingFormatter(logging.Formatter):
-    """A log line may quote a peer's certificate (a refused client's reason): escaped."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escape(super().formatMessage(record))
 
 
 def log_to_stderr(level: int = logging.WARNING) -> None:

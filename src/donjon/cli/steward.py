@@ -91,7 +91,9 @@ def init(
 
     from donjon.errors import UsageError
     from donjon.steward.ca import CA_CERT_NAME, CertificateAuthority
+    from donjon.steward.statedir import make_state_dir
 
+    make_state_dir(state_dir)  # 0700, as `serve` makes it (which keeps an existing one)
     now = datetime.now(UTC)
     lifetime = timedelta(days=days)
     key_shown: str

@@ -180,7 +180,7 @@ def announce_policy(policy: object, steward: Steward) -> None:
         steward.metrics.accept_any_workload.labels(name).set(1)
         log.warning(
             "[%s] accept_any_workload = true: ANY genuine %s guest gets a certificate, "
-            "whatever it runs; pin a measurement, signer or allowed_workloads to narrow it",
+            "whatever it runs or claims to run; pin a measurement or signer to narrow it",
             name,
             name,
         )
@@ -214,7 +214,7 @@ def build_steward(
         raise UsageError(
             "the Steward needs a policy (--policy FILE): it names the platforms and workloads "
             "it certifies",
-            hint="see docs/policy.md; for a first try, pin your workload with allowed_workloads",
+            hint="see docs/policy.md; pin the guest's measurement, then its allowed_workloads",
         )
     policy = load_policy(config.policy)
     check_policy_pins(policy)

@@ -26,6 +26,7 @@ from types import FrameType
 import uvicorn
 
 from donjon.errors import DonjonError
+from donjon.logformat import EscapingFormatter
 from donjon.steward.bootstrap import StewardConfig, build_secrets, build_steward
 from donjon.steward.metrics import MULTIPROC_ENV
 from donjon.steward.server import ServeOptions
@@ -34,6 +35,15 @@ log = logging.getLogger("donjon.steward")
 
 STARTUP_FAILURE = 3  # a worker's exit code when it could not build its Steward
 _RESTART_PAUSE = 1.0  # seconds between restarts of a crashing worker
+
+
+def worker_log_handler(pid: int) -> logging.Handler:
+    """A spawned worker starts without the parent's handlers: it escapes as the parent does."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        EscapingFormatter(f"%(asctime)s %(levelname)s %(name)s[{pid}]: %(message)s")
+    )
+    return handler
 
 
 def _worker_main(
@@ -45,7 +55,7 @@ def _worker_main(
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
-        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+        handlers=[worker_log_handler(os.getpid())],
     )
     try:
         steward, settings = build_steward(config)
