@@ -292,7 +292,7 @@ def test_azure_section_parses_pcrs_flags_and_hardware() -> None:
     assert (azure.secure_boot, azure.tpm_enabled, azure.allow_console) == (False, True, True)
     assert azure.vm_unique_id == frozenset({"6332533D-5649-4D02-8AA7-8F64B7C3EE21"})
     assert azure.snp.crl == "if-available"
-    assert azure.pinned() == ("pcrs", "vm_unique_id", "snp.measurement")
+    assert azure.pinned() == ("pcrs", "snp.measurement")  # the VM id is the cloud's to give
 
 
 @pytest.mark.parametrize(
@@ -316,8 +316,8 @@ def test_bad_azure_sections_are_refused(text: str, message: str) -> None:
 
 def test_an_azure_section_that_pins_nothing_must_say_so() -> None:
     assert load("[azure]\n").unpinned() == [
-        "[azure] pins nothing (no pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] "
-        "mrtd or allowed_workloads): any genuine azure guest on any cloud would get a certificate; "
+        "[azure] pins nothing (no pcrs, [azure.snp] measurement or [azure.tdx] "
+        "mrtd): any genuine azure guest on any cloud would get a certificate; "
         "pin one, or say accept_any_workload = true in [azure]"
     ]
     assert load("[azure]\naccept_any_workload = true\n").unpinned() == []

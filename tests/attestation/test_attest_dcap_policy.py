@@ -259,6 +259,15 @@ def test_debug_td_is_refused(tmp_path: Path) -> None:
     assert allowed.accepted and allowed.result is not None and allowed.result.debug
 
 
+def test_sim_tdx_is_pinned_by_its_root_as_sim_is(tmp_path: Path) -> None:
+    # The lab's policy: the simulator's root and the workload, no accept_any_workload.
+    csr, root = sim_csr(tmp_path, tdx_state.TdxSimConfig())
+    text = f'[sim.tdx]\ntrust = "{root}"\nallowed_workloads = ["{CLAIMS.wasm_sha256.hex()}"]\n'
+    verdict = verify_csr(csr, policy=load(text), trust=TrustStore(), now=datetime.now(UTC))
+    assert verdict.accepted, (verdict.reason, verdict.error)
+    assert next(c for c in verdict.checks if c.id == "policy.pinned").reason == "pinned by trust"
+
+
 def test_sim_tdx_needs_its_trust_entry(tmp_path: Path) -> None:
     csr, _root = sim_csr(tmp_path, tdx_state.TdxSimConfig())
     verdict = verify_csr(

@@ -89,13 +89,32 @@ def test_a_section_that_pins_nothing_is_refused() -> None:
     [
         (TeeRules(accept_any_workload=True), (), "accept_any_workload = true"),
         (TeeRules(), ("measurement",), "pinned by measurement"),
-        (TeeRules(allowed_workloads=frozenset({WASM})), (), "pinned by allowed_workloads"),
+        (TeeRules(allowed_workloads=frozenset({WASM})), ("signer",), "pinned by signer"),
     ],
 )
 def test_what_counts_as_pinned(rules: TeeRules, pinned: tuple[str, ...], reason: str) -> None:
     checks = _apply(rules, pinned=pinned)
     assert checks.passed
     assert reason in next(c.reason for c in checks.checks if c.id == "policy.pinned")
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        TeeRules(allowed_workloads=frozenset({WASM})),
+        TeeRules(allowed_packages=frozenset({b"\x63" * 32})),
+        TeeRules(allowed_workloads=frozenset({WASM}), allowed_packages=frozenset({b"\x63" * 32})),
+    ],
+)
+def test_what_a_guest_claims_pins_nothing(rules: TeeRules) -> None:
+    # A host can launch a guest of its own in the same TEE, with any code, and have it
+    # claim the allowed workload and package: the claims are the guest's own words.
+    rogue = WorkloadClaims(WASM, b"", "rogue", package_sha256=b"\x63" * 32)
+    checks = _apply(rules, pinned=(), workload=rogue)
+    assert checks.first_failed == "policy.pinned"
+    assert isinstance(checks.error, PolicyViolationError)
+    assert checks.error.code == "policy.unpinned"
+    assert "only narrow what it may claim" in checks.error.message
 
 
 def test_tcb_status_and_advisories_fail_closed() -> None:
@@ -113,7 +132,7 @@ def test_tcb_status_and_advisories_fail_closed() -> None:
 
 def test_every_rule_runs_so_every_reason_is_shown() -> None:
     rules = TeeRules(allowed_workloads=frozenset({b"\x00" * 32}))
-    checks = _apply(rules, tcb_status="Bad", vendor_advisories=("X",))
+    checks = _apply(rules, pinned=("measurement",), tcb_status="Bad", vendor_advisories=("X",))
     failed = [c.id for c in checks.checks if not c.passed]
     assert failed == ["policy.workload", "policy.tcb_status", "policy.advisories"]
 
@@ -180,6 +199,19 @@ def test_unpinned_sections_are_named_with_what_to_pin(tmp_path: Path) -> None:
         base_dir=tmp_path,
     )
     assert pinned.accepting_any() == []  # pinned anyway: nothing to shout about
+
+
+def test_a_section_with_only_allowed_workloads_is_unpinned_and_says_why(tmp_path: Path) -> None:
+    text = '[snp]\nallowed_workloads = ["' + "01" * 32 + '"]\n'
+    policy = Policy.from_toml(text, source="p.toml", base_dir=tmp_path)
+    (message,) = policy.unpinned()
+    assert message.startswith("[snp] pins nothing (no measurement/hash, signer or id_key_digest)")
+    assert "(allowed_workloads only narrow what a guest claims)" in message
+    opted = Policy.from_toml(
+        text + "accept_any_workload = true\n", source="p.toml", base_dir=tmp_path
+    )
+    # Opting in is what the owner does; it is shouted about at every start.
+    assert opted.unpinned() == [] and opted.accepting_any() == ["snp"]
 
 
 def test_the_enarx_policy_pins_snp_and_keeps_its_meaning(vectors: Path) -> None:

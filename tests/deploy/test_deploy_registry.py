@@ -351,3 +351,82 @@ def test_an_https_tar_needs_and_checks_its_digest(tmp_path: Path, wasm: bytes) -
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_config_of_the_hosts_own_makes_the_claims_name_no_package(
+    tmp_path: Path, wasm: bytes
+) -> None:
+    # `donjon run https://...#sha256=... --config host.toml`: the host's config replaced the
+    # package's (args, env, files, peers; relative paths then resolve in the host's
+    # directory), while the claims still named the package. allowed_packages, secrets bound
+    # to the package and `verify-peer --expect-package` accepted a Keep running it.
+    import io
+    import tarfile
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from donjon.keep.runner import workload_claims
+    from support.pki import server_context, write_self_signed
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in (("main.wasm", wasm), ("Donjon.toml", CONFIG.encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    body = buf.getvalue()
+    cert, key = write_self_signed(tmp_path)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    host_config = tmp_path / "host.toml"
+    host_config.write_text('args = ["--no-auth"]\n')
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.socket = server_context(cert, key).wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    digest = hashlib.sha256(body).hexdigest()
+    url = f"https://localhost:{server.server_address[1]}/app.tar#sha256={digest}"
+    options = source.SourceOptions(ca_bundle=cert)
+    try:
+        with source.open_package(url, options=options) as opened:
+            assert workload_claims(opened.package).package_sha256 == bytes.fromhex(digest)
+        said: list[str] = []
+        with source.open_package(
+            url, config_override=host_config, options=options, report=said.append
+        ) as opened:
+            assert f"{host_config} replaces the package's config" in said[0]
+            claims = workload_claims(opened.package)
+            assert opened.package.config.args == ["--no-auth"]
+            assert claims.wasm_sha256 == hashlib.sha256(wasm).digest()
+            assert claims.config_sha256 == hashlib.sha256(host_config.read_bytes()).digest()
+            assert claims.package_sha256 is None
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_inspect_prints_what_the_registry_says_escaped(
+    tmp_path: Path, registry: Registry, wasm: bytes
+) -> None:
+    # The manifest's title (the package name) is the publisher's string, served by the
+    # registry: printed as it was, it wrote lines of its own under `donjon package inspect`.
+    forged = "sha256:" + "0" * 64
+    renamed = tmp_path / f"app\n  main.wasm:   {forged}"
+    make_pkg(tmp_path, wasm).rename(renamed)
+    ref = registry.ref("team/named", ":v1")
+    pushed = donjon("package", "push", str(renamed), ref, env=registry.env())
+    assert pushed.returncode == 0, pushed.stderr
+    shown = donjon("package", "inspect", ref, env=registry.env())
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert [line for line in lines if "main.wasm:" in line] == [
+        "  name:        app\\n  main.wasm:   " + forged,
+        "  main.wasm:   sha256:" + hashlib.sha256(wasm).hexdigest(),
+    ]

@@ -43,6 +43,19 @@ def test_init_creates_a_private_key_and_refuses_to_clobber(
     assert err.startswith("donjon: error: a CA already exists")
 
 
+def test_init_creates_the_state_directory_private(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The documented start: `steward init --dir ./steward`, then `serve --dir ./steward`,
+    # which keeps an existing directory as it is. init made it with the umask's mode
+    # (0755), so the state directory (CA key, audit store, collateral) was others' to list.
+    state = tmp_path / "steward"
+    code, _, _ = _run(["steward", "init", "--dir", str(state)], capsys)
+    assert code == 0
+    assert os.stat(state).st_mode & 0o777 == 0o700
+    assert os.stat(state / "ca.key").st_mode & 0o777 == 0o600
+
+
 def _issue_two(state: Path) -> tuple[str, str]:
     ca = CertificateAuthority.create(now=datetime.now(UTC))
     store = AuditStore.open(f"sqlite:///{state / 'audit.db'}")

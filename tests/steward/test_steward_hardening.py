@@ -9,6 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,12 +21,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from prometheus_client.parser import text_string_to_metric_families
-from steward_fakes import FakeVerifier
+from steward_fakes import FakeVerifier, make_csr
 from steward_harness import StewardFactory
 
 from donjon.attestation import Policy, TrustStore, verify_csr
 from donjon.errors import UsageError
 from donjon.steward.bootstrap import StewardConfig, build_steward
+from donjon.steward.ca import CertificateAuthority
+from donjon.steward.errors import StewardError
+from donjon.steward.secrets_release import SecretService
+from donjon.steward.secrets_store import SecretStore
+from donjon.steward.secrets_vault import Kek
+from donjon.steward.store import AuditStore
 
 PKCS10 = {"Content-Type": "application/pkcs10"}
 TOKEN = "admin-token-0123456789"
@@ -56,6 +66,12 @@ def _mode(path: Path) -> int:
         ("", "accepts no platform at all"),
         ("[snp]\n", "[snp] pins nothing (no measurement/hash, signer or id_key_digest"),
         ('[snp]\ncrl = "if-available"\nallow_debug = false\n', "[snp] pins nothing"),
+        # What a guest claims about itself pins no guest (a second review of issue 9 §3).
+        (
+            '[snp]\nallowed_workloads = ["' + "01" * 32 + '"]\n',
+            "(allowed_workloads only narrow what a guest claims)",
+        ),
+        ('[tdx]\nallowed_packages = ["sha256:' + "02" * 32 + '"]\n', "[tdx] pins nothing"),
     ],
 )
 def test_serve_refuses_a_policy_that_pins_nothing(
@@ -74,7 +90,7 @@ def test_serve_refuses_a_policy_that_pins_nothing(
         'hash = ["' + "ab" * 48 + '"]',
         'signer = ["' + "cd" * 48 + '"]',
         'id_key_digest = ["' + "ef" * 48 + '"]',
-        'allowed_workloads = ["' + "01" * 32 + '"]',
+        'hash = ["' + "ab" * 48 + '"]\nallowed_workloads = ["' + "01" * 32 + '"]',
     ],
 )
 def test_any_one_pin_is_enough(tmp_path: Path, pin: str) -> None:
@@ -189,6 +205,37 @@ def test_a_flood_of_refusals_is_stored_and_logged_within_a_budget(
     assert counted == [float(sent + 1)]
 
 
+def test_a_flood_of_refused_secret_releases_is_bounded_like_attestations(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # POST /v1/secrets/{name} needs no credential to be refused, and every refusal was a
+    # row and a log line quoting the name (60 KB names: 37 KB a line, 11 MB in 10 s).
+    audit = AuditStore.open(f"sqlite:///{tmp_path / 'audit.db'}")
+    store = SecretStore(audit.engine)
+    now = datetime.now(UTC)
+    ca = CertificateAuthority.create(name="test CA", curve="p384", now=now)
+    service = SecretService(store=store, kek=Kek(b"\5" * 32), ca=ca, audit=audit, clock=lambda: now)
+    forged = "x\n2026-12-03 16:00:00,000 INFO donjon.steward: secret db released\n" + "A" * 60_000
+    sent = 400
+    with caplog.at_level(logging.WARNING, logger="donjon.steward"):
+        for _ in range(sent):  # well within the budget's minute
+            with pytest.raises(StewardError):
+                service.release(forged, client_cert_der=None, nonce_hex=None, signature_b64=None)
+        assert len(store.releases(limit=10_000)) == 120
+        late = time.monotonic() + 61.0  # a minute later, the next refusal writes the summary
+        service.refusals.ticker = lambda: late
+        with pytest.raises(StewardError):
+            service.release("db", client_cert_der=None, nonce_hex=None, signature_b64=None)
+    rows = store.releases(limit=10_000)
+    assert len(rows) == 120 + 1 + 1
+    summary = [r for r in rows if r.check == "flood.summary"]
+    assert len(summary) == 1 and f"{sent - 120} refusals" in summary[0].detail
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 122
+    assert all("\n" not in m and len(m) < 600 for m in logged)
+    audit.close()
+
+
 # --- file modes ----------------------------------------------------------------------------------
 
 
@@ -205,6 +252,34 @@ def test_the_state_directory_and_the_audit_database_are_private(tmp_path: Path) 
             if path.exists() or name == "audit.db":
                 assert _mode(path) == 0o600, name
         assert steward.store.counts()["issued"] == 0
+    finally:
+        steward.store.close()
+
+
+def test_reading_the_store_beside_a_running_steward_does_not_detach_it(tmp_path: Path) -> None:
+    # The Steward made its database private by opening and closing audit.db after SQLite
+    # had opened it. Closing any descriptor of a file drops the process's POSIX locks on
+    # it, SQLite's shared lock too: the next process to close the database (a routine
+    # `donjon steward certs list`) then checkpointed and deleted the WAL under the running
+    # Steward, whose later commits went to the unlinked file. `certs revoke` could not see
+    # them, and a crash lost them.
+    steward, _ = build_steward(
+        _config(tmp_path, "[nil]\nallow = true\n", development=True), verifier=verify_csr
+    )
+    state = tmp_path / "state"
+
+    def donjon(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "donjon.cli.main", "steward", "certs", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+    try:
+        steward.attest([make_csr()])
+        assert donjon("list", "--dir", str(state)).returncode == 0
+        assert (state / "audit.db-wal").exists()
+        serial = steward.attest([make_csr()]).issued[0].serial_hex
+        revoked = donjon("revoke", serial, "--reason", "key-compromise", "--dir", str(state))
+        assert revoked.returncode == 0, revoked.stderr
+        assert steward.store.get(serial).revocation_reason == "key-compromise"
     finally:
         steward.store.close()
 

@@ -7,6 +7,8 @@ what SIGTERM calls) for the in-process server, and by a real SIGTERM to
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import subprocess
 import sys
@@ -121,3 +123,69 @@ def test_workers_share_a_port_sum_metrics_and_drain_on_sigterm(
             proc.kill()
             proc.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_workers_log_what_a_request_quotes_escaped(tmp_path: Path, tls_files: TlsFiles) -> None:
+    # A worker is a fresh (spawned) process: it logged with a plain formatter, so a secret
+    # name with newlines in the request's path wrote lines of the requester's choosing.
+    policy = tmp_path / "nil.toml"
+    policy.write_text(NIL_POLICY)
+    kek = tmp_path / "kek"
+    kek.write_text("11" * 32)
+    kek.chmod(0o600)
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    args = [
+        sys.executable, "-m", "donjon.cli.main", "steward", "serve",
+        "--dir", str(tmp_path / "state"), "--init", "--dev", "--policy", str(policy),
+        "--port", str(port), "--tls-cert", str(tls_files.cert), "--tls-key", str(tls_files.key),
+        "--workers", "2", "--drain-seconds", "0", "--log-level", "warning",
+        "--secrets-kek-file", str(kek),
+    ]  # fmt: skip
+    forged = "FORGED INFO donjon.steward: issued certificate serial=00"
+    log = (tmp_path / "steward.log").open("wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(url + "/readyz", verify=tls_files.context, timeout=2).is_success:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "workers did not start"
+            time.sleep(0.2)
+        for _ in range(4):  # new connections: both workers answer some of them
+            with httpx.Client(base_url=url, verify=tls_files.context, timeout=30) as c:
+                path = "/v1/secrets/x%0A" + forged.replace(" ", "%20") + "%0A%1B[2J"
+                assert c.post(path, json={}).status_code == 400
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        log.close()
+    lines = (tmp_path / "steward.log").read_text().splitlines()
+    refused = [line for line in lines if "refused to serial=-" in line]
+    assert len(refused) == 4
+    assert all("x\\n" + forged + "\\n\\x1b[2J" in line for line in refused)
+    assert not [line for line in lines if line.startswith("FORGED") or "\x1b" in line]
+
+
+def test_a_worker_logs_through_the_escaping_formatter(capsys: pytest.CaptureFixture[str]) -> None:
+    # What the single process does (cli.steward): a quote of a request cannot start a
+    # line of its own. A spawned worker once logged through a plain formatter.
+    from donjon import logformat
+
+    with logformat.configured("info", "text", worker=True):
+        logging.getLogger("donjon.steward").error(
+            "internal error answering %s %s", "POST", "/v1/x\nFORGED line\x1b[2J"
+        )
+    err = capsys.readouterr().err
+    assert (
+        f"donjon.steward[{os.getpid()}]: internal error answering POST /v1/x\\nFORGED line\\x1b[2J"
+        in err
+    )
+    assert "\nFORGED" not in err and "\x1b" not in err

@@ -121,17 +121,30 @@ class Policy:
         return section if isinstance(section, SnpPolicy) else None
 
     def unpinned(self) -> list[str]:
-        """One message per TEE section that would accept any guest without saying so."""
+        """One message per TEE section that would accept any guest without saying so.
+
+        ``allowed_workloads`` and ``allowed_packages`` pin nothing: they are what a guest
+        claims, and a guest the host launched with its own code claims what it likes.
+        """
         out = []
         for name, section in sorted(self.tees.items()):
-            if section.pinned() or section.rules.allowed_workloads:
+            if section.pinned() or section.rules.accept_any_workload:
                 continue
-            if not section.rules.accept_any_workload:
-                out.append(
-                    f"[{name}] pins nothing (no {_PIN_HINTS.get(name, 'measurement')} or "
-                    f"allowed_workloads): any genuine {name} guest on any cloud would get a "
-                    f"certificate; pin one, or say accept_any_workload = true in [{name}]"
+            rules = section.rules
+            narrowed = [
+                key
+                for key, values in (
+                    ("allowed_workloads", rules.allowed_workloads),
+                    ("allowed_packages", rules.allowed_packages),
                 )
+                if values
+            ]
+            but = f" ({' and '.join(narrowed)} only narrow what a guest claims)" if narrowed else ""
+            out.append(
+                f"[{name}] pins nothing (no {_PIN_HINTS.get(name, 'measurement')}){but}: any "
+                f"genuine {name} guest on any cloud would get a certificate; pin one, or say "
+                f"accept_any_workload = true in [{name}]"
+            )
         return out
 
     def accepting_any(self) -> list[str]:
@@ -139,8 +152,7 @@ class Policy:
         return sorted(
             name
             for name, section in self.tees.items()
-            if section.rules.accept_any_workload
-            and not (section.pinned() or section.rules.allowed_workloads)
+            if section.rules.accept_any_workload and not section.pinned()
         )
 
     @classmethod
@@ -164,11 +176,11 @@ class Policy:
 #: What to pin, per TEE section, for the start-up refusal's message.
 _PIN_HINTS: dict[str, str] = {
     "snp": "measurement/hash, signer or id_key_digest",
-    "cca": "rim, rem0-3, personalization_value or realm reference_values",
+    "cca": "rim or realm reference_values",
     "nitro": "pcr0, pcr1, pcr2 or pcr8",
-    "tdx": "mrtd, rtmr0-3, mrconfigid, mrowner or mrownerconfig",
-    "sgx": "signer/hash (MRSIGNER/MRENCLAVE) or config_id",
-    "azure": "pcrs, vm_unique_id, [azure.snp] measurement or [azure.tdx] mrtd",
+    "tdx": "mrtd, with rtmr0-3 beside it",
+    "sgx": "signer/hash (MRSIGNER/MRENCLAVE)",
+    "azure": "pcrs, [azure.snp] measurement or [azure.tdx] mrtd",
 }
 
 

@@ -94,22 +94,23 @@ def apply_rules(
 ) -> None:
     """Record the shared policy checks for one appraisal (all of them run).
 
-    ``pinned`` names the section's own keys that pin the guest (measurement,
-    signer, ...); with none of them and no allowed workloads, the section must
-    say ``accept_any_workload = true``.
+    ``pinned`` names the section's own keys that pin the guest's code (a launch
+    measurement, or a key of the owner's that signed it); with none of them, the
+    section must say ``accept_any_workload = true``. ``allowed_workloads`` and
+    ``allowed_packages`` never pin: they are claims the guest makes about itself,
+    and any genuine guest (one the host launched with code of its own) can make them.
     """
-    pins = (*pinned, "allowed_workloads") if rules.allowed_workloads else pinned
-    pins = (*pins, "allowed_packages") if rules.allowed_packages else pins
     checks.expect(
         "policy.pinned",
-        bool(pins) or rules.accept_any_workload,
-        f"pinned by {', '.join(pins)}"
-        if pins
+        bool(pinned) or rules.accept_any_workload,
+        f"pinned by {', '.join(pinned)}"
+        if pinned
         else f"[{section}] accept_any_workload = true: any genuine guest is accepted",
         lambda: _violation(
             "policy.unpinned",
-            f"[{section}] pins no workload, measurement or signer: any genuine guest would get "
-            f"a certificate; pin one, or say accept_any_workload = true",
+            f"[{section}] pins no measurement or signer: any genuine guest would get a "
+            "certificate for the workload it claims (allowed_workloads and allowed_packages "
+            "only narrow what it may claim); pin one, or say accept_any_workload = true",
         ),
     )
     if rules.allowed_workloads:

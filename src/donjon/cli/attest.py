@@ -7,14 +7,12 @@ recognises what they hold, and prints.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding
 
 from donjon.attestation import (
     KdsFetcher,
@@ -24,16 +22,16 @@ from donjon.attestation import (
     Verdict,
     load_policy,
     oids,
-    verify_csr,
 )
 from donjon.attestation.cca.anchors import AnchorError, AnchorStore, load_cpak, load_store
 from donjon.attestation.cca.entry import MATERIAL_ANCHORS as CCA_ANCHORS
-from donjon.attestation.csr import verify_evidence
 from donjon.attestation.dcap.collateral import CollateralBundle
 from donjon.attestation.dcap.store import load_bundle_file
 from donjon.attestation.errors import AttestationError
 from donjon.attestation.nitro.entry import MATERIAL_TIME as NITRO_TIME
-from donjon.attestation.registry import BareFormat, TcbMode, VerifyOptions
+from donjon.attestation.recognise import Evidence, UnrecognisedEvidence, verify_recognised
+from donjon.attestation.recognise import recognise as recognise_evidence
+from donjon.attestation.registry import TcbMode, VerifyOptions
 from donjon.attestation.snp.chain import CrlMode
 from donjon.attestation.trust import parse_cert_bundle
 from donjon.attestation.verifiers import REGISTRY
@@ -43,45 +41,16 @@ from donjon.cli.output import escape, mark, print_fields, print_json
 from donjon.errors import UsageError, plain
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """A file's evidence: a Keep CSR (DER), or bare evidence of a registered form."""
-
-    data: bytes
-    form: str  # how it was found, for display
-    bare: BareFormat | None  # None: a CSR
-
-    @property
-    def kind(self) -> str:
-        return "csr" if self.bare is None else "bare"
-
-
 def recognise(path: Path) -> Evidence:
     """A DER/PEM CSR (Enarx or Donjon), or any bare form the verifier registry knows."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    text = data.strip()
-    if b"-----BEGIN CERTIFICATE REQUEST-----" in text:
-        try:
-            csr = x509.load_pem_x509_csr(text)
-        except X509_LOAD_ERRORS as exc:
-            raise UsageError(f"{path}: PEM CSR is malformed ({plain(exc)})") from exc
-        return Evidence(csr.public_bytes(Encoding.DER), "PEM CSR", None)
-    found = REGISTRY.recognise(data)
-    if found is not None:
-        form, evidence = found
-        return Evidence(evidence, form.name, form)
-    if data[:1] == b"\x30":
-        try:
-            x509.load_der_x509_csr(data)
-        except X509_LOAD_ERRORS:
-            pass
-        else:
-            return Evidence(data, "DER CSR", None)
-    forms = ", ".join(f.name for f in REGISTRY.bare_formats)
-    raise UsageError(f"{path}: not a Keep CSR or any known evidence ({forms}); {len(data)} bytes")
+    try:
+        return recognise_evidence(data)
+    except UnrecognisedEvidence as exc:
+        raise UsageError(f"{path}: {exc}") from exc
 
 
 def _decode(evidence: Evidence) -> tuple[str, str, dict[str, Any]]:
@@ -402,12 +371,7 @@ def verify(
     options = VerifyOptions(
         crl_mode=mode, tcb_mode=_tcb_mode(tcb_mode), product=chosen, material=material
     )
-    if evidence.bare is None:
-        verdict = verify_csr(evidence.data, policy=policy, trust=trust, now=now, options=options)
-    else:
-        verdict = verify_evidence(
-            evidence.data, evidence.bare, policy=policy, trust=trust, now=now, options=options
-        )
+    verdict = verify_recognised(evidence, policy=policy, trust=trust, now=now, options=options)
     if as_json:
         data = verdict.to_dict()
         data["file"] = str(file)

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from donjon.cli.options import DIRECTORY, FILE, JSON
-from donjon.cli.output import print_json
+from donjon.cli.output import escape, print_json
 from donjon.errors import UsageError
 
 _REGISTRY_CA = click.option(
@@ -21,7 +21,7 @@ _REGISTRY_CA = click.option(
 
 
 def _say(line: str) -> None:
-    click.echo(f"donjon: {line}", err=True)
+    click.echo(f"donjon: {escape(line)}", err=True)
 
 
 @click.group("package")
@@ -160,14 +160,17 @@ def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
     if as_json:
         print_json(doc)
         return
-    click.echo(f"{doc['reference']}")
-    click.echo(f"  name:        {manifest.name or '-'}")
+    # The manifest's strings are the publisher's, served by the registry: escaped.
+    click.echo(escape(str(doc["reference"])))
+    click.echo(f"  name:        {escape(manifest.name or '-')}")
     click.echo(f"  main.wasm:   sha256:{doc['wasm_sha256']}")
     if manifest.sealed:
-        click.echo(f"  encrypted:   yes (key: Steward secret {manifest.key_secret()})")
-    click.echo(f"  config:      {manifest.config_name() or 'none (Enarx defaults)'}")
+        secret = escape(manifest.key_secret() or "")
+        click.echo(f"  encrypted:   yes (key: Steward secret {secret})")
+    click.echo(f"  config:      {escape(manifest.config_name() or 'none (Enarx defaults)')}")
     for layer in manifest.layers:
-        click.echo(f"  layer {layer.media_type}  {layer.digest}  {layer.size} bytes")
+        kind, digest = escape(layer.media_type), escape(layer.digest)
+        click.echo(f"  layer {kind}  {digest}  {layer.size} bytes")
 
 
 @package.command("pull")

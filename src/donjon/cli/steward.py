@@ -83,7 +83,9 @@ def init(
 
     from donjon.errors import UsageError
     from donjon.steward.ca import CA_CERT_NAME, CertificateAuthority
+    from donjon.steward.statedir import make_state_dir
 
+    make_state_dir(state_dir)  # 0700, as `serve` makes it (which keeps an existing one)
     now = datetime.now(UTC)
     lifetime = timedelta(days=days)
     key_shown: str
@@ -204,6 +206,14 @@ def init(
     "Without one, secrets are disabled. `donjon steward secrets kek-init FILE` makes one.",
 )
 @click.option(
+    "--console",
+    "console",
+    type=click.Choice(["off", "read-only", "on"]),
+    default=None,
+    help="The web console at /console: sign in with the admin or audit token; 'on' lets "
+    "admin sessions revoke, 'read-only' lets nobody. [default: on when a token exists]",
+)
+@click.option(
     "--workers",
     type=click.IntRange(1, 256),
     default=1,
@@ -257,6 +267,7 @@ def serve(
     development: bool,
     max_body: int,
     max_concurrent: int,
+    console: str | None,
     secrets_kek_file: Path | None,
     workers: int,
     drain_seconds: float,
@@ -273,6 +284,8 @@ def serve(
       donjon steward serve --dev --init --port 3000 --policy dev.toml
       donjon steward serve ... --admin-token-file admin.token \\
           --audit-token-file audit.token     (auditors read, cannot revoke)
+      donjon steward serve ... --admin-token-file admin.token --console read-only
+          (then open https://HOST:PORT/console and sign in with the token)
       DONJON_STEWARD_NOW=2023-02-01T00:00Z donjon steward serve ...   (Enarx vectors)
       donjon steward serve --db postgresql://steward@db/donjon --workers 2 \\
           --ca-key 'pkcs11:token=steward;object=ca?module-path=/usr/lib/softhsm/libsofthsm2.so' ...
@@ -304,6 +317,7 @@ def serve(
         development=development,
         max_body=max_body,
         max_concurrent=max_concurrent,
+        console=console,
         secrets_kek_file=secrets_kek_file,
     )
     options = ServeOptions(

@@ -81,6 +81,11 @@ def open_package(
 ) -> OpenedPackage:
     """A local path, ``oci://...`` or ``https://...#sha256=...``, as a package to run."""
     options = options or SourceOptions()
+    if config_override is not None and is_remote(text) and report is not None:
+        report(
+            f"{config_override} replaces the package's config: this Keep's certificate will "
+            "not name the package (allowed_packages and --expect-package refuse it)"
+        )
     if reference.is_oci(text):
         ref = reference.parse(text)
         blobs = fetch(
@@ -139,7 +144,9 @@ def _assemble(
             base_dir=scratch if config_override is None else config_override.parent,
             wasm_bytes=wasm if wasm is not None else b"",
             sealed=sealed,
-            package_sha256=package_sha256,
+            # A config of the operator's own replaces the package's (and its base
+            # directory): what runs is not the package, so the claims do not name it.
+            package_sha256=package_sha256 if config_override is None else None,
             origin=origin,
         )
     except BaseException:

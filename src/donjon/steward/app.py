@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from donjon import __version__
 from donjon.steward import wire
+from donjon.steward.console import ConsoleConfig, ConsoleMode, console_routes
 from donjon.steward.errors import (
     Forbidden,
     MalformedRequest,
@@ -81,6 +82,7 @@ class AppSettings:
     audit_token: str | None = None
     public_audit: bool = False  # the operator's explicit opt-out: audit reads need no token
     development: bool = False
+    console: ConsoleMode = "off"  # the web console at /console (steward/console/)
 
 
 def _media_type(request: Request) -> str:
@@ -378,6 +380,8 @@ class StewardApp:
             if path in _ROUTES
             else ("/v1/certificates/{serial}" if path.startswith("/v1/certificates/") else "other")
         )
+        if path == "/console" or path.startswith("/console/"):  # serials stay out of labels
+            route = "/console"
         if path.startswith(("/v1/secrets/", "/v1/admin/secrets")):  # names stay out of labels
             route = "/v1/secrets/{name}" if path.startswith("/v1/secrets/") else "/v1/admin/secrets"
         status = 500
@@ -440,6 +444,18 @@ def create_app(
         Route("/v1/revoke", _guard(h.revoke), methods=["POST"]),
         Route("/metrics", _guard(h.metrics), methods=["GET"]),
         Route("/openapi.json", _guard(h.openapi), methods=["GET"]),
+        *console_routes(
+            steward,
+            ConsoleConfig(
+                mode=settings.console,
+                admin_token=settings.admin_token,
+                audit_token=settings.audit_token,
+                development=settings.development,
+                max_upload=settings.max_body,
+            ),
+            read_body=_read_body,
+            secrets=secrets.store if secrets is not None else None,
+        ),
         *secret_routes(secrets, read_body=_read_body, authorize=h._authorize, guard=_guard),
     ]
     app = Starlette(

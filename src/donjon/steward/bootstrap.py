@@ -6,6 +6,7 @@ so a program embedding the Steward builds it the same way.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -17,8 +18,12 @@ from donjon.errors import UsageError
 from donjon.steward.app import AppSettings
 from donjon.steward.ca import CA_CERT_NAME, CA_KEY_NAME, CertificateAuthority
 from donjon.steward.clock import NOW_ENV, fixed_clock, parse_time, system_clock
+from donjon.steward.console import announce as announce_console
+from donjon.steward.console import resolve_mode
+from donjon.steward.console.queries import record_policy
 from donjon.steward.contract import Verifier
 from donjon.steward.engine import default_verifier, development_platforms, load_policy, load_trust
+from donjon.steward.errors import StewardError
 from donjon.steward.pkcs11uri import is_pkcs11_uri
 from donjon.steward.secrets_release import SecretService
 from donjon.steward.secrets_store import SecretStore
@@ -53,6 +58,7 @@ class StewardConfig:
     max_body: int = 256 * 1024
     max_concurrent: int = 8
     attest_timeout: float = 30.0
+    console: str | None = None  # off | read-only | on; default: on when a token exists
     #: Key-encryption key of stored secrets (0600 file); else $DONJON_STEWARD_KEK; else none.
     secrets_kek_file: Path | None = None
 
@@ -184,7 +190,7 @@ def announce_policy(policy: object, steward: Steward) -> None:
         steward.metrics.accept_any_workload.labels(name).set(1)
         log.warning(
             "[%s] accept_any_workload = true: ANY genuine %s guest gets a certificate, "
-            "whatever it runs; pin a measurement, signer or allowed_workloads to narrow it",
+            "whatever it runs or claims to run; pin a measurement or signer to narrow it",
             name,
             name,
         )
@@ -211,6 +217,7 @@ def build_steward(
     admin_token = read_admin_token(config.admin_token_file)
     audit_token, public_audit = audit_access(config, admin_token)
     warn = log.warning if announce else log.debug
+    console = resolve_mode(config.console, admin_token=admin_token, audit_token=audit_token)
     now_text = os.environ.get(NOW_ENV)
     instant = config.now or (parse_time(now_text, what=f"${NOW_ENV}") if now_text else None)
     clock = fixed_clock(instant) if instant is not None else system_clock
@@ -220,7 +227,7 @@ def build_steward(
         raise UsageError(
             "the Steward needs a policy (--policy FILE): it names the platforms and workloads "
             "it certifies",
-            hint="see docs/policy.md; for a first try, pin your workload with allowed_workloads",
+            hint="see docs/policy.md; pin the guest's measurement, then its allowed_workloads",
         )
     policy = load_policy(config.policy)
     check_policy_pins(policy)
@@ -272,6 +279,9 @@ def build_steward(
         clock=clock,
     )
     announce_policy(policy, steward)
+    remember_policy(store, config.policy, policy.digest)
+    if announce:  # once per Steward, not per worker
+        announce_console(console, admin_token=admin_token, audit_token=audit_token)
     settings = AppSettings(
         max_body=config.max_body,
         max_concurrent=config.max_concurrent,
@@ -280,8 +290,31 @@ def build_steward(
         audit_token=audit_token,
         public_audit=public_audit,
         development=config.development,
+        console=console,
     )
     return steward, settings
+
+
+def remember_policy(store: AuditStore, path: Path, digest: str) -> None:
+    """Keep the policy text this Steward starts with, so the console can show what changed."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        log.warning("policy history: cannot read %s again (%s): not recorded", path, exc.strerror)
+        return
+    if hashlib.sha256(data).hexdigest() != digest:
+        log.warning("policy history: %s changed while the Steward started: not recorded", path)
+        return
+    try:
+        record_policy(
+            store.engine,
+            digest=digest,
+            source=str(path),
+            text=data.decode("utf-8", errors="replace"),
+            now=system_clock(),
+        )
+    except StewardError as exc:
+        log.warning("policy history: not recorded: %s", exc.message)
 
 
 def build_secrets(config: StewardConfig, steward: Steward) -> SecretService | None:

@@ -27,7 +27,7 @@ import binascii
 import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +44,7 @@ from donjon.attestation.claims import AttestationResult, ClaimsError
 from donjon.steward import challenges
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.errors import MalformedRequest, NotFound, StewardError
+from donjon.steward.refusals import FloodBudget, bounded
 from donjon.steward.secrets_policy import ReleasePolicy, evaluate
 from donjon.steward.secrets_store import ReleaseRecord, SecretStore, VersionRow, check_name
 from donjon.steward.secrets_vault import Kek, open_value, seal
@@ -85,6 +86,33 @@ class Released:
 
 
 @dataclass
+class ReleaseRefusals(FloodBudget):
+    """Refused releases cost their sender nothing (no certificate is needed to be refused):
+    they are stored and logged within a budget, the rest summarised in one row."""
+
+    store: SecretStore = field(kw_only=True)
+
+    def summarise(self, detail: str, now: datetime) -> None:
+        super().summarise(detail, now)
+        self.store.record_release(
+            ReleaseRecord(
+                at=now,
+                name="*",  # no secret is named so: the summary covers every name
+                version=None,
+                outcome="refused",
+                check="flood.summary",
+                status=429,
+                serial=None,
+                subject_key_sha256=None,
+                platform=None,
+                workload_sha256=None,
+                package_sha256=None,
+                detail=detail,
+            )
+        )
+
+
+@dataclass
 class _Who:
     serial: str | None = None
     key: str | None = None
@@ -108,6 +136,7 @@ class SecretService:
         self.ca = ca
         self.audit = audit
         self.clock = clock
+        self.refusals = ReleaseRefusals(store=store)
         self._challenge_key: bytes | None = None
 
     # --- admin ---------------------------------------------------------------------------
@@ -178,12 +207,13 @@ class SecretService:
                     raise SecretRefused(f"{check.id}: {check.reason}", check=check.id)
             value = open_value(self.kek, name, row.version, row.sealed)
         except StewardError as exc:
-            self._audit(
-                name, version, "refused", exc.check or exc.code, exc.status, who, exc.message
-            )
-            log.warning(
-                "secret %s refused to serial=%s: %s", name, who.serial or "-", exc.check or exc.code
-            )
+            why = bounded(exc.check or exc.code, 64)
+            if self.refusals.admit(why, now):
+                self._audit(name, version, "refused", why, exc.status, who, bounded(exc.message))
+                # The name is the request's path: escaped and cut, like every quote of one.
+                log.warning(
+                    "secret %s refused to serial=%s: %s", bounded(name, 128), who.serial or "-", why
+                )
             raise
         self._audit(name, version, "released", "ok", 200, who, f"version {version} released")
         log.info("secret %s version %d released to serial=%s", name, version, who.serial)

@@ -173,7 +173,7 @@ class Steward:
         self.verifier = verifier
         self.clock = clock
         self.metrics = metrics or StewardMetrics()
-        self.refusals = RefusalRecorder(store)
+        self.refusals = RefusalRecorder(store=store)
         freshness = getattr(policy, "freshness", None)
         lifetime = nonce_lifetime or getattr(freshness, "nonce_lifetime", None)
         self.nonce_lifetime: timedelta = lifetime or timedelta(seconds=120)

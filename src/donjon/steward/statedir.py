@@ -28,14 +28,25 @@ def make_state_dir(path: Path) -> None:
 
 
 def private_sqlite_file(path: Path) -> None:
-    """Make the database file 0600 before SQLite opens it; SQLite gives its WAL the same mode."""
+    """Make the database file 0600 before SQLite opens it; SQLite gives its WAL the same mode.
+
+    Safe to call again once this process has the database open: an existing file is
+    only chmod-ed, never opened. Opening and closing a descriptor of it would drop every
+    POSIX lock this process holds on it, SQLite's shared lock included, and the next
+    process to close the database (``donjon steward certs list``) would then delete the
+    WAL under the running Steward.
+    """
     if not path.parent.exists():
         make_state_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, DB_MODE)
-    except OSError as exc:
-        raise UsageError(f"cannot create the audit database {path}: {exc.strerror}") from None
-    os.close(fd)
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, DB_MODE)
+        except FileExistsError:
+            pass  # another Steward on this directory made it meanwhile
+        except OSError as exc:
+            raise UsageError(f"cannot create the audit database {path}: {exc.strerror}") from None
+        else:
+            os.close(fd)
     for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
         with contextlib.suppress(FileNotFoundError):
             os.chmod(name, DB_MODE)

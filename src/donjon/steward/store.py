@@ -115,6 +115,34 @@ meta = sa.Table(
     sa.Column("value", sa.String(256), nullable=False),
 )
 
+# --- the web console (steward/console/, migration 0005_console) -----------------------------
+#: The overview's charts count a range of these per bucket; its counts per platform read
+#: the last hour or two of them; the certificate list pages through them, newest first.
+_by_issued_at = sa.Index(
+    "ix_certificates_issued_at", certificates.c.issued_at, certificates.c.platform
+)
+#: Revoked certificates per platform, reading only the revoked rows.
+_by_revoked_platform = sa.Index(
+    "ix_certificates_revoked_platform", certificates.c.revoked_at, certificates.c.platform
+)
+#: Searching certificates by workload digest.
+_by_workload = sa.Index("ix_certificates_workload", certificates.c.workload_sha256)
+#: Refusals over time, and per platform in the last hour or two.
+_rejections_by_at = sa.Index("ix_rejections_at", rejections.c.at, rejections.c.platform)
+#: The top refusal reasons in a window: a seek per distinct reason, then a range count.
+_rejections_by_reason = sa.Index("ix_rejections_reason_at", rejections.c.reason, rejections.c.at)
+
+#: Each policy text a Steward started with, so the console can diff the last two.
+policy_texts = sa.Table(
+    "policy_texts",
+    _metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(512), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("first_seen", sa.DateTime(), nullable=False),
+)
+
 
 def schema_metadata() -> sa.MetaData:
     """The tables as this Donjon reads them (what the migrations must produce)."""
@@ -278,7 +306,7 @@ class AuditStore:
 
     @property
     def engine(self) -> Engine:
-        """For schema migrations (``donjon.steward.schema``) only."""
+        """For schema migrations (``donjon.steward.schema``) and the console's read queries."""
         return self._engine
 
     def close(self) -> None:
@@ -451,19 +479,18 @@ class AuditStore:
 
     def challenge_key(self) -> bytes:
         """The key that authenticates this store's challenges (made once, shared by replicas)."""
+        return self.secret("challenge_key")
+
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte key kept in steward_meta as ``name``: made once, shared by replicas
+        (the challenge key; the console's session key)."""
         with self._tx() as conn:
-            found = conn.execute(
-                sa.select(meta.c.value).where(meta.c.key == "challenge_key")
-            ).scalar()
+            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == name)).scalar()
             if found is None:
                 # A replica may create it at the same moment: keep whichever was first.
                 with contextlib.suppress(IntegrityError), conn.begin_nested():
-                    conn.execute(
-                        meta.insert().values(key="challenge_key", value=secrets.token_hex(32))
-                    )
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "challenge_key")
-                ).scalar()
+                    conn.execute(meta.insert().values(key=name, value=secrets.token_hex(32)))
+                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == name)).scalar()
         return bytes.fromhex(str(found))
 
     def purge_used_nonces(self, *, before: datetime) -> int:

@@ -56,11 +56,9 @@ class AzurePolicy:
     rules: TeeRules = field(default_factory=TeeRules)
 
     def pinned(self) -> tuple[str, ...]:
-        """Keys that pin which guest this is: expected PCRs, VM ids, hardware measurements."""
-        own = tuple(
-            name for name, value in (("pcrs", self.pcrs), ("vm_unique_id", self.vm_unique_id))
-            if value
-        )  # fmt: skip
+        """Keys that pin the guest's code: expected PCRs, hardware measurements. The VM id
+        is the cloud's (the host's) to give, so it narrows and pins nothing."""
+        own = ("pcrs",) if self.pcrs else ()
         hardware = tuple(f"snp.{name}" for name in self.snp.pinned())
         hardware += tuple(f"tdx.{name}" for name in self.tdx.pinned())
         return own + hardware

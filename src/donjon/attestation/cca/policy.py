@@ -73,10 +73,15 @@ class CcaPolicy:
     rules: TeeRules = field(default_factory=TeeRules)
 
     def pinned(self) -> tuple[str, ...]:
-        """The keys that pin which realm this is (for ``policy.pinned``)."""
-        pins = [("rim", self.rim), ("personalization_value", self.personalization_value)]
-        pins += [(name, values) for name, values in zip(_REMS, self.rems, strict=True)]
-        named = [name for name, values in pins if values]
+        """The keys that pin the realm's code (for ``policy.pinned``): its RIM (with the
+        REMs beside it), or realm reference values (each names a RIM). The REMs are
+        extended by the realm itself, so a realm whose RIM nobody pinned replays any
+        recorded sequence into them; the host gives the Personalization Value when it
+        creates the realm."""
+        named = []
+        if self.rim:
+            named.append("rim")
+            named += [name for name, values in zip(_REMS, self.rems, strict=True) if values]
         if self.realm_references:
             named.append("reference_values (realm)")
         return tuple(named)

@@ -95,7 +95,8 @@ class SgxPolicy:
         return self.digests.get(name, frozenset())
 
     def pinned(self) -> tuple[str, ...]:
-        return tuple(n for n in ("signer", "mrenclave", "config_id") if self.allowed(n))
+        """MRSIGNER or MRENCLAVE; CONFIGID is what the (host's) loader gives at ECREATE."""
+        return tuple(n for n in ("signer", "mrenclave") if self.allowed(n))
 
     @property
     def default_statuses(self) -> frozenset[str]:

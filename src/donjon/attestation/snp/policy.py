@@ -113,13 +113,14 @@ class SnpPolicy:
         return self.rules.allowed_workloads
 
     def pinned(self) -> tuple[str, ...]:
-        """The keys set here that pin which guest this is (for ``policy.pinned``)."""
+        """The keys set here that pin the guest's code (for ``policy.pinned``): its launch
+        measurement, or the owner's keys over its ID block. HOST_DATA is the hypervisor's
+        choice at launch, and IMAGE_ID/FAMILY_ID sit in an ID block that any key can sign:
+        they narrow, they pin nothing."""
         pins = (
             ("measurement", self.measurement),
             ("signer", self.signer),
             ("id_key_digest", self.id_key_digest),
-            ("host_data", self.host_data),
-            ("image_id", self.image_id),
         )
         return tuple(name for name, values in pins if values)
 

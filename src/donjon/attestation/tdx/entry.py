@@ -31,11 +31,11 @@ from donjon.attestation.tdx.policy import TDX_TCB_STATUSES, TdxPolicy
 from donjon.attestation.verdict import Appraisal
 
 
-def _section(name: str, policy: TdxPolicy) -> Section:
+def _section(name: str, policy: TdxPolicy, *, pinned: tuple[str, ...] = ()) -> Section:
     return Section(
         name=name,
         rules=policy.rules,
-        pinned=policy.pinned(),
+        pinned=(*pinned, *policy.pinned()),
         collateral=policy.collateral,
         default_statuses=TDX_TCB_STATUSES,
     )
@@ -132,7 +132,8 @@ class SimTdxEntry:
         return judge(
             evidence.quote,
             ctx,
-            _section("sim.tdx", policy),
+            # As [sim]: the simulator's root is its pin (its certificates say development).
+            _section("sim.tdx", policy, pinned=("trust",)),
             platform="sim",
             tee="TDX",
             evidence_pools=pools,

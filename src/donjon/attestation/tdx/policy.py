@@ -64,13 +64,17 @@ class TdxPolicy:
         return self.digests.get(name, frozenset())
 
     def pinned(self) -> tuple[str, ...]:
-        """The keys set here that pin which guest this is (for ``policy.pinned``)."""
+        """The keys set here that pin the guest's code (for ``policy.pinned``)."""
         return self._pinned
 
     @cached_property
     def _pinned(self) -> tuple[str, ...]:
-        names = ("mrtd", *REGISTERS, "mrconfigid", "mrowner", "mrownerconfig")
-        return tuple(name for name in names if self.allowed(name))
+        """MRTD, and the RTMRs beside it. The RTMRs are extended by the TD's own code, so
+        a TD whose MRTD nobody pinned can replay any recorded sequence into them; and the
+        host VMM gives MRCONFIGID, MROWNER and MROWNERCONFIG when it creates the TD."""
+        if not self.allowed("mrtd"):
+            return ()
+        return tuple(name for name in ("mrtd", *REGISTERS) if self.allowed(name))
 
 
 def parse_tdx(table: Mapping[str, Any], reader: SectionReader) -> TdxPolicy:

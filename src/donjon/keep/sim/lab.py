@@ -388,7 +388,8 @@ class Lab:
         timeout: float = 60.0,
         extra: Sequence[str] = (),
     ) -> Steward:
-        """A development Steward on HTTPS, ready to answer when this returns."""
+        """A development Steward on HTTPS, ready to answer when this returns; ``extra`` are
+        more ``steward serve`` arguments (tokens, --console, --trust-dir...)."""
         index = sum(1 for p in self.procs if p.name.startswith("steward"))
         directory = self.root / f"steward-{index}"
         tls = make_tls(directory / "https", tls_now or datetime.now(UTC))
