@@ -196,6 +196,9 @@ def workspace(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     yield clone, doc_env(tmp_path)
 
 
+# The docs' Stewards listen where the docs say (127.0.0.1:3000 and others): under
+# pytest-xdist (scripts/test: --dist loadgroup) every doc runs in one worker, in turn.
+@pytest.mark.xdist_group("docs-fixed-ports")
 @pytest.mark.parametrize("doc", DOCS, ids=rel)
 def test_doc_runs_as_written(doc: Path, workspace: tuple[Path, dict[str, str]]) -> None:
     text = doc.read_text()
