@@ -209,9 +209,10 @@ def test_a_keep_running_other_code_gets_no_secret(
     digest = push_encrypted(good, registry.ref("team/good"), secret_steward, host)
     put_secret(secret_steward, "other-db", PASSWORD, "--allow-package", digest,
                "--platform", "sim", "--development", *SIM)  # fmt: skip
-    evil = package_dir(
-        tmp_path, "evil", wasm + b"\0", secret_steward, secret_config(port, "other-db")
-    )
+    # Other code: the same module with a custom section "evil" appended (still valid wasm,
+    # so the Keep gets as far as asking for the secret; a truncated module is refused first).
+    other = wasm + b"\x00\x05\x04evil"
+    evil = package_dir(tmp_path, "evil", other, secret_steward, secret_config(port, "other-db"))
     pushed = donjon("package", "push", str(evil), registry.ref("team/evil"), env=host)
     ran = donjon("run", f"{registry.ref('team/evil')}@{pushed.stdout.strip()}", env=host)
     assert ran.returncode == 1
