@@ -34,7 +34,9 @@ from donjon.steward.secrets_vault import parse_kek
 from donjon.steward.store import AuditStore, Rejection
 from support.browser import LocalOnly, chromium, screenshot
 
-pytestmark = pytest.mark.slow
+# One browser and one Steward for the module, its tests in order (the last counts what
+# all of them fetched): under pytest-xdist, the module stays in one worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-browser")]
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "console-admin-token-0123"
