@@ -70,8 +70,13 @@ used_nonces = sa.Table(
     sa.Column("expires_at", sa.DateTime(), nullable=False, index=True),
 )
 
-#: A revoked key must stay revoked: issuance looks certificates up by their key.
-_by_subject_key = sa.Index("ix_certificates_subject_key", certificates.c.subject_key_sha256)
+#: A revoked key must stay revoked: issuance asks whether a key has a revoked certificate,
+#: a seek on (key, revoked_at) however many certificates the key has (0006).
+_by_subject_key = sa.Index(
+    "ix_certificates_subject_key_revoked",
+    certificates.c.subject_key_sha256,
+    certificates.c.revoked_at,
+)
 #: The CRL reads only revoked rows, and asks whether they changed on every fetch.
 _by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 
