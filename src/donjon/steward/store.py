@@ -80,6 +80,18 @@ _by_subject_key = sa.Index(
 #: The CRL reads only revoked rows, and asks whether they changed on every fetch.
 _by_revoked_at = sa.Index("ix_certificates_revoked_at", certificates.c.revoked_at)
 
+#: Asked twice per issued certificate (before signing, after the commit): built once, as
+#: building a select and its cache key anew cost more than running it.
+_REVOKED_SERIAL_FOR_KEY = (
+    sa.select(certificates.c.serial)
+    .where(
+        certificates.c.subject_key_sha256 == sa.bindparam("key"),
+        certificates.c.revoked_at.is_not(None),
+    )
+    .order_by(certificates.c.revoked_at, certificates.c.serial)
+    .limit(1)
+)
+
 #: Secrets for attested Keeps (``steward/secrets_*.py``): each version sealed under the KEK.
 secret_versions = sa.Table(
     "secret_versions",
@@ -468,17 +480,8 @@ class AuditStore:
 
     def revoked_serial_for_key(self, subject_key_sha256: str) -> str | None:
         """The serial of a revoked certificate for this key, if there is one."""
-        query = (
-            sa.select(certificates.c.serial)
-            .where(
-                certificates.c.subject_key_sha256 == subject_key_sha256,
-                certificates.c.revoked_at.is_not(None),
-            )
-            .order_by(certificates.c.revoked_at, certificates.c.serial)
-            .limit(1)
-        )
         with self._tx() as conn:
-            return conn.execute(query).scalar()
+            return conn.execute(_REVOKED_SERIAL_FOR_KEY, {"key": subject_key_sha256}).scalar()
 
     # --- challenges ----------------------------------------------------------------------
 
