@@ -5,6 +5,9 @@
   claims, evidence and answer decoders raised a bare built-in error.
 * ``cryptography`` decodes CRL extensions and certificate names lazily: a CRL or
   a peer certificate that loaded fine raised ``ValueError`` later, inside a check.
+* An AttestationResult evaluated in year 225 was written ``2250601000000Z``
+  (``strftime("%Y")`` does not pad) and read back as year 2250; evaluatedAt must
+  now be exactly ``YYYYMMDDHHMMSSZ``.
 
 And every committed seed and regression input passes every target, so the fuzz
 corpus keeps working as the formats change.
@@ -131,6 +134,38 @@ def targets() -> dict[str, Callable[[bytes], None]]:
     finally:
         sys.path.remove(str(FUZZ))
     return {name: make(FIXTURES) for name, make in TARGETS.items()}
+
+
+def test_a_year_before_1000_survives_the_der_round_trip() -> None:
+    # The claims fuzzer: evaluatedAt in year 225 was written "2250601000000Z" (strftime's
+    # %Y does not pad), and read back as year 2250.
+    result = AttestationResult(
+        platform="nil", product="", measurement=b"", tcb="", tcb_status="NoTEE",
+        advisories=(), debug=True, development=True, policy_id="0" * 64,
+        evaluated_at=datetime(225, 6, 1, tzinfo=UTC),
+    )  # fmt: skip
+    again = AttestationResult.from_der(result.to_der())
+    assert again.evaluated_at == datetime(225, 6, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("when", ["2250601000000Z", "20230601000000.5Z", "202306010000Z"])
+def test_an_evaluated_at_that_is_not_der_generalized_time_is_refused(when: str) -> None:
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import useful
+
+    from donjon.attestation.claims import _AttestationResultAsn1
+
+    good = AttestationResult(
+        platform="nil", product="", measurement=b"", tcb="", tcb_status="NoTEE",
+        advisories=(), debug=False, development=True, policy_id="0" * 64,
+        evaluated_at=datetime(2023, 6, 1, tzinfo=UTC),
+    ).to_der()  # fmt: skip
+    value, _ = decoder.decode(good, asn1Spec=_AttestationResultAsn1())
+    value["evaluatedAt"] = useful.GeneralizedTime(when)
+    forged = encoder.encode(value)
+    assert when.encode() in forged
+    with pytest.raises(ClaimsError, match="evaluatedAt is not YYYYMMDDHHMMSSZ"):
+        AttestationResult.from_der(forged)
 
 
 @pytest.mark.parametrize(

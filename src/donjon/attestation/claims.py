@@ -231,7 +231,9 @@ class AttestationResult:
         value["debug"] = self.debug
         value["development"] = self.development
         value["policyId"] = self.policy_id
-        when = self.evaluated_at.astimezone(UTC).strftime("%Y%m%d%H%M%SZ")
+        at = self.evaluated_at.astimezone(UTC)
+        # %Y writes year 225 as "225" (glibc): read back, that was year 2250.
+        when = f"{at.year:04d}{at:%m%d%H%M%S}Z"
         value["evaluatedAt"] = useful.GeneralizedTime(when)
         if self.workload is not None:
             value["workload"] = self.workload._asn1()
@@ -244,6 +246,13 @@ class AttestationResult:
         workload = None
         if value["workload"].isValue:
             workload = WorkloadClaims._from_asn1(value["workload"])
+        text = str(value["evaluatedAt"])
+        digits = text[:14]
+        if len(text) != 15 or not (digits.isascii() and digits.isdigit()) or text[14] != "Z":
+            # DER's GeneralizedTime: YYYYMMDDHHMMSSZ, nothing shorter, no fractions or offsets.
+            raise ClaimsError(
+                f"attestation result: evaluatedAt is not YYYYMMDDHHMMSSZ: {text[:40]!r}"
+            )
         try:
             evaluated_at = value["evaluatedAt"].asDateTime
         except (PyAsn1Error, ValueError) as exc:
