@@ -10,10 +10,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ def vectors_dir() -> Path | None:
         if (path / "expected.json").is_file():
             return path
     return None
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_as_it_was() -> Iterator[None]:
+    """Logging as it was before the test: the fuzz targets' Steward turns logging off
+    (``logging.disable``, fuzz/targets.py) and a command run in process sets the root
+    logger's level and handler (``logging.basicConfig``). Left so, a later test's
+    ``caplog`` saw nothing, depending on which test ran before it in this process
+    (pytest-xdist orders files differently from a serial run)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    logging.disable(logging.NOTSET)  # a fuzz target may have been built at collection
+    yield
+    logging.disable(logging.NOTSET)
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 @pytest.fixture(scope="session")
