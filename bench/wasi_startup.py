@@ -3,7 +3,8 @@ and where Donjon's time goes.
 
 Wall time (and CPU time) from spawn to exit of ``donjon run-wasm hello.wasm``
 and ``wasmtime run hello.wasm`` (both caches warm), interleaved. Donjon runs as
-its console script, written by pip's own script maker, in two interpreters:
+the ``donjon`` command pip installs (``bin/donjon``, its first line pointing at
+the interpreter, as pip rewrites it), in two interpreters:
 
 * a clean virtual environment (no third-party ``.pth`` start-up hooks; it sees
   the same site-packages and Donjon sources), as on a user's machine: the goal
@@ -12,7 +13,9 @@ its console script, written by pip's own script maker, in two interpreters:
   do with Donjon (some CI images import ``certifi`` in every Python process).
 
 The full click command (``python -m donjon.cli.main run-wasm``, what every
-start was before the lean path) and the bare interpreter run beside them. The
+start was before the lean path), the console-script wrapper pip would write for a
+``[project.scripts]`` entry (what the command was before ``bin/donjon``; it
+imports ``re``) and the bare interpreter run beside them. The
 breakdown times, in-process, engine creation, module load from the cache,
 linking, instantiation and ``_start``.
 
@@ -79,6 +82,17 @@ def clean_environment() -> Iterator[Path]:
         lines = [str(package.parent), *site.getsitepackages()]
         Path(found.stdout.strip(), "donjon-bench.pth").write_text("\n".join(lines) + "\n")
         yield python
+
+
+def installed_script(python: Path, folder: Path) -> list[str]:
+    """``bin/donjon`` as pip installs it for ``python`` (``#!`` line rewritten), as a command."""
+    source = Path(__file__).resolve().parent.parent / "bin" / "donjon"
+    body = source.read_text().split("\n", 1)[1]
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "donjon"
+    script.write_text(f"#!{python}\n{body}")
+    script.chmod(0o755)
+    return [str(python), str(script)]
 
 
 def console_script(python: Path, folder: Path) -> list[str]:
@@ -156,11 +170,14 @@ def main() -> None:
     wasm = str(build("bench/hello.c"))
     with clean_environment() as clean, tempfile.TemporaryDirectory() as scripts:
         commands = {
-            "donjon (clean venv)": [*console_script(clean, Path(scripts)), "run-wasm", wasm],
+            "donjon (clean venv)": [*installed_script(clean, Path(scripts)), "run-wasm", wasm],
             "donjon (this python)": [
-                *console_script(Path(sys.executable), Path(scripts, "here")),
+                *installed_script(Path(sys.executable), Path(scripts, "here")),
                 "run-wasm",
                 wasm,
+            ],
+            "pip console-script wrapper (clean venv)": [
+                *console_script(clean, Path(scripts, "wrapper")), "run-wasm", wasm,
             ],
             "full click command (clean venv)": [
                 str(clean), "-m", "donjon.cli.main", "run-wasm", wasm,
@@ -191,6 +208,8 @@ def main() -> None:
             "donjon <= 3.0x", ours <= 3 * floor),
         Row("hello world, spawn to exit (this python)", "ms", wall_ms["donjon (this python)"],
             theirs, "(informative)"),
+        Row("pip's console-script wrapper (clean venv, before)", "ms",
+            wall_ms["pip console-script wrapper (clean venv)"], theirs, "(informative)"),
         Row("full click command (clean venv, before)", "ms",
             wall_ms["full click command (clean venv)"], theirs, "(informative)"),
     ]  # fmt: skip
@@ -198,7 +217,7 @@ def main() -> None:
     notes = ["median wall / CPU (user+sys) ms per command:"]
     notes += [f"  {name:<40} {wall_ms[name]:8.2f} {cpu_ms[name]:8.2f}" for name in commands]
     re_cost = wall_ms["python -c 'import re' (clean venv)"] - wall_ms["python -c pass (clean venv)"]
-    notes.append(f"  pip's console-script wrapper imports re: about {re_cost:.1f} ms of the above")
+    notes.append(f"  pip's wrapper imports re: about {re_cost:.1f} ms (bin/donjon does not)")
     notes.append("in-process phases of one run (median ms):")
     notes += [f"  {name:<46} {sec * 1e3:8.2f}" for name, sec in phases.items()]
     notes.append(f"load average before {load_before}, after {load()}; {args.repeat} runs each")
