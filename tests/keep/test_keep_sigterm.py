@@ -1,5 +1,7 @@
-"""SIGTERM stops a Keep (and run-wasm) at once, even a guest spinning inside wasm, with
-one line saying why and the exit status."""
+"""SIGTERM stops a Keep at once, even a guest spinning inside wasm, with one line saying
+why and the exit status. run-wasm installs nothing for SIGTERM (the watcher's thread slowed
+every host call, bench/wasi_write1.py): its default action ends it at once, as it ends
+the wasmtime CLI."""
 
 from __future__ import annotations
 
@@ -36,8 +38,12 @@ def test_sigterm_stops_a_spinning_guest_with_one_line(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 143
-    assert err.splitlines()[-1] == "donjon: stopped by SIGTERM (exit status 143)"
+    if command == "run":
+        assert proc.returncode == 143
+        assert err.splitlines()[-1] == "donjon: stopped by SIGTERM (exit status 143)"
+    else:
+        assert proc.returncode == -signal.SIGTERM  # the signal's default action
+        assert "Traceback" not in err
 
 
 def test_the_watcher_is_only_installed_from_the_main_thread() -> None:

@@ -207,7 +207,6 @@ def load_host() -> None:
 
 def execute(options: RunWasmOptions) -> NoReturn:
     """Check the options, run the module and exit with its exit code."""
-    from donjon.cli.stopping import stop_promptly_on_sigterm
     from donjon.wasi.api import Limits, MemoryDir, Preopen, RunSpec
     from donjon.wasi.cache import default_cache_path
     from donjon.wasi.runner import run
@@ -248,7 +247,10 @@ def execute(options: RunWasmOptions) -> NoReturn:
         if sys.stderr.isatty():  # never mixed into a captured stderr
             _echo_err(f"donjon: {message}")
 
-    stop_promptly_on_sigterm()  # a guest spinning in wasm never returns to Python's handlers
+    # No SIGTERM watcher here (the Keep has one, donjon.cli.stopping): run-wasm installs no
+    # handler, so SIGTERM's default action already ends it at once, and the watcher's
+    # thread made every host call slower (bench/wasi_write1.py: 0.42 of wasmtime's rate
+    # with it, 0.69 without, 2026-12-03).
     def warn(message: str) -> None:  # always shown: no logging is set up on this path
         _echo_err(f"donjon: {message}")
 
