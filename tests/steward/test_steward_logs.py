@@ -17,6 +17,8 @@ import pytest
 TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
 #: The same, from one of several worker processes: its pid after the logger's name.
 WORKER_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+\[\d+\]: ")
+#: The pid of each text line a worker wrote.
+WORKER_PID = re.compile(r"^\S+ \S+ [A-Z]+ [\w.]+\[(\d+)\]: ", re.MULTILINE)
 
 
 def free_port() -> int:
@@ -25,16 +27,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_and_get(tmp_path: Path, *extra: str) -> list[str]:
-    """Start a development Steward, make one request, stop it; its stderr lines."""
+def serve_and_get(tmp_path: Path, *extra: str, workers: int = 0) -> list[str]:
+    """Start a development Steward, make one request, stop it; its stderr lines.
+
+    ``workers``: before stopping, wait until that many worker processes have logged (a
+    worker still starting when SIGTERM comes says nothing, and the test could not tell).
+    """
     (tmp_path / "dev.toml").write_text("[nil]\nallow = true\n")
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
-         "--dir", str(tmp_path / "state"), "--policy", str(tmp_path / "dev.toml"),
-         "--port", str(port), "--drain-seconds", "0", *extra],
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
+             "--dir", str(tmp_path / "state"), "--policy", str(tmp_path / "dev.toml"),
+             "--port", str(port), "--drain-seconds", "0", *extra],
+            stderr=stderr, text=True,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -45,10 +53,14 @@ def serve_and_get(tmp_path: Path, *extra: str) -> list[str]:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     pytest.fail("the Steward did not start")
                 time.sleep(0.2)
+        while len(set(WORKER_PID.findall(log.read_text()))) < workers:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                pytest.fail(f"fewer than {workers} workers logged:\n{log.read_text()}")
+            time.sleep(0.2)
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
-    return err.splitlines()
+        proc.wait(timeout=30)
+    return log.read_text().splitlines()
 
 
 def test_text_logs_have_one_format_and_say_development_once(tmp_path: Path) -> None:
@@ -74,7 +86,7 @@ def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
 
 
 def test_workers_log_in_the_same_format_with_their_pid(tmp_path: Path) -> None:
-    lines = serve_and_get(tmp_path, "--workers", "2")
+    lines = serve_and_get(tmp_path, "--workers", "2", workers=2)
     assert lines
     workers = [line for line in lines if WORKER_LINE.match(line)]
     parent = [line for line in lines if TEXT_LINE.match(line)]
