@@ -12,49 +12,37 @@ registry) is handed in as ``on_stop`` and removed first.
 
 from __future__ import annotations
 
-# The C modules under ``signal`` and ``threading``: ``run-wasm``'s lean start
-# (``donjon.cli.entry``) installs the watcher too, and the wrappers' imports
-# (enum, contextlib, weakref sets) cost it milliseconds.
-import _signal  # type: ignore[import-not-found]  # typeshed has stubs for signal only
-import _thread
+import contextlib
 import os
-import sys
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable
 
 #: The shell's convention: 128 + the signal number.
 SIGNAL_EXIT_BASE = 128
-
-
-def _in_main_thread() -> bool:
-    threading = sys.modules.get("threading")  # not loaded: no thread was started through it
-    return threading is None or threading.current_thread() is threading.main_thread()
 
 
 def stop_promptly_on_sigterm(on_stop: Callable[[], None] | None = None) -> bool:
     """Install the watcher (call before starting other threads); False where unsupported.
 
     ``on_stop`` runs in the watcher thread before the process ends (keep it short)."""
-    if not hasattr(_signal, "pthread_sigmask") or not hasattr(_signal, "sigwait"):
+    if not hasattr(signal, "pthread_sigmask") or not hasattr(signal, "sigwait"):
         return False  # not a POSIX host: the default action stays
-    if not _in_main_thread():
+    if threading.current_thread() is not threading.main_thread():
         return False
-    wanted = {_signal.SIGTERM}
-    _signal.pthread_sigmask(_signal.SIG_BLOCK, wanted)
+    wanted = {signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
 
     def wait() -> None:
-        signum = _signal.sigwait(wanted)
+        signum = signal.sigwait(wanted)
         code = SIGNAL_EXIT_BASE + signum
+        name = signal.Signals(signum).name
         if on_stop is not None:
-            try:  # noqa: SIM105 - contextlib is one of the imports avoided here
+            with contextlib.suppress(Exception):  # the process ends either way
                 on_stop()
-            except Exception:
-                pass  # the process ends either way
         # os.write, not print: another thread may hold sys.stderr's lock.
-        os.write(2, f"donjon: stopped by SIGTERM (exit status {code})\n".encode())
+        os.write(2, f"donjon: stopped by {name} (exit status {code})\n".encode())
         os._exit(code)
 
-    _thread.start_new_thread(wait, ())
+    threading.Thread(target=wait, name="donjon-sigterm", daemon=True).start()
     return True

@@ -39,6 +39,7 @@ from donjon.attestation.cca.anchors import jwk_of
 from donjon.attestation.cose import sign1_encode
 from donjon.errors import plain
 from donjon.keep.sim.errors import SimAlreadyInitialised, SimNotInitialised, SimStateCorrupt
+from donjon.keep.sim.state import check_header
 
 SUBDIR = "sim-cca"
 STATE_VERSION = 1
@@ -85,13 +86,7 @@ class SimCcaConfig:
         def bad(why: str) -> SimStateCorrupt:
             return SimStateCorrupt(f"{where}: {why}")
 
-        if not isinstance(data, dict):
-            raise bad("expected a JSON object")
-        unknown = set(data) - _KEYS
-        if unknown:
-            raise bad(f"unknown field {sorted(unknown)[0]!r}")
-        if data.get("version") != STATE_VERSION:
-            raise bad(f"unsupported state version {data.get('version')!r}")
+        data = check_header(data, _KEYS, STATE_VERSION, where)
         try:
             components = tuple(
                 (str(c["type"]), bytes.fromhex(c["measurement"]), bytes.fromhex(c["signer_id"]))

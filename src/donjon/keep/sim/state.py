@@ -50,6 +50,18 @@ _CONFIG_KEYS = frozenset(
 )
 
 
+
+def check_header(data: Any, keys: frozenset[str], version: int, where: Path) -> dict[str, Any]:
+    """A state file's JSON object, read fail-closed: no unknown field, no other version."""
+    if not isinstance(data, dict):
+        raise SimStateCorrupt(f"{where}: expected a JSON object")
+    unknown = set(data) - keys
+    if unknown:
+        raise SimStateCorrupt(f"{where}: unknown field {sorted(unknown)[0]!r}")
+    if data.get("version") != version:
+        raise SimStateCorrupt(f"{where}: unsupported state version {data.get('version')!r}")
+    return data
+
 @dataclass(frozen=True)
 class SimConfig:
     product: Product
@@ -90,13 +102,7 @@ class SimConfig:
         def bad(why: str) -> SimStateCorrupt:
             return SimStateCorrupt(f"{where}: {why}")
 
-        if not isinstance(data, dict):
-            raise bad("expected a JSON object")
-        unknown = set(data) - _CONFIG_KEYS
-        if unknown:
-            raise bad(f"unknown field {sorted(unknown)[0]!r}")
-        if data.get("version") != STATE_VERSION:
-            raise bad(f"unsupported state version {data.get('version')!r}")
+        data = check_header(data, _CONFIG_KEYS, STATE_VERSION, where)
         try:
             product = parse_product(str(data["product"]))
             tcb_raw = data["tcb"]
