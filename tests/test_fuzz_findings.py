@@ -231,3 +231,20 @@ def test_the_fuzz_runner_reports_runs_and_rates() -> None:
     for target in doc["targets"]:
         assert target["finding"] is None
         assert target["runs"] > 0 and target["execs_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'cert_lifetime = "99999999999999999999999d"\n',
+        '[freshness]\nnonce_lifetime = "999999999999999999999999h"\n',
+    ],
+)
+def test_a_duration_too_large_for_timedelta_is_a_clean_refusal(tmp_path: Path, text: str) -> None:
+    """The policy fuzzer: ``timedelta(seconds=...)`` raised OverflowError for a huge count."""
+    from donjon.attestation.policy import PolicyError, load_policy
+
+    path = tmp_path / "steward.toml"
+    path.write_text(text + "[nil]\nallow = true\n")
+    with pytest.raises(PolicyError, match=r"must be between .* and "):
+        load_policy(path)

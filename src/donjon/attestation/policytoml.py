@@ -112,11 +112,11 @@ class SectionReader:
         match = _DURATION.match(value) if isinstance(value, str) else None
         if match is None:
             raise self.fail(key, f'expected a duration such as "{example}", got {value!r}')
+        # Compared as an integer first: timedelta overflows (OverflowError) on a huge count.
         seconds = int(match.group(1)) * _UNITS[match.group(2)]
-        result = timedelta(seconds=seconds)
-        if not low <= result <= high:
+        if not low.total_seconds() <= seconds <= high.total_seconds():
             raise self.fail(key, f"must be between {_say(low)} and {_say(high)}")
-        return result
+        return timedelta(seconds=seconds)
 
 
 def table_of(doc: Mapping[str, Any], name: str, reader: SectionReader) -> Mapping[str, Any]:
