@@ -202,6 +202,7 @@ def _members(tar: tarfile.TarFile) -> Iterator[tuple[tarfile.TarInfo, PurePosixP
 
 def unpack(image: Image, dest: Path) -> None:
     """Apply the (already checked) layers in order into ``dest``, as a runtime would."""
+    dest.chmod(0o755)  # a root filesystem's own mode, whatever made the directory
     with tarfile.open(image.path) as archive:
         for layer in image.layers:
             blob = _member(archive, _blob_name(layer.digest))
@@ -222,7 +223,7 @@ def _apply(tar: tarfile.TarFile, member: tarfile.TarInfo, rel: PurePosixPath, de
         return
     if member.ischr() or member.isblk() or member.isfifo():
         raise ArchiveError(f"a layer holds a device or fifo: {member.name}")
-    if member.mode & 0o6000:
+    if member.mode & 0o6000 and not member.isdir():
         raise ArchiveError(f"a layer holds a setuid or setgid file: {member.name}")
     root = dest.resolve()
     parent = (dest / rel).parent.resolve()
