@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from donjon import toolchain
-from donjon.image import GID, STATE_DIR, UID, VENV, buildah, ociarchive
+from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, buildah, ociarchive
 from donjon.image.build import find_compilers
 from support.net import free_port, stop
 from support.pki import client_context, write_self_signed
@@ -164,7 +164,7 @@ def test_a_flipped_byte_in_a_blob_is_refused(built: Built, tmp_path: Path) -> No
 @contextmanager
 def mounted(root: Path, work: Path) -> Iterator[dict[str, Path]]:
     """``root`` read-only, with writable state, cache and /tmp, as the chart mounts them."""
-    writable = {STATE_DIR: work / "state", "/var/cache/donjon": work / "cache", "/tmp": work / "tmp"}
+    writable = {STATE_DIR: work / "state", CACHE_DIR: work / "cache", "/tmp": work / "tmp"}
     done: list[Path] = []
     try:
         subprocess.run(["mount", "--bind", str(root), str(root)], check=True, capture_output=True)
@@ -273,7 +273,7 @@ def test_the_keep_image_runs_a_wasi_module(built: Built, tmp_path: Path) -> None
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert run.returncode == 42, run.stderr
-        assert any((dirs["/var/cache/donjon"]).rglob("*")), "no compiled module was cached"
+        assert any((dirs[CACHE_DIR]).rglob("*")), "no compiled module was cached"
 
 
 def _fresh(path: Path) -> Path:

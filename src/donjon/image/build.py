@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -44,6 +43,7 @@ class BuildResult:
     donjon_version: str
     debian_packages: tuple[str, ...]  # name=version
     bytecode: bool
+    storage_driver: str
     seconds: float
 
 
@@ -111,7 +111,7 @@ def find_compilers(root: Path) -> list[str]:
 
 
 def build(repo: Path, out: Path, cache: Path, progress: Progress,
-          names: tuple[str, ...] = IMAGES) -> BuildResult:  # fmt: skip
+          names: tuple[str, ...] = IMAGES, driver: str = "auto") -> BuildResult:  # fmt: skip
     """Build ``names`` into ``out/donjon-<name>.oci.tar``; ``cache`` keeps the .debs."""
     started = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,8 @@ def build(repo: Path, out: Path, cache: Path, progress: Progress,
     revision = _git(repo, "rev-parse", "HEAD") or "unknown"
     with tempfile.TemporaryDirectory(prefix="donjon-image-") as tmp:
         work = Path(tmp)
-        buildah = Buildah(work / "storage")  # fails first when buildah is missing
+        buildah = Buildah(work / "storage", driver)  # fails first when buildah is missing
+        progress(f"buildah storage driver: {buildah.driver}")
         root = work / "rootfs"
         root.mkdir()
         debs = rootfs.build(root, cache / "debs", progress)
@@ -162,12 +163,12 @@ def build(repo: Path, out: Path, cache: Path, progress: Progress,
                 built.append(_export(buildah, "steward", venvs.donjon_version, out, progress))
         finally:
             buildah.remove_all()
-            shutil.rmtree(work / "storage", ignore_errors=True)
     return BuildResult(
         tuple(built),
         venvs.donjon_version,
         tuple(f"{d.name}={d.version}" for d in debs),
         bytecode,
+        buildah.driver,
         time.monotonic() - started,
     )
 

@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from donjon.errors import DonjonError
 
@@ -117,7 +117,8 @@ def _hash_layer(f: IO[bytes], media: str) -> tuple[str, int, str, int]:
     """(digest, size) of the blob and of its uncompressed tar, streamed once."""
     outer, inner = hashlib.sha256(), hashlib.sha256()
     counted = _Counting(f, outer)
-    stream: IO[bytes] = gzip.GzipFile(fileobj=counted) if media == LAYER_GZIP else counted  # type: ignore[assignment]
+    raw = cast(IO[bytes], counted)
+    stream = cast(IO[bytes], gzip.GzipFile(fileobj=raw)) if media == LAYER_GZIP else raw
     total = 0
     try:
         while chunk := stream.read(1 << 20):

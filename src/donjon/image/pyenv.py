@@ -6,15 +6,15 @@ compiled. The venv is written by hand, as ``python -m venv`` would write it:
 ``pyvenv.cfg``, ``bin/python3`` pointing at Debian's ``/usr/bin/python3.11``, and
 ``lib/python3.11/site-packages``.
 
-Two installs from one set of downloaded wheels: Donjon alone (both images) and
-Donjon with the Steward's extras (PostgreSQL, PKCS#11); the second image layer holds
-only what the extras add, so the Steward image shares the Keep image's layers.
+One set of downloaded wheels (``donjon[postgres,hsm]``'s), two installs: Donjon alone
+(both images), then the wheels only the extras need (the Steward's layer 3), so the
+Steward image shares the Keep image's layers.
 """
 
 from __future__ import annotations
 
-import filecmp
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -81,27 +81,33 @@ def build_wheel(repo: Path, out: Path, progress: Progress) -> Path:
     return wheels[0]
 
 
-def _install(wheelhouse: Path, requirement: str, target: Path, arch: str) -> None:
+def _install(wheelhouse: Path, requirements: list[str], target: Path, arch: str,
+             deps: bool = True) -> None:  # fmt: skip
     _pip(["install", "-q", "--no-index", "--find-links", str(wheelhouse), "--no-compile",
-          "--target", str(target / SITE), *platform_args(arch), requirement],
-         f"pip install {requirement}")  # fmt: skip
-    _make_venv(target)
-
-
-def _make_venv(target: Path) -> None:
-    """What ``python -m venv`` writes, pointing at the image's interpreter."""
+          *([] if deps else ["--no-deps"]), "--target", str(target / SITE), *platform_args(arch),
+          *requirements],
+         f"pip install {' '.join(Path(r).name for r in requirements)}")  # fmt: skip
     bin_dir = target / "bin"
     moved = target / SITE / "bin"  # pip --target puts scripts beside the packages
-    bin_dir.mkdir(exist_ok=True)
+    bin_dir.mkdir(parents=True, exist_ok=True)
     if moved.is_dir():
         for script in moved.iterdir():
             _retarget(script, bin_dir / script.name)
         shutil.rmtree(moved)
+
+
+def _make_venv(target: Path) -> None:
+    """What ``python -m venv`` writes, pointing at the image's interpreter."""
     (target / "pyvenv.cfg").write_text(
         f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {PYTHON}\n"
     )
     for name in ("python", "python3", f"python{PYTHON}"):
-        (bin_dir / name).symlink_to(f"/usr/bin/python{PYTHON}")
+        (target / "bin" / name).symlink_to(f"/usr/bin/python{PYTHON}")
+
+
+def _dist_name(text: str) -> str:
+    """A distribution's normalized name (PEP 503), from a wheel or .dist-info file name."""
+    return re.sub(r"[-_.]+", "-", text.split("-")[0]).lower()
 
 
 def _retarget(script: Path, dest: Path) -> None:
@@ -113,24 +119,13 @@ def _retarget(script: Path, dest: Path) -> None:
     dest.chmod(0o755)
 
 
-def _only_added(common: Path, full: Path, out: Path) -> None:
-    """``out`` gets the files of ``full`` that ``common`` lacks; shared files must match."""
-    for path in sorted(full.rglob("*")):
-        rel = path.relative_to(full)
+def _check_disjoint(common: Path, extra: Path) -> None:
+    """The extras' layer only adds files: none may replace one of the shared layer's."""
+    for path in extra.rglob("*"):
+        rel = path.relative_to(extra)
         mine = common / rel
-        if path.is_dir() and not path.is_symlink():
-            continue
-        if mine.exists() or mine.is_symlink():
-            same = (
-                os.readlink(mine) == os.readlink(path)
-                if path.is_symlink()
-                else filecmp.cmp(mine, path, shallow=False)
-            )
-            if not same:
-                raise PyenvError(f"the Steward's extras change a shared file: {rel}")
-            continue
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        os.replace(path, out / rel)
+        if not path.is_dir() and (mine.exists() or mine.is_symlink()):
+            raise PyenvError(f"the Steward's extras would replace a shared file: {rel}")
 
 
 def build(repo: Path, work: Path, arch: str, progress: Progress) -> Venvs:
@@ -143,12 +138,17 @@ def build(repo: Path, work: Path, arch: str, progress: Progress) -> Venvs:
          "pip download")  # fmt: skip
     count = len(list(wheelhouse.glob("*.whl")))
     progress(f"installing {count} wheels (no compiler: binary wheels only)")
-    common, full, extra = work / "venv-common", work / "venv-steward", work / "venv-extra"
-    _install(wheelhouse, str(wheel), common, arch)
-    _install(wheelhouse, f"{wheel}[{extras}]", full, arch)
-    extra.mkdir()
-    _only_added(common, full, extra)
-    shutil.rmtree(full)
+    common, extra = work / "venv-common", work / "venv-extra"
+    _install(wheelhouse, [str(wheel)], common, arch)
+    _make_venv(common)
+    # the extras' own wheels: those the download resolved that the plain install did not
+    # take; their dependencies are among them or already in the shared layer
+    installed = {_dist_name(d.name) for d in (common / SITE).glob("*.dist-info")}
+    rest = sorted(str(w) for w in wheelhouse.glob("*.whl") if _dist_name(w.name) not in installed)
+    if not rest:
+        raise PyenvError(f"the Steward's extras ({extras}) added no wheel")
+    _install(wheelhouse, rest, extra, arch, deps=False)
+    _check_disjoint(common, extra)
     return Venvs(common, extra, version)
 
 
