@@ -33,7 +33,7 @@ import pytest
 
 from donjon import toolchain
 from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, buildah, ociarchive
-from donjon.image.build import find_compilers
+from donjon.image.build import find_compilers, image_config
 from support.net import free_port, stop
 from support.pki import client_context, write_self_signed
 
@@ -162,9 +162,13 @@ def test_a_flipped_byte_in_a_blob_is_refused(built: Built, tmp_path: Path) -> No
 
 
 @contextmanager
-def mounted(root: Path, work: Path) -> Iterator[dict[str, Path]]:
-    """``root`` read-only, with writable state, cache and /tmp, as the chart mounts them."""
+def mounted(root: Path, work: Path, more: tuple[str, ...] = ()) -> Iterator[dict[str, Path]]:
+    """``root`` read-only, with writable state, cache and /tmp (and ``more``), as the chart
+    mounts its volumes; each a new directory of ``work``, owned by the image's user."""
     writable = {STATE_DIR: work / "state", CACHE_DIR: work / "cache", "/tmp": work / "tmp"}
+    for i, inside in enumerate(more):
+        writable[inside] = work / f"more{i}"
+        (root / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
     done: list[Path] = []
     try:
         subprocess.run(["mount", "--bind", str(root), str(root)], check=True, capture_output=True)
@@ -279,3 +283,63 @@ def test_the_keep_image_runs_a_wasi_module(built: Built, tmp_path: Path) -> None
 def _fresh(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def test_the_charts_init_container_makes_private_copies_in_the_image(
+    built: Built, steward_root: Path, tmp_path: Path
+) -> None:
+    """The chart's private-copies step, as rendered, run in the image (which has no shell)."""
+    chart = pytest.importorskip("test_helm_chart", reason="the Helm chart's renderer")
+    steward = next(o for o in chart.render({}) if o["kind"] == "Deployment"
+                   and o["metadata"]["name"] == "demo-steward")  # fmt: skip
+    init = steward["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["name"] == "private-copies"
+    image = built.images["steward"]
+    secrets = {"/secrets/ca": {"ca.key": b"KEY"}, "/secrets/tokens": {"admin": b"A", "audit": b"B"}}
+    with mounted(steward_root, tmp_path, ("/run/donjon", *secrets)) as dirs:
+        for inside, files in secrets.items():
+            for name, data in files.items():  # as Kubernetes mounts them: root, group-readable
+                (dirs[inside] / name).write_bytes(data)
+                os.chown(dirs[inside] / name, 0, GID)
+                (dirs[inside] / name).chmod(0o440)
+        done = subprocess.run(
+            ["/usr/sbin/chroot", f"--userspec={image.runtime['User']}", str(steward_root),
+             *init["command"], *init["args"]],
+            env=_image_env(image), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        copies = {p.name: p for p in dirs["/run/donjon"].iterdir()}
+        assert sorted(copies) == ["admin.token", "audit.token", "ca.key"]
+        assert copies["ca.key"].read_bytes() == b"KEY"
+        assert copies["audit.token"].read_bytes() == b"B"
+        for path in copies.values():
+            assert path.stat().st_mode & 0o777 == 0o600 and path.stat().st_uid == UID
+
+
+def test_the_containerfile_agrees_with_the_script() -> None:
+    """Same user, entrypoints, environment and working directory, whichever builds it."""
+    containerfile = pytest.importorskip("test_containerfile")
+    stages = containerfile.stages()
+    for name in ("keep", "steward"):
+        wanted = image_config(name, "0", "0", "0")
+        found: dict[str, str] = {}
+        for keyword, rest in containerfile._inherited(stages, name):
+            if keyword == "ENV":
+                found.update(pair.split("=", 1) for pair in rest.split())
+            elif keyword in ("USER", "WORKDIR"):
+                found[keyword] = rest
+            elif keyword == "ENTRYPOINT":
+                found[keyword] = json.dumps(json.loads(rest))
+            elif keyword == "RUN" and "useradd" in rest:
+                found["RUN"] = " ".join(rest.split())
+        assert found["USER"] == wanted.user
+        assert found["WORKDIR"] == wanted.workingdir
+        assert found["ENTRYPOINT"] == json.dumps(list(wanted.entrypoint))
+        for key, value in wanted.env:
+            if key == "PATH":  # the base image's own PATH follows the venv's
+                assert found[key] == f"{VENV}/bin:$PATH"
+            else:
+                assert found[key] == value, key
+        assert f"--uid {UID} --gid {GID}" in found["RUN"]
+        assert f"--home-dir {STATE_DIR} --shell /usr/sbin/nologin" in found["RUN"]
+        assert f"install -d -o {UID} -g {GID} {STATE_DIR} {CACHE_DIR}" in found["RUN"]
