@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from donjon import toolchain
-from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, buildah, ociarchive
+from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, buildah, ociarchive, pyenv
 from donjon.image.build import find_compilers, image_config
 from support.net import free_port, stop
 from support.pki import client_context, write_self_signed
@@ -134,6 +134,12 @@ def test_no_compiler_no_pip_no_shell_and_only_the_state_dirs_are_the_users(
     assert (site / "donjon").is_dir() and (site / "psycopg").is_dir()
     assert not list(site.glob("pip*")) and not list(site.glob("setuptools*"))
     assert not (steward_root / "bin/sh").exists() and not (steward_root / "usr/bin/apt").exists()
+    scripts = sorted((steward_root / VENV.lstrip("/") / "bin").iterdir())
+    assert "donjon" in [s.name for s in scripts]
+    for script in scripts:
+        if not script.is_symlink():  # python, python3, python3.11 -> /usr/bin/python3.11
+            first = script.read_bytes().split(b"\n", 1)[0]
+            assert first == f"#!{VENV}/bin/python3".encode(), script.name
     theirs = sorted(
         str(p.relative_to(steward_root))
         for p in steward_root.rglob("*")
@@ -343,3 +349,17 @@ def test_the_containerfile_agrees_with_the_script() -> None:
         assert f"--uid {UID} --gid {GID}" in found["RUN"]
         assert f"--home-dir {STATE_DIR} --shell /usr/sbin/nologin" in found["RUN"]
         assert f"install -d -o {UID} -g {GID} {STATE_DIR} {CACHE_DIR}" in found["RUN"]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"#!/build/machine/venv/bin/python3.11\n",
+        b"#!/bin/sh\n'''exec' \"/a/very/long/build/path/bin/python\" \"$0\" \"$@\"\n' '''\n",
+    ],
+)
+def test_scripts_run_the_images_python_without_a_shell(head: bytes, tmp_path: Path) -> None:
+    body = b"# -*- coding: utf-8 -*-\nimport sys\nsys.exit(0)\n"
+    (tmp_path / "src").write_bytes(head + body)
+    pyenv._retarget(tmp_path / "src", tmp_path / "dest")
+    assert (tmp_path / "dest").read_bytes() == f"#!{VENV}/bin/python3\n".encode() + body

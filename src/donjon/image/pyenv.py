@@ -110,11 +110,22 @@ def _dist_name(text: str) -> str:
     return re.sub(r"[-_.]+", "-", text.split("-")[0]).lower()
 
 
+#: pip's wrapper for an interpreter path too long for a ``#!`` line: sh runs python
+_SH_WRAPPER = re.compile(rb"\A#!/bin/sh\n'''exec' .*\n' '''\n")
+
+
 def _retarget(script: Path, dest: Path) -> None:
-    """A script's ``#!`` line names the build machine's python; the image's is /opt/donjon's."""
+    """A script's ``#!`` line names the build machine's python; the image's is /opt/donjon's.
+
+    The image has no shell, so pip's sh wrapper (long build paths) is replaced as well.
+    """
     data = script.read_bytes()
-    if data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
-        data = f"#!{VENV}/bin/python3".encode() + data[data.index(b"\n") :]
+    shebang = f"#!{VENV}/bin/python3\n".encode()
+    wrapped = _SH_WRAPPER.match(data)
+    if wrapped:
+        data = shebang + data[wrapped.end() :]
+    elif data.startswith(b"#!") and b"python" in data.split(b"\n", 1)[0]:
+        data = shebang + data[data.index(b"\n") + 1 :]
     dest.write_bytes(data)
     dest.chmod(0o755)
 

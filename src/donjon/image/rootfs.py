@@ -195,8 +195,9 @@ def fetch(debs: list[Deb], cache: Path, progress: Progress) -> dict[str, Path]:
     wanted = [d for d in debs if not paths[d.name].is_file() or _sha256(paths[d.name]) != d.sha256]
     if wanted:
         progress(f"downloading {len(wanted)} Debian packages ({len(debs) - len(wanted)} cached)")
+        # apt downloads as root here (its _apt user cannot write a private directory);
+        # each file is checked against the index's digest below either way
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            os.chmod(tmp, 0o755)  # apt drops to _apt to download when it can write here
             _run(["apt-get", "download", "-q", *(f"{d.name}:{d.architecture}={d.version}"
                                                   for d in wanted)],
                  "apt-get download", cwd=Path(tmp))  # fmt: skip
