@@ -32,7 +32,7 @@ import httpx
 import pytest
 
 from donjon import toolchain
-from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, buildah, ociarchive, pyenv
+from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, buildah, ociarchive, pyenv, rootfs
 from donjon.image.build import find_compilers, image_config
 from support.net import free_port, stop
 from support.pki import client_context, write_self_signed
@@ -363,3 +363,35 @@ def test_scripts_run_the_images_python_without_a_shell(head: bytes, tmp_path: Pa
     (tmp_path / "src").write_bytes(head + body)
     pyenv._retarget(tmp_path / "src", tmp_path / "dest")
     assert (tmp_path / "dest").read_bytes() == f"#!{VENV}/bin/python3\n".encode() + body
+
+
+def test_without_buildah_the_script_says_so_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build-image"), "--out", str(tmp_path)],
+        env={**os.environ, "PATH": str(tmp_path)}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "build-image: error: buildah is not installed (Debian: apt-get install buildah"
+    )
+    assert "Traceback" not in done.stderr and not list(tmp_path.glob("*.tar"))
+
+
+def test_help_explains_with_examples() -> None:
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "build-image"), "--help"],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0
+    assert "scripts/build-image --out /tmp/img --json" in done.stdout
+    assert "--storage-driver" in done.stdout and "podman load" in done.stdout
+
+
+def test_a_debian_dependency_nobody_chose_stops_the_build() -> None:
+    libc = rootfs.Deb("libc6", "2.36", "amd64", "0" * 64, (("libgcc-s1",),))
+    gcc = rootfs.Deb("libgcc-s1", "12", "amd64", "1" * 64, (("gcc-12-base",), ("libc6",)))
+    rootfs.check_closure([libc, gcc])  # gcc-12-base is left out on purpose
+    new = rootfs.Deb("libssl3", "3", "amd64", "2" * 64, (("libc6",), ("libzstd1",)))
+    with pytest.raises(rootfs.RootfsError, match="neither in the image nor left out on purpose: "
+                       "libssl3 needs libzstd1"):  # fmt: skip
+        rootfs.check_closure([libc, gcc, new])
+    either = rootfs.Deb("ca-certificates", "1", "all", "3" * 64, (("debconf", "cdebconf"),))
+    rootfs.check_closure([libc, gcc, either])  # one alternative left out is enough

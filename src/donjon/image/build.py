@@ -87,7 +87,11 @@ def image_config(name: str, version: str, revision: str, created: str) -> ImageC
 
 
 def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    """Git's answer, or "" outside a checkout or without git (a source tarball)."""
+    try:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+    except FileNotFoundError:
+        return ""
     return done.stdout.strip() if done.returncode == 0 else ""
 
 

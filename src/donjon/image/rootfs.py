@@ -115,8 +115,9 @@ def _run(cmd: list[str], what: str, cwd: Path | None = None) -> str:
         raise RootfsError(f"{what}: {cmd[0]} is not installed (Debian: apt-get install {cmd[0]})")\
             from exc
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RootfsError(f"{what} failed: {last}")
+        lines = done.stderr.strip().splitlines() or ["no output"]
+        errors = [line for line in lines if line.startswith("E:")]  # apt's, not its warnings
+        raise RootfsError(f"{what} failed: {(errors or lines)[-1]}")
     return done.stdout
 
 
@@ -200,7 +201,8 @@ def fetch(debs: list[Deb], cache: Path, progress: Progress) -> dict[str, Path]:
         with tempfile.TemporaryDirectory(dir=cache) as tmp:
             _run(["apt-get", "download", "-q", *(f"{d.name}:{d.architecture}={d.version}"
                                                   for d in wanted)],
-                 "apt-get download", cwd=Path(tmp))  # fmt: skip
+                 "apt-get download (if the mirror no longer has a version: apt-get update)",
+                 cwd=Path(tmp))  # fmt: skip
             for deb in wanted:
                 got = Path(tmp) / deb.filename
                 if not got.is_file():
