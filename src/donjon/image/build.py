@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from donjon.image import CACHE_DIR, GID, STATE_DIR, UID, VENV, Progress, ociarchive, pyenv, rootfs
-from donjon.image.buildah import Buildah, ImageConfig
+from donjon.image.buildah import Buildah, BuildahError, ImageConfig
 
 IMAGES = ("keep", "steward")
 #: files that would mean a compiler or linker is in an image
@@ -109,8 +109,7 @@ def find_compilers(root: Path) -> list[str]:
     return sorted(
         str(path.relative_to(root))
         for path in root.rglob("*")
-        if path.name in COMPILERS and (path.is_file() or path.is_symlink())
-        and not path.is_dir()
+        if path.name in COMPILERS and (path.is_symlink() or path.is_file())
     )
 
 
@@ -166,7 +165,10 @@ def build(repo: Path, out: Path, cache: Path, progress: Progress,
                 buildah.commit(steward, "localhost/donjon-steward", epoch)
                 built.append(_export(buildah, "steward", venvs.donjon_version, out, progress))
         finally:
-            buildah.remove_all()
+            try:
+                buildah.remove_all()
+            except BuildahError as exc:  # the temporary directory goes anyway
+                progress(f"warning: {exc}")
     return BuildResult(
         tuple(built),
         venvs.donjon_version,
