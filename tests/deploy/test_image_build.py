@@ -133,6 +133,7 @@ def test_no_compiler_no_pip_no_shell_and_only_the_state_dirs_are_the_users(
     site = steward_root / VENV.lstrip("/") / "lib/python3.11/site-packages"
     assert (site / "donjon").is_dir() and (site / "psycopg").is_dir()
     assert not list(site.glob("pip*")) and not list(site.glob("setuptools*"))
+    assert not list(site.glob("*.dist-info/direct_url.json"))  # the build's temporary paths
     assert not (steward_root / "bin/sh").exists() and not (steward_root / "usr/bin/apt").exists()
     scripts = sorted((steward_root / VENV.lstrip("/") / "bin").iterdir())
     assert "donjon" in [s.name for s in scripts]

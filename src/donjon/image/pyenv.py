@@ -87,6 +87,7 @@ def _install(wheelhouse: Path, requirements: list[str], target: Path, arch: str,
           *([] if deps else ["--no-deps"]), "--target", str(target / SITE), *platform_args(arch),
           *requirements],
          f"pip install {' '.join(Path(r).name for r in requirements)}")  # fmt: skip
+    _drop_direct_urls(target / SITE)
     bin_dir = target / "bin"
     moved = target / SITE / "bin"  # pip --target puts scripts beside the packages
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,19 @@ def _install(wheelhouse: Path, requirements: list[str], target: Path, arch: str,
         for script in moved.iterdir():
             _retarget(script, bin_dir / script.name)
         shutil.rmtree(moved)
+
+
+def _drop_direct_urls(site: Path) -> None:
+    """pip records the wheel's path (a temporary directory) in direct_url.json: a build
+    machine's detail that would also make every build's layer differ. It goes, with its
+    line in RECORD."""
+    for record in site.glob("*.dist-info/RECORD"):
+        direct = record.with_name("direct_url.json")
+        if direct.exists():
+            direct.unlink()
+            name = f"{record.parent.name}/direct_url.json,"
+            lines = record.read_text().splitlines(keepends=True)
+            record.write_text("".join(ln for ln in lines if not ln.startswith(name)))
 
 
 def _make_venv(target: Path) -> None:
