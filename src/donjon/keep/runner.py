@@ -99,6 +99,8 @@ def workload_claims(package: Package) -> WorkloadClaims:
         config_sha256=package.config_sha256(),
         package_name=package.name,
         package_sha256=package.package_sha256,
+        package_repository=package.package_repository,
+        package_signatures=package.package_signatures,
     )
 
 
