@@ -135,7 +135,7 @@ class Policy:
                 key
                 for key, values in (
                     ("allowed_workloads", rules.allowed_workloads),
-                    ("allowed_packages", rules.allowed_packages),
+                    ("allowed_packages", rules.allowed_packages or rules.package_signers),
                 )
                 if values
             ]
