@@ -95,9 +95,8 @@ def test_expect_package_mismatch_is_refused(
     with pytest.raises(PeerRefused) as info:
         dial(peer, steward_ca, claims, expect_package="sha256:" + "9d" * 32, **DEV)
     assert info.value.code == "peer.package"
-    assert (
-        f"peer was deployed from package {PACKAGE_TEXT}, expected sha256:{'9d' * 32}"
-        in str(info.value)
+    assert f"peer was deployed from package {PACKAGE_TEXT}, expected sha256:{'9d' * 32}" in str(
+        info.value
     )
 
 

@@ -282,13 +282,15 @@ def judge(
     statement naming exactly ``repository`` and ``digest``."""
     wanted = "sha256:" + digest.hex()
     if not records:
-        return Judgement(False, "unsigned", f"package {wanted} from {repository} is not signed")
+        return Judgement(False, "unsigned", "not signed (no signature was found for it)")
     best: tuple[int, str, str] | None = None
     for index, record in enumerate(records):
         reason, message = _judge_one(record, repository, wanted, signers, whose)
         if reason == "signed":
             return Judgement(True, reason, message)
-        text = f"signature {index + 1} of {len(records)}: {message}"
+        text = (
+            f"signature {index + 1} of {len(records)}: {message}" if len(records) > 1 else message
+        )
         if best is None or _DEPTH[reason] > best[0]:
             best = (_DEPTH[reason], reason, text)
     assert best is not None
@@ -302,7 +304,7 @@ def _judge_one(
     signers: Mapping[bytes, PublicKey],
     whose: str,
 ) -> tuple[str, str]:
-    named = "sha256:" + record.key_id.hex()
+    named = "sha256:" + record.key_id.hex()[:16] + "..."  # messages stay short (Steward logs)
     if record.algorithm not in ALGORITHMS:
         return "algorithm", (
             f"unknown signature algorithm {record.algorithm[:32]!r} "

@@ -255,13 +255,14 @@ def _check_package(rules: TeeRules, workload: WorkloadClaims | None, checks: Che
         repository,
         package,
         {s.key_id: s.key for s in entries},
-        whose=f"a signer allowed_packages names for {repository}",
+        whose="a signer allowed_packages names for this repository",
     )
     if verdict.ok:
         checks.ok("policy.package", f"{named[:31]}... {verdict.message}")
         return
     code = f"policy.package_{verdict.reason}"
-    checks.fail(code, _violation(code, f"{named}: {verdict.message}"))
+    short = f"package sha256:{package.hex()[:16]}..."
+    checks.fail(code, _violation(code, f"{short} from {repository}: {verdict.message}"))
 
 
 # --- freshness -------------------------------------------------------------------------------
