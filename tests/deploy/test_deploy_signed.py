@@ -21,11 +21,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from deploy_harness import running_steward
 
 from donjon.attestation.claims import WorkloadClaims
 from donjon.attestation.oids import WORKLOAD_CLAIMS
-from support.net import free_port, stop, wait_port
-from support.pki import write_self_signed
 from support.registry import Registry
 
 pytestmark = pytest.mark.slow
@@ -72,7 +71,6 @@ def steward(
 ) -> Iterator[Steward]:
     """A Steward whose [sim] section admits only packages of REPOSITORY signed by team.key."""
     tmp = tmp_path_factory.mktemp("signed-steward")
-    cert, key = write_self_signed(tmp, cert_name="https.pem", key_name="https.key")
     (tmp / "keys").mkdir()
     team = write_key(tmp / "keys" / "team.key")
     ark = sim_state / "sim" / "ark.pem"
@@ -81,39 +79,13 @@ def steward(
         f'allowed_packages = [{{ repository = "{registry.host}/{REPOSITORY}", '
         'signer = "keys/team.key.pub" }]\n'
     )
-    port = free_port()
-    cmd = [
-        sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
-        "--dir", str(tmp / "state"), "--port", str(port), "--policy", str(tmp / "policy.toml"),
-        "--tls-cert", str(cert), "--tls-key", str(key),
-    ]  # fmt: skip
-    log_path = tmp / "steward.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    wait_port(port, proc, why=lambda: f"steward did not start: {log_path.read_text()[-800:]}")
-    try:
-        yield Steward(f"https://localhost:{port}", cert, team)
-    finally:
-        stop(proc)
+    with running_steward(tmp, tmp / "policy.toml") as (url, cert):
+        yield Steward(url, cert, team)
 
 
 @pytest.fixture(scope="module")
 def wasm(build_wasm: Callable[[Path], Path]) -> bytes:
     return build_wasm(PROGRAMS / "secret_reader.c").read_bytes()
-
-
-@pytest.fixture
-def host(tmp_path: Path, registry: Registry, sim_state: Path) -> dict[str, str]:
-    home = tmp_path / "host"
-    (home / "tmp").mkdir(parents=True)
-    return {
-        **registry.env(),
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "TMPDIR": str(home / "tmp"),
-        "DONJON_PLATFORM": "sim",
-        "DONJON_STATE_DIR": str(sim_state),
-    }
 
 
 def package_dir(root: Path, name: str, wasm: bytes, steward: Steward) -> Path:

@@ -31,6 +31,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -185,6 +186,21 @@ def load_private_key(pem: bytes, where: str) -> PrivateKey:
     algorithm_of(key)  # type: ignore[arg-type]
     assert isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey)
     return key
+
+
+def load_signer(value: str, base_dir: Path, where: str) -> tuple[PublicKey, str]:
+    """A signer's public key as a policy or a Keep config names it: inline PEM, or a path
+    relative to ``base_dir``; with where it came from (for messages)."""
+    if value.lstrip().startswith("-----BEGIN"):
+        source, pem = "inline PEM", value.encode()
+    else:
+        path = (base_dir / value).resolve()
+        source = str(path)
+        try:
+            pem = path.read_bytes()
+        except OSError as exc:
+            raise SignatureFormatError(f"{where} {path}: cannot read: {exc.strerror}") from None
+    return load_public_key(pem, f"{where} {source}"), source
 
 
 def generate_key(algorithm: str) -> PrivateKey:

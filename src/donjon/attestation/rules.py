@@ -13,6 +13,7 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from donjon.attestation import packagesig
@@ -118,17 +119,8 @@ def _package_signer(entry: Mapping[str, Any], reader: SectionReader) -> PackageS
         packagesig.check_repository_pattern(repository, "repository")
     except SignatureFormatError as exc:
         raise reader.fail(key, str(exc)) from None
-    if signer.lstrip().startswith("-----BEGIN"):
-        source, pem = "inline PEM", signer.encode()
-    else:
-        (path,) = reader.paths(signer, key)
-        source = str(path)
-        try:
-            pem = path.read_bytes()
-        except OSError as exc:
-            raise reader.fail(key, f"signer {path}: cannot read: {exc.strerror}") from None
     try:
-        public = packagesig.load_public_key(pem, f"signer {source}")
+        public, source = packagesig.load_signer(signer, reader.base_dir or Path.cwd(), "signer")
     except SignatureFormatError as exc:
         raise reader.fail(key, str(exc)) from None
     return PackageSigner(repository, public, packagesig.key_id(public), source)

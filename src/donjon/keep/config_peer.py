@@ -100,17 +100,8 @@ def load_signers(value: str | list[str] | None, base_dir: Path) -> tuple[package
         return ()
     out = []
     for item in [value] if isinstance(value, str) else value:
-        if item.lstrip().startswith("-----BEGIN"):
-            where, pem = "expect_signer (inline PEM)", item.encode()
-        else:
-            path = base_dir / item
-            where = f"expect_signer {path}"
-            try:
-                pem = path.read_bytes()
-            except OSError as exc:
-                raise UsageError(f"{where}: cannot read: {exc.strerror}") from None
         try:
-            out.append(packagesig.load_public_key(pem, where))
+            out.append(packagesig.load_signer(item, base_dir, "expect_signer")[0])
         except packagesig.SignatureFormatError as exc:
             raise UsageError(str(exc)) from None
     return tuple(out)
