@@ -149,8 +149,9 @@ def algorithm_of(key: PublicKey | PrivateKey) -> str:
         if isinstance(key.curve, ec.SECP384R1):
             return ECDSA_P384
         raise UnknownAlgorithmError(f"ECDSA curve {key.curve.name} is not P-256 or P-384")
+    kind = type(key).__name__.lstrip("_").removesuffix("PrivateKey").removesuffix("PublicKey")
     raise UnknownAlgorithmError(
-        f"{type(key).__name__.lstrip('_')} keys are not signer keys (ECDSA P-256/P-384 or Ed25519)"
+        f"{kind or 'this'} keys are not signer keys (ECDSA P-256/P-384 or Ed25519)"
     )
 
 
@@ -162,13 +163,20 @@ def key_id(key: PublicKey) -> bytes:
     return hashlib.sha256(spki).digest()
 
 
+def _signer_kind(key: object, where: str) -> None:
+    try:
+        algorithm_of(key)  # type: ignore[arg-type]
+    except UnknownAlgorithmError as exc:
+        raise UnknownAlgorithmError(f"{where}: {exc}") from None
+
+
 def load_public_key(pem: bytes, where: str) -> PublicKey:
     """A signer's public key from PEM (SubjectPublicKeyInfo)."""
     try:
         key = serialization.load_pem_public_key(pem)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise SignatureFormatError(f"{where}: not a PEM public key") from None
-    algorithm_of(key)  # type: ignore[arg-type]
+    _signer_kind(key, where)
     assert isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey)
     return key
 
@@ -183,7 +191,7 @@ def load_private_key(pem: bytes, where: str) -> PrivateKey:
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise SignatureFormatError(f"{where}: not a PEM private key") from None
-    algorithm_of(key)  # type: ignore[arg-type]
+    _signer_kind(key, where)
     assert isinstance(key, ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey)
     return key
 
