@@ -24,7 +24,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from targets import NOW, TARGETS, join_extensions, seed_name  # noqa: E402
+from targets import (  # noqa: E402
+    NOW,
+    SIGNED_DIGEST,
+    SIGNED_REPOSITORY,
+    TARGETS,
+    join_extensions,
+    seed_name,
+    signer_keys,
+)
 
 
 def main() -> None:
@@ -187,6 +195,9 @@ def main() -> None:
         load_policy(path)  # a seed that loads reaches every section's checks
         seeds["policy"].append(filled.encode())
 
+    for name, items in package_signature_seeds().items():
+        seeds[name] += items
+
     out = HERE / "seeds"
     shutil.rmtree(out, ignore_errors=True)
     for name, items in seeds.items():
@@ -199,5 +210,59 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def package_signature_seeds() -> dict[str, list[bytes]]:
+    """Signatures made by the fixed signer keys, stored and claimed as Donjon does."""
+    from donjon.attestation import packagesig
+    from donjon.attestation.claims import WorkloadClaims
+    from donjon.keep.oci import signatures
+    from donjon.keep.oci.artifact import OCI_MANIFEST, Descriptor
+
+    records = [packagesig.sign(k, SIGNED_REPOSITORY, SIGNED_DIGEST) for k in signer_keys()]
+    subject = Descriptor(OCI_MANIFEST, SIGNED_DIGEST, 512, {})
+    manifest = signatures.build_manifest(subject, [signatures.layer_of(r) for r in records])
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "artifactType": signatures.SIGNATURE_ARTIFACT,
+                "digest": "sha256:" + "5a" * 32,
+                "size": len(manifest),
+            }
+        ],
+    }
+    claims = WorkloadClaims(
+        bytes(range(32)),
+        b"",
+        "fuzz-seed",
+        package_sha256=bytes.fromhex(SIGNED_DIGEST.removeprefix("sha256:")),
+        package_repository=SIGNED_REPOSITORY,
+        package_signatures=tuple(records),
+    )
+    return {
+        "package_signature": [
+            b"\x00" + records[0].statement,
+            b"\x01" + manifest,
+            b"\x02" + json.dumps(index).encode(),
+            b"\x03" + claims.to_der(),
+        ],
+        "claims": [b"\x00" + claims.to_der()],
+    }
+
+
+def write_package_signature_seeds() -> None:
+    """Only these seeds (``--package-signature``), leaving the rest of the corpus as it is."""
+    for name, items in package_signature_seeds().items():
+        directory = HERE / "seeds" / name
+        directory.mkdir(parents=True, exist_ok=True)
+        for data in items:
+            (directory / seed_name(data)).write_bytes(data)
+        print(f"{name}: {len(items)} seeds written")
+
+
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--package-signature"]:
+        write_package_signature_seeds()
+        sys.exit(0)
     main()

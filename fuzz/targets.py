@@ -222,6 +222,61 @@ def claims(fixtures: Path) -> OneInput:
     return one_input
 
 
+# --- package signatures ----------------------------------------------------------------
+
+#: The package every signature seed names (its manifest digest and repository).
+SIGNED_DIGEST = "sha256:" + "9c" * 32
+SIGNED_REPOSITORY = "registry.fuzz:5000/team/app"
+
+
+def signer_keys() -> list[Any]:
+    """Fixed signer keys (P-256 and Ed25519): seeds signed by them reach the statement checks."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    return [
+        ec.derive_private_key(0x5EED, ec.SECP256R1()),
+        ed25519.Ed25519PrivateKey.from_private_bytes(b"\x5e" * 32),
+    ]
+
+
+def package_signature(fixtures: Path) -> OneInput:
+    """What a registry serves about signatures and what the Steward judges: a statement, a
+    signature manifest, a referrers index, and claims whose signatures are judged."""
+    from donjon.attestation import packagesig
+    from donjon.attestation.claims import WorkloadClaims
+    from donjon.keep.oci import signatures
+
+    keys = {packagesig.key_id(k.public_key()): k.public_key() for k in signer_keys()}
+    digest = bytes.fromhex(SIGNED_DIGEST.removeprefix("sha256:"))
+
+    @donjon_only
+    def one_input(data: bytes) -> None:
+        if not data:
+            return
+        kind, body = data[0] % 4, data[1:]
+        if kind == 0:
+            said = packagesig.parse_statement(body)
+            if said.to_bytes() != body:
+                raise FuzzFinding(f"a statement parsed but is not canonical: {body[:80]!r}")
+        elif kind == 1:
+            for layer in signatures.parse_manifest(body, SIGNED_DIGEST, "fuzz"):
+                layer.record(b"{}")
+        elif kind == 2:
+            signatures.parse_referrers(body, "fuzz")
+        else:
+            claims = WorkloadClaims.from_der(body)
+            verdict = packagesig.judge(
+                claims.package_signatures, SIGNED_REPOSITORY, digest, keys
+            )
+            if verdict.ok and claims.package_signatures and not any(
+                r.statement.startswith(b'{"digest":"' + SIGNED_DIGEST.encode())
+                for r in claims.package_signatures
+            ):
+                raise FuzzFinding("a signature was accepted over another digest")
+
+    return one_input
+
+
 # --- VCEK / VLEK extensions --------------------------------------------------------------
 
 
@@ -432,6 +487,7 @@ TARGETS: dict[str, Factory] = {
     "workload_config": workload_config,
     "policy": policy,
     "steward_request": steward_request,
+    "package_signature": package_signature,
 }
 
 

@@ -52,7 +52,7 @@ def test_a_nonce_of_the_wrong_size_is_refused(size: int) -> None:
 
 def test_an_unknown_tag_after_the_package_name_is_refused() -> None:
     der = bytearray(OLD_CLAIMS_DER)
-    der += bytes.fromhex("8201ff")  # [2]: a field this Donjon does not know
+    der += bytes.fromhex("8401ff")  # [4]: a field this Donjon does not know
     der[1] = len(der) - 2
     with pytest.raises(ClaimsError):
         WorkloadClaims.from_der(bytes(der))

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from deploy_harness import SecretSteward
+from deploy_harness import SecretSteward, running_steward
 
 from support import registry as registries
-from support.net import free_port, stop, wait_port
-from support.pki import write_self_signed
 from support.registry import Registry
 
 
@@ -60,7 +58,6 @@ def secret_steward(
 ) -> Iterator[SecretSteward]:
     """``donjon steward serve --dev`` trusting the simulator, with secrets enabled."""
     tmp = tmp_path_factory.mktemp("steward")
-    cert, key = write_self_signed(tmp, cert_name="https.pem", key_name="https.key")
     ark = sim_state / "sim" / "ark.pem"
     (tmp / "dev.toml").write_text(f'[nil]\nallow = true\n\n[sim]\ntrust = "{ark}"\n')
     token = tmp / "admin.token"
@@ -73,19 +70,21 @@ def secret_steward(
     )  # fmt: skip
     assert init.returncode == 0, init.stderr
     assert kek.stat().st_mode & 0o777 == 0o600
-    port = free_port()
-    state = tmp / "state"
-    cmd = [
-        sys.executable, "-m", "donjon.cli.main", "steward", "serve", "--dev", "--init",
-        "--dir", str(state), "--port", str(port), "--policy", str(tmp / "dev.toml"),
-        "--tls-cert", str(cert), "--tls-key", str(key),
-        "--admin-token-file", str(token), "--secrets-kek-file", str(kek),
-    ]  # fmt: skip
-    log_path = tmp / "steward.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    wait_port(port, proc, why=lambda: f"steward did not start: {log_path.read_text()[-800:]}")
-    try:
-        yield SecretSteward(f"https://localhost:{port}", cert, token, state, log_path)
-    finally:
-        stop(proc)
+    extra = ["--admin-token-file", str(token), "--secrets-kek-file", str(kek)]
+    with running_steward(tmp, tmp / "dev.toml", *extra) as (url, cert):
+        yield SecretSteward(url, cert, token, tmp / "state", tmp / "steward.log")
+
+
+@pytest.fixture
+def host(tmp_path: Path, registry: Registry, sim_state: Path) -> dict[str, str]:
+    """The environment of the untrusted host's processes: its own HOME, cache and tmp."""
+    home = tmp_path / "host"
+    (home / "tmp").mkdir(parents=True)
+    return {
+        **registry.env(),
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / "cache"),
+        "TMPDIR": str(home / "tmp"),
+        "DONJON_PLATFORM": "sim",
+        "DONJON_STATE_DIR": str(sim_state),
+    }

@@ -76,21 +76,6 @@ def wasm(build_wasm: Callable[[Path], Path]) -> bytes:
     return build_wasm(PROGRAMS / "secret_reader.c").read_bytes()
 
 
-@pytest.fixture
-def host(tmp_path: Path, registry: Registry, sim_state: Path) -> dict[str, str]:
-    """The environment of the untrusted host's processes: its own HOME, cache and tmp."""
-    home = tmp_path / "host"
-    (home / "tmp").mkdir(parents=True)
-    return {
-        **registry.env(),
-        "HOME": str(home),
-        "XDG_CACHE_HOME": str(home / "cache"),
-        "TMPDIR": str(home / "tmp"),
-        "DONJON_PLATFORM": "sim",
-        "DONJON_STATE_DIR": str(sim_state),
-    }
-
-
 def push_encrypted(pkg: Path, ref: str, steward: SecretSteward, env: dict[str, str]) -> str:
     pushed = donjon(
         "package", "push", str(pkg), ref, "--encrypt", "--steward", steward.url,

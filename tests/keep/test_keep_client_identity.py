@@ -181,7 +181,7 @@ def test_bad_client_expectations_are_refused(fields: dict[str, object], message:
         (
             {"allow_advisories": [NOT_CHECKED], "trust": "system"},
             'allow_advisories applies only with trust = "steward" or expect_workload, '
-            "expect_platform or expect_min_tcb",
+            "expect_platform, expect_min_tcb, expect_package, expect_repository or expect_signer",
         ),
         (
             {"revocation": "if-available", "pin": "peer.pem"},

@@ -45,9 +45,10 @@ def attested(
     dns_name: str | None = None,
     advisories: tuple[str, ...] = (),
     tcb_status: str = "UpToDate",
+    workload: WorkloadClaims | None = None,
 ) -> Identity:
     """A Keep identity as Donjon's Steward issues it: claims and attestation result inside."""
-    workload = WorkloadClaims(wasm_sha256, hashlib.sha256(b"cfg").digest(), "peer")
+    workload = workload or WorkloadClaims(wasm_sha256, hashlib.sha256(b"cfg").digest(), "peer")
     result = AttestationResult(
         platform=platform,
         product="Milan" if platform == "snp" else "",

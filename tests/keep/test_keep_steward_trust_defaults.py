@@ -142,7 +142,7 @@ def test_loosening_without_any_peer_check_is_a_config_problem() -> None:
         (
             3,
             'allow_advisories applies only with trust = "steward" or expect_workload, '
-            "expect_platform or expect_min_tcb",
+            "expect_platform, expect_min_tcb, expect_package, expect_repository or expect_signer",
         )
     ]
     with_steward = config.model_copy(update={"steward": "https://steward.example/"})

@@ -190,6 +190,7 @@ def issue_snp_leaf(
     }
     fields.update(changes)
     result = AttestationResult(**fields)  # type: ignore[arg-type]
-    csr = x509.load_der_x509_csr(make_csr(key or make_key(ec.SECP384R1()), claims=CLAIMS))
+    claims = result.workload if result.workload is not None else CLAIMS  # the CSR's, copied
+    csr = x509.load_der_x509_csr(make_csr(key or make_key(ec.SECP384R1()), claims=claims))
     verdict = FakeVerdict(True, (), None, None, result.platform, result, "ee" * 32, None, csr)
     return issue_certificate(ca, verdict, FakePolicy(), now=now).certificate

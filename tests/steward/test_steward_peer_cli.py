@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from steward_fakes import issue_snp_leaf, make_key
 from test_steward_peer import KeepServer
 
-from donjon.attestation.claims import REVOCATION_NOT_CHECKED
+from donjon.attestation import packagesig
+from donjon.attestation.claims import REVOCATION_NOT_CHECKED, WorkloadClaims
 from donjon.cli.main import main
 from donjon.steward.ca import CertificateAuthority
 from donjon.steward.crl import build_crl
@@ -151,3 +152,87 @@ def test_an_unknown_tcb_status_option_is_a_usage_error(
         "NotAppraised, OutOfDate, OutOfDateConfigurationNeeded, Revoked, SWHardeningNeeded, "
         "TDRelaunchAdvised, TDRelaunchAdvisedConfigurationNeeded, Unknown, UpToDate)"
     ]
+
+
+# --- the package a Keep was deployed from: --expect-repository, --expect-signer ----------------
+
+REPO = "registry.example:5000/team/app"
+PACKAGE = "sha256:" + "9c" * 32
+
+
+def _signed_claims(signer: ec.EllipticCurvePrivateKey) -> WorkloadClaims:
+    from steward_fakes import CLAIMS
+
+    return WorkloadClaims(
+        CLAIMS.wasm_sha256,
+        CLAIMS.config_sha256,
+        CLAIMS.package_name,
+        nonce=CLAIMS.nonce,
+        package_sha256=bytes.fromhex("9c" * 32),
+        package_repository=REPO,
+        package_signatures=(packagesig.sign(signer, REPO, PACKAGE),),
+    )
+
+
+def _public(tmp_path: Path, key: ec.EllipticCurvePrivateKey, name: str) -> str:
+    path = tmp_path / name
+    path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return str(path)
+
+
+def test_expect_repository_and_signer_accept_the_signed_package(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signer = make_key(ec.SECP256R1())
+    server = serve(workload=_signed_claims(signer))
+    code, out, err = run(
+        capsys, tmp_path, server.port, "--expect-package", PACKAGE,
+        "--expect-repository", REPO, "--expect-signer", _public(tmp_path, signer, "team.pub"),
+    )  # fmt: skip
+    assert code == 0, err
+    lines = [line.strip() for line in out.splitlines()]
+    assert f"repository:  {REPO} (1 signature claimed)" in lines
+    assert any(line.startswith("✔ package_signature: signed by key sha256:") for line in lines)
+    code, out, _ = run(capsys, tmp_path, server.port, "--json")
+    assert json.loads(out)["workload"]["package_repository"] == REPO
+
+
+@pytest.mark.parametrize(
+    ("option", "code", "error"),
+    [
+        (("--expect-repository", "registry.example:5000/team/other"), "peer.package_repository",
+         f"peer was deployed from repository {REPO}, expected registry.example:5000/team/other"),
+        (("--expect-signer", "OTHER"), "peer.package_signature",
+         "which is not a signer key given"),
+    ],
+)  # fmt: skip
+def test_expect_repository_and_signer_refuse_another(
+    serve: Serve,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: tuple[str, str],
+    code: str,
+    error: str,
+) -> None:
+    server = serve(workload=_signed_claims(make_key(ec.SECP256R1())))
+    value = option[1]
+    if value == "OTHER":
+        value = _public(tmp_path, make_key(ec.SECP256R1()), "other.pub")
+    status, out, _ = run(capsys, tmp_path, server.port, option[0], value, "--json")
+    assert status == 1
+    doc = json.loads(out)
+    assert doc["code"] == code and error in doc["error"]
+
+
+def test_a_bad_expect_repository_is_a_usage_error(
+    serve: Serve, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve()
+    status, _, err = run(capsys, tmp_path, server.port, "--expect-repository", "app")
+    assert status != 0
+    assert "--expect-repository: 'app' is not a repository like registry.example/team/app" in err
+

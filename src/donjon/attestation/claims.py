@@ -16,8 +16,18 @@ ASN.1::
         packageName   UTF8String,
         nonce         [0] IMPLICIT OCTET STRING (SIZE (32..64)) OPTIONAL,
                                          -- the Steward's challenge (POST /v1/challenge)
-        packageSha256 [1] IMPLICIT OCTET STRING (SIZE (32)) OPTIONAL }
+        packageSha256 [1] IMPLICIT OCTET STRING (SIZE (32)) OPTIONAL,
                                          -- digest of the OCI manifest that was deployed
+        packageRepository [2] IMPLICIT UTF8String OPTIONAL,
+                                         -- host[:port]/path it was fetched from
+        packageSignatures [3] IMPLICIT SEQUENCE SIZE (1..8) OF PackageSignature OPTIONAL }
+                                         -- the signatures the registry held for it
+
+    PackageSignature ::= SEQUENCE {      -- see donjon.attestation.packagesig
+        statement     OCTET STRING (SIZE (1..1024)),  -- canonical JSON: repository, digest
+        algorithm     UTF8String,        -- ecdsa-p256-sha256 | ecdsa-p384-sha384 | ed25519
+        keyId         OCTET STRING (SIZE (32)),       -- SHA-256 of the signer's SPKI DER
+        signature     OCTET STRING (SIZE (1..256)) }
 
     AttestationResult ::= SEQUENCE {
         version       INTEGER (1),
@@ -35,8 +45,11 @@ ASN.1::
         workload      WorkloadClaims OPTIONAL }
 
 Decoding is strict: trailing bytes, an unknown version, or a wrong digest size
-are rejected with :class:`ClaimsError`. The two optional fields came later
-without a version bump: claims without them still parse.
+are rejected with :class:`ClaimsError`. The optional fields came later
+without a version bump: claims without them still parse. The signatures are
+carried as the registry held them: an unknown algorithm or statement version
+decodes here and is refused by whoever verifies them (the Steward's policy, a
+relying party), each with its own reason.
 """
 
 from __future__ import annotations
@@ -50,6 +63,13 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, tag, univ, useful
 
 from donjon.attestation.der import DECODE_ERRORS
+from donjon.attestation.packagesig import (
+    MAX_SIGNATURES,
+    SignatureFormatError,
+    SignatureRecord,
+    check_repository,
+    records_json,
+)
 from donjon.errors import plain
 
 CLAIMS_VERSION = 1
@@ -84,6 +104,19 @@ class ClaimsError(ValueError):
     """A claims extension that is malformed or of an unknown version."""
 
 
+class _PackageSignatureAsn1(univ.Sequence):
+    componentType = namedtype.NamedTypes(
+        namedtype.NamedType("statement", univ.OctetString()),
+        namedtype.NamedType("algorithm", char.UTF8String()),
+        namedtype.NamedType("keyId", univ.OctetString()),
+        namedtype.NamedType("signature", univ.OctetString()),
+    )
+
+
+class _PackageSignaturesAsn1(univ.SequenceOf):
+    componentType = _PackageSignatureAsn1()
+
+
 class _WorkloadClaimsAsn1(univ.Sequence):
     componentType = namedtype.NamedTypes(
         namedtype.NamedType("version", univ.Integer()),
@@ -93,6 +126,15 @@ class _WorkloadClaimsAsn1(univ.Sequence):
         namedtype.OptionalNamedType("nonce", univ.OctetString().subtype(implicitTag=_context(0))),
         namedtype.OptionalNamedType(
             "packageSha256", univ.OctetString().subtype(implicitTag=_context(1))
+        ),
+        namedtype.OptionalNamedType(
+            "packageRepository", char.UTF8String().subtype(implicitTag=_context(2))
+        ),
+        namedtype.OptionalNamedType(
+            "packageSignatures",
+            _PackageSignaturesAsn1().subtype(
+                implicitTag=tag.Tag(tag.tagClassContext, tag.tagFormatConstructed, 3)
+            ),
         ),
     )
 
@@ -127,6 +169,10 @@ class WorkloadClaims:
     nonce: bytes | None = None
     #: SHA-256 of the OCI manifest the package came from (``donjon run oci://...``).
     package_sha256: bytes | None = None
+    #: ``host[:port]/path`` of the registry repository the package was fetched from.
+    package_repository: str | None = None
+    #: The package's signatures as the registry held them (verified by the Steward).
+    package_signatures: tuple[SignatureRecord, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.wasm_sha256) != 32:
@@ -139,6 +185,19 @@ class WorkloadClaims:
             )
         if self.package_sha256 is not None and len(self.package_sha256) != 32:
             raise ClaimsError(f"package digest must be 32 bytes, got {len(self.package_sha256)}")
+        if self.package_repository is not None:
+            if self.package_sha256 is None:
+                raise ClaimsError("a package repository without a package digest")
+            try:
+                check_repository(self.package_repository, "package repository")
+            except SignatureFormatError as exc:
+                raise ClaimsError(str(exc)) from None
+        if self.package_signatures and self.package_repository is None:
+            raise ClaimsError("package signatures without a package repository")
+        if len(self.package_signatures) > MAX_SIGNATURES:
+            raise ClaimsError(
+                f"{len(self.package_signatures)} package signatures, at most {MAX_SIGNATURES}"
+            )
 
     def _asn1(self) -> _WorkloadClaimsAsn1:
         value = _WorkloadClaimsAsn1()
@@ -150,6 +209,17 @@ class WorkloadClaims:
             value["nonce"] = self.nonce
         if self.package_sha256 is not None:
             value["packageSha256"] = self.package_sha256
+        if self.package_repository is not None:
+            value["packageRepository"] = self.package_repository
+        if self.package_signatures:
+            records = value["packageSignatures"]
+            for i, record in enumerate(self.package_signatures):
+                item = _PackageSignatureAsn1()
+                item["statement"] = record.statement
+                item["algorithm"] = record.algorithm
+                item["keyId"] = record.key_id
+                item["signature"] = record.signature
+                records[i] = item
         return value
 
     def to_der(self) -> bytes:
@@ -164,21 +234,29 @@ class WorkloadClaims:
             package_name=str(value["packageName"]),
             nonce=_optional_bytes(value, "nonce"),
             package_sha256=_optional_bytes(value, "packageSha256"),
+            package_repository=(
+                str(value["packageRepository"]) if value["packageRepository"].isValue else None
+            ),
+            package_signatures=_signatures(value["packageSignatures"]),
         )
 
     @classmethod
     def from_der(cls, der: bytes) -> WorkloadClaims:
         return cls._from_asn1(_decode(der, _WorkloadClaimsAsn1(), "workload claims"))
 
-    def to_json(self) -> dict[str, str | None]:
+    def to_json(self) -> dict[str, Any]:
         """The claims as the JSON outputs (verdicts, Steward answers, verify-peer) show them."""
-        return {
+        doc: dict[str, Any] = {
             "wasm_sha256": self.wasm_sha256.hex(),
             "config_sha256": self.config_sha256.hex(),
             "package_name": self.package_name,
             "nonce": None if self.nonce is None else self.nonce.hex(),
             "package_sha256": None if self.package_sha256 is None else self.package_sha256.hex(),
         }
+        if self.package_repository is not None:
+            doc["package_repository"] = self.package_repository
+            doc["package_signatures"] = records_json(self.package_signatures)
+        return doc
 
 
 @dataclass(frozen=True)
@@ -275,6 +353,29 @@ class AttestationResult:
             evaluated_at=evaluated_at,
             workload=workload,
         )
+
+
+def _signatures(component: Any) -> tuple[SignatureRecord, ...]:
+    if not component.isValue:
+        return ()
+    if not 0 < len(component) <= MAX_SIGNATURES:
+        raise ClaimsError(
+            f"workload claims: {len(component)} package signatures (1..{MAX_SIGNATURES})"
+        )
+    out = []
+    for item in component:
+        try:
+            out.append(
+                SignatureRecord(
+                    statement=bytes(item["statement"]),
+                    algorithm=str(item["algorithm"]),
+                    key_id=bytes(item["keyId"]),
+                    signature=bytes(item["signature"]),
+                )
+            )
+        except SignatureFormatError as exc:
+            raise ClaimsError(f"workload claims: package signature: {exc}") from None
+    return tuple(out)
 
 
 def _optional_bytes(value: univ.Sequence, name: str) -> bytes | None:

@@ -25,7 +25,7 @@ from datetime import datetime
 
 from cryptography import x509
 
-from donjon.attestation import oids
+from donjon.attestation import oids, packagesig
 from donjon.attestation.claims import (
     REVOCATION_NOT_CHECKED,
     AttestationResult,
@@ -46,6 +46,8 @@ from donjon.attestation.peer_errors import (
     MeasurementMismatchError,
     MissingAttestationError,
     PackageMismatchError,
+    PackageRepositoryMismatchError,
+    PackageSignatureError,
     PeerError,
     PeerExpiredError,
     PeerIsCAError,
@@ -87,6 +89,8 @@ __all__ = [
     "MeasurementMismatchError",
     "MissingAttestationError",
     "PackageMismatchError",
+    "PackageRepositoryMismatchError",
+    "PackageSignatureError",
     "PeerCheck",
     "PeerError",
     "PeerExpectations",
@@ -155,6 +159,11 @@ class PeerExpectations:
     workload_sha256: bytes | None = None
     #: SHA-256 of the OCI manifest (or https tar) the peer must have been deployed from.
     package_sha256: bytes | None = None
+    #: The registry repository (``host[:port]/path``, or ``.../*``) the peer's package came from.
+    package_repository: str | None = None
+    #: Signer keys: the peer's claims must carry a signature by one of them over its
+    #: repository and package digest (as the Steward's ``allowed_packages`` entries judge).
+    package_signers: tuple[packagesig.PublicKey, ...] = ()
     #: The TEE's launch measurement (SNP MEASUREMENT, TDX MRTD, SGX MRENCLAVE), exactly.
     measurement: bytes | None = None
     min_tcb: Mapping[str, int] = field(default_factory=dict)
@@ -346,6 +355,8 @@ def verify_peer_certificate(
                 f"expected sha256:{expect.package_sha256.hex()}"
             )
         checks.append(PeerCheck("package", True, f"package sha256:{package.hex()}"))
+    if expect.package_repository is not None or expect.package_signers:
+        checks.append(_check_package_signature(workload, expect))
     if expect.measurement is not None:
         if not hmac.compare_digest(result.measurement, expect.measurement):
             raise MeasurementMismatchError(
@@ -364,6 +375,35 @@ def verify_peer_certificate(
             raise TcbTooLowError(f"peer TCB below the minimum: {', '.join(short)}")
         checks.append(PeerCheck("tcb", True, f"TCB {result.tcb} meets the minimum"))
     return PeerIdentity(certificate=leaf, result=result, workload=workload, checks=tuple(checks))
+
+
+def _check_package_signature(
+    workload: WorkloadClaims | None, expect: PeerExpectations
+) -> PeerCheck:
+    """The claimed repository (exact, or below a ``/*`` prefix) and a signature by a given key."""
+    repository = workload.package_repository if workload is not None else None
+    package = workload.package_sha256 if workload is not None else None
+    if workload is None or repository is None or package is None:
+        raise PackageRepositoryMismatchError(
+            "peer certificate names no package repository (not deployed from a registry)"
+        )
+    wanted = expect.package_repository
+    if wanted is not None and not packagesig.repository_matches(wanted, repository):
+        raise PackageRepositoryMismatchError(
+            f"peer was deployed from repository {repository}, expected {wanted}"
+        )
+    if not expect.package_signers:
+        return PeerCheck("package_repository", True, f"repository {repository}")
+    verdict = packagesig.judge(
+        workload.package_signatures,
+        repository,
+        package,
+        {packagesig.key_id(k): k for k in expect.package_signers},
+        whose="a signer key given",
+    )
+    if not verdict.ok:
+        raise PackageSignatureError(f"peer package sha256:{package.hex()}: {verdict.message}")
+    return PeerCheck("package_signature", True, verdict.message)
 
 
 def _check_advisories(

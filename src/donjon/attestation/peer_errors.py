@@ -101,6 +101,18 @@ class PackageMismatchError(PeerError):
     code = "peer.package"
 
 
+class PackageRepositoryMismatchError(PeerError):
+    """The peer's claims name another registry repository than the one expected."""
+
+    code = "peer.package_repository"
+
+
+class PackageSignatureError(PeerError):
+    """No signature in the peer's claims verifies with a key the caller named."""
+
+    code = "peer.package_signature"
+
+
 class MeasurementMismatchError(PeerError):
     """The TEE measured something other than the launch image the caller expects."""
 

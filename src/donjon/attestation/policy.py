@@ -135,7 +135,7 @@ class Policy:
                 key
                 for key, values in (
                     ("allowed_workloads", rules.allowed_workloads),
-                    ("allowed_packages", rules.allowed_packages),
+                    ("allowed_packages", rules.allowed_packages or rules.package_signers),
                 )
                 if values
             ]
@@ -247,7 +247,7 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
 
 def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolicy:
     sim_doc = dict(table_of(doc, "sim", top))
-    reader = SectionReader(top.source, "sim")
+    reader = SectionReader(top.source, "sim", base_dir)
     tdx = _sim_tdx(sim_doc.pop("tdx"), reader, base_dir) if "tdx" in sim_doc else None
     trust = _trust_path(sim_doc.pop("trust", None), reader, base_dir, "ARK")
     cca_value = sim_doc.pop("cca_cpak", None)
@@ -268,7 +268,7 @@ def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolic
 
 def _sim_tdx(value: Any, top: SectionReader, base_dir: Path) -> SimTdxPolicy:
     """``[sim.tdx]``: ``trust = "root.pem"`` (the simulator's Intel-like root) and [tdx] keys."""
-    reader = SectionReader(top.source, "sim.tdx")
+    reader = SectionReader(top.source, "sim.tdx", base_dir)
     if not isinstance(value, dict):
         raise top.fail("tdx", "must be a table ([sim.tdx])")
     table = dict(value)

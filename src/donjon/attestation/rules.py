@@ -9,13 +9,17 @@ evidence must answer the Steward's challenge.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Literal
 
+from donjon.attestation import packagesig
 from donjon.attestation.claims import WorkloadClaims
 from donjon.attestation.errors import FreshnessError, PolicyViolationError
+from donjon.attestation.packagesig import SignatureFormatError
 from donjon.attestation.policytoml import SectionReader
 from donjon.attestation.verdict import Checklist
 
@@ -31,6 +35,22 @@ RULE_KEYS = frozenset(
 )
 
 
+#: The keys of an ``allowed_packages`` table entry.
+PACKAGE_ENTRY_KEYS = ("repository", "signer")
+
+
+@dataclass(frozen=True)
+class PackageSigner:
+    """``{ repository = "host/path", signer = "team.pub" }`` in ``allowed_packages``."""
+
+    #: Exact ``host[:port]/path``, or ``host[:port]/path/*`` for every repository below it.
+    repository: str
+    key: packagesig.PublicKey
+    key_id: bytes
+    #: Where the key came from (a path, or "inline PEM"), for messages.
+    source: str
+
+
 @dataclass(frozen=True)
 class TeeRules:
     """Rules shared by every TEE section. Empty ``allowed_workloads`` means "any"."""
@@ -38,6 +58,8 @@ class TeeRules:
     allowed_workloads: frozenset[bytes] = frozenset()
     #: SHA-256 digests of OCI manifests (``donjon run oci://...@sha256:...``); empty: any.
     allowed_packages: frozenset[bytes] = frozenset()
+    #: Repositories whose packages are accepted when signed by the entry's key.
+    package_signers: tuple[PackageSigner, ...] = ()
     #: The owner's explicit "this section pins nothing, and that is intended".
     accept_any_workload: bool = False
     #: TCB statuses that may get a certificate; None: the TEE's own default.
@@ -52,10 +74,15 @@ def parse_rules(table: Mapping[str, Any], reader: SectionReader) -> TeeRules:
     if "allowed_workloads" in table:
         workloads = frozenset(reader.digests(table["allowed_workloads"], 32, "allowed_workloads"))
     packages: frozenset[bytes] = frozenset()
+    signers: tuple[PackageSigner, ...] = ()
     if "allowed_packages" in table:
-        packages = frozenset(
-            reader.digests(_strip_sha256(table["allowed_packages"]), 32, "allowed_packages")
-        )
+        raw = table["allowed_packages"]
+        items = raw if isinstance(raw, list) else [raw]
+        entries = [i for i in items if isinstance(i, dict)]
+        digests = [i for i in items if not isinstance(i, dict)]
+        if digests:
+            packages = frozenset(reader.digests(_strip_sha256(digests), 32, "allowed_packages"))
+        signers = tuple(_package_signer(e, reader) for e in entries)
     statuses = None
     if "tcb_statuses" in table:
         statuses = reader.strings(table["tcb_statuses"], "tcb_statuses")
@@ -65,10 +92,38 @@ def parse_rules(table: Mapping[str, Any], reader: SectionReader) -> TeeRules:
     return TeeRules(
         allowed_workloads=workloads,
         allowed_packages=packages,
+        package_signers=signers,
         accept_any_workload=reader.boolean(table, "accept_any_workload"),
         tcb_statuses=statuses,
         allowed_advisories=advisories,
     )
+
+
+def _package_signer(entry: Mapping[str, Any], reader: SectionReader) -> PackageSigner:
+    key = "allowed_packages"
+    for name in entry:
+        if name not in PACKAGE_ENTRY_KEYS:
+            nearest = difflib.get_close_matches(str(name), PACKAGE_ENTRY_KEYS, n=1)
+            guess = f"did you mean {nearest[0]!r}? " if nearest else ""
+            raise reader.fail(
+                key,
+                f"unknown key {str(name)[:40]!r} in a table entry ({guess}"
+                f"known: {', '.join(PACKAGE_ENTRY_KEYS)})",
+            )
+    repository, signer = entry.get("repository"), entry.get("signer")
+    if not isinstance(repository, str) or not isinstance(signer, str) or not signer:
+        raise reader.fail(
+            key, 'a table entry needs repository = "host/path" and signer = "PUBLIC-KEY.pem"'
+        )
+    try:
+        packagesig.check_repository_pattern(repository, "repository")
+    except SignatureFormatError as exc:
+        raise reader.fail(key, str(exc)) from None
+    try:
+        public, source = packagesig.load_signer(signer, reader.base_dir or Path.cwd(), "signer")
+    except SignatureFormatError as exc:
+        raise reader.fail(key, str(exc)) from None
+    return PackageSigner(repository, public, packagesig.key_id(public), source)
 
 
 def _strip_sha256(value: Any) -> Any:
@@ -126,19 +181,8 @@ def apply_rules(
                 else f"workload {workload.wasm_sha256.hex()} is not in allowed_workloads",
             ),
         )
-    if rules.allowed_packages:
-        package = workload.package_sha256 if workload is not None else None
-        checks.expect(
-            "policy.package",
-            package is not None and package in rules.allowed_packages,
-            f"package sha256:{package.hex()[:16]}... allowed" if package else "",
-            lambda: _violation(
-                "policy.package",
-                "the workload claims name no package (it was not deployed from a registry)"
-                if package is None
-                else f"package sha256:{package.hex()} is not in allowed_packages",
-            ),
-        )
+    if rules.allowed_packages or rules.package_signers:
+        _check_package(rules, workload, checks)
     statuses = rules.tcb_statuses if rules.tcb_statuses is not None else default_statuses
     checks.expect(
         "policy.tcb_status",
@@ -162,6 +206,55 @@ def apply_rules(
             f"advisories not in allowed_advisories: {', '.join(outstanding)}",
         ),
     )
+
+
+def _check_package(rules: TeeRules, workload: WorkloadClaims | None, checks: Checklist) -> None:
+    """``allowed_packages``: a listed manifest digest, or a signature by a listed signer over
+    (the claimed repository, the claimed digest). Each way to fail is its own check id."""
+    package = workload.package_sha256 if workload is not None else None
+    if workload is None or package is None:
+        code = "policy.package"
+        message = "the workload claims name no package (it was not deployed from a registry)"
+        checks.fail(code, _violation(code, message))
+        return
+    named = f"package sha256:{package.hex()}"
+    if package in rules.allowed_packages:
+        checks.ok("policy.package", f"package sha256:{package.hex()[:16]}... allowed")
+        return
+    if not rules.package_signers:
+        code = "policy.package"
+        checks.fail(code, _violation(code, f"{named} is not in allowed_packages"))
+        return
+    repository = workload.package_repository
+    entries = [
+        s for s in rules.package_signers
+        if repository is not None and packagesig.repository_matches(s.repository, repository)
+    ]  # fmt: skip
+    if not entries:
+        code = "policy.package_repository"
+        listed = ", ".join(sorted({s.repository for s in rules.package_signers}))
+        message = (
+            f"{named} is not in allowed_packages, and the claims name no repository"
+            if repository is None
+            else f"{named} is not in allowed_packages, and its repository {repository} is "
+            f"not one allowed_packages names ({listed})"
+        )
+        checks.fail(code, _violation(code, message))
+        return
+    assert repository is not None
+    verdict = packagesig.judge(
+        workload.package_signatures,
+        repository,
+        package,
+        {s.key_id: s.key for s in entries},
+        whose="a signer allowed_packages names for this repository",
+    )
+    if verdict.ok:
+        checks.ok("policy.package", f"{named[:31]}... {verdict.message}")
+        return
+    code = f"policy.package_{verdict.reason}"
+    short = f"package sha256:{package.hex()[:16]}..."
+    checks.fail(code, _violation(code, f"{short} from {repository}: {verdict.message}"))
 
 
 # --- freshness -------------------------------------------------------------------------------

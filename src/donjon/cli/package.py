@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from donjon.cli.options import DIRECTORY, FILE, JSON
+from donjon.cli import package_sign
+from donjon.cli.options import DIRECTORY, EXISTING_FILE, FILE, JSON
 from donjon.cli.output import escape, print_json
 from donjon.errors import UsageError
 
@@ -41,7 +42,15 @@ def package() -> None:
       donjon package inspect oci://registry.example/team/app@sha256:9c1e... --json
       donjon package pull oci://registry.example/team/app@sha256:9c1e... ./app-copy
       donjon run oci://registry.example/team/app@sha256:9c1e...
+      donjon package keygen team.key
+      donjon package push ./app oci://registry.example/team/app --sign-key team.key
+      donjon package verify oci://registry.example/team/app@sha256:9c1e... --signer team.key.pub
     """
+
+
+package.add_command(package_sign.keygen)
+package.add_command(package_sign.sign)
+package.add_command(package_sign.verify)
 
 
 @package.command("push")
@@ -55,6 +64,7 @@ def package() -> None:
 @click.option("--platform", "platforms", multiple=True, help="Key release: platforms allowed.")
 @click.option("--min-tcb-status", help="Key release: lowest TCB status [UpToDate].")
 @click.option("--development", is_flag=True, help="Key release: to development Keeps too.")
+@click.option("--sign-key", type=EXISTING_FILE, help="Sign the pushed package with this key.")
 @_REGISTRY_CA
 @JSON
 def push(
@@ -68,6 +78,7 @@ def push(
     platforms: tuple[str, ...],
     min_tcb_status: str | None,
     development: bool,
+    sign_key: Path | None,
     registry_ca: Path | None,
     as_json: bool,
 ) -> None:
@@ -76,6 +87,8 @@ def push(
     With --encrypt, main.wasm is sealed under a fresh AES-256-GCM key, which is
     stored in the Steward as a secret released only to Keeps attesting this
     package's manifest digest; the registry holds only ciphertext.
+
+    With --sign-key, the pushed package is signed as `donjon package sign` does.
     """
     from donjon.keep.oci import reference
     from donjon.keep.oci.auth import find_credentials
@@ -84,6 +97,7 @@ def push(
     parsed = reference.parse(ref)
     if parsed.digest is not None:
         raise UsageError(f"{ref}: push to a tag or a bare repository; the digest is computed")
+    signer = package_sign.read_private_key(sign_key) if sign_key else None  # before any upload
     admin = None
     if encrypt:
         from donjon.cli.steward_secrets import _admin
@@ -115,6 +129,16 @@ def push(
                 f"registered the package key as secret {result.key_secret} "
                 f"(released only to Keeps attesting {result.digest})"
             )
+    signed = None
+    if signer is not None:
+        from donjon.keep.oci.signatures import sign_reference
+
+        signed = sign_reference(
+            result.reference, signer, credentials=find_credentials(parsed.registry),
+            ca_bundle=registry_ca,
+        )  # fmt: skip
+        if not as_json:
+            _say(f"signed with key sha256:{signed.record.key_id.hex()} ({signed.where})")
     if as_json:
         print_json(
             {
@@ -125,6 +149,7 @@ def push(
                 "encrypted": encrypt,
                 "key_secret": result.key_secret,
                 "key_registered": registered is not None,
+                "signed_by": None if signed is None else "sha256:" + signed.record.key_id.hex(),
             }
         )
         return
@@ -137,16 +162,19 @@ def push(
 @JSON
 def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
     """Show the manifest of REF: digest, layers, sizes, whether main.wasm is sealed."""
+    from donjon.attestation.packagesig import records_json
     from donjon.keep.oci import reference
     from donjon.keep.oci.auth import find_credentials
     from donjon.keep.oci.fetch import resolve_manifest
     from donjon.keep.oci.registry import RegistryClient
+    from donjon.keep.oci.signatures import fetch as fetch_signatures
 
     parsed = reference.parse(ref)
     with RegistryClient(
         parsed, credentials=find_credentials(parsed.registry), ca_bundle=registry_ca
     ) as client:
         _, digest, manifest = resolve_manifest(client, parsed)
+        signatures = fetch_signatures(client, digest)
     doc = {
         "reference": str(parsed.with_digest(digest)),
         "digest": digest,
@@ -156,6 +184,7 @@ def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
         "key_secret": manifest.key_secret(),
         "config": manifest.config_name(),
         "layers": [layer.to_json() for layer in manifest.layers],
+        "signatures": records_json(signatures),
     }
     if as_json:
         print_json(doc)
@@ -171,6 +200,11 @@ def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
     for layer in manifest.layers:
         kind, digest = escape(layer.media_type), escape(layer.digest)
         click.echo(f"  layer {kind}  {digest}  {layer.size} bytes")
+    for record in signatures:  # unverified: `donjon package verify --signer` judges them
+        algorithm = escape(record.algorithm)
+        click.echo(f"  signature   key sha256:{record.key_id.hex()}  {algorithm}  (not verified)")
+    if not signatures:
+        click.echo("  signatures:  none")
 
 
 @package.command("pull")

@@ -7,8 +7,10 @@ from typing import Any
 
 import click
 
-from donjon.cli.options import FILE, JSON
+from donjon.cli.options import EXISTING_FILE, FILE, JSON
 from donjon.cli.output import escape, mark, print_json
+from donjon.cli.package_sign import read_public_key
+from donjon.errors import UsageError
 
 
 def _digest(text: str | None, option: str = "--expect-workload") -> bytes | None:
@@ -84,6 +86,17 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
     return names
 
 
+def _repository(text: str | None) -> str | None:
+    from donjon.attestation.packagesig import SignatureFormatError, check_repository_pattern
+
+    if text is None:
+        return None
+    try:
+        return check_repository_pattern(text, "--expect-repository")
+    except SignatureFormatError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @click.command("verify-peer")
 @click.argument("address", metavar="HOST:PORT")
 @click.option(
@@ -100,6 +113,21 @@ def _advisories(given: tuple[str, ...]) -> frozenset[str] | None:
     "--expect-package",
     metavar="SHA256",
     help="Required OCI manifest digest (sha256:...) the peer was deployed from.",
+)
+@click.option(
+    "--expect-repository",
+    metavar="HOST/PATH",
+    help="Required registry repository the peer's package came from (host[:port]/path, "
+    "or host/path/* for any below it).",
+)
+@click.option(
+    "--expect-signer",
+    "expect_signers",
+    type=EXISTING_FILE,
+    multiple=True,
+    metavar="PUB.pem",
+    help="The peer's package must be signed by this key (repeat: any of several), over its "
+    "repository and manifest digest.",
 )
 @click.option(
     "--expect-measurement",
@@ -142,6 +170,8 @@ def verify_peer(
     ca_path: Path,
     expect_workload: str | None,
     expect_package: str | None,
+    expect_repository: str | None,
+    expect_signers: tuple[Path, ...],
     expect_measurement: str | None,
     min_tcb: str | None,
     platforms: tuple[str, ...],
@@ -174,6 +204,8 @@ def verify_peer(
           --crl https://steward.example/v1/crl --json
       donjon verify-peer keep.example:443 --ca ca.pem --expect-package sha256:9c1e... \\
           --crl https://steward.example/v1/crl
+      donjon verify-peer keep.example:443 --ca ca.pem \\
+          --expect-repository registry.example/team/app --expect-signer team.key.pub
       donjon verify-peer 127.0.0.1:8443 --ca ca.pem --allow-development \\
           --platform sim --allow-advisory revocation-not-checked
       donjon verify-peer keep.example:8443 --ca ca.pem --platform cca
@@ -190,6 +222,8 @@ def verify_peer(
     expect = PeerExpectations(
         workload_sha256=_digest(expect_workload),
         package_sha256=_digest(expect_package, "--expect-package"),
+        package_repository=_repository(expect_repository),
+        package_signers=tuple(read_public_key(p) for p in expect_signers),
         measurement=_measurement(expect_measurement),
         min_tcb=parse_tcb(min_tcb) if min_tcb else {},
         platforms=frozenset(platforms) if platforms else None,
@@ -247,6 +281,14 @@ def verify_peer(
             f"  workload:    {escape(identity.workload.package_name)} "
             f"sha256:{identity.workload.wasm_sha256.hex()}"
         )
+        if identity.workload.package_sha256 is not None:
+            click.echo(f"  package:     sha256:{identity.workload.package_sha256.hex()}")
+        if identity.workload.package_repository is not None:
+            signed = len(identity.workload.package_signatures)
+            click.echo(
+                f"  repository:  {escape(identity.workload.package_repository)} "
+                f"({signed} signature{'' if signed == 1 else 's'} claimed)"
+            )
     click.echo(
         f"  certificate: serial {identity.serial_hex}, until {doc['not_after']:%Y-%m-%d %H:%M}Z"
     )

@@ -190,7 +190,10 @@ def _check_revocation_possible(revocation: Revocation, trust: str) -> None:
 
 
 #: What makes a connect entry check its peer as a relying party (and so use its loosenings).
-STEWARD_PEER_OPTIONS = 'trust = "steward" or expect_workload, expect_platform or expect_min_tcb'
+STEWARD_PEER_OPTIONS = (
+    'trust = "steward" or expect_workload, expect_platform, expect_min_tcb, expect_package, '
+    "expect_repository or expect_signer"
+)
 
 
 class Trust(StrEnum):
@@ -227,6 +230,13 @@ class ConnectFile(_Strict):
     #: ``"bl=3,tee=0,snp=8,ucode=115"``: each component at least this; also accepts a
     #: peer whose Steward appraised no TCB (NotAppraised), since it is appraised here.
     expect_min_tcb: str | None = None
+    #: ``"sha256:<hex>"`` of the OCI manifest the peer was deployed from.
+    expect_package: str | None = None
+    #: ``host[:port]/path`` (or ``host/path/*``) of the registry repository it came from.
+    expect_repository: str | None = None
+    #: Public key(s) (PEM path relative to this config, or inline PEM): the peer's package
+    #: must be signed by one of them over its repository and manifest digest.
+    expect_signer: str | list[str] | None = None
     #: Advisories accepted in a TEE peer's certificate (default: none).
     allow_advisories: list[str] | None = None
     #: ``"if-available"``: connect without a revocation check when the CRL is unreachable.
@@ -236,6 +246,9 @@ class ConnectFile(_Strict):
     _workload = field_validator("expect_workload")(
         lambda v: None if v is None else config_peer.workload(v)
     )
+    _package = field_validator("expect_package")(config_peer.package)
+    _repository = field_validator("expect_repository")(config_peer.repository)
+    _signer = field_validator("expect_signer")(config_peer.signers)
     _platforms = field_validator("expect_platform")(config_peer.platforms)
     _tcb = field_validator("expect_min_tcb")(config_peer.min_tcb)
     _advisories = field_validator("allow_advisories")(config_peer.advisories)
@@ -306,7 +319,14 @@ class ConnectFile(_Strict):
 
     def expects(self) -> list[str]:
         """The ``expect_*`` options given: each makes the peer prove its workload."""
-        fields = ("expect_workload", "expect_platform", "expect_min_tcb")
+        fields = (
+            "expect_workload",
+            "expect_platform",
+            "expect_min_tcb",
+            "expect_package",
+            "expect_repository",
+            "expect_signer",
+        )
         return [k for k in fields if getattr(self, k) is not None]
 
     def expected_workload_sha256(self) -> bytes | None:

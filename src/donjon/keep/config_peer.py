@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 
+from donjon.attestation import packagesig
 from donjon.attestation.claims import PLATFORMS
 from donjon.attestation.peer import (
     DEVELOPMENT_ADVISORIES,
@@ -45,6 +47,19 @@ def workload(value: str, whose: str = "the peer's") -> str:
     return f"sha256:{match.group(1).lower()}"
 
 
+def package(value: str | None) -> str | None:
+    """``"sha256:<64 hex>"`` of an OCI manifest, normalised to lower case."""
+    if value is None:
+        return None
+    match = _WORKLOAD.match(value)
+    if match is None:
+        raise ValueError(
+            f'{value!r} is not "sha256:" followed by 64 hex digits (the peer\'s OCI manifest '
+            "digest, as `donjon package push` prints it)"
+        )
+    return f"sha256:{match.group(1).lower()}"
+
+
 def workloads(value: str | list[str] | None, whose: str) -> str | list[str] | None:
     """One digest or a non-empty list of them."""
     if value is None:
@@ -57,6 +72,39 @@ def workloads(value: str | list[str] | None, whose: str) -> str | list[str] | No
     if len(set(out)) != len(out):
         raise ValueError("names a workload twice")
     return out
+
+
+def repository(value: str | None) -> str | None:
+    """``host[:port]/path``, or ``host[:port]/path/*`` for every repository below it."""
+    if value is None:
+        return None
+    try:
+        return packagesig.check_repository_pattern(value, "expect_repository")
+    except packagesig.SignatureFormatError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def signers(value: str | list[str] | None) -> str | list[str] | None:
+    """One or more public keys: a PEM path (relative to the config) or an inline PEM."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else value
+    if not items or not all(item.strip() for item in items):
+        raise ValueError("must name at least one public key (a PEM path or an inline PEM)")
+    return value
+
+
+def load_signers(value: str | list[str] | None, base_dir: Path) -> tuple[packagesig.PublicKey, ...]:
+    """The keys ``expect_signer`` names, read now (a path is relative to ``base_dir``)."""
+    if value is None:
+        return ()
+    out = []
+    for item in [value] if isinstance(value, str) else value:
+        try:
+            out.append(packagesig.load_signer(item, base_dir, "expect_signer")[0])
+        except packagesig.SignatureFormatError as exc:
+            raise UsageError(str(exc)) from None
+    return tuple(out)
 
 
 def platforms(value: str | list[str] | None) -> str | list[str] | None:
@@ -129,6 +177,9 @@ def expectations(
     platform_names: frozenset[str] | None,
     tcb: str | None,
     allowed: list[str] | None,
+    package_sha256: bytes | None = None,
+    package_repository: str | None = None,
+    package_signers: tuple[packagesig.PublicKey, ...] = (),
 ) -> PeerExpectations:
     """The relying-party expectations of one entry.
 
@@ -144,6 +195,9 @@ def expectations(
         accepted = frozenset(allowed) | (DEVELOPMENT_ADVISORIES if development else frozenset())
     return PeerExpectations(
         workload_sha256=workload_sha256,
+        package_sha256=package_sha256,
+        package_repository=package_repository,
+        package_signers=package_signers,
         min_tcb=parse_tcb(tcb) if tcb else {},
         platforms=platform_names,
         allow_development=development,

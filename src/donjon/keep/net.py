@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from donjon.attestation.peer import PeerError, PeerExpectations
 from donjon.errors import DonjonError
@@ -136,12 +137,18 @@ class ConnectPlan:
     revocation: Revocation = Revocation.REQUIRED
 
 
-def plan(entry: ConnectFile, crl: CrlCache | None = None, *, has_steward: bool) -> ConnectPlan:
+def plan(
+    entry: ConnectFile,
+    crl: CrlCache | None = None,
+    *,
+    has_steward: bool,
+    base_dir: Path | None = None,
+) -> ConnectPlan:
     """``crl`` is the Keep's own Steward's: the runner gives it for ``trust = "steward"``.
 
     ``has_steward``: the config names a Steward, so an entry without ``trust`` trusts it.
     """
-    expect = expectations(entry, has_steward=has_steward)
+    expect = expectations(entry, has_steward=has_steward, base_dir=base_dir)
     return ConnectPlan(
         entry.host,
         entry.effective_port(),
@@ -154,10 +161,12 @@ def plan(entry: ConnectFile, crl: CrlCache | None = None, *, has_steward: bool) 
     )
 
 
-def expectations(entry: ConnectFile, *, has_steward: bool) -> PeerExpectations | None:
+def expectations(
+    entry: ConnectFile, *, has_steward: bool, base_dir: Path | None = None
+) -> PeerExpectations | None:
     """The relying-party expectations of one ``connect`` entry, if it has any (see
     :func:`donjon.keep.peercheck.connect_expectations`)."""
-    return connect_expectations(entry, has_steward=has_steward)
+    return connect_expectations(entry, has_steward=has_steward, base_dir=base_dir)
 
 
 def connect(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from donjon.attestation.packagesig import SignatureRecord
 from donjon.errors import UsageError
 from donjon.keep.config import (
     Config,
@@ -60,6 +61,9 @@ class Package:
     package_sha256: bytes | None = None
     #: Where the package came from, for messages (``oci://...@sha256:...``).
     origin: str | None = None
+    #: ``host[:port]/path`` of the registry repository, and the signatures it held.
+    package_repository: str | None = None
+    package_signatures: tuple[SignatureRecord, ...] = ()
 
     def wasm_sha256(self) -> bytes:
         if self.sealed is not None:

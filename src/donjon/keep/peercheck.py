@@ -14,6 +14,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from cryptography import x509
 
@@ -111,7 +112,9 @@ class ClientVerifier:
         )
 
 
-def connect_expectations(entry: ConnectFile, *, has_steward: bool) -> PeerExpectations | None:
+def connect_expectations(
+    entry: ConnectFile, *, has_steward: bool, base_dir: Path | None = None
+) -> PeerExpectations | None:
     """What a ``connect`` entry demands of the server Keep, if anything.
 
     Under Steward trust the peer is always a relying party's peer: with no ``expect_*``
@@ -125,11 +128,15 @@ def connect_expectations(entry: ConnectFile, *, has_steward: bool) -> PeerExpect
         return config_peer.expectations(
             workload_sha256=None, platform_names=None, tcb=None, allowed=entry.allow_advisories
         )
+    package = entry.expect_package
     return config_peer.expectations(
         workload_sha256=entry.expected_workload_sha256(),
         platform_names=entry.expected_platforms(),
         tcb=entry.expect_min_tcb,
         allowed=entry.allow_advisories,
+        package_sha256=bytes.fromhex(package.removeprefix("sha256:")) if package else None,
+        package_repository=entry.expect_repository,
+        package_signers=config_peer.load_signers(entry.expect_signer, base_dir or Path.cwd()),
     )
 
 

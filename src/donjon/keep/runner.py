@@ -99,6 +99,8 @@ def workload_claims(package: Package) -> WorkloadClaims:
         config_sha256=package.config_sha256(),
         package_name=package.name,
         package_sha256=package.package_sha256,
+        package_repository=package.package_repository,
+        package_signatures=package.package_signatures,
     )
 
 
@@ -252,7 +254,9 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
                     client = _client_tls(entry, package, identity)
                     if entry.effective_trust(config.steward is not None) is Trust.STEWARD:
                         crl = crls.get()
-                target = net.plan(entry, crl, has_steward=config.steward is not None)
+                target = net.plan(
+                    entry, crl, has_steward=config.steward is not None, base_dir=package.base_dir
+                )
                 stream = net.connect(target, client, label)
                 stack.callback(stream.close)
                 streams.append(stream)

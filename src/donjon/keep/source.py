@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from donjon.attestation.packagesig import SignatureRecord
 from donjon.errors import DonjonError, UsageError
 from donjon.keep import package as packages
 from donjon.keep.config import Config
@@ -120,6 +121,8 @@ def _assemble(
     config: bytes | None,
     files: dict[str, bytes],
     config_override: Path | None,
+    repository: str | None = None,
+    signatures: tuple[SignatureRecord, ...] = (),
 ) -> OpenedPackage:
     scratch = _scratch_dir()
     try:
@@ -148,6 +151,8 @@ def _assemble(
             # directory): what runs is not the package, so the claims do not name it.
             package_sha256=package_sha256 if config_override is None else None,
             origin=origin,
+            package_repository=repository if config_override is None else None,
+            package_signatures=signatures if config_override is None else (),
         )
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -184,6 +189,8 @@ def _from_blobs(
         config=blobs.keep_config,
         files=files,
         config_override=config_override,
+        repository=f"{blobs.reference.registry}/{blobs.reference.repository}",
+        signatures=blobs.signatures,
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from donjon.errors import DonjonError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 WASM_CONFIG = "application/vnd.wasm.config.v0+json"
 WASM_LAYER = "application/wasm"
 SEALED_WASM_LAYER = "application/vnd.donjon.wasm.v1+encrypted"
@@ -164,6 +165,11 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise ArtifactError(f"{where}: size must be a non-negative integer")
     return Descriptor(media, digest, size, _str_map(value.get("annotations"), where))
+
+
+def parse_descriptor(value: Any, where: str) -> Descriptor:
+    """One OCI descriptor object, strictly (lowercase sha256 digest, non-negative size)."""
+    return _descriptor(value, where)
 
 
 def parse_manifest(data: bytes, media_type: str, where: str) -> PackageManifest:

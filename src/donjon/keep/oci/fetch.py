@@ -14,8 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from donjon.attestation.packagesig import SignatureRecord
 from donjon.errors import UsageError
-from donjon.keep.oci import artifact
+from donjon.keep.oci import artifact, signatures
 from donjon.keep.oci.artifact import ArtifactError, PackageManifest
 from donjon.keep.oci.auth import Credentials
 from donjon.keep.oci.reference import Reference
@@ -41,6 +42,8 @@ class FetchedBlobs:
     wasm_layer: bytes = field(repr=False)  # plaintext or sealed
     keep_config: bytes | None = field(repr=False)
     files_tar: bytes | None = field(repr=False)
+    #: The signatures the registry holds for the manifest (judged by the Steward, not here).
+    signatures: tuple[SignatureRecord, ...] = ()
 
 
 def require_pinned(ref: Reference, allow_tag: bool) -> None:
@@ -88,6 +91,10 @@ def fetch(
             blobs[layer.media_type] = client.get_blob(layer)
             if report is not None:
                 report(f"fetched {layer.media_type} {layer.digest} ({layer.size} bytes, digest ok)")
+        found = signatures.fetch(client, digest)
+        if report is not None:
+            keys = ", ".join(sorted({"sha256:" + s.key_id.hex()[:16] + "..." for s in found}))
+            report(f"{len(found)} signature(s) found" + (f" (keys {keys})" if found else ""))
     return FetchedBlobs(
         reference=ref.with_digest(digest),
         manifest=manifest,
@@ -95,6 +102,7 @@ def fetch(
         wasm_layer=blobs[manifest.wasm.media_type],
         keep_config=blobs.get(artifact.KEEP_CONFIG_LAYER),
         files_tar=blobs.get(artifact.FILES_LAYER),
+        signatures=found,
     )
 
 

@@ -28,7 +28,7 @@ from urllib.parse import urlencode, urljoin
 import httpx
 
 from donjon.errors import DonjonError
-from donjon.keep.oci.artifact import OCI_MANIFEST, Descriptor, sha256_digest
+from donjon.keep.oci.artifact import OCI_INDEX, OCI_MANIFEST, Descriptor, sha256_digest
 from donjon.keep.oci.auth import Credentials, RegistryAuth, RegistryAuthError
 from donjon.keep.oci.reference import Reference
 
@@ -50,6 +50,10 @@ class RegistryUnreachable(RegistryError):
 
 class RegistryRefused(RegistryError):
     """The registry answered with an error status (not found, denied, ...)."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class DigestMismatch(RegistryError):
@@ -96,6 +100,8 @@ class RegistryClient:
     ) -> None:
         self.ref = ref
         self.limits = limits or Limits()
+        #: The last push_manifest's answer carried OCI-Subject (the registry indexes referrers).
+        self.subject_noted = False
         env_ca = os.environ.get(ENV_REGISTRY_CA)
         cafile = ca_bundle or (Path(env_ca) if env_ca else None)
         try:
@@ -150,7 +156,8 @@ class RegistryClient:
         except (ValueError, AttributeError):
             pass
         return RegistryRefused(
-            f"{self._where(what)}: HTTP {response.status_code} {response.reason_phrase}{detail}"
+            f"{self._where(what)}: HTTP {response.status_code} {response.reason_phrase}{detail}",
+            status=response.status_code,
         )
 
     # --- reading -------------------------------------------------------------------------
@@ -169,6 +176,29 @@ class RegistryClient:
         if target.startswith("sha256:") and digest != target:
             raise DigestMismatch(f"{self._where(what)}: the registry served bytes of {digest}")
         return FetchedManifest(data, media, digest)
+
+    def find_manifest(self, target: str) -> FetchedManifest | None:
+        """:meth:`get_manifest`, or None when the registry has no such manifest (404)."""
+        try:
+            return self.get_manifest(target)
+        except RegistryRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def get_referrers(self, digest: str, artifact_type: str, limit: int) -> bytes | None:
+        """The OCI 1.1 referrers index of ``digest`` (at most ``limit`` bytes), or None when
+        the registry has no referrers API (404: use the fallback tag)."""
+        what = f"referrers of {digest}"
+        url = self.base + "referrers/" + digest + "?" + urlencode({"artifactType": artifact_type})
+        with self._stream("GET", url, what, headers={"Accept": OCI_INDEX}) as response:
+            if response.status_code == 404:
+                response.read()
+                return None
+            if response.status_code != 200:
+                response.read()
+                raise self._refused(response, what)
+            return self._read_limited(response, what, limit, None)
 
     def get_blob(self, descriptor: Descriptor, progress: Progress | None = None) -> bytes:
         """A whole blob, checked against the descriptor's size and digest before it is returned."""
@@ -272,10 +302,11 @@ class RegistryClient:
             raise self._refused(done, what)
         return digest
 
-    def push_manifest(self, data: bytes, tag: str | None) -> str:
+    def push_manifest(self, data: bytes, tag: str | None, *, by_digest: bool = True) -> str:
         """PUT the manifest under its digest (and ``tag``); the registry must agree on it."""
         digest = sha256_digest(data)
-        for target in [digest] + ([tag] if tag else []):
+        self.subject_noted = False
+        for target in ([digest] if by_digest else []) + ([tag] if tag else []):
             what = f"manifest {target}"
             response = self._send(
                 "PUT",
@@ -289,6 +320,8 @@ class RegistryClient:
             said = response.headers.get("docker-content-digest")
             if said is not None and said != digest:
                 raise DigestMismatch(f"{self._where(what)}: registry says {said}, we sent {digest}")
+            # OCI 1.1: a registry that indexed the manifest's subject for the referrers API says so.
+            self.subject_noted = self.subject_noted or "oci-subject" in response.headers
         return digest
 
 
