@@ -41,6 +41,8 @@ class FetchedBlobs:
     wasm_layer: bytes = field(repr=False)  # plaintext or sealed
     keep_config: bytes | None = field(repr=False)
     files_tar: bytes | None = field(repr=False)
+    #: The config's sealed part (ciphertext), beside a sealed main.wasm.
+    sealed_config: bytes | None = field(default=None, repr=False)
 
 
 def require_pinned(ref: Reference, allow_tag: bool) -> None:
@@ -95,6 +97,7 @@ def fetch(
         wasm_layer=blobs[manifest.wasm.media_type],
         keep_config=blobs.get(artifact.KEEP_CONFIG_LAYER),
         files_tar=blobs.get(artifact.FILES_LAYER),
+        sealed_config=blobs.get(artifact.SEALED_CONFIG_LAYER),
     )
 
 
