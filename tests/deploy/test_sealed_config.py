@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from donjon.keep import config_split, sealed, sealed_config
+from donjon.keep import config_split, guest_secrets, runner, sealed, sealed_config, source
 from donjon.keep.config_problems import ConfigError
 from donjon.keep.config_secret import SecretRef
-from donjon.keep.oci import artifact, bundle, publish
+from donjon.keep.oci import artifact, bundle, publish, reference
 from donjon.keep.oci.artifact import ArtifactError, Descriptor
+from donjon.keep.oci.fetch import FetchedBlobs
 from donjon.keep.sealed import SealedModule, SealedModuleError
 from donjon.keep.sealed_config import SealedConfig, SealedConfigError
 
@@ -286,3 +287,55 @@ def test_an_encrypted_package_without_a_config_still_has_a_sealed_part(tmp_path:
     assert digest is not None
     blob = next(data for d, data in blobs if d.media_type == artifact.SEALED_CONFIG_LAYER)
     assert SealedConfig(blob, digest, WASM_SHA256, None).open(key) == b""
+
+
+def _fetched(tmp_path: Path) -> tuple[FetchedBlobs, bytes]:
+    """An encrypted package as ``fetch`` returns it (every digest checked), and its key."""
+    pkg = _package_dir(tmp_path)
+    (pkg / "Donjon.toml").write_text(
+        CONFIG.replace('steward = "', 'steward_ca = "ca.pem"\nsteward = "')
+    )
+    (pkg / "ca.pem").write_text("a static file of the package\n")
+    manifest, blobs, key, _ = publish.build(
+        bundle.read_dir(pkg), encrypt=True, key_secret="package-key.app"
+    )
+    assert key is not None
+    by_type = {d.media_type: data for d, data in blobs}
+    digest = artifact.sha256_digest(manifest)
+    fetched = FetchedBlobs(
+        reference=reference.parse(f"oci://registry.example/team/app@{digest}"),
+        manifest=artifact.parse_manifest(manifest, artifact.OCI_MANIFEST, "t"),
+        manifest_bytes=manifest,
+        wasm_layer=by_type[artifact.SEALED_WASM_LAYER],
+        keep_config=by_type[artifact.KEEP_CONFIG_LAYER],
+        files_tar=by_type[artifact.FILES_LAYER],
+        sealed_config=by_type[artifact.SEALED_CONFIG_LAYER],
+    )
+    return fetched, key
+
+
+def test_the_keep_attests_the_clear_config_and_merges_the_sealed_part_after(
+    tmp_path: Path,
+) -> None:
+    fetched, key = _fetched(tmp_path)
+    with source._from_blobs(fetched, None, source.SourceOptions()) as opened:
+        package = opened.package
+        # Before the key: the clear config only, and the claims name its layer.
+        assert package.config.args == [] and package.config.plain_env() == {}
+        assert package.config.secret_names() == ["db"]
+        clear = fetched.keep_config
+        assert clear is not None and package.config_bytes == clear
+        claims = runner.workload_claims(package)
+        assert claims.config_sha256 == hashlib.sha256(clear).digest()
+        assert claims.package_sha256 == hashlib.sha256(fetched.manifest_bytes).digest()
+        assert package.sealed is not None and package.sealed.config is not None
+        # After: the same merge guest_secrets runs once the key is released.
+        merged = guest_secrets._open_config(package, package.sealed.config, key)
+        assert merged.args == ["--token", ARG] and merged.plain_env() == {"MOTD": ENV}
+        assert merged.steward_ca == Path("ca.pem")  # resolved beside the unpacked files
+        with pytest.raises(SealedConfigError, match="does not open"):
+            guest_secrets._open_config(package, package.sealed.config, bytes(32))
+    override = tmp_path / "mine.toml"
+    override.write_text('args = ["mine"]\n')
+    with pytest.raises(source.SourceError, match=r"has a sealed part.*without --config"):
+        source._from_blobs(fetched, override, source.SourceOptions())
