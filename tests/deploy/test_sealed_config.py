@@ -337,5 +337,8 @@ def test_the_keep_attests_the_clear_config_and_merges_the_sealed_part_after(
             guest_secrets._open_config(package, package.sealed.config, bytes(32))
     override = tmp_path / "mine.toml"
     override.write_text('args = ["mine"]\n')
-    with pytest.raises(source.SourceError, match=r"has a sealed part.*without --config"):
+    with pytest.raises(
+        source.SourceError,
+        match=r"has a sealed part \(args, env values\), which --config would drop",
+    ):
         source._from_blobs(fetched, override, source.SourceOptions())

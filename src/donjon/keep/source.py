@@ -170,18 +170,18 @@ def _from_blobs(
     wasm: bytes | None = blobs.wasm_layer
     if manifest.sealed:
         key_secret = manifest.key_secret()
-        sealed_config = manifest.sealed_config_sha256()
+        part_sha256 = manifest.sealed_config_sha256()
         # parse_manifest requires both beside a sealed main.wasm
-        assert key_secret is not None and sealed_config is not None
+        assert key_secret is not None and part_sha256 is not None
         assert blobs.sealed_config is not None
         if config_override is not None:
             raise SourceError(
-                f"{where}: its config has a sealed part, which only the package's own config "
-                "opens with; run it without --config"
+                f"{where}: its config has a sealed part (args, env values), which --config "
+                "would drop; run it without --config"
             )
         config_part = SealedConfig(
             blobs.sealed_config,
-            sealed_config,
+            part_sha256,
             wasm_sha256=manifest.plain_wasm_sha256(),
             clear_sha256=manifest.clear_config_sha256(),
         )
