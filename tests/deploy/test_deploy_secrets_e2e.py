@@ -428,6 +428,13 @@ def _no_sealed_part(layers: Layers, key: bytes) -> Layers:
     return [(d, b) for d, b in layers if d.media_type != artifact.SEALED_CONFIG_LAYER]
 
 
+def _wasm_in_clear(layers: Layers, key: bytes) -> Layers:
+    """A main.wasm in clear (an empty module) beside the sealed config part."""
+    wasm_layer = next(d for d, _ in layers if d.media_type == artifact.SEALED_WASM_LAYER)
+    plain = Descriptor.of(artifact.WASM_LAYER, b"\0asm\1\0\0\0", {artifact.TITLE: "main.wasm"})
+    return [(plain, b"\0asm\1\0\0\0") if d is wasm_layer else (d, b) for d, b in layers]
+
+
 def _version_2(layers: Layers, key: bytes) -> Layers:
     return [
         (replace(d, media_type=d.media_type.replace(".v1+", ".v2+")), b)
@@ -451,6 +458,7 @@ CONFIG_DIGEST = artifact.SEALED_CONFIG_SHA256
             "Donjon.toml (sealed part): steward: stays in the clear config",
         ),
         (_no_sealed_part, False, "main.wasm is sealed but the package has no"),
+        (_wasm_in_clear, False, "encrypted layer beside a main.wasm in clear"),
         (_version_2, False, "is a version this Donjon does not read"),
     ],
 )
