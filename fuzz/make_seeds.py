@@ -175,6 +175,9 @@ def main() -> None:
     lines = [line[2:] if setting.match(line) else line for line in CONFIG_TEMPLATE.splitlines()]
     seeds["workload_config"].append(("\n".join(lines) + "\n").encode())
 
+    for name, items in package_seeds(work).items():
+        seeds[name] += items
+
     # Steward policies: the development one above (its ARK path made relative) and the
     # docs' complete example, as written and with its elided digests filled in.
     from donjon.attestation.policy import load_policy
@@ -259,6 +262,40 @@ def write_package_signature_seeds() -> None:
         for data in items:
             (directory / seed_name(data)).write_bytes(data)
         print(f"{name}: {len(items)} seeds written")
+
+
+def package_seeds(work: Path) -> dict[str, list[bytes]]:
+    """Manifests of plain and encrypted packages, and the clear and sealed parts of configs."""
+    from donjon.keep.config_problems import ConfigError
+    from donjon.keep.config_split import split
+    from donjon.keep.oci import bundle, publish
+
+    seeds: dict[str, list[bytes]] = {"sealed_config": [], "package_manifest": []}
+    configs = [
+        b'args = ["--token", "t"]\nsteward = "https://s.example/"\n'
+        b'[env]\nMOTD = "m"\nDB = { secret = "db" }\n',
+        *(path.read_bytes() for path in sorted(REPO.glob("examples/*/*.toml"))),
+    ]
+    for index, config in enumerate(configs):
+        pkg = work / f"package-{index}"
+        pkg.mkdir()
+        (pkg / "main.wasm").write_bytes(b"\0asm\1\0\0\0")
+        (pkg / "Donjon.toml").write_bytes(config)
+        try:
+            clear, part = split(config, pkg / "Donjon.toml")
+        except ConfigError:  # names a file of its example directory: not a seed here
+            continue
+        seeds["sealed_config"].append(clear + b"\0" + part)
+        files = bundle.read_dir(pkg)
+        for encrypt in (False, True) if index == 0 else (True,):
+            manifest, _, _, _ = publish.build(files, encrypt=encrypt, key_secret="package-key.x")
+            seeds["package_manifest"].append(manifest)
+    bare = work / "package-bare"
+    bare.mkdir()
+    (bare / "main.wasm").write_bytes(b"\0asm\1\0\0\0")
+    manifest, _, _, _ = publish.build(bundle.read_dir(bare), encrypt=True, key_secret="k")
+    seeds["package_manifest"].append(manifest)
+    return seeds
 
 
 if __name__ == "__main__":

@@ -361,6 +361,44 @@ def workload_config(fixtures: Path) -> OneInput:
     return one_input
 
 
+def sealed_config(fixtures: Path) -> OneInput:
+    """A config's clear part and its opened sealed part (``clear NUL sealed``), as the Keep
+    merges them after attesting: the sealed part is authenticated, but its TOML is still
+    checked like any config."""
+    from donjon.keep.config_split import merge
+
+    where = _private_tmp() / "pkg" / "Donjon.toml"
+
+    @donjon_only
+    def one_input(data: bytes) -> None:
+        clear, _, part = data.partition(b"\0")
+        merge(clear, part, where)
+
+    return one_input
+
+
+# --- Package manifests -------------------------------------------------------------------
+
+
+def package_manifest(fixtures: Path) -> OneInput:
+    """An OCI manifest as a registry serves it to ``donjon run`` and ``package inspect``."""
+    from donjon.keep.oci import artifact
+
+    @donjon_only
+    def one_input(data: bytes) -> None:
+        manifest = artifact.parse_manifest(data, artifact.OCI_MANIFEST, "fuzz")
+        # What the Keep and inspect read from a manifest that parsed.
+        manifest.plain_wasm_sha256()
+        manifest.sealed_config_sha256()
+        manifest.clear_config_sha256()
+        manifest.key_secret()
+        manifest.config_name()
+        for layer in manifest.layers:
+            layer.to_json()
+
+    return one_input
+
+
 # --- Steward policies --------------------------------------------------------------------
 
 
@@ -485,6 +523,8 @@ TARGETS: dict[str, Factory] = {
     "crl": crl,
     "peer_certificate": peer_certificate,
     "workload_config": workload_config,
+    "sealed_config": sealed_config,
+    "package_manifest": package_manifest,
     "policy": policy,
     "steward_request": steward_request,
     "package_signature": package_signature,

@@ -21,6 +21,9 @@ _REGISTRY_CA = click.option(
 )
 
 
+_SEALED_PART = "ciphertext; opened only in an attested Keep"
+
+
 def _say(line: str) -> None:
     click.echo(f"donjon: {escape(line)}", err=True)
 
@@ -56,7 +59,11 @@ package.add_command(package_sign.verify)
 @package.command("push")
 @click.argument("directory", type=DIRECTORY)
 @click.argument("ref")
-@click.option("--encrypt", is_flag=True, help="Seal main.wasm (AES-256-GCM); register its key.")
+@click.option(
+    "--encrypt",
+    is_flag=True,
+    help="Seal main.wasm and the config's args and env values (AES-256-GCM); register the key.",
+)
 @click.option("--key-secret", metavar="NAME", help="Steward secret name of the key [generated].")
 @click.option("--steward", metavar="URL", help="Steward to register the key with (--encrypt).")
 @click.option("--steward-ca", type=FILE, help="PEM that signed the Steward's HTTPS certificate.")
@@ -84,9 +91,12 @@ def push(
 ) -> None:
     """Push DIRECTORY to REF (oci://HOST[:PORT]/REPO[:TAG]); print the manifest digest.
 
-    With --encrypt, main.wasm is sealed under a fresh AES-256-GCM key, which is
-    stored in the Steward as a secret released only to Keeps attesting this
-    package's manifest digest; the registry holds only ciphertext.
+    With --encrypt, main.wasm and the config's args and [env] values are sealed
+    under a fresh AES-256-GCM key, which is stored in the Steward as a secret
+    released only to Keeps attesting this package's manifest digest; the
+    registry holds only their ciphertext. The rest of the config (steward,
+    [[files]], secret names, [limits]) stays clear: the Keep reads it before it
+    attests (docs/secrets.md).
 
     With --sign-key, the pushed package is signed as `donjon package sign` does.
     """
@@ -183,6 +193,7 @@ def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
         "wasm_sha256": manifest.plain_wasm_sha256().hex(),
         "key_secret": manifest.key_secret(),
         "config": manifest.config_name(),
+        "config_sealed": manifest.sealed_config is not None,
         "layers": [layer.to_json() for layer in manifest.layers],
         "signatures": records_json(signatures),
     }
@@ -197,6 +208,8 @@ def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
         secret = escape(manifest.key_secret() or "")
         click.echo(f"  encrypted:   yes (key: Steward secret {secret})")
     click.echo(f"  config:      {escape(manifest.config_name() or 'none (Enarx defaults)')}")
+    if manifest.sealed_config is not None:
+        click.echo(f"  sealed:      args and env values of the config ({_SEALED_PART})")
     for layer in manifest.layers:
         kind, digest = escape(layer.media_type), escape(layer.digest)
         click.echo(f"  layer {kind}  {digest}  {layer.size} bytes")
@@ -215,8 +228,9 @@ def inspect(ref: str, registry_ca: Path | None, as_json: bool) -> None:
 def pull(ref: str, directory: Path, allow_tag: bool, registry_ca: Path | None) -> None:
     """Fetch REF into DIRECTORY (new), every digest checked first.
 
-    A sealed main.wasm is written as main.wasm.sealed: it opens only inside an
-    attested Keep.
+    A sealed main.wasm is written as main.wasm.sealed, and the sealed part of its
+    config as Donjon.toml.sealed (or Enarx.toml.sealed), both ciphertext: they
+    open only inside an attested Keep.
     """
     from donjon.keep.oci import bundle, reference
     from donjon.keep.oci.auth import find_credentials
@@ -240,6 +254,8 @@ def pull(ref: str, directory: Path, allow_tag: bool, registry_ca: Path | None) -
     config_name = blobs.manifest.config_name()
     if config_name and blobs.keep_config is not None:
         files[config_name] = blobs.keep_config
+    if blobs.sealed_config is not None:
+        files[f"{config_name or 'Donjon.toml'}.sealed"] = blobs.sealed_config
     staging = directory.with_name(f".{directory.name}.pulling-{os.getpid()}")
     staging.mkdir(parents=True)
     try:

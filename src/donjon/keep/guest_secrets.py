@@ -3,7 +3,8 @@
 Runs once the Steward has issued the Keep's certificate and before the guest
 starts: every secret the config names (``[[files]] kind = "secret"``, ``[env]
 X = { secret = "..." }``) and, for a confidential package, the key of its
-sealed main.wasm. A missing or refused secret stops the Keep with one line.
+sealed main.wasm and of its config's sealed part (args, env values), which is
+merged into the config here. A missing or refused secret stops the Keep with one line.
 Values go to the WASI host only as in-memory read-only files and environment
 values (``donjon.wasi.api.MemoryDir``/``MemoryFile``); nothing is written.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from donjon.keep import config_split
 from donjon.keep.config import Config
 from donjon.keep.config_secret import SecretFile, SecretRef
 from donjon.keep.identity import Identity
 from donjon.keep.package import Package, resolve
+from donjon.keep.sealed_config import SealedConfig
 from donjon.keep.secret_client import FetchedSecret, SecretClient, SecretFetchError
 from donjon.wasi.api import MemoryDir, MemoryFile
 
@@ -25,11 +28,14 @@ Report = Callable[[str], None]
 
 @dataclass(frozen=True)
 class GuestSecrets:
-    """What the guest gets: the opened module (if sealed), secret env values, secret files."""
+    """What the guest gets: the opened module and config (if sealed), secret env values and
+    secret files."""
 
     module: bytes | None = field(default=None, repr=False)
     env: dict[str, str] = field(default_factory=dict, repr=False)
     values: dict[str, bytes] = field(default_factory=dict, repr=False)
+    #: The whole config, with its sealed part merged in (None: the package has no sealed part).
+    config: Config | None = field(default=None, repr=False)
 
     def memory_dir(self, config: Config, entry: SecretFile) -> MemoryDir:
         """The in-memory directory of a path-named secret: every secret under its parent."""
@@ -70,15 +76,26 @@ def release(package: Package, identity: Identity, report: Report) -> GuestSecret
             fetched[name] = client.fetch(name)
             report(f"secret {name} version {fetched[name].version} released by the steward")
     module = None
+    opened = None
     if package.sealed is not None:
-        module = package.sealed.open(fetched[package.sealed.key_secret].value)
+        package_key = fetched[package.sealed.key_secret].value
+        module = package.sealed.open(package_key)
         digest = package.sealed.plain_sha256.hex()[:16]
         report(f"opened the sealed main.wasm in memory (sha256 {digest}..., as attested)")
+        if package.sealed.config is not None:
+            opened = _open_config(package, package.sealed.config, package_key)
+            report("opened the sealed part of the config in memory (args and env values)")
     env: dict[str, str] = {}
     for key, value in config.env.items():
         if isinstance(value, SecretRef):
             env[key] = _env_text(key, fetched[value.secret])
-    return GuestSecrets(module, env, {name: s.value for name, s in fetched.items()})
+    return GuestSecrets(module, env, {name: s.value for name, s in fetched.items()}, opened)
+
+
+def _open_config(package: Package, part: SealedConfig, key: bytes) -> Config:
+    """The package's config with its sealed part merged in, checked as one config."""
+    where = package.config_path or package.base_dir / "Donjon.toml"
+    return config_split.merge(package.config_bytes, part.open(key), where)
 
 
 def _env_text(key: str, secret: FetchedSecret) -> str:

@@ -14,6 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -30,7 +31,16 @@ from donjon.keep.config import (
 from donjon.keep.config_problems import ConfigError, ConfigProblem, from_validation
 from donjon.keep.sealed import SealedModule
 
-__all__ = ["ConfigError", "Package", "PackageError", "find", "load", "parse"]
+__all__ = [
+    "ConfigError",
+    "Package",
+    "PackageError",
+    "find",
+    "load",
+    "load_toml",
+    "parse",
+    "validate",
+]
 
 CONFIG_NAMES = ("Donjon.toml", "Enarx.toml")
 WASM_NAME = "main.wasm"
@@ -119,12 +129,21 @@ def _read(path: Path) -> bytes:
 
 def parse(data: bytes, where: Path) -> Config:
     """Parse config bytes; ``where`` names the file in errors and anchors relative paths."""
+    return validate(load_toml(data, where), where)
+
+
+def load_toml(data: bytes, where: Path) -> dict[str, Any]:
+    """The TOML document of config bytes, or one :class:`ConfigError` naming ``where``."""
     try:
-        raw = tomllib.loads(data.decode("utf-8"))
+        return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError.one(where, f"not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_toml_error(where, str(exc))]) from exc
+
+
+def validate(raw: dict[str, Any], where: Path) -> Config:
+    """Every check of a config on its TOML document; relative paths resolve beside ``where``."""
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:

@@ -208,6 +208,7 @@ def prepare(package: Package, options: KeepOptions) -> PreparedKeep:
             report(f"wrote the Keep's certificate to {options.export_cert}")
         # After attesting, before anything reaches the guest: secrets and a sealed module's key.
         secrets = guest_secrets.release(package, identity, report)
+        config = secrets.config or config  # with a sealed part: args and env values merged in
 
         streams: list[Listener | ByteStream | MemoryFile] = []
         preopens: list[Preopen | MemoryDir] = []

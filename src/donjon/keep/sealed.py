@@ -12,11 +12,15 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from donjon.errors import DonjonError
+
+if TYPE_CHECKING:
+    from donjon.keep.sealed_config import SealedConfig
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -50,6 +54,8 @@ class SealedModule:
     plain_sha256: bytes
     #: The Steward secret that holds the key.
     key_secret: str
+    #: The config's sealed part, opened with the same key (``keep/sealed_config.py``).
+    config: SealedConfig | None = None
 
     def open(self, key: bytes) -> bytes:
         """The plaintext, only if it decrypts and hashes to the attested digest."""

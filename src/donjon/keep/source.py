@@ -33,6 +33,7 @@ from donjon.keep.oci.fetch import DEFAULT_MAX_PACKAGE, FetchedBlobs, fetch
 from donjon.keep.oci.registry import Limits, RegistryUnreachable, TooLarge
 from donjon.keep.package import Package
 from donjon.keep.sealed import SealedModule
+from donjon.keep.sealed_config import SealedConfig
 
 Report = Callable[[str], None]
 
@@ -174,8 +175,24 @@ def _from_blobs(
     wasm: bytes | None = blobs.wasm_layer
     if manifest.sealed:
         key_secret = manifest.key_secret()
-        assert key_secret is not None  # parse_manifest requires it
-        sealed = SealedModule(blobs.wasm_layer, manifest.plain_wasm_sha256(), key_secret)
+        part_sha256 = manifest.sealed_config_sha256()
+        # parse_manifest requires both beside a sealed main.wasm
+        assert key_secret is not None and part_sha256 is not None
+        assert blobs.sealed_config is not None
+        if config_override is not None:
+            raise SourceError(
+                f"{where}: its config has a sealed part (args, env values), which --config "
+                "would drop; run it without --config"
+            )
+        config_part = SealedConfig(
+            blobs.sealed_config,
+            part_sha256,
+            wasm_sha256=manifest.plain_wasm_sha256(),
+            clear_sha256=manifest.clear_config_sha256(),
+        )
+        sealed = SealedModule(
+            blobs.wasm_layer, manifest.plain_wasm_sha256(), key_secret, config=config_part
+        )
         wasm = None
     digest = blobs.reference.digest
     assert digest is not None

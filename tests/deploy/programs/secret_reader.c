@@ -4,7 +4,8 @@
  * Reads /run/secrets/db (fopen + fread, stat for its size, a listing of
  * /run/secrets), $DB_PASSWORD, and the fd named "API_KEY" in FD_NAMES, then
  * tries to write to /run/secrets/db (must fail). With a listener named "web",
- * it serves one connection "db=<...>\n" and exits; else it prints everything.
+ * it serves one connection "db=<...>\n" and exits; else it prints everything,
+ * then its arguments (arg1=..., arg2=...) and $MOTD (a value a config may seal).
  * ("writable" is 1 only if a write to the secret file succeeded.)
  */
 #include <dirent.h>
@@ -31,7 +32,7 @@ static int find_fd(const char *name) {
     }
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     static char db[4096];
     size_t n = 0;
     FILE *f = fopen("/run/secrets/db", "r");
@@ -79,5 +80,8 @@ int main(void) {
     }
     printf("db=%s\nsize=%ld\nwritable=%d\nlisting=%s\napi_key=%s\nenv=%s\n", db, size, writable,
            listing, key, env ? env : "(unset)");
+    for (int i = 1; i < argc; i++) printf("arg%d=%s\n", i, argv[i]);
+    const char *motd = getenv("MOTD");
+    printf("motd=%s\n", motd ? motd : "(unset)");
     return 0;
 }

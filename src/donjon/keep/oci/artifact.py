@@ -7,6 +7,9 @@ Manifest (``application/vnd.oci.image.manifest.v1+json``)::
       application/wasm                              main.wasm (exactly one), or
       application/vnd.donjon.wasm.v1+encrypted      main.wasm, AES-256-GCM (confidential)
       application/vnd.donjon.keep-config.v1+toml    Donjon.toml / Enarx.toml (at most one)
+      application/vnd.donjon.keep-config.sealed.v1+encrypted
+                                                    the config's sealed part (with a sealed
+                                                    main.wasm, and only then)
       application/vnd.donjon.files.v1.tar           other files of the package (at most one)
 
 A manifest with any other media type, an unknown layer type, or a second layer
@@ -29,6 +32,10 @@ WASM_LAYER = "application/wasm"
 SEALED_WASM_LAYER = "application/vnd.donjon.wasm.v1+encrypted"
 KEEP_CONFIG_LAYER = "application/vnd.donjon.keep-config.v1+toml"
 FILES_LAYER = "application/vnd.donjon.files.v1.tar"
+#: The sealed part of the config (args, env values): ``keep/sealed_config.py``.
+SEALED_CONFIG_LAYER = "application/vnd.donjon.keep-config.sealed.v1+encrypted"
+#: Any version of it: another version than v1 is refused by name, not as an unknown layer.
+SEALED_CONFIG_PREFIX = "application/vnd.donjon.keep-config.sealed."
 ARTIFACT_TYPE = "application/vnd.donjon.package.v1"
 
 TITLE = "org.opencontainers.image.title"
@@ -36,9 +43,13 @@ TITLE = "org.opencontainers.image.title"
 PLAIN_SHA256 = "dev.donjon.wasm.sha256"
 KEY_SECRET = "dev.donjon.key.secret"
 CIPHER = "dev.donjon.cipher"
+#: On the sealed config layer: SHA-256 of its (blinded) plaintext.
+SEALED_CONFIG_SHA256 = "dev.donjon.keep-config.sha256"
 AES_256_GCM = "AES-256-GCM"
 
-LAYER_TYPES = frozenset({WASM_LAYER, SEALED_WASM_LAYER, KEEP_CONFIG_LAYER, FILES_LAYER})
+LAYER_TYPES = frozenset(
+    {WASM_LAYER, SEALED_WASM_LAYER, KEEP_CONFIG_LAYER, SEALED_CONFIG_LAYER, FILES_LAYER}
+)
 CONFIG_NAMES = ("Donjon.toml", "Enarx.toml")
 
 
@@ -83,6 +94,8 @@ class PackageManifest:
     keep_config: Descriptor | None
     files: Descriptor | None
     annotations: dict[str, str]
+    #: The config's sealed part: present exactly when main.wasm is sealed.
+    sealed_config: Descriptor | None = None
 
     @property
     def sealed(self) -> bool:
@@ -90,7 +103,8 @@ class PackageManifest:
 
     @property
     def layers(self) -> tuple[Descriptor, ...]:
-        return tuple(d for d in (self.wasm, self.keep_config, self.files) if d is not None)
+        parts = (self.wasm, self.keep_config, self.sealed_config, self.files)
+        return tuple(d for d in parts if d is not None)
 
     @property
     def name(self) -> str:
@@ -109,6 +123,17 @@ class PackageManifest:
         if self.keep_config is None:
             return None
         return self.keep_config.annotations.get(TITLE, "Donjon.toml")
+
+    def sealed_config_sha256(self) -> bytes | None:
+        if self.sealed_config is None:
+            return None
+        return bytes.fromhex(self.sealed_config.annotations[SEALED_CONFIG_SHA256])
+
+    def clear_config_sha256(self) -> bytes | None:
+        """The clear config layer's digest (what a Keep attests as its config), if any."""
+        if self.keep_config is None:
+            return None
+        return bytes.fromhex(self.keep_config.digest.removeprefix("sha256:"))
 
 
 def build_manifest(
@@ -200,6 +225,13 @@ def parse_manifest(data: bytes, media_type: str, where: str) -> PackageManifest:
     by_role: dict[str, Descriptor] = {}
     for index, raw in enumerate(layers):
         layer = _descriptor(raw, f"{where}: layers[{index}]")
+        if layer.media_type.startswith(SEALED_CONFIG_PREFIX) and (
+            layer.media_type != SEALED_CONFIG_LAYER
+        ):
+            raise ArtifactError(
+                f"{where}: layers[{index}]: sealed config layer {layer.media_type!r} is a "
+                f"version this Donjon does not read (it reads {SEALED_CONFIG_LAYER})"
+            )
         if layer.media_type not in LAYER_TYPES:
             raise ArtifactError(
                 f"{where}: layers[{index}]: unknown media type {layer.media_type!r}"
@@ -212,16 +244,13 @@ def parse_manifest(data: bytes, media_type: str, where: str) -> PackageManifest:
     if wasm is None:
         raise ArtifactError(f"{where}: no {WASM_LAYER} layer")
     if wasm.media_type == SEALED_WASM_LAYER:
-        plain = wasm.annotations.get(PLAIN_SHA256, "")
-        if len(plain) != 64 or plain != plain.lower() or not _is_hex(plain):
+        if not _is_sha256_hex(wasm.annotations.get(PLAIN_SHA256, "")):
             raise ArtifactError(f"{where}: the encrypted wasm layer has no {PLAIN_SHA256}")
         if not wasm.annotations.get(KEY_SECRET):
             raise ArtifactError(f"{where}: the encrypted wasm layer names no {KEY_SECRET}")
-        if wasm.annotations.get(CIPHER) != AES_256_GCM:
-            raise ArtifactError(
-                f"{where}: unsupported cipher {wasm.annotations.get(CIPHER)!r} "
-                f"(this Donjon reads {AES_256_GCM})"
-            )
+        _check_cipher(wasm, "the encrypted wasm layer", where)
+    sealed_config = by_role.get(SEALED_CONFIG_LAYER)
+    _check_sealed_config(sealed_config, wasm.media_type == SEALED_WASM_LAYER, where)
     keep_config = by_role.get(KEEP_CONFIG_LAYER)
     if keep_config is not None and keep_config.annotations.get(TITLE, "Donjon.toml") not in (
         CONFIG_NAMES
@@ -233,7 +262,39 @@ def parse_manifest(data: bytes, media_type: str, where: str) -> PackageManifest:
         keep_config=keep_config,
         files=by_role.get(FILES_LAYER),
         annotations=_str_map(doc.get("annotations"), f"{where}: manifest"),
+        sealed_config=sealed_config,
     )
+
+
+def _check_cipher(layer: Descriptor, what: str, where: str) -> None:
+    if layer.annotations.get(CIPHER) != AES_256_GCM:
+        raise ArtifactError(
+            f"{where}: {what}: unsupported cipher {layer.annotations.get(CIPHER)!r} "
+            f"(this Donjon reads {AES_256_GCM})"
+        )
+
+
+def _check_sealed_config(layer: Descriptor | None, wasm_sealed: bool, where: str) -> None:
+    """A sealed main.wasm comes with a sealed config part, and a sealed part only with it."""
+    if layer is None:
+        if wasm_sealed:
+            raise ArtifactError(
+                f"{where}: main.wasm is sealed but the package has no {SEALED_CONFIG_LAYER} "
+                "layer (push --encrypt writes both; push it again with this Donjon)"
+            )
+        return
+    if not wasm_sealed:
+        raise ArtifactError(
+            f"{where}: a {SEALED_CONFIG_LAYER} layer beside a main.wasm in clear "
+            "(push --encrypt seals both, with one key)"
+        )
+    if not _is_sha256_hex(layer.annotations.get(SEALED_CONFIG_SHA256, "")):
+        raise ArtifactError(f"{where}: the sealed config layer has no {SEALED_CONFIG_SHA256}")
+    _check_cipher(layer, "the sealed config layer", where)
+
+
+def _is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and text == text.lower() and _is_hex(text)
 
 
 def _is_hex(text: str) -> bool:

@@ -39,6 +39,8 @@ class PackageFiles:
     config_name: str | None
     config: bytes | None
     files_tar: bytes | None
+    #: Where they were read (relative paths in the config resolve here).
+    directory: Path
 
 
 def read_dir(path: Path) -> PackageFiles:
@@ -60,6 +62,7 @@ def read_dir(path: Path) -> PackageFiles:
         config_name=config_name,
         config=(path / config_name).read_bytes() if config_name else None,
         files_tar=tar,
+        directory=path,
     )
 
 

@@ -44,6 +44,8 @@ class FetchedBlobs:
     files_tar: bytes | None = field(repr=False)
     #: The signatures the registry holds for the manifest (judged by the Steward, not here).
     signatures: tuple[SignatureRecord, ...] = ()
+    #: The config's sealed part (ciphertext), beside a sealed main.wasm.
+    sealed_config: bytes | None = field(default=None, repr=False)
 
 
 def require_pinned(ref: Reference, allow_tag: bool) -> None:
@@ -103,6 +105,7 @@ def fetch(
         keep_config=blobs.get(artifact.KEEP_CONFIG_LAYER),
         files_tar=blobs.get(artifact.FILES_LAYER),
         signatures=found,
+        sealed_config=blobs.get(artifact.SEALED_CONFIG_LAYER),
     )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from donjon.keep import sealed
+from donjon.keep import config_split, sealed, sealed_config
 from donjon.keep.oci import artifact, bundle
 from donjon.keep.oci.artifact import Descriptor
 from donjon.keep.oci.auth import Credentials
@@ -59,9 +59,15 @@ def build(
         key_secret = None
         title = {artifact.TITLE: "main.wasm"}
         blobs.append((Descriptor.of(artifact.WASM_LAYER, files.wasm, title), files.wasm))
-    if files.config is not None and files.config_name is not None:
+    config_bytes = files.config
+    sealed_part = None
+    if key is not None:  # the config's secret parts are sealed under the same package key
+        config_bytes, sealed_part = _seal_config(files, key, bytes.fromhex(plain_sha256))
+    if config_bytes is not None and files.config_name is not None:
         title = {artifact.TITLE: files.config_name}
-        blobs.append((Descriptor.of(artifact.KEEP_CONFIG_LAYER, files.config, title), files.config))
+        blobs.append((Descriptor.of(artifact.KEEP_CONFIG_LAYER, config_bytes, title), config_bytes))
+    if sealed_part is not None:
+        blobs.append(sealed_part)
     if files.files_tar is not None:
         blobs.append((Descriptor.of(artifact.FILES_LAYER, files.files_tar), files.files_tar))
     layers = [d for d, _ in blobs]
@@ -69,6 +75,22 @@ def build(
     config = Descriptor.of(artifact.WASM_CONFIG, config_blob)
     manifest = artifact.build_manifest(config, layers, {artifact.TITLE: files.name})
     return manifest, [(config, config_blob), *blobs], key, key_secret
+
+
+def _seal_config(
+    files: bundle.PackageFiles, key: bytes, wasm_sha256: bytes
+) -> tuple[bytes | None, tuple[Descriptor, bytes]]:
+    """(clear config, sealed config layer): ``keep/config_split.py`` says what is sealed."""
+    clear, part = None, b""
+    if files.config is not None and files.config_name is not None:
+        clear, part = config_split.split(files.config, files.directory / files.config_name)
+    clear_sha256 = hashlib.sha256(clear).digest() if clear is not None else None
+    blob, digest = sealed_config.seal(key, part, wasm_sha256=wasm_sha256, clear_sha256=clear_sha256)
+    annotations = {
+        artifact.SEALED_CONFIG_SHA256: digest.hex(),
+        artifact.CIPHER: artifact.AES_256_GCM,
+    }
+    return clear, (Descriptor.of(artifact.SEALED_CONFIG_LAYER, blob, annotations), blob)
 
 
 def push(
