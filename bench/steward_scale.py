@@ -467,7 +467,12 @@ def main() -> None:
         f"client: 1 process, {CONNECTIONS_PER_WORKER} kept-alive TLS connections per worker, "
         "request bytes built once; the Steward verifies, signs and audits every request",
         "stores: SQLite WAL synchronous=FULL (fsync per commit, the default)"
-        + ("; PostgreSQL fsync=on synchronous_commit=on" if args.postgres else ""),
+        + (
+            "; PostgreSQL fsync=on synchronous_commit=on (its server's CPU is in the rest of "
+            "the machine)"
+            if args.postgres
+            else ""
+        ),
     ]
     for engine, w in windows.items():
         notes += engine_notes(engine, w, cores)
