@@ -8,13 +8,16 @@ goal. Numbers are medians over ``--repeat`` runs.
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import re
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -218,3 +221,35 @@ def rate(fn: Callable[[], object], seconds: float) -> float:
         now = time.perf_counter()
         if now >= deadline:
             return count / (now - start)
+
+
+@contextmanager
+def throwaway_postgres(*, durable: bool = False) -> Iterator[str]:
+    """The URL of a PostgreSQL cluster from Debian's package on 127.0.0.1, gone at the end.
+
+    ``durable``: commits are flushed to disk as PostgreSQL's defaults say (``fsync=on``);
+    otherwise ``fsync=off``, for benches that time reads, not commits."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not found:
+        raise SystemExit("--postgres: PostgreSQL is not installed (scripts/install-system-deps)")
+    bindir = Path(found[-1]).parent
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    base = Path(tempfile.mkdtemp(prefix="donjon-bench-pg-"))
+    if prefix:
+        shutil.chown(base, "postgres")
+    port = free_port()
+    data = base / "data"
+
+    def run(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
+
+    fsync = "-c fsync=on -c synchronous_commit=on" if durable else "-c fsync=off"
+    run(str(bindir / "initdb"), "-D", str(data), "-U", "donjon", "-A", "trust", "--no-sync")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 {fsync}", "start")  # fmt: skip
+    try:
+        yield f"postgresql://donjon@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                        "stop"], capture_output=True, timeout=60)  # fmt: skip
+        shutil.rmtree(base, ignore_errors=True)

@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import json
 import os
 import secrets
-import shutil
 import ssl
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -42,7 +39,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from common import Row, free_port, report, write_self_signed
+from common import Row, free_port, report, throwaway_postgres, write_self_signed
 from donjon.attestation import Policy
 from donjon.steward.app import AppSettings, create_app
 from donjon.steward.ca import CertificateAuthority
@@ -148,36 +145,6 @@ def fill(store: AuditStore, rows: int, refusals: int, now: datetime) -> float:
         with store.engine.begin() as conn:
             conn.execute(sa.text("ANALYZE"))
     return time.perf_counter() - started
-
-
-# --- PostgreSQL from Debian's package --------------------------------------------------------
-
-
-@contextmanager
-def throwaway_postgres() -> Iterator[str]:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not found:
-        raise SystemExit("--postgres: PostgreSQL is not installed (scripts/install-system-deps)")
-    bindir = Path(found[-1]).parent
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    base = Path(tempfile.mkdtemp(prefix="donjon-bench-pg-"))
-    if prefix:
-        shutil.chown(base, "postgres")
-    port = free_port()
-    data = base / "data"
-
-    def run(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
-
-    run(str(bindir / "initdb"), "-D", str(data), "-U", "donjon", "-A", "trust", "--no-sync")
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start")  # fmt: skip
-    try:
-        yield f"postgresql://donjon@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
-                        "stop"], capture_output=True, timeout=60)  # fmt: skip
-        shutil.rmtree(base, ignore_errors=True)
 
 
 # --- measuring -------------------------------------------------------------------------------

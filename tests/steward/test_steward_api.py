@@ -322,6 +322,7 @@ def test_metrics_expose_latency_histograms(steward: RunningSteward) -> None:
     assert 'donjon_steward_request_seconds_bucket{le="0.005",route="/"}' in text
     assert 'donjon_steward_requests_total{method="POST",route="/",status="200"} 1.0' in text
     assert "donjon_steward_certificates_issued_total 1.0" in text
+    assert "donjon_steward_audit_commit_seconds_count 1.0" in text
 
 
 def test_the_csr_subject_is_not_copied(steward: RunningSteward) -> None:

@@ -27,13 +27,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_and_get(tmp_path: Path, *extra: str, workers: int = 0) -> list[str]:
+def serve_and_get(
+    tmp_path: Path, *extra: str, workers: int = 0, policy: str = "[nil]\nallow = true\n"
+) -> list[str]:
     """Start a development Steward, make one request, stop it; its stderr lines.
 
     ``workers``: before stopping, wait until that many worker processes have logged (a
     worker still starting when SIGTERM comes says nothing, and the test could not tell).
     """
-    (tmp_path / "dev.toml").write_text("[nil]\nallow = true\n")
+    (tmp_path / "dev.toml").write_text(policy)
     port = free_port()
     log = tmp_path / "stderr.txt"
     with log.open("w") as stderr:
@@ -107,3 +109,17 @@ def test_workers_log_json_with_their_pid(tmp_path: Path) -> None:
     assert len(access) == 1 and access[0]["status"] == 200
     assert isinstance(access[0]["pid"], int)
     assert sum("not fit for production" in e["message"] for e in entries) == 1
+
+
+def test_workers_say_the_policy_warnings_once(tmp_path: Path) -> None:
+    policy = (
+        '[nil]\nallow = true\n[snp]\naccept_any_workload = true\n[freshness]\ndonjon = "optional"\n'
+    )
+    lines = serve_and_get(tmp_path, "--workers", "2", workers=2, policy=policy)
+    assert len(set(WORKER_PID.findall("\n".join(lines)))) == 2, lines  # both workers started
+    accept_any = [line for line in lines if "accept_any_workload = true: ANY genuine snp" in line]
+    optional = [line for line in lines if "FRESHNESS OPTIONAL" in line]
+    assert len(accept_any) == 1 and " WARNING " in accept_any[0], lines
+    assert len(optional) == 1 and " WARNING " in optional[0], lines
+    # Said by the parent, before it started the workers, not by a worker.
+    assert not WORKER_LINE.match(accept_any[0]) and not WORKER_LINE.match(optional[0])

@@ -183,12 +183,17 @@ def check_policy_pins(policy: object) -> None:
         )
 
 
-def announce_policy(policy: object, steward: Steward) -> None:
-    """Say at every start what the policy opted into, in the log and in /metrics."""
+def announce_policy(policy: object, steward: Steward, *, announce: bool = True) -> None:
+    """Say at every start what the policy opted into, in the log and in /metrics.
+
+    ``announce``: log it (once per Steward; a ``--workers`` worker only sets its metrics,
+    and says it at debug level, as the parent already warned)."""
+    warn = log.warning if announce else log.debug
+    info = log.info if announce else log.debug
     accepting = getattr(policy, "accepting_any", None)
     for name in accepting() if accepting is not None else []:
         steward.metrics.accept_any_workload.labels(name).set(1)
-        log.warning(
+        warn(
             "[%s] accept_any_workload = true: ANY genuine %s guest gets a certificate, "
             "whatever it runs or claims to run; pin a measurement or signer to narrow it",
             name,
@@ -196,12 +201,12 @@ def announce_policy(policy: object, steward: Steward) -> None:
         )
     freshness = getattr(policy, "freshness", None)
     if freshness is not None and freshness.donjon == "optional":
-        log.warning(
+        warn(
             'FRESHNESS OPTIONAL: [freshness] donjon = "optional": Donjon evidence without a '
             "challenge nonce is accepted, so copied evidence can be replayed"
         )
     if freshness is not None and freshness.enarx == "accept":
-        log.info(
+        info(
             "Enarx CSRs (no challenge possible) are accepted with the advisory "
             'evidence-not-fresh; [freshness] enarx = "refuse" turns them away'
         )
@@ -278,7 +283,7 @@ def build_steward(
         verifier=verifier or default_verifier(),
         clock=clock,
     )
-    announce_policy(policy, steward)
+    announce_policy(policy, steward, announce=announce)
     remember_policy(store, config.policy, policy.digest)
     if announce:  # once per Steward, not per worker
         announce_console(console, admin_token=admin_token, audit_token=audit_token)

@@ -49,6 +49,13 @@ class StewardMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.audit_commit_seconds = Histogram(
+            "donjon_steward_audit_commit_seconds",
+            "Time to commit an issuance's audit rows, waiting for the database's write "
+            "lock included (SQLite has one writer at a time, across every worker).",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.issued = Counter(
             "donjon_steward_certificates_issued", "Certificates issued and recorded.", registry=r
         )

@@ -320,6 +320,7 @@ class Steward:
             )
             for item, verdict in zip(issued, verdicts, strict=True)
         ]
+        committing = time.perf_counter()
         try:
             self.store.record_issued(records, nonces)  # before anything is returned
         except NonceAlreadyUsed:
@@ -330,6 +331,8 @@ class Steward:
                 evidence_sha256=verdict.evidence_sha256,
                 now=now,
             ) from None
+        finally:
+            self.metrics.audit_commit_seconds.observe(time.perf_counter() - committing)
         self._recheck_revocations(issued, verdicts, now)
         for item, verdict in zip(issued, verdicts, strict=True):
             self.metrics.verdicts.labels(verdict.platform, "accepted", "").inc()
