@@ -188,3 +188,54 @@ def test_version_requirements(
 def test_bad_version_requirements(bad: str) -> None:
     with pytest.raises(ValueError):
         VersionReq.parse(bad)
+
+
+def _public_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    return (
+        ed25519.Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
+def test_the_policy_id_changes_when_a_file_it_names_changes(tmp_path: Path) -> None:
+    """A certificate's policy id must name what judged it: a signer key or a simulator root
+    swapped under an unchanged policy file gives another id."""
+    text = (
+        "[sim]\ntrust = \"ark.pem\"\n"
+        "[snp]\naccept_any_workload = true\n"
+        'allowed_packages = [{ repository = "registry.example/team/app", signer = "team.pub" }]\n'
+    )
+    policy_file = tmp_path / "steward.toml"
+    policy_file.write_text(text)
+    (tmp_path / "ark.pem").write_bytes(b"ark v1")
+    key = tmp_path / "team.pub"
+    key.write_bytes(_public_pem())
+
+    def expected() -> str:
+        lines = "donjon-policy-id-v2\n" + hashlib.sha256(text.encode()).hexdigest() + "\n"
+        for name in ("ark.pem", "team.pub"):
+            lines += f"{name}\n{hashlib.sha256((tmp_path / name).read_bytes()).hexdigest()}\n"
+        return hashlib.sha256(lines.encode()).hexdigest()
+
+    first = load_policy(policy_file).digest
+    assert first == expected()
+    assert first != hashlib.sha256(text.encode()).hexdigest()
+
+    key.write_bytes(_public_pem())  # another signer, same policy text
+    second = load_policy(policy_file).digest
+    assert second == expected() and second != first
+
+    (tmp_path / "ark.pem").write_bytes(b"ark v2")
+    third = load_policy(policy_file).digest
+    assert third == expected() and third not in (first, second)
+
+
+def test_a_policy_that_names_no_file_keeps_the_file_digest_as_its_id(tmp_path: Path) -> None:
+    text = "[snp]\naccept_any_workload = true\n"
+    policy_file = tmp_path / "steward.toml"
+    policy_file.write_text(text)
+    assert load_policy(policy_file).digest == hashlib.sha256(text.encode()).hexdigest()

@@ -27,6 +27,7 @@ NIL_EVIDENCE = b"\x05\x00"  # DER NULL: "no TEE", said explicitly
 @dataclass(frozen=True)
 class FakePolicy:
     digest: str = "ab" * 32
+    text_digest: str = "ab" * 32
     cert_lifetime: timedelta = timedelta(days=28)
     san_dns: tuple[str, ...] = ("keep.example.test",)
     allow_nil: bool = True

@@ -196,11 +196,15 @@ def load_private_key(pem: bytes, where: str) -> PrivateKey:
     return key
 
 
+#: load_signer's source for a key written into the policy or config itself.
+INLINE_PEM = "inline PEM"
+
+
 def load_signer(value: str, base_dir: Path, where: str) -> tuple[PublicKey, str]:
     """A signer's public key as a policy or a Keep config names it: inline PEM, or a path
     relative to ``base_dir``; with where it came from (for messages)."""
     if value.lstrip().startswith("-----BEGIN"):
-        source, pem = "inline PEM", value.encode()
+        source, pem = INLINE_PEM, value.encode()
     else:
         path = (base_dir / value).resolve()
         source = str(path)

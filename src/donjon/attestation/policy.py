@@ -104,6 +104,7 @@ class SimPolicy:
 
 @dataclass(frozen=True)
 class Policy:
+    #: The policy id in every certificate (``_policy_id``: the file and the files it names).
     digest: str
     source: str
     cert_lifetime: timedelta = DEFAULT_CERT_LIFETIME
@@ -114,6 +115,8 @@ class Policy:
     nil_allow: bool = False
     kvm_allow: bool = False
     freshness: FreshnessPolicy = field(default_factory=FreshnessPolicy)
+    #: SHA-256 of the policy file's bytes alone ("" for a policy built in code).
+    text_digest: str = ""
 
     @property
     def snp(self) -> SnpPolicy | None:
@@ -211,7 +214,7 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from exc
-    top = SectionReader(source, "")
+    top = SectionReader(source, "", base_dir)
     top.only(doc, _GENERAL_KEYS | set(TEE_SECTIONS))
     lifetime = DEFAULT_CERT_LIFETIME
     if "cert_lifetime" in doc:
@@ -226,28 +229,40 @@ def _load(text: str, *, digest: str, source: str, base_dir: Path) -> Policy:
     if not isinstance(san, list) or not all(isinstance(s, str) and s for s in san):
         raise top.fail("san_dns", "must be a list of DNS names")
     tees = {
-        name: parse(table_of(doc, name, top), SectionReader(source, name, base_dir))
+        name: parse(table_of(doc, name, top), top.child(name))
         for name, parse in TEE_SECTIONS.items()
         if name in doc
     }
+    sim = _sim(doc, top, base_dir) if "sim" in doc else None
+    freshness = parse_freshness(table_of(doc, "freshness", top), top.child("freshness"))
     return Policy(
-        digest=digest,
+        digest=_policy_id(digest, top.files),
+        text_digest=digest,
         source=source,
         cert_lifetime=lifetime,
         san_dns=list(san),
         tees=tees,
-        sim=_sim(doc, top, base_dir) if "sim" in doc else None,
+        sim=sim,
         nil_allow=_allow(doc, "nil", top),
         kvm_allow=_allow(doc, "kvm", top),
-        freshness=parse_freshness(
-            table_of(doc, "freshness", top), SectionReader(source, "freshness")
-        ),
+        freshness=freshness,
     )
+
+
+def _policy_id(text_digest: str, files: Mapping[str, str]) -> str:
+    """The policy id in every certificate: the file's SHA-256, or, when the policy names
+    files (signer keys, roots, reference values), a SHA-256 over it and their digests, so
+    that replacing such a file gives the policy a new id."""
+    if not files:
+        return text_digest
+    lines = [f"donjon-policy-id-v2\n{text_digest}\n"]
+    lines += [f"{name}\n{files[name]}\n" for name in sorted(files)]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
 
 
 def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolicy:
     sim_doc = dict(table_of(doc, "sim", top))
-    reader = SectionReader(top.source, "sim", base_dir)
+    reader = top.child("sim")
     tdx = _sim_tdx(sim_doc.pop("tdx"), reader, base_dir) if "tdx" in sim_doc else None
     trust = _trust_path(sim_doc.pop("trust", None), reader, base_dir, "ARK")
     cca_value = sim_doc.pop("cca_cpak", None)
@@ -268,7 +283,7 @@ def _sim(doc: Mapping[str, Any], top: SectionReader, base_dir: Path) -> SimPolic
 
 def _sim_tdx(value: Any, top: SectionReader, base_dir: Path) -> SimTdxPolicy:
     """``[sim.tdx]``: ``trust = "root.pem"`` (the simulator's Intel-like root) and [tdx] keys."""
-    reader = SectionReader(top.source, "sim.tdx", base_dir)
+    reader = top.child("sim.tdx")
     if not isinstance(value, dict):
         raise top.fail("tdx", "must be a table ([sim.tdx])")
     table = dict(value)
@@ -283,7 +298,9 @@ def _trust_path(value: Any, reader: SectionReader, base_dir: Path, what: str) ->
         return None
     if not isinstance(value, str) or not value:
         raise reader.fail("trust", f"must be a path to the simulator's {what}")
-    return (base_dir / value).resolve()
+    path = (base_dir / value).resolve()
+    reader.referenced(path)
+    return path
 
 
 def _allow(doc: Mapping[str, Any], name: str, top: SectionReader) -> bool:

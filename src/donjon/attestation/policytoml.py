@@ -7,6 +7,7 @@ silently widen it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -19,11 +20,36 @@ from donjon.attestation.errors import PolicyError, ProductMismatchError
 class SectionReader:
     """Where a value comes from (file and section), to name it in errors."""
 
-    def __init__(self, source: str, section: str, base_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        source: str,
+        section: str,
+        base_dir: Path | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
         self.source = source
         self.section = section
         #: Where relative paths in the section are resolved (the policy file's directory).
         self.base_dir = base_dir
+        #: Every file the policy names (key file, roots, reference values) -> SHA-256 of its
+        #: bytes at load, shared by a policy's readers: they go into the policy id.
+        self.files: dict[str, str] = files if files is not None else {}
+
+    def child(self, section: str) -> SectionReader:
+        """A reader for a sub-section, sharing this one's base directory and file record."""
+        return SectionReader(self.source, section, self.base_dir, self.files)
+
+    def referenced(self, path: Path) -> None:
+        """Record a file the policy names, so that changing its bytes changes the policy id.
+
+        An unreadable file is recorded as such; whoever reads it reports the error."""
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            digest = f"unreadable: {exc.strerror or exc}"
+        base = self.base_dir
+        name = str(path.relative_to(base)) if base and path.is_relative_to(base) else str(path)
+        self.files[name] = digest
 
     def fail(self, key: str, message: str) -> PolicyError:
         where = f"[{self.section}] {key}" if self.section else key
@@ -93,7 +119,10 @@ class SectionReader:
         if not items or not all(isinstance(v, str) and v for v in items):
             raise self.fail(key, "must be a path or a list of paths")
         base = self.base_dir or Path.cwd()
-        return [(base / v).resolve() for v in items]
+        paths = [(base / v).resolve() for v in items]
+        for path in paths:
+            self.referenced(path)
+        return paths
 
     def integer(self, value: Any, key: str, low: int, high: int) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:

@@ -123,6 +123,8 @@ def _package_signer(entry: Mapping[str, Any], reader: SectionReader) -> PackageS
         public, source = packagesig.load_signer(signer, reader.base_dir or Path.cwd(), "signer")
     except SignatureFormatError as exc:
         raise reader.fail(key, str(exc)) from None
+    if source != packagesig.INLINE_PEM:
+        reader.referenced(Path(source))
     return PackageSigner(repository, public, packagesig.key_id(public), source)
 
 

@@ -284,7 +284,7 @@ def build_steward(
         clock=clock,
     )
     announce_policy(policy, steward, announce=announce)
-    remember_policy(store, config.policy, policy.digest)
+    remember_policy(store, config.policy, policy.digest, policy.text_digest)
     if announce:  # once per Steward, not per worker
         announce_console(console, admin_token=admin_token, audit_token=audit_token)
     settings = AppSettings(
@@ -300,14 +300,17 @@ def build_steward(
     return steward, settings
 
 
-def remember_policy(store: AuditStore, path: Path, digest: str) -> None:
-    """Keep the policy text this Steward starts with, so the console can show what changed."""
+def remember_policy(store: AuditStore, path: Path, digest: str, text_digest: str) -> None:
+    """Keep the policy text this Steward starts with, so the console can show what changed.
+
+    ``digest`` is the policy id (it covers the files the policy names, too); ``text_digest``
+    is the SHA-256 of the file alone, to see that the text read again is the one loaded."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         log.warning("policy history: cannot read %s again (%s): not recorded", path, exc.strerror)
         return
-    if hashlib.sha256(data).hexdigest() != digest:
+    if hashlib.sha256(data).hexdigest() != text_digest:
         log.warning("policy history: %s changed while the Steward started: not recorded", path)
         return
     try:

@@ -21,7 +21,10 @@ class PolicyLike(Protocol):
     """A loaded Steward policy: only what issuance reads."""
 
     @property
-    def digest(self) -> str: ...  # SHA-256 hex of the policy file
+    def digest(self) -> str: ...  # the policy id (the file and the files it names)
+
+    @property
+    def text_digest(self) -> str: ...  # SHA-256 hex of the policy file alone
 
     @property
     def cert_lifetime(self) -> timedelta: ...

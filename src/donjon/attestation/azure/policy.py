@@ -84,7 +84,7 @@ def parse_azure(table: Mapping[str, Any], reader: SectionReader) -> AzurePolicy:
 
 
 def _sub(reader: SectionReader, name: str) -> SectionReader:
-    return SectionReader(reader.source, f"{reader.section}.{name}", reader.base_dir)
+    return reader.child(f"{reader.section}.{name}")
 
 
 def _hardware(table: Mapping[str, Any], name: str, reader: SectionReader) -> Mapping[str, Any]:
